@@ -1,0 +1,53 @@
+"""Cutting a job into chunks: sort by length, then fill chunks under a token budget.
+
+Sorting across the whole job groups texts of similar length, so a chunk pads little.
+A chunk's cost is (texts in it) x (longest text in it), in padded tokens; chunks are
+cut when that would pass ``max_tokens`` or the chunk holds ``max_texts`` texts.
+Token counts are estimated from UTF-8 bytes (producers load no tokenizer); the model
+still truncates each text to its own window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Padded tokens one chunk may hold (texts x longest text).
+DEFAULT_MAX_TOKENS = 8192
+#: Texts one chunk may hold.
+DEFAULT_MAX_TEXTS = 128
+#: Tokens the model sees at most (all-MiniLM-L6-v2 truncates at 256 word pieces).
+DEFAULT_WINDOW = 256
+#: Rough bytes per word-piece token for English text.
+BYTES_PER_TOKEN = 4.0
+#: Special tokens added per text ([CLS], [SEP]).
+SPECIAL_TOKENS = 2
+
+
+def estimate_tokens(texts: list[str], window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Estimated tokens of each text, capped at the model window."""
+    lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
+    est = np.ceil(lengths / BYTES_PER_TOKEN).astype(np.int64) + SPECIAL_TOKENS
+    return np.minimum(est, window)
+
+
+def plan_chunks(
+    texts: list[str],
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    max_texts: int = DEFAULT_MAX_TEXTS,
+    window: int = DEFAULT_WINDOW,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(order, bounds)``: ``order`` lists input rows longest first; chunk ``i``
+    holds rows ``order[bounds[i]:bounds[i+1]]``."""
+    if max_tokens < 1 or max_texts < 1:
+        raise ValueError("max_tokens and max_texts must be positive")
+    tokens = estimate_tokens(texts, window)
+    order = np.argsort(-tokens, kind="stable").astype(np.int64)
+    bounds = [0]
+    start = 0
+    n = len(texts)
+    while start < n:
+        longest = int(tokens[order[start]])  # sorted: the first text is the longest
+        fit = max(1, min(max_texts, max_tokens // max(1, longest)))
+        start = min(n, start + fit)
+        bounds.append(start)
+    return order, np.asarray(bounds, dtype=np.int64)

@@ -1,0 +1,238 @@
+"""The Python API: ``EmbeddingClient`` submits jobs, ``Job`` follows and gathers them.
+
+A job is found again by id from any process: its record (``tasks.jobstore``) and its
+chunk results (the Celery result backend) live in Redis.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from celery import Celery
+
+from producers.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
+from producers.gather import Gatherer
+from producers.readers import check_texts
+from tasks import jobstore
+from tasks.routing import EMBED_TASK, queue_for
+from tasks.wire import MAX_CHARS_PER_TEXT
+
+#: Seconds between progress polls while waiting for a job.
+POLL_INTERVAL_S = 0.1
+#: Texts one job may hold (split bigger inputs into several jobs).
+MAX_TEXTS_PER_JOB = 10_000_000
+
+
+class EmbeddingClient:
+    """Submit embedding jobs to the fleet and find them again.
+
+    ``EmbeddingClient()`` is configured from the environment (``EMBEDFLEET_REDIS_URL``,
+    ``EMBEDFLEET_MODEL_CONFIG``); ``redis_url`` / ``config_source`` override them.
+    """
+
+    def __init__(self, redis_url: str | None = None, config_source: str | None = None) -> None:
+        from tasks.app import app as default_app
+        from tasks.app import make_app
+
+        self.app: Celery = make_app(redis_url) if redis_url else default_app
+        self.config_source = config_source
+
+    @property
+    def redis(self) -> Any:
+        """The Redis client of the result backend (job records live there too)."""
+        return self.app.backend.client
+
+    def configured_models(self) -> Any:
+        """The model config this client checks jobs against."""
+        from workers.config import load_model_config
+
+        return load_model_config(self.config_source)
+
+    def submit(
+        self,
+        texts: Sequence[str],
+        model: str,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_texts: int = DEFAULT_MAX_TEXTS,
+    ) -> Job:
+        """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet)."""
+        texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
+        if len(texts) > MAX_TEXTS_PER_JOB:
+            raise InputError(
+                f"{len(texts)} texts in one job; the limit is {MAX_TEXTS_PER_JOB}: split the input"
+            )
+        config = self.configured_models()
+        spec = config.get(model)
+        if spec is None:
+            known = ", ".join(sorted(config)) or "none"
+            why = f" ({config.errors[model]})" if model in config.errors else ""
+            raise UnknownModelError(f"unknown model {model!r}{why}; configured: {known}")
+        from workers.config import spec_version
+
+        texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        version = spec_version(spec)
+        order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+        job_id = uuid.uuid4().hex
+        record = jobstore.create(self.redis, job_id, model, version, order, bounds)
+        queue = queue_for(model)
+        with self.app.producer_or_acquire() as producer:
+            for index in range(record.total):
+                rows = record.chunk_rows(index)
+                self.app.send_task(
+                    EMBED_TASK,
+                    kwargs={
+                        "job_id": job_id,
+                        "index": index,
+                        "model": model,
+                        "texts": [texts[r] for r in rows],
+                        "options": {"version": version},
+                    },
+                    task_id=jobstore.chunk_task_id(job_id, index),
+                    queue=queue,
+                    producer=producer,
+                    kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, "
+                    f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
+                )
+        return Job(self, record)
+
+    def job(self, job_id: str) -> Job:
+        """A job submitted earlier, by any process."""
+        record = jobstore.load(self.redis, job_id)
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
+        return Job(self, record)
+
+    def embed(self, texts: Sequence[str], model: str, timeout: float = 600) -> np.ndarray:
+        """Submit and wait: the (n, dim) float32 embeddings of ``texts`` in input order."""
+        return self.submit(texts, model).wait(timeout=timeout)
+
+    def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Status of the most recent jobs, newest first."""
+        rows = []
+        for job_id in jobstore.recent(self.redis, limit):
+            try:
+                rows.append(self.job(job_id).status())
+            except JobNotFoundError:
+                continue
+        return rows
+
+    def models(self, timeout: float = 3.0) -> list[dict[str, Any]]:
+        """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
+        replies = self.app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
+        rows = []
+        for reply in replies or []:
+            for worker, body in reply.items():
+                rows.append({"worker": worker, **body})
+        return sorted(rows, key=lambda r: r["worker"])
+
+    def workers(self, timeout: float = 1.0) -> list[str]:
+        """Names of the workers that answer a ping."""
+        replies = self.app.control.ping(timeout=timeout) or []
+        return sorted(name for reply in replies for name in reply)
+
+
+class Job:
+    """A submitted job: follow it with :meth:`status`, gather it with :meth:`wait`."""
+
+    def __init__(self, client: EmbeddingClient, record: jobstore.JobRecord) -> None:
+        self.client = client
+        self.record = record
+        self.id = record.id
+        self.model = record.model
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
+
+    def status(self) -> dict[str, Any]:
+        """``{"id","model","version","state","done","total","failed","errors"}``."""
+        redis = self.client.redis
+        record = jobstore.load(redis, self.id) or self.record
+        done, failed = jobstore.progress(redis, self.id)
+        state = jobstore.state_of(
+            record.total, len(done), len(failed), record.cancelled, record.started
+        )
+        return {
+            "id": self.id,
+            "model": record.model,
+            "version": record.version,
+            "state": state,
+            "done": len(done),
+            "total": record.total,
+            "texts": record.n,
+            "failed": len(failed),
+            "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+        }
+
+    def wait(
+        self,
+        timeout: float | None = 600,
+        progress: bool = False,
+        allocate: Callable[[int, int], np.ndarray] | None = None,
+        allow_failed: bool = False,
+    ) -> np.ndarray:
+        """Block until every chunk is done; return (n, dim) float32 in input order.
+
+        With ``allow_failed``, a job whose chunks all finished returns what succeeded,
+        the rows of failed chunks set to NaN; ``status()`` names those chunks.
+
+        Results are gathered as chunks finish, so memory holds the output once;
+        ``allocate(n, dim)`` may return a memory-mapped array to stream to disk.
+        Raises :class:`JobFailedError` when a chunk failed, ``TimeoutError`` on timeout.
+        """
+        gatherer = Gatherer(self.client.app, self.record, allocate=allocate)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _progress_bar(self.record, progress)
+        try:
+            while True:
+                done, failed = jobstore.progress(self.client.redis, self.id)
+                fetched = gatherer.fetch(done)
+                if bar is not None:
+                    bar.update(fetched)
+                if len(gatherer.fetched) == self.record.total:
+                    return gatherer.array()
+                if failed and len(done) + len(failed) >= self.record.total:
+                    if allow_failed:
+                        return gatherer.array_with_gaps(failed)
+                    raise JobFailedError(self.id, failed, self.record.total)
+                if jobstore.is_cancelled(self.client.redis, self.id):
+                    raise JobFailedError(self.id, {-1: "job was cancelled"}, self.record.total)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"job {self.id}: {len(done)} of {self.record.total} chunks done "
+                        f"after {timeout} s"
+                    )
+                time.sleep(POLL_INTERVAL_S)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def result(self, timeout: float | None = 600, progress: bool = False) -> np.ndarray:
+        """The job's embeddings in input order (waits for chunks still running)."""
+        return self.wait(timeout=timeout, progress=progress)
+
+    def cancel(self) -> int:
+        """Revoke chunks not yet started; returns how many were revoked. Done work stays."""
+        redis = self.client.redis
+        done, failed = jobstore.progress(redis, self.id)
+        jobstore.mark_cancelled(redis, self.id)
+        pending = [
+            jobstore.chunk_task_id(self.id, i)
+            for i in range(self.record.total)
+            if i not in done and i not in failed
+        ]
+        if pending:
+            self.client.app.control.revoke(pending)
+        return len(pending)
+
+
+def _progress_bar(record: jobstore.JobRecord, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=record.total, unit="chunk", desc=f"{record.model} {record.id[:8]}")

@@ -1,0 +1,33 @@
+"""Errors a producer raises before anything is queued, or when a job ends badly."""
+
+from __future__ import annotations
+
+from tasks.errors import EmbedfleetError
+
+
+class UsageError(EmbedfleetError):
+    """Raised for a request that cannot be served as given (CLI exit code 2)."""
+
+
+class InputError(UsageError):
+    """Raised when an input file or text list is empty or holds a row that is not text."""
+
+
+class UnknownModelError(UsageError):
+    """Raised when a job names a model that the fleet's config does not define."""
+
+
+class JobNotFoundError(UsageError):
+    """Raised when no record exists for a job id (never submitted, or expired)."""
+
+
+class JobFailedError(EmbedfleetError):
+    """Raised by ``Job.wait`` when chunks failed; ``errors`` maps chunk -> reason."""
+
+    def __init__(self, job_id: str, errors: dict[int, str], total: int) -> None:
+        self.job_id = job_id
+        self.errors = errors
+        first = min(errors)
+        super().__init__(
+            f"job {job_id}: {len(errors)} of {total} chunks failed; chunk {first}: {errors[first]}"
+        )

@@ -1,0 +1,80 @@
+"""Gathering a job's chunk results into one matrix in input order, as they finish.
+
+Results are read straight from the Celery result backend with one MGET per batch of
+chunks; each chunk's rows are scattered to their input positions, so the output can
+be a memory-mapped .npy file and a big job never sits twice in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from celery import Celery
+
+from tasks import jobstore
+from tasks.errors import InvalidRequest
+from tasks.wire import unpack_embeddings
+
+#: Chunk results fetched per round trip.
+FETCH_BATCH = 64
+
+
+class Gatherer:
+    """Collects chunk results of one job into an (n, dim) float32 array."""
+
+    def __init__(
+        self,
+        app: Celery,
+        record: jobstore.JobRecord,
+        allocate: Callable[[int, int], np.ndarray] | None = None,
+    ) -> None:
+        self.app = app
+        self.record = record
+        #: Makes the (n, dim) output once dim is known; a memmap for streamed writes.
+        self.allocate = allocate or (lambda n, dim: np.zeros((n, dim), dtype=np.float32))
+        self.out: np.ndarray | None = None
+        self.fetched: set[int] = set()
+
+    def fetch(self, done: Iterable[int]) -> int:
+        """Fetch the results of finished chunks not fetched yet; returns how many."""
+        todo = sorted(set(done) - self.fetched)
+        backend = self.app.backend
+        for start in range(0, len(todo), FETCH_BATCH):
+            batch = todo[start : start + FETCH_BATCH]
+            keys = [
+                backend.get_key_for_task(jobstore.chunk_task_id(self.record.id, i)) for i in batch
+            ]
+            for index, raw in zip(batch, backend.mget(keys), strict=True):
+                if raw is None:
+                    raise InvalidRequest(
+                        f"job {self.record.id}: the result of chunk {index} has expired or is missing"
+                    )
+                meta = backend.decode_result(raw)
+                self._place(index, unpack_embeddings(meta["result"]))
+        return len(todo)
+
+    def _place(self, index: int, vectors: np.ndarray) -> None:
+        rows = self.record.chunk_rows(index)
+        if vectors.shape[0] != rows.size:
+            raise InvalidRequest(
+                f"job {self.record.id}: chunk {index} returned {vectors.shape[0]} rows, "
+                f"expected {rows.size}"
+            )
+        if self.out is None:
+            self.out = self.allocate(self.record.n, vectors.shape[1])
+        self.out[rows] = vectors
+        self.fetched.add(index)
+
+    def array(self) -> np.ndarray:
+        """The gathered matrix (all zeros where chunks are missing)."""
+        if self.out is None:
+            return np.zeros((self.record.n, 0), dtype=np.float32)
+        return self.out
+
+    def array_with_gaps(self, failed: Iterable[int]) -> np.ndarray:
+        """The gathered matrix with the rows of ``failed`` chunks set to NaN."""
+        out = self.array()
+        for index in failed:
+            out[self.record.chunk_rows(index)] = np.nan
+        return out

@@ -1,0 +1,88 @@
+"""What the CLI prints: human tables, ``--json`` shapes, and streamed .npy output."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def status_text(s: dict[str, Any]) -> str:
+    lines = [
+        f"job      {s['id']}",
+        f"model    {s['model']} ({s.get('version', '')})",
+        f"state    {s['state']}",
+        f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed ({s.get('texts', '?')} texts)",
+    ]
+    for err in s["errors"]:
+        lines.append(f"  chunk {err['chunk']}: {err['error']}")
+    return "\n".join(lines)
+
+
+def jobs_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no jobs"
+    out = [f"{'JOB':34} {'MODEL':24} {'STATE':10} {'CHUNKS':>12} {'TEXTS':>8}"]
+    for r in rows:
+        chunks = f"{r['done']}/{r['total']}"
+        out.append(f"{r['id']:34} {r['model']:24} {r['state']:10} {chunks:>12} {r['texts']:>8}")
+    return "\n".join(out)
+
+
+def models_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The contract's shape: ``[{"worker", "config_hash", "models": [{...}]}]``."""
+    return [
+        {
+            "worker": r["worker"],
+            "config_hash": r.get("config_hash"),
+            "budget_gb": r.get("budget_gb"),
+            "rss_gb": r.get("rss_gb"),
+            "models": r.get("models", []),
+        }
+        for r in rows
+    ]
+
+
+def models_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no worker answered"
+    out = []
+    for r in rows:
+        out.append(
+            f"{r['worker']}  config {r.get('config_hash')}  rss {r.get('rss_gb')} GB  "
+            f"budget {r.get('budget_gb')} GB"
+        )
+        out.append(
+            f"  {'MODEL':28} {'LOADED':7} {'RAM CFG':>8} {'RAM MEAS':>9} {'HITS':>6} LAST USE"
+        )
+        for m in r.get("models", []):
+            measured = "-" if m["ram_gb_measured"] is None else f"{m['ram_gb_measured']:.3f}"
+            last = (
+                "-"
+                if not m.get("last_used")
+                else time.strftime("%H:%M:%S", time.localtime(m["last_used"]))
+            )
+            out.append(
+                f"  {m['name']:28} {'yes' if m['loaded'] else 'no':7} {m['ram_gb_config']:>8.2f} "
+                f"{measured:>9} {m['hits']:>6} {last}"
+            )
+    return "\n".join(out)
+
+
+def stream_npy(job: Any, path: Path, timeout: float | None = None) -> None:
+    """Write a job's result straight into a memory-mapped .npy as chunks arrive."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+
+    def allocate(n: int, dim: int) -> np.ndarray:
+        return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+
+    out = job.wait(timeout=timeout, progress=True, allocate=allocate)
+    if isinstance(out, np.memmap):
+        out.flush()
+        del out
+        tmp.replace(path)
+    else:  # zero-dim result: nothing was mapped
+        np.save(path, out)

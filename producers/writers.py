@@ -1,0 +1,64 @@
+"""Output files, chosen by extension: .npy (n x dim float32), .parquet, .jsonl.
+
+Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from producers.errors import UsageError
+
+FORMATS = (".npy", ".parquet", ".jsonl")
+
+
+def check_output(path: str | Path) -> Path:
+    """Refuse an output path of an unknown format before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise UsageError(f"{path}: unsupported output format; use one of {FORMATS}")
+    return path
+
+
+def write_embeddings(path: str | Path, vectors: np.ndarray) -> Path:
+    """Write ``vectors`` (input order) to ``path``; the format comes from the extension."""
+    path = check_output(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".npy":
+        with tmp.open("wb") as fh:
+            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+        table = pa.table({"index": pa.array(np.arange(len(vectors))), "embedding": column})
+        pq.write_table(table, tmp)
+    else:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for i, row in enumerate(vectors):
+                fh.write(json.dumps({"index": i, "embedding": row.tolist()}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_embeddings(path: str | Path) -> np.ndarray:
+    """Read back what :func:`write_embeddings` wrote."""
+    path = check_output(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return np.load(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path).sort_by("index")
+        return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    with path.open(encoding="utf-8") as fh:
+        rows = sorted((json.loads(line) for line in fh), key=lambda r: r["index"])
+    return np.asarray([r["embedding"] for r in rows], dtype=np.float32)

@@ -1,0 +1,28 @@
+"""The errors that cross the wire: what a producer can see of a failed chunk.
+
+Workers raise subclasses (``workers.errors``); the chunk task retries a
+:class:`TransientError` and fails the chunk on a :class:`PermanentError`, recording
+its message on the job so ``embedfleet status`` names the chunk and the reason.
+"""
+
+from __future__ import annotations
+
+
+class EmbedfleetError(Exception):
+    """Raised for any failure embedfleet itself detects (base of the tree)."""
+
+
+class PermanentError(EmbedfleetError):
+    """Raised when retrying cannot help: bad input, bad config, a model that cannot load."""
+
+
+class TransientError(EmbedfleetError):
+    """Raised when the same chunk may succeed later (no room to load a model right now)."""
+
+
+class InvalidRequest(PermanentError):
+    """Raised when a chunk message does not follow the wire format (``tasks.wire``)."""
+
+
+class JobCancelled(PermanentError):
+    """Raised when a chunk of a cancelled job reaches a worker."""

@@ -1,0 +1,182 @@
+"""Job records in Redis: what lets anyone holding a job id follow and fetch it.
+
+Keys (all expire after ``celeryconfig.RESULT_TTL_S``):
+
+- ``embedfleet:job:<id>``         hash: model, version, n, total, created, order, bounds,
+                                   cancelled
+- ``embedfleet:job:<id>:done``    set of finished chunk indices (a set, so a chunk that
+                                   runs twice after a redelivery counts once)
+- ``embedfleet:job:<id>:failed``  hash chunk index -> error message
+- ``embedfleet:jobs``             sorted set of job ids by creation time
+
+Chunk results themselves live in the Celery result backend under the task id
+``<job id>.<chunk index>``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+
+import celeryconfig
+
+PREFIX = "embedfleet:job:"
+JOBS_KEY = "embedfleet:jobs"
+#: Recent jobs kept in the ``embedfleet jobs`` index.
+JOBS_INDEX_SIZE = 1000
+
+
+def chunk_task_id(job_id: str, index: int) -> str:
+    """Task id of chunk ``index`` of a job (deterministic, so a job can be found again)."""
+    return f"{job_id}.{index}"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What was recorded of a job at submit time."""
+
+    id: str
+    model: str
+    version: str
+    n: int
+    total: int
+    created: float
+    order: np.ndarray  # order[k] = input row of the k-th text in chunk order
+    bounds: np.ndarray  # chunk i covers order[bounds[i]:bounds[i+1]]
+    cancelled: bool = False
+    started: bool = False
+
+    def chunk_rows(self, index: int) -> np.ndarray:
+        """Input rows that chunk ``index`` holds, in the order of its results."""
+        return self.order[self.bounds[index] : self.bounds[index + 1]]
+
+
+def create(
+    client: redis.Redis,
+    job_id: str,
+    model: str,
+    version: str,
+    order: np.ndarray,
+    bounds: np.ndarray,
+) -> JobRecord:
+    """Write a new job record (before its chunks are queued)."""
+    created = time.time()
+    record = JobRecord(
+        id=job_id,
+        model=model,
+        version=version,
+        n=int(order.size),
+        total=int(bounds.size - 1),
+        created=created,
+        order=order.astype("<i4"),
+        bounds=bounds.astype("<i4"),
+    )
+    key = PREFIX + job_id
+    pipe = client.pipeline()
+    pipe.hset(
+        key,
+        mapping={
+            "model": model,
+            "version": version,
+            "n": record.n,
+            "total": record.total,
+            "created": repr(created),
+            "order": record.order.tobytes(),
+            "bounds": record.bounds.tobytes(),
+        },
+    )
+    pipe.expire(key, celeryconfig.RESULT_TTL_S)
+    pipe.zadd(JOBS_KEY, {job_id: created})
+    pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
+    pipe.execute()
+    return record
+
+
+def load(client: redis.Redis, job_id: str) -> JobRecord | None:
+    """Read a job record, or None when there is none (unknown or expired)."""
+    raw: dict[bytes, bytes] = client.hgetall(PREFIX + job_id)  # type: ignore[assignment]
+    if b"model" not in raw:
+        return None
+    return JobRecord(
+        id=job_id,
+        model=raw[b"model"].decode(),
+        version=raw.get(b"version", b"").decode(),
+        n=int(raw[b"n"]),
+        total=int(raw[b"total"]),
+        created=float(raw[b"created"]),
+        order=np.frombuffer(raw[b"order"], dtype="<i4"),
+        bounds=np.frombuffer(raw[b"bounds"], dtype="<i4"),
+        cancelled=raw.get(b"cancelled") == b"1",
+        started=b"started" in raw,
+    )
+
+
+def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]]:
+    """Return (indices of finished chunks, {failed chunk index: error})."""
+    pipe = client.pipeline()
+    pipe.smembers(PREFIX + job_id + ":done")
+    pipe.hgetall(PREFIX + job_id + ":failed")
+    done_raw, failed_raw = pipe.execute()
+    done = {int(x) for x in done_raw}
+    failed = {int(k): v.decode("utf-8", "replace") for k, v in failed_raw.items()}
+    return done, {k: v for k, v in failed.items() if k not in done}
+
+
+def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
+    """Record chunk ``index`` as finished (idempotent)."""
+    done_key, failed_key = PREFIX + job_id + ":done", PREFIX + job_id + ":failed"
+    pipe = client.pipeline()
+    pipe.sadd(done_key, index)
+    pipe.hdel(failed_key, index)
+    pipe.expire(done_key, celeryconfig.RESULT_TTL_S)
+    pipe.execute()
+
+
+def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
+    """Record why chunk ``index`` failed."""
+    failed_key = PREFIX + job_id + ":failed"
+    pipe = client.pipeline()
+    pipe.hset(failed_key, index, error)
+    pipe.expire(failed_key, celeryconfig.RESULT_TTL_S)
+    pipe.execute()
+
+
+def mark_started(client: redis.Redis, job_id: str) -> None:
+    """Note that a worker began on the job (PENDING -> RUNNING)."""
+    if client.exists(PREFIX + job_id):
+        client.hsetnx(PREFIX + job_id, "started", repr(time.time()))
+
+
+def mark_cancelled(client: redis.Redis, job_id: str) -> None:
+    """Flag a job as cancelled; workers skip its chunks that have not started."""
+    client.hset(PREFIX + job_id, "cancelled", 1)
+
+
+def is_cancelled(client: redis.Redis, job_id: str) -> bool:
+    """True when the job was cancelled."""
+    return client.hget(PREFIX + job_id, "cancelled") == b"1"
+
+
+def recent(client: redis.Redis, limit: int = 20) -> list[str]:
+    """Ids of the most recent jobs, newest first."""
+    return [x.decode() for x in client.zrevrange(JOBS_KEY, 0, limit - 1)]
+
+
+def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool) -> str:
+    """The job state of the contract: PENDING|RUNNING|SUCCESS|FAILURE|CANCELLED."""
+    if done == total:
+        return "SUCCESS"
+    if cancelled:
+        return "CANCELLED"
+    if done + failed == total:
+        return "FAILURE"
+    return "RUNNING" if (done or failed or started) else "PENDING"
+
+
+def as_dict(record: JobRecord) -> dict[str, Any]:
+    """Public fields of a record, for ``--json`` output."""
+    return {"id": record.id, "model": record.model, "version": record.version, "n": record.n}

@@ -1,0 +1,35 @@
+"""Queue naming: every model has its own queue, ``embed.<model>``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+#: Name of the chunk task, as it travels on the wire.
+EMBED_TASK = "embedfleet.embed_chunk"
+#: Prefix of per-model queues.
+QUEUE_PREFIX = "embed."
+#: What a model name may contain: it becomes part of a queue name and a Redis key.
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def queue_for(model: str) -> str:
+    """Return the queue that carries chunks for ``model``."""
+    return f"{QUEUE_PREFIX}{model}"
+
+
+def model_of_queue(queue: str) -> str | None:
+    """Return the model a queue serves, or None when it is not a model queue."""
+    return queue[len(QUEUE_PREFIX) :] if queue.startswith(QUEUE_PREFIX) else None
+
+
+def route_task(
+    name: str, args: Any, kwargs: dict[str, Any], options: dict[str, Any], **_: Any
+) -> dict[str, str] | None:
+    """Celery router: send chunk tasks to the queue of their model."""
+    if name != EMBED_TASK:
+        return None
+    model = kwargs.get("model") if kwargs else None
+    if model is None and args and len(args) > 2:
+        model = args[2]
+    return {"queue": queue_for(str(model))} if model else None

@@ -1,0 +1,90 @@
+"""The wire format of chunk requests and results.
+
+Requests: ``embed_chunk(job_id=str, index=int, model=str, texts=[str, ...],
+options={...})`` serialized with msgpack (JSON accepted; pickle never).
+
+Results: a msgpack map ``{"shape": [n, dim], "dtype": "<f4", "data": <bytes>,
+"model": str, "version": str}``; ``data`` is the raw little-endian float32 matrix,
+so a result is the float32 size plus a few dozen bytes of framing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tasks.errors import InvalidRequest
+from tasks.routing import MODEL_NAME_RE
+
+#: The only dtype results travel in.
+RESULT_DTYPE = "<f4"
+#: Upper bound of texts in one chunk message.
+MAX_TEXTS_PER_CHUNK = 4096
+#: Characters kept of one text; longer texts are cut here (the model truncates
+#: to its own window long before this).
+MAX_CHARS_PER_TEXT = 100_000
+#: Option names a chunk may carry.
+KNOWN_OPTIONS = frozenset({"version", "normalize"})
+
+
+def validate_request(
+    job_id: Any, index: Any, model: Any, texts: Any, options: Any
+) -> tuple[str, int, str, list[str], dict[str, Any]]:
+    """Check a chunk message field by field; raise :class:`InvalidRequest` naming the field."""
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 128:
+        raise InvalidRequest(f"job_id must be a non-empty string, got {_short(job_id)}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidRequest(f"index must be a non-negative integer, got {_short(index)}")
+    if not isinstance(model, str) or not MODEL_NAME_RE.match(model):
+        raise InvalidRequest(f"model must be a model name, got {_short(model)}")
+    if not isinstance(texts, list) or not texts:
+        raise InvalidRequest(f"texts must be a non-empty list of strings, got {_short(texts)}")
+    if len(texts) > MAX_TEXTS_PER_CHUNK:
+        raise InvalidRequest(
+            f"texts has {len(texts)} items; a chunk holds at most {MAX_TEXTS_PER_CHUNK}"
+        )
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidRequest(f"texts[{i}] must be a string, got {_short(text)}")
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise InvalidRequest(f"options must be a map, got {_short(options)}")
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise InvalidRequest(f"unknown option(s) {sorted(map(str, unknown))}")
+    texts = [t if len(t) <= MAX_CHARS_PER_TEXT else t[:MAX_CHARS_PER_TEXT] for t in texts]
+    return job_id, index, model, texts, options
+
+
+def pack_embeddings(vectors: np.ndarray, model: str, version: str = "") -> dict[str, Any]:
+    """Turn an (n, dim) matrix into the result map (raw float32 bytes plus shape)."""
+    if vectors.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D, got shape {vectors.shape}")
+    data = np.ascontiguousarray(vectors, dtype=RESULT_DTYPE)
+    return {
+        "shape": list(data.shape),
+        "dtype": RESULT_DTYPE,
+        "data": data.tobytes(),
+        "model": model,
+        "version": version,
+    }
+
+
+def unpack_embeddings(result: Any) -> np.ndarray:
+    """Turn a result map back into an (n, dim) float32 matrix, checking its framing."""
+    if not isinstance(result, dict) or not {"shape", "dtype", "data"} <= set(result):
+        raise InvalidRequest(f"not an embedding result: {_short(result)}")
+    if result["dtype"] != RESULT_DTYPE:
+        raise InvalidRequest(f"result dtype {result['dtype']!r}, expected {RESULT_DTYPE!r}")
+    rows, dim = (int(x) for x in result["shape"])
+    data = result["data"]
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) != rows * dim * 4:
+        raise InvalidRequest(f"result data does not hold a {rows}x{dim} float32 matrix")
+    return np.frombuffer(data, dtype=RESULT_DTYPE).reshape(rows, dim)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,64 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from producers.errors import InputError, UsageError
+from producers.readers import check_texts, read_texts
+from producers.writers import read_embeddings, write_embeddings
+
+
+def test_each_input_format(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "one"}\n\n{"text": "two", "x": 1}\n')
+    (tmp_path / "a.csv").write_text('text,other\none,1\n"two, three",2\n')
+    (tmp_path / "a.txt").write_text("one\n\ntwo\n")
+    pq.write_table(pa.table({"body": ["one", "two"]}), tmp_path / "a.parquet")
+    assert read_texts(tmp_path / "a.jsonl") == ["one", "two"]
+    assert read_texts(tmp_path / "a.csv") == ["one", "two, three"]
+    assert read_texts(tmp_path / "a.txt") == ["one", "two"]
+    assert read_texts(tmp_path / "a.parquet", field="body") == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.jsonl", '{"text": "ok"}\n{"text": 3}\n', "line 2: field 'text' is int"),
+        ("a.jsonl", '{"text": null}\n', "line 1: field 'text' is null"),
+        ("a.jsonl", '{"text": "ok"}\nnot json\n', ":2: invalid JSON"),
+        ("a.jsonl", "", "holds no texts"),
+        ("a.csv", "text\n", "holds no texts"),
+        ("a.csv", "body,other\nok,1\n", "no column 'text'; columns"),
+        ("a.csv", "text,other\n,1\n", "column 'text' is empty"),
+        ("a.xml", "<x/>", "unsupported input format"),
+    ],
+)
+def test_bad_input_names_what_is_wrong(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        read_texts(path)
+
+
+def test_parquet_null_row_is_named(tmp_path):
+    pq.write_table(pa.table({"text": ["ok", None]}), tmp_path / "a.parquet")
+    with pytest.raises(InputError, match="row 2"):
+        read_texts(tmp_path / "a.parquet")
+
+
+def test_check_texts():
+    assert check_texts(["a"]) == ["a"]
+    for bad in ([], "abc", ["a", None], [1]):
+        with pytest.raises(InputError):
+            check_texts(bad)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".parquet", ".jsonl"])
+def test_writers_round_trip(tmp_path, suffix):
+    vectors = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32)
+    path = write_embeddings(tmp_path / f"out{suffix}", vectors)
+    np.testing.assert_allclose(read_embeddings(path), vectors, rtol=1e-6)
+
+
+def test_unknown_output_format(tmp_path):
+    with pytest.raises(UsageError, match="unsupported output format"):
+        write_embeddings(tmp_path / "out.csv", np.zeros((1, 2), dtype=np.float32))

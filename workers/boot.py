@@ -1,0 +1,61 @@
+"""Worker boot: threads, config, cache, preloads, control commands.
+
+Listed in ``app.conf.imports`` (tasks/app.py), so a worker started either way
+(``embedfleet worker`` or ``celery -A tasks worker``) imports it; producers never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery.signals import worker_init, worker_ready
+
+import workers.control  # noqa: F401  (registers the remote-control commands)
+from workers.config import load_model_config
+from workers.runtime import Runtime, get_runtime, set_runtime
+from workers.threads import configure_threads
+
+log = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = getattr(pool, "__module__", str(pool))
+    if "prefork" in str(pool_name):
+        log.warning(
+            "event=pool_warning pool=prefork msg=%r",
+            "use -P threads or -P solo: with prefork, reload broadcasts never reach the "
+            "children's model caches",
+        )
+    configure_threads(int(getattr(sender, "concurrency", 1) or 1))
+    set_runtime(Runtime(load_model_config()))
+
+
+@worker_ready.connect
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    threading.Thread(target=preload_models, name="embedfleet-preload", daemon=True).start()
+
+
+def preload_models() -> None:
+    """Load every model with ``preload: true`` that this worker serves."""
+    runtime = get_runtime()
+    served = set(served_models(runtime))
+    for name, spec in runtime.config.items():
+        if spec.preload and name in served:
+            try:
+                runtime.cache.load(name)
+            except Exception as exc:  # a bad model must not stop the worker
+                log.error("event=preload_failed model=%s error=%r", name, str(exc))
+
+
+def served_models(runtime: Runtime) -> list[str]:
+    """Models this worker consumes: ``EMBEDFLEET_WORKER_MODELS`` (``all`` or a list)."""
+    import os
+
+    selection = os.environ.get("EMBEDFLEET_WORKER_MODELS", "all")
+    if selection.strip() == "all":
+        return list(runtime.config)
+    return [m.strip() for m in selection.split(",") if m.strip()]

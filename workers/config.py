@@ -1,0 +1,165 @@
+"""Typed model configuration, read from a JSON file or AWS SSM Parameter Store.
+
+``load_model_config()`` validates each entry on its own: a bad entry is reported (by
+model and field) in ``config.errors`` while the valid ones load. A config that cannot be
+read at all (missing file, invalid JSON, not an object) raises :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from tasks.routing import MODEL_NAME_RE
+from workers.errors import ConfigError
+from workers.models.registry import TYPES, is_known_type
+
+log = logging.getLogger(__name__)
+
+#: Where the config is read from when neither an argument nor the env var says.
+DEFAULT_SOURCE = "models.json"
+SSM_PREFIX = "ssm:"
+
+
+class ModelSpec(BaseModel):
+    """One entry of models.json (the seed's fields plus documented extensions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    model_path: str = Field(min_length=1)
+    RAM: float = Field(gt=0, description="GB the model is expected to take")
+    preload: bool = False
+    pooling: Literal["mean", "cls", "max"] | None = None
+    normalize: bool | None = None
+    max_seq_length: int | None = Field(default=None, gt=0)
+    dimension: int | None = Field(default=None, gt=0)
+    format: Literal["onnx", "sentence_transformer", "bert"] | None = None
+    tokenizer: str | None = None
+    region: str | None = None
+    version: str | None = None
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    batch_size: int = Field(default=32, gt=0, le=4096)
+    trust_remote_code: bool = False
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Folder that relative local ``model_path`` values are resolved against."""
+        return self._base_dir
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if not is_known_type(value):
+            raise ValueError(f"unknown type {value!r}; known: {', '.join(sorted(TYPES))}")
+        return value
+
+
+class ModelConfig(Mapping[str, ModelSpec]):
+    """The validated models of one config source, plus what was wrong with the rest."""
+
+    def __init__(
+        self,
+        models: dict[str, ModelSpec],
+        errors: dict[str, str] | None = None,
+        source: str = "",
+        base_dir: Path | None = None,
+    ) -> None:
+        self.models = dict(models)
+        self.errors = dict(errors or {})
+        self.source = source
+        #: Relative local model paths are resolved against this folder.
+        self.base_dir = base_dir or Path.cwd()
+
+    def __getitem__(self, name: str) -> ModelSpec:
+        return self.models[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of the valid entries, the same wherever the config was read from."""
+        canon = {name: spec.model_dump(exclude_defaults=True) for name, spec in self.models.items()}
+        blob = json.dumps(canon, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_model_config(
+    data: Any, source: str = "<memory>", base_dir: Path | None = None
+) -> ModelConfig:
+    """Validate a decoded config object entry by entry."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a JSON object of model entries")
+    models: dict[str, ModelSpec] = {}
+    errors: dict[str, str] = {}
+    for name, entry in data.items():
+        if not MODEL_NAME_RE.match(str(name)):
+            errors[str(name)] = (
+                f"model {name!r}: the name may hold letters, digits, '.', '_', '-' "
+                "(up to 128 characters)"
+            )
+            continue
+        if not isinstance(entry, dict):
+            errors[name] = f"model {name!r}: the entry must be an object"
+            continue
+        try:
+            spec = ModelSpec.model_validate(entry)
+            spec._base_dir = base_dir
+            models[name] = spec
+        except ValidationError as exc:
+            errors[name] = f"model {name!r}: " + _describe(exc)
+    for message in errors.values():
+        log.error("event=config_entry_invalid source=%s error=%r", source, message)
+    return ModelConfig(models, errors, source, base_dir)
+
+
+def load_model_config(source: str | None = None) -> ModelConfig:
+    """Read and validate the model config from a JSON path or ``ssm:/name``."""
+    source = source or os.environ.get("EMBEDFLEET_MODEL_CONFIG") or DEFAULT_SOURCE
+    if source.startswith(SSM_PREFIX):
+        from workers.sources.ssm import read_ssm_config
+
+        return parse_model_config(read_ssm_config(source[len(SSM_PREFIX) :]), source)
+    path = Path(source).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the model config: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    return parse_model_config(data, source, path.resolve().parent)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(x) for x in err["loc"]) or "entry"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {field!r}")
+        else:
+            parts.append(f"field {field!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def spec_version(spec: ModelSpec) -> str:
+    """The model's version: its ``version`` field, else a hash of its settings."""
+    if spec.version:
+        return spec.version
+    blob = json.dumps(spec.model_dump(exclude_defaults=True), sort_keys=True)
+    return "h" + hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,37 @@
+"""The worker's error tree. Permanent errors fail a chunk; transient ones retry it."""
+
+from __future__ import annotations
+
+from tasks.errors import EmbedfleetError, PermanentError, TransientError
+
+
+class ConfigError(PermanentError):
+    """Raised when a model config cannot be read or an entry in it is invalid."""
+
+
+class UnknownModelError(PermanentError):
+    """Raised when a chunk names a model that the worker's config does not define."""
+
+
+class ModelLoadError(PermanentError):
+    """Raised when a configured model cannot be loaded (missing files, bad format...)."""
+
+
+class ModelTooLargeError(PermanentError):
+    """Raised when a model needs more memory than the worker's whole budget."""
+
+
+class NoRoomError(TransientError):
+    """Raised when a model cannot be loaded now because every loaded model is in use."""
+
+
+__all__ = [
+    "EmbedfleetError",
+    "PermanentError",
+    "TransientError",
+    "ConfigError",
+    "UnknownModelError",
+    "ModelLoadError",
+    "ModelTooLargeError",
+    "NoRoomError",
+]

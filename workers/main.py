@@ -1,0 +1,71 @@
+"""``embedfleet worker``: one Celery worker consuming ``embed.<model>`` queues.
+
+The pool is ``threads``: remote-control commands (reload, inspect) run in the main
+process, and with threads that is also where the model cache lives. torch and
+onnxruntime release the GIL while they compute.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from tasks.routing import queue_for
+from workers.errors import ConfigError as UsageError
+
+
+def run_worker(
+    models: str, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO"
+) -> int:
+    """Run a worker in the foreground until it is stopped; returns its exit code."""
+    from workers.config import load_model_config
+
+    config = load_model_config()
+    if models.strip() == "all":
+        served = sorted(config)
+    else:
+        served = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = [m for m in served if m not in config]
+        if unknown:
+            raise UsageError(
+                f"unknown model(s) {', '.join(unknown)}; configured: {', '.join(sorted(config))}"
+            )
+    if not served:
+        raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    os.environ["EMBEDFLEET_WORKER_MODELS"] = models
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _configure_logging(loglevel)
+    from tasks.app import app
+
+    argv = [
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--queues",
+        ",".join(queue_for(m) for m in served),
+        "--hostname",
+        name or "embedfleet@%h",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+    ]
+    try:
+        app.worker_main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _configure_logging(level: str) -> None:
+    """key=value text lines on stderr (Celery is told not to hijack the root logger)."""
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        force=True,
+    )

@@ -1,0 +1,45 @@
+"""The interface every model type implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+
+
+class BaseEmbeddingModel(ABC):
+    """A loaded embedding model. Construction loads it; :meth:`close` lets it go.
+
+    Subclasses are built with ``cls(name, spec)`` by ``workers.models.registry``.
+    ``encode`` may be called from several threads at once.
+    """
+
+    def __init__(self, name: str, spec: ModelSpec) -> None:
+        self.name = name
+        self.spec = spec
+
+    @abstractmethod
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        """Convert sentences to embeddings: an (len(sentences), dim) float32 matrix."""
+
+    @property
+    def dimension(self) -> int | None:
+        """Embedding size, when known without encoding."""
+        return self.spec.dimension
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the model holds beyond Python references (sessions, clients)."""
+
+
+def generate_embeddings(model: BaseEmbeddingModel, sentences: list[str]) -> np.ndarray:
+    """Encode ``sentences`` with ``model`` and return a C-contiguous float32 matrix."""
+    vectors = np.asarray(model.encode(list(sentences)), dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(sentences):
+        raise ValueError(
+            f"model {model.name!r} returned shape {vectors.shape} for {len(sentences)} texts"
+        )
+    return np.ascontiguousarray(vectors)

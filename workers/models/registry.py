@@ -1,0 +1,50 @@
+"""Model types: type name -> ``module:Class``, imported only when first used.
+
+Adding a type is one wrapper file and one line here. Operators can also name their own
+class in models.json with a dotted path (``"type": "package.module:Class"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import TYPE_CHECKING
+
+from workers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+    from workers.models.base import BaseEmbeddingModel
+
+TYPES: dict[str, str] = {
+    "sentence_transformer": "workers.models.sentence_transformer:SentenceTransformerWrapper",
+}
+
+_DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def is_known_type(type_name: str) -> bool:
+    """True for a registered type name or a ``module:Class`` dotted path."""
+    return type_name in TYPES or bool(_DOTTED.match(type_name))
+
+
+def resolve_class(type_name: str) -> type[BaseEmbeddingModel]:
+    """Import the wrapper class of ``type_name``."""
+    from workers.models.base import BaseEmbeddingModel
+
+    target = TYPES.get(type_name, type_name)
+    if not _DOTTED.match(target):
+        raise ConfigError(f"unknown model type {type_name!r}; known: {sorted(TYPES)}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"model type {type_name!r}: cannot import {target}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, BaseEmbeddingModel)):
+        raise ConfigError(f"model type {type_name!r}: {target} is not a BaseEmbeddingModel")
+    return cls
+
+
+def build_model(name: str, spec: ModelSpec) -> BaseEmbeddingModel:
+    """Construct (load) the model ``name`` described by ``spec``."""
+    return resolve_class(spec.type)(name, spec)

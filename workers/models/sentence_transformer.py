@@ -1,0 +1,63 @@
+"""``sentence_transformer``: models with a sentence-transformers config (modules.json)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workers.errors import ModelLoadError
+from workers.models.base import BaseEmbeddingModel
+from workers.models.device import pick_torch_device
+from workers.sources import resolve_model_dir
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class SentenceTransformerWrapper(BaseEmbeddingModel):
+    """A ``sentence_transformers.SentenceTransformer``; texts beyond ``max_seq_length``
+    tokens are truncated, as the model itself does."""
+
+    def __init__(self, name: str, spec: ModelSpec) -> None:
+        super().__init__(name, spec)
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model_dir(spec.model_path, spec.base_dir)
+        self.device = pick_torch_device(spec.device)
+        try:
+            self.model = SentenceTransformer(
+                str(path),
+                device=self.device,
+                trust_remote_code=spec.trust_remote_code,
+                local_files_only=True,
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
+        self.model.eval()
+        if spec.max_seq_length:
+            self.model.max_seq_length = spec.max_seq_length
+        log.info("event=wrapper_ready model=%s path=%s device=%s", name, path, self.device)
+
+    @property
+    def dimension(self) -> int | None:
+        dim = self.model.get_sentence_embedding_dimension()
+        return int(dim) if dim else self.spec.dimension
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.encode(
+                sentences,
+                batch_size=self.spec.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=bool(self.spec.normalize),
+                show_progress_bar=False,
+            )
+
+    def close(self) -> None:
+        del self.model

@@ -1,0 +1,40 @@
+"""Hugging Face Hub ids, resolved through the hub client and its cache.
+
+With ``HF_HUB_OFFLINE=1`` (or no network) a cached model loads; an uncached one fails
+with an error that says how to provide it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workers.errors import ModelLoadError
+
+
+def hub_model_dir(hub_id: str, revision: str | None = None) -> Path:
+    """Local snapshot folder of ``hub_id``: from the cache, else downloaded if allowed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    try:
+        return Path(snapshot_download(hub_id, revision=revision, local_files_only=True))
+    except LocalEntryNotFoundError:
+        if offline:
+            raise ModelLoadError(_not_cached(hub_id)) from None
+    except Exception as exc:  # a malformed cache entry or id
+        raise ModelLoadError(f"Hugging Face Hub id {hub_id!r}: {exc}") from exc
+    try:
+        return Path(snapshot_download(hub_id, revision=revision))
+    except Exception as exc:
+        raise ModelLoadError(f"{_not_cached(hub_id)} (download failed: {exc})") from exc
+
+
+def _not_cached(hub_id: str) -> str:
+    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    return (
+        f"model {hub_id!r} is not in the Hugging Face cache ({cache}) and the Hub cannot be "
+        f"reached; run `huggingface-cli download {hub_id}` where there is network and copy "
+        "the cache here, or set model_path to a local folder"
+    )

@@ -1,0 +1,44 @@
+"""Compute threads: set torch / onnxruntime intra-op threads explicitly.
+
+Default: the cores this process may use divided by the pool concurrency, so two
+tasks encoding at once do not fight over the same cores. ``EMBEDFLEET_THREADS``
+overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_task(concurrency: int) -> int:
+    """Intra-op threads one task should use."""
+    env = os.environ.get("EMBEDFLEET_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, usable_cores() // max(1, concurrency))
+
+
+def configure_threads(concurrency: int) -> int:
+    """Apply :func:`threads_per_task` to torch (if installed); returns the count."""
+    threads = threads_per_task(concurrency)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["EMBEDFLEET_THREADS"] = str(threads)  # read by onnxruntime sessions
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    log.info("event=threads_configured threads=%d concurrency=%d", threads, concurrency)
+    return threads
