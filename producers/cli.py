@@ -89,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("cancel", _cancel, "revoke a job's chunks not yet started")
     sp.add_argument("job")
 
+    sp = cmd("reload", _reload, "broadcast: every worker re-reads its model config")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--timeout", type=float, default=10.0)
+    sp.add_argument("--worker", action="append", help="only this worker (repeatable)")
+
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
     sp.add_argument("--json", action="store_true")
 
@@ -177,6 +182,14 @@ def _cancel(args: argparse.Namespace) -> int:
     revoked = _client().job(args.job).cancel()
     print(f"job {args.job}: cancelled, {revoked} chunk(s) not yet done were revoked")
     return EXIT_OK
+
+
+def _reload(args: argparse.Namespace) -> int:
+    rows = _client().reload(timeout=args.timeout, destination=args.worker)
+    print(json.dumps(rows) if args.json else output.reload_text(rows))
+    if not rows:
+        return EXIT_FAILED
+    return EXIT_OK if all(r["ok"] for r in rows) else EXIT_FAILED
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -130,6 +130,29 @@ class EmbeddingClient:
                 rows.append({"worker": worker, **body})
         return sorted(rows, key=lambda r: r["worker"])
 
+    def reload(
+        self, timeout: float = 10.0, destination: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Broadcast ``reload_models``: every worker re-reads its config and applies it.
+
+        Returns one row per worker: ``{"worker","ok","config_hash","added","removed",
+        "changed","error"}``. ``destination`` limits it to the named workers.
+        Redis broadcasts are fire-and-forget: a worker that is down
+        misses it, and loads the current config when it starts.
+        """
+        expected = len(destination) if destination else len(self.workers())
+        replies = self.app.control.broadcast(
+            "reload_models",
+            reply=True,
+            timeout=timeout,
+            limit=expected or None,
+            destination=destination,
+        )
+        rows = [
+            {"worker": worker, **body} for reply in replies or [] for worker, body in reply.items()
+        ]
+        return sorted(rows, key=lambda r: r["worker"])
+
     def workers(self, timeout: float = 1.0) -> list[str]:
         """Names of the workers that answer a ping."""
         replies = self.app.control.ping(timeout=timeout) or []
@@ -191,7 +214,7 @@ class Job:
             while True:
                 done, failed = jobstore.progress(self.client.redis, self.id)
                 fetched = gatherer.fetch(done)
-                if bar is not None:
+                if bar is not None and fetched:
                     bar.update(fetched)
                 if len(gatherer.fetched) == self.record.total:
                     return gatherer.array()

@@ -31,6 +31,23 @@ def jobs_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def reload_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no worker answered the reload broadcast"
+    out = [f"{'WORKER':36} {'OK':4} {'CONFIG':16} CHANGES"]
+    for r in rows:
+        changes = " ".join(
+            f"{sign}{name}"
+            for sign, key in (("+", "added"), ("-", "removed"), ("~", "changed"))
+            for name in r.get(key) or []
+        )
+        detail = r.get("error") or changes or "no change"
+        out.append(
+            f"{r['worker']:36} {'yes' if r['ok'] else 'NO':4} {r['config_hash']:16} {detail}"
+        )
+    return "\n".join(out)
+
+
 def models_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The contract's shape: ``[{"worker", "config_hash", "models": [{...}]}]``."""
     return [

@@ -1,17 +1,27 @@
-"""Remote-control commands, run in the worker's main process (where the cache lives)."""
+"""Remote-control commands, run in the worker's main process (where the cache lives).
+
+``reload_models`` takes no arguments from the wire: a worker re-reads the config
+source it was started with, nothing else. ``embedfleet_models`` reports the cache.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from typing import Any
 
-from celery.worker.control import inspect_command
+from celery.worker.control import control_command, inspect_command
 
+from tasks.routing import queue_for
+from workers.errors import ConfigError
 from workers.memory import rss_gb
 
+log = logging.getLogger(__name__)
 
-@inspect_command(name="embedfleet_models")  # type: ignore[untyped-decorator]
+
+@inspect_command(name="embedfleet_models")  # type: ignore[misc]
 def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
     """This worker's config hash, budget, RSS and one row per configured model."""
     from workers.runtime import get_runtime
@@ -23,9 +33,54 @@ def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
         "config_hash": runtime.config.config_hash,
         "config_source": runtime.config.source,
         "config_errors": runtime.config.errors,
+        "served": runtime.served_models(),
         "budget_gb": round(runtime.cache.budget_gb, 3),
         "rss_gb": round(rss_gb(), 3),
         "loads": runtime.cache.loads,
         "evictions": runtime.cache.evictions,
         "models": runtime.cache.snapshot(),
+    }
+
+
+@control_command(name="reload_models")  # type: ignore[misc]
+def reload_models(state: Any, **_: Any) -> dict[str, Any]:
+    """Re-read this worker's model config and apply it live; one reply row."""
+    from workers.runtime import get_runtime
+
+    runtime = get_runtime()
+    served_before = set(runtime.served_models())
+    try:
+        change, _old = runtime.reload()
+    except ConfigError as exc:
+        log.error("event=reload_rejected config_hash=%s error=%r", runtime.config.config_hash, str(exc))
+        return {
+            "ok": False,
+            "config_hash": runtime.config.config_hash,
+            "added": [],
+            "removed": [],
+            "changed": [],
+            "error": str(exc),
+        }
+    served_after = set(runtime.served_models())
+    consumer = getattr(state, "consumer", None)
+    if consumer is not None:
+        for name in sorted(served_after - served_before):
+            consumer.add_task_queue(queue_for(name))
+            log.info("event=queue_added queue=%s", queue_for(name))
+        for name in sorted(served_before - served_after):
+            consumer.cancel_task_queue(queue_for(name))
+            log.info("event=queue_cancelled queue=%s", queue_for(name))
+    # Preloads run after the reply, so the reply is fast.
+    wanted = change.added + change.changed
+    if wanted:
+        threading.Thread(
+            target=runtime.preload, args=(wanted,), name="embedfleet-reload-preload", daemon=True
+        ).start()
+    return {
+        "ok": True,
+        "config_hash": change.config_hash,
+        "added": change.added,
+        "removed": change.removed,
+        "changed": change.changed,
+        "error": None,
     }

@@ -1,25 +1,40 @@
 """The worker process's state: its config and model cache, and the encode entry point.
 
 One :class:`Runtime` per worker process, built at boot (``workers.boot``) or on first
-use. The chunk task calls :func:`embed_texts`; remote-control commands and the
+use. The chunk task calls :func:`embed_texts`; remote-control commands (reload) and the
 watchdog reach the same runtime, since the threads pool keeps them in one process.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from workers.cache import ModelCache
 from workers.config import ModelConfig, load_model_config, spec_version
-from workers.errors import UnknownModelError
+from workers.errors import ConfigError, UnknownModelError
 from workers.eviction import policy_name
 from workers.memory import memory_budget_gb
 from workers.models.base import generate_embeddings
 
 log = logging.getLogger(__name__)
+
+#: Env var naming the models a worker serves: ``all`` or a comma-separated list.
+SELECTION_ENV = "EMBEDFLEET_WORKER_MODELS"
+
+
+@dataclass
+class ConfigChange:
+    """What a reload changed."""
+
+    config_hash: str
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
 
 
 class Runtime:
@@ -32,6 +47,7 @@ class Runtime:
             budget_gb if budget_gb is not None else memory_budget_gb(),
             policy=policy_name(),
         )
+        self._reload_lock = threading.Lock()
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
             config.source,
@@ -41,16 +57,74 @@ class Runtime:
         )
 
     def embed(self, model: str, texts: list[str]) -> tuple[np.ndarray, str]:
-        """Encode ``texts`` with ``model``; returns (vectors, model version)."""
-        spec = self.config.get(model)
-        if spec is None:
+        """Encode ``texts`` with ``model``; returns (vectors, version of the instance used)."""
+        if model not in self.config:
             reason = self.config.errors.get(model)
             if reason:
                 raise UnknownModelError(f"model {model!r} has an invalid config entry: {reason}")
             known = ", ".join(sorted(self.config)) or "none"
             raise UnknownModelError(f"model {model!r} is not configured; known: {known}")
         with self.cache.lease(model) as loaded:
-            return generate_embeddings(loaded, texts), spec_version(spec)
+            return generate_embeddings(loaded, texts), spec_version(loaded.spec)
+
+    # -- serving selection ------------------------------------------------------------
+    def served_models(self, config: ModelConfig | None = None) -> list[str]:
+        """Models this worker consumes under ``config``: all, or the selected ones."""
+        config = config or self.config
+        selection = os.environ.get(SELECTION_ENV, "all").strip()
+        if selection == "all":
+            return sorted(config)
+        wanted = {m.strip() for m in selection.split(",") if m.strip()}
+        return sorted(m for m in config if m in wanted)
+
+    # -- reload ----------------------------------------------------------------------
+    def reload(self) -> tuple[ConfigChange, ModelConfig]:
+        """Re-read the config source and apply the difference.
+
+        All or nothing: if the source cannot be read or any entry is invalid, raise
+        :class:`ConfigError` and keep serving the old config. Removed models are unloaded
+        once their leases end; for a changed model, running tasks finish on the old
+        instance and new tasks load the new one.
+        """
+        with self._reload_lock:
+            new = load_model_config(self.config.source or None)
+            if new.errors:
+                raise ConfigError("; ".join(new.errors[name] for name in sorted(new.errors)))
+            old = self.config
+            change = ConfigChange(
+                config_hash=new.config_hash,
+                added=sorted(set(new) - set(old)),
+                removed=sorted(set(old) - set(new)),
+                changed=sorted(n for n in set(new) & set(old) if new[n] != old[n]),
+            )
+            self.config = new
+            self.cache.specs = new.models
+            for name in change.removed:
+                self.cache.unload(name, reason="removed by reload")
+            for name in change.changed:
+                self.cache.unload(name, reason="changed by reload")
+            log.info(
+                "event=config_reloaded source=%s config_hash=%s old_hash=%s added=%s "
+                "removed=%s changed=%s",
+                new.source,
+                new.config_hash,
+                old.config_hash,
+                ",".join(change.added) or "-",
+                ",".join(change.removed) or "-",
+                ",".join(change.changed) or "-",
+            )
+            return change, old
+
+    def preload(self, names: list[str] | None = None) -> None:
+        """Load the served models marked ``preload: true`` (or just ``names``)."""
+        served = set(self.served_models())
+        for name, spec in list(self.config.items()):
+            if name not in served or not spec.preload or (names is not None and name not in names):
+                continue
+            try:
+                self.cache.load(name)
+            except Exception as exc:  # a bad model must not stop the worker
+                log.error("event=preload_failed model=%s error=%r", name, str(exc))
 
 
 _runtime: Runtime | None = None
