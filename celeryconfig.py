@@ -7,12 +7,20 @@ environment, so the same module serves producers and workers.
 from __future__ import annotations
 
 import os
+import ssl
+from typing import Any
+from urllib.parse import urlparse
 
-#: Broker and result backend (any Redis-compatible server; ``rediss://`` for TLS).
+#: Broker and result backend (any Redis-compatible server; ``rediss://`` for TLS,
+#: a password as ``redis://:PASSWORD@host:port/0`` for Redis AUTH).
 REDIS_URL = os.environ.get("EMBEDFLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: Seconds before an unacked chunk of a dead worker is delivered again.
 VISIBILITY_TIMEOUT_S = int(os.environ.get("EMBEDFLEET_VISIBILITY_TIMEOUT_S", "3600"))
+
+#: Times a chunk may be delivered before it is failed instead of run again: a chunk
+#: whose every delivery killed its worker (out of memory, a crash) must not loop.
+MAX_DELIVERIES = int(os.environ.get("EMBEDFLEET_MAX_DELIVERIES", "3"))
 
 #: Seconds that chunk results and job records stay in Redis.
 RESULT_TTL_S = int(os.environ.get("EMBEDFLEET_RESULT_TTL_S", str(7 * 24 * 3600)))
@@ -29,19 +37,60 @@ _TRANSPORT_OPTIONS = {
     "health_check_interval": 10,
 }
 
+
+def tls_options(url: str, env: Any = os.environ) -> dict[str, Any] | None:
+    """SSL options for a ``rediss://`` URL from ``EMBEDFLEET_REDIS_TLS_*``; None otherwise.
+
+    The server certificate is verified unless ``EMBEDFLEET_REDIS_TLS_CERT_REQS=none``
+    says otherwise (kombu alone would fall back to no verification).
+    """
+    if urlparse(url).scheme != "rediss":
+        return None
+    reqs = env.get("EMBEDFLEET_REDIS_TLS_CERT_REQS", "required").strip().lower()
+    levels = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    if reqs not in levels:
+        raise ValueError(
+            f"EMBEDFLEET_REDIS_TLS_CERT_REQS must be one of {sorted(levels)}, got {reqs!r}"
+        )
+    options: dict[str, Any] = {"ssl_cert_reqs": levels[reqs]}
+    for var, key in (
+        ("EMBEDFLEET_REDIS_TLS_CA_CERTS", "ssl_ca_certs"),
+        ("EMBEDFLEET_REDIS_TLS_CERTFILE", "ssl_certfile"),
+        ("EMBEDFLEET_REDIS_TLS_KEYFILE", "ssl_keyfile"),
+    ):
+        if env.get(var):
+            options[key] = env[var]
+    return options
+
+
 broker_url = REDIS_URL
 result_backend = REDIS_URL
+# TLS for rediss:// URLs, broker and result backend alike (None for redis://).
+broker_use_ssl = tls_options(REDIS_URL)
+redis_backend_use_ssl = broker_use_ssl
+# kombu's Redis transport with undecodable queue items refused instead of crashing the
+# worker (tasks/transport.py); other URL schemes keep their own transport.
+if urlparse(REDIS_URL).scheme in ("redis", "rediss"):
+    broker_transport = "tasks.transport:Transport"
 broker_transport_options = dict(_TRANSPORT_OPTIONS)
 result_backend_transport_options = dict(_TRANSPORT_OPTIONS)
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying while Redis restarts
+# Storing a chunk result retries while Redis restarts. Without this (Celery's default),
+# a chunk that finished during a restart lost its result and its message stayed in the
+# unacked hash until the visibility timeout (measured: a job stalled at 79 of 80).
+result_backend_always_retry = False
+result_backend_max_sleep_between_retries_ms = 2000
 
 # Wire format: msgpack (embeddings travel as raw float32 bytes) or JSON; never pickle.
+# accept_content also governs remote-control (pidbox) messages; events are JSON only.
 task_serializer = "msgpack"
 result_serializer = "msgpack"
 accept_content = ["msgpack", "json"]
 result_accept_content = ["msgpack", "json"]
 event_serializer = "json"
+# `pool_restart` would import modules named on the wire: keep it off.
+worker_pool_restarts = False
 
 # Delivery: a chunk is acknowledged only once it is done; a worker that dies mid-chunk
 # gives it back. Chunk tasks are idempotent, so running one twice is harmless.

@@ -67,9 +67,20 @@ def workers(
         full_env = {**os.environ, "EMBEDFLEET_MODEL_CONFIG": str(config), **(env or {})}
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "producers.cli", "worker", "--concurrency",
-                 str(concurrency), "--name", f"{name}@%h"],
-                cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "producers.cli",
+                    "worker",
+                    "--concurrency",
+                    str(concurrency),
+                    "--name",
+                    f"{name}@%h",
+                ],
+                cwd=ROOT,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         )
         names.append(name)

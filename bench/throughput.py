@@ -43,9 +43,14 @@ def fleet(texts: list[str], workers: int, concurrency: int) -> tuple[float, np.n
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     out = _fleet._WORK / "out.npy"
     config = _fleet.write_config(
-        {_fleet.MODEL: {"type": "sentence_transformer",
-                        "model_path": "sentence-transformers/all-MiniLM-L6-v2",
-                        "RAM": 0.5, "preload": True}}
+        {
+            _fleet.MODEL: {
+                "type": "sentence_transformer",
+                "model_path": "sentence-transformers/all-MiniLM-L6-v2",
+                "RAM": 0.5,
+                "preload": True,
+            }
+        }
     )
     with _fleet.workers(config, count=workers, concurrency=concurrency):
         client = EmbeddingClient(config_source=str(config))
@@ -76,8 +81,10 @@ def main() -> None:
     n = len(texts)
     print(f"texts               {n} (real Debian package descriptions)")
     print(f"in-process          {n / local_s:8.1f} texts/s ({local_s:.2f} s)")
-    print(f"fleet end to end    {n / fleet_s:8.1f} texts/s ({fleet_s:.2f} s, "
-          f"{args.workers} worker(s) x concurrency {args.concurrency})")
+    print(
+        f"fleet end to end    {n / fleet_s:8.1f} texts/s ({fleet_s:.2f} s, "
+        f"{args.workers} worker(s) x concurrency {args.concurrency})"
+    )
     print(f"ratio fleet/in-process  {local_s / fleet_s:.3f}")
     print(f"min cosine fleet vs in-process  {(a * b).sum(axis=1).min():.6f}")
 

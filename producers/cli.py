@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -23,10 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(
-        level=os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from workers.logs import configure_logging
+
+    configure_logging(os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"))
     try:
         return int(args.func(args) or EXIT_OK)
     except JobFailedError as exc:
@@ -53,7 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("up", _up, "start the local fleet in the background (embedded server if needed)")
     sp.add_argument("--workers", type=int, default=1)
-    sp.add_argument("--flower", action="store_true", help="also start Flower on port 5555")
+    sp.add_argument("--flower", action="store_true", help="also start Flower")
+    sp.add_argument("--flower-port", type=int, default=5555)
+    sp.add_argument(
+        "--flower-auth",
+        default=os.environ.get("FLOWER_BASIC_AUTH"),
+        help="user:password for Flower's basic auth (default: $FLOWER_BASIC_AUTH)",
+    )
     sp.add_argument("--models", default="all")
     cmd("down", _down, "stop what `embedfleet up` started")
 
@@ -71,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--field", help="field or column holding the text (default: text)")
     sp.add_argument("--output", help="write embeddings here (.npy, .parquet, .jsonl)")
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
+    sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
+    sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
     sp.add_argument("--timeout", type=float, default=3600)
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
@@ -79,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("result", _result, "write a job's embeddings in input order")
     sp.add_argument("job")
+    sp.add_argument(
+        "--partial", action="store_true", help="write what succeeded; failed chunks' rows NaN"
+    )
     sp.add_argument("--output", required=True)
     sp.add_argument("--timeout", type=float, default=3600)
 
@@ -97,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
     sp.add_argument("--json", action="store_true")
 
+    sp = cmd("compare", _compare, "how far two models agree on a sample of texts")
+    sp.add_argument("model_a")
+    sp.add_argument("model_b")
+    sp.add_argument("--input", required=True)
+    sp.add_argument("--field")
+    sp.add_argument("--sample", type=int, default=500, help="texts taken from the input")
+    sp.add_argument("-k", type=int, default=10, help="neighbours compared per text")
+    sp.add_argument("--json", action="store_true")
+
     sp = cmd("demo", _demo, "the main job end to end on the embedded default")
     sp.add_argument("--input", default=None, help="texts to embed (default: the sample file)")
     sp.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -113,12 +131,16 @@ def _client() -> Any:
 def _up(args: argparse.Namespace) -> int:
     from producers import fleet
 
-    started = fleet.up(workers=args.workers, flower=args.flower, models=args.models)
-    where = "started an embedded server" if started.server else "using the running server"
-    print(
-        f"fleet up at {fleet.describe_url()} ({where}); "
-        f"{args.workers} worker(s){' + flower on :5555' if args.flower else ''}"
+    started = fleet.up(
+        workers=args.workers,
+        flower=args.flower,
+        models=args.models,
+        flower_port=args.flower_port,
+        flower_auth=args.flower_auth,
     )
+    where = "started an embedded server" if started.server else "using the running server"
+    flower = f" + flower on http://127.0.0.1:{args.flower_port}" if args.flower else ""
+    print(f"fleet up at {fleet.describe_url()} ({where}); {args.workers} worker(s){flower}")
     return EXIT_OK
 
 
@@ -143,7 +165,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.output:
         check_output(args.output)
     texts = read_texts(args.input, args.field) if args.input else args.text
-    job = _client().submit(texts, model=args.model)
+    job = _client().submit(texts, model=args.model, key=args.key, cache=not args.no_cache)
     print(job.id)
     if args.wait or args.output:
         vectors = job.wait(timeout=args.timeout, progress=sys.stderr.isatty() or args.wait)
@@ -164,10 +186,15 @@ def _result(args: argparse.Namespace) -> int:
 
     path = check_output(args.output)
     job = _client().job(args.job)
+    partial = args.partial or job.status()["state"] == "CANCELLED"
     if path.suffix.lower() == ".npy":
-        output.stream_npy(job, path, timeout=args.timeout)
+        output.stream_npy(job, path, timeout=args.timeout, allow_failed=partial)
     else:
-        write_embeddings(path, job.wait(timeout=args.timeout, progress=True))
+        write_embeddings(
+            path, job.wait(timeout=args.timeout, progress=True, allow_failed=partial)
+        )
+    if partial:
+        print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -198,6 +225,20 @@ def _models(args: argparse.Namespace) -> int:
         print(json.dumps(output.models_json(rows)))
     else:
         print(output.models_text(rows))
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from producers.compare import compare
+    from producers.readers import read_texts
+
+    texts = read_texts(args.input, args.field)[: args.sample]
+    report = compare(_client(), args.model_a, args.model_b, texts, k=args.k)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:14} {value}")
     return EXIT_OK
 
 

@@ -59,17 +59,29 @@ class EmbeddingClient:
         model: str,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_texts: int = DEFAULT_MAX_TEXTS,
+        key: str | None = None,
+        cache: bool = True,
     ) -> Job:
-        """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet)."""
+        """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
+
+        ``model`` may be an A/B alias: the job gets one of its targets, chosen from
+        ``key`` (e.g. a user or tenant id) or else the job id, so the same key always
+        gets the same target. The job is pinned to the version of the model it resolved
+        now. ``cache=False`` bypasses the fleet-wide embedding cache.
+        """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
             raise InputError(
                 f"{len(texts)} texts in one job; the limit is {MAX_TEXTS_PER_JOB}: split the input"
             )
         config = self.configured_models()
+        job_id = uuid.uuid4().hex
+        alias = ""
+        if model in config.aliases:
+            alias, model = model, config.aliases[model].pick(key or job_id)
         spec = config.get(model)
         if spec is None:
-            known = ", ".join(sorted(config)) or "none"
+            known = ", ".join(sorted([*config, *config.aliases])) or "none"
             why = f" ({config.errors[model]})" if model in config.errors else ""
             raise UnknownModelError(f"unknown model {model!r}{why}; configured: {known}")
         from workers.config import spec_version
@@ -77,8 +89,7 @@ class EmbeddingClient:
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         version = spec_version(spec)
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
-        job_id = uuid.uuid4().hex
-        record = jobstore.create(self.redis, job_id, model, version, order, bounds)
+        record = jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
         queue = queue_for(model)
         with self.app.producer_or_acquire() as producer:
             for index in range(record.total):
@@ -90,7 +101,7 @@ class EmbeddingClient:
                         "index": index,
                         "model": model,
                         "texts": [texts[r] for r in rows],
-                        "options": {"version": version},
+                        "options": {"version": version, "cache": bool(cache)},
                     },
                     task_id=jobstore.chunk_task_id(job_id, index),
                     queue=queue,
@@ -172,7 +183,8 @@ class Job:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
 
     def status(self) -> dict[str, Any]:
-        """``{"id","model","version","state","done","total","failed","errors"}``."""
+        """``{"id","model","version","alias","state","done","total","failed","errors"}``;
+        ``model`` is the model that serves the job (an alias's resolved target)."""
         redis = self.client.redis
         record = jobstore.load(redis, self.id) or self.record
         done, failed = jobstore.progress(redis, self.id)
@@ -183,6 +195,7 @@ class Job:
             "id": self.id,
             "model": record.model,
             "version": record.version,
+            "alias": record.alias or None,
             "state": state,
             "done": len(done),
             "total": record.total,
@@ -223,6 +236,10 @@ class Job:
                         return gatherer.array_with_gaps(failed)
                     raise JobFailedError(self.id, failed, self.record.total)
                 if jobstore.is_cancelled(self.client.redis, self.id):
+                    if allow_failed:  # what was done stays retrievable; the rest is NaN
+                        gatherer.fetch(jobstore.progress(self.client.redis, self.id)[0])
+                        missing = set(range(self.record.total)) - gatherer.fetched
+                        return gatherer.array_with_gaps(missing)
                     raise JobFailedError(self.id, {-1: "job was cancelled"}, self.record.total)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(

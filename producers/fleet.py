@@ -19,6 +19,10 @@ from producers.server import ServerHandle, ensure_server, redact
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0
+#: Flower's web port.
+FLOWER_PORT = 5555
+#: Flower's settings file: task columns, and chunk kwargs shown as model/chunk/texts/job.
+FLOWER_CONF = Path(__file__).with_name("flowerconfig.py")
 
 
 def state_dir() -> Path:
@@ -89,8 +93,15 @@ def start_worker(
     return proc
 
 
-def start_flower(port: int = 5555) -> subprocess.Popen[bytes]:
-    """Start Flower against this fleet's broker."""
+def start_flower(
+    port: int = FLOWER_PORT, address: str = "127.0.0.1", basic_auth: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start Flower (``celery -A tasks flower``) against this fleet's broker.
+
+    ``basic_auth`` is ``user:password[,user2:password2]``; it travels in Flower's own
+    ``FLOWER_BASIC_AUTH`` variable, not on the command line where ``ps`` would show it.
+    Without it Flower's web pages are open and its HTTP API refuses every call.
+    """
     log = (state_dir() / "flower.log").open("ab")
     cmd = [
         sys.executable,
@@ -100,13 +111,45 @@ def start_flower(port: int = 5555) -> subprocess.Popen[bytes]:
         "tasks",
         "flower",
         f"--port={port}",
-        "--address=127.0.0.1",
+        f"--address={address}",
+        f"--conf={FLOWER_CONF}",
     ]
+    env = dict(os.environ)
+    if basic_auth:
+        env["FLOWER_BASIC_AUTH"] = basic_auth
     proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
     )
     _pidfile("flower").write_text(str(proc.pid))
     return proc
+
+
+def wait_for_flower(
+    proc: subprocess.Popen[bytes], port: int = FLOWER_PORT, timeout: float = 60.0
+) -> None:
+    """Block until Flower answers its health check; fail fast if it exits."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/healthcheck"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"flower exited with code {proc.returncode}; see {state_dir()}/flower.log"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise TimeoutError(f"flower did not answer on port {port} within {timeout:.0f} s")
 
 
 def wait_for_workers(
@@ -130,16 +173,30 @@ def wait_for_workers(
     raise TimeoutError(f"workers {sorted(want)} did not answer within {timeout:.0f} s")
 
 
-def up(workers: int = 1, flower: bool = False, models: str = "all") -> Started:
-    """Start the server if needed, ``workers`` workers and optionally Flower."""
+def up(
+    workers: int = 1,
+    flower: bool = False,
+    models: str = "all",
+    flower_port: int = FLOWER_PORT,
+    flower_auth: str | None = None,
+) -> Started:
+    """Start the server if needed, ``workers`` workers and optionally Flower.
+
+    With ``EMBEDFLEET_METRICS_PORT`` set, worker i serves its metrics on that port + i.
+    """
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]
-    for name in names:
-        started.processes.append((name, start_worker(name, models)))
-    if flower:
-        started.processes.append(("flower", start_flower()))
+    metrics_base = int(os.environ.get("EMBEDFLEET_METRICS_PORT", "0") or 0)
+    for i, name in enumerate(names):
+        env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else None
+        started.processes.append((name, start_worker(name, models, env=env)))
+    flower_proc = start_flower(flower_port, basic_auth=flower_auth) if flower else None
+    if flower_proc is not None:
+        started.processes.append(("flower", flower_proc))
     try:
         wait_for_workers(names, [p for n, p in started.processes if n in names])
+        if flower_proc is not None:
+            wait_for_flower(flower_proc, flower_port)
     except Exception:
         started.stop()
         raise

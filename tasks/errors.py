@@ -26,3 +26,8 @@ class InvalidRequest(PermanentError):
 
 class JobCancelled(PermanentError):
     """Raised when a chunk of a cancelled job reaches a worker."""
+
+
+class TooManyDeliveries(PermanentError):
+    """Raised when a chunk came back more often than ``EMBEDFLEET_MAX_DELIVERIES``:
+    every earlier delivery died with its worker (out of memory, killed, crashed)."""

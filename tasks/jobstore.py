@@ -49,6 +49,7 @@ class JobRecord:
     bounds: np.ndarray  # chunk i covers order[bounds[i]:bounds[i+1]]
     cancelled: bool = False
     started: bool = False
+    alias: str = ""  # the A/B alias the job was submitted to, if any
 
     def chunk_rows(self, index: int) -> np.ndarray:
         """Input rows that chunk ``index`` holds, in the order of its results."""
@@ -62,6 +63,7 @@ def create(
     version: str,
     order: np.ndarray,
     bounds: np.ndarray,
+    alias: str = "",
 ) -> JobRecord:
     """Write a new job record (before its chunks are queued)."""
     created = time.time()
@@ -74,6 +76,7 @@ def create(
         created=created,
         order=order.astype("<i4"),
         bounds=bounds.astype("<i4"),
+        alias=alias,
     )
     key = PREFIX + job_id
     pipe = client.pipeline()
@@ -87,6 +90,7 @@ def create(
             "created": repr(created),
             "order": record.order.tobytes(),
             "bounds": record.bounds.tobytes(),
+            "alias": alias,
         },
     )
     pipe.expire(key, celeryconfig.RESULT_TTL_S)
@@ -112,6 +116,7 @@ def load(client: redis.Redis, job_id: str) -> JobRecord | None:
         bounds=np.frombuffer(raw[b"bounds"], dtype="<i4"),
         cancelled=raw.get(b"cancelled") == b"1",
         started=b"started" in raw,
+        alias=raw.get(b"alias", b"").decode(),
     )
 
 

@@ -10,6 +10,7 @@ so a result is the float32 size plus a few dozen bytes of framing.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -24,8 +25,13 @@ MAX_TEXTS_PER_CHUNK = 4096
 #: Characters kept of one text; longer texts are cut here (the model truncates
 #: to its own window long before this).
 MAX_CHARS_PER_TEXT = 100_000
+#: Bytes of text (UTF-8, before truncation) one chunk message may carry; bigger chunks
+#: are refused. The producer's chunking stays far below: a chunk holds at most
+#: max_tokens / window = 8192 / 256 = 32 long texts of at most 100,000 characters,
+#: 3.2 MB of ASCII (12.8 MB if every character took 4 bytes).
+MAX_CHUNK_BYTES = int(os.environ.get("EMBEDFLEET_MAX_CHUNK_BYTES", str(32 * 1024 * 1024)))
 #: Option names a chunk may carry.
-KNOWN_OPTIONS = frozenset({"version", "normalize"})
+KNOWN_OPTIONS = frozenset({"version", "normalize", "cache"})
 
 
 def validate_request(
@@ -44,9 +50,19 @@ def validate_request(
         raise InvalidRequest(
             f"texts has {len(texts)} items; a chunk holds at most {MAX_TEXTS_PER_CHUNK}"
         )
+    size = 0
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidRequest(f"texts[{i}] must be a string, got {_short(text)}")
+        try:
+            size += len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800" in JSON
+            raise InvalidRequest(f"texts[{i}] is not valid Unicode: {exc.reason}") from None
+        if size > MAX_CHUNK_BYTES:
+            raise InvalidRequest(
+                f"the chunk holds more than {MAX_CHUNK_BYTES} bytes of text "
+                f"(EMBEDFLEET_MAX_CHUNK_BYTES); send smaller chunks"
+            )
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -54,6 +70,14 @@ def validate_request(
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise InvalidRequest(f"unknown option(s) {sorted(map(str, unknown))}")
+    if not isinstance(options.get("version", ""), str):
+        raise InvalidRequest(f"options.version must be a string, got {_short(options['version'])}")
+    if not isinstance(options.get("cache", True), bool):
+        raise InvalidRequest(f"options.cache must be a boolean, got {_short(options['cache'])}")
+    if not isinstance(options.get("normalize", False), bool):
+        raise InvalidRequest(
+            f"options.normalize must be a boolean, got {_short(options['normalize'])}"
+        )
     texts = [t if len(t) <= MAX_CHARS_PER_TEXT else t[:MAX_CHARS_PER_TEXT] for t in texts]
     return job_id, index, model, texts, options
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -29,3 +33,36 @@ class HashModel(BaseEmbeddingModel):
 def hash_vector(text: str) -> np.ndarray:
     digest = hashlib.sha256(text.encode("utf-8")).digest()[:16]
     return np.frombuffer(digest, dtype=np.uint8).astype(np.float32) / 255.0
+
+
+#: Texts containing this marker make :class:`KillerHashModel` SIGKILL its own worker.
+KILL_MARKER = "KILL-MY-WORKER"
+#: Seconds :class:`SlowHashModel` spends per text (env, read at encode time).
+SLOW_ENV = "EMBEDFLEET_TEST_SLOW_S"
+#: When set, :class:`SlowHashModel` touches this file on its first encode and then
+#: blocks until the process is killed: a worker frozen mid-chunk.
+HANG_ENV = "EMBEDFLEET_TEST_HANG_FILE"
+
+
+class SlowHashModel(HashModel):
+    """:class:`HashModel` that takes time (``EMBEDFLEET_TEST_SLOW_S`` s per text), so
+    faults land mid-job; with ``EMBEDFLEET_TEST_HANG_FILE`` it freezes mid-chunk."""
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        hang_file = os.environ.get(HANG_ENV)
+        if hang_file:
+            Path(hang_file).write_text(str(os.getpid()))
+            while True:  # until SIGKILL
+                time.sleep(1)
+        time.sleep(float(os.environ.get(SLOW_ENV, "0.02")) * len(sentences))
+        return super().encode(sentences)
+
+
+class KillerHashModel(HashModel):
+    """:class:`HashModel` that SIGKILLs its own process on a text holding
+    :data:`KILL_MARKER`, as the kernel's OOM killer would on a model too big."""
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        if any(KILL_MARKER in t for t in sentences):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().encode(sentences)

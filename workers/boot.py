@@ -16,6 +16,7 @@ import workers.control  # noqa: F401  (registers the remote-control commands)
 from workers.config import load_model_config
 from workers.runtime import Runtime, get_runtime, set_runtime
 from workers.threads import configure_threads
+from workers.watchdog import start_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,14 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         )
     configure_threads(int(getattr(sender, "concurrency", 1) or 1))
     set_runtime(Runtime(load_model_config()))
+    from workers.metrics import start_metrics_from_env  # EMBEDFLEET_METRICS_PORT, 0 = off
+
+    start_metrics_from_env()
 
 
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    start_watchdog(lambda: get_runtime().cache)
     threading.Thread(target=preload_models, name="embedfleet-preload", daemon=True).start()
 
 

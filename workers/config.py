@@ -63,6 +63,37 @@ class ModelSpec(BaseModel):
         return value
 
 
+class AliasSpec(BaseModel):
+    """An A/B alias: each job is assigned one target, weighted, deterministically.
+
+    ``{"type": "alias", "targets": {"mini-a": 0.9, "mini-b": 0.1}}``
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["alias"]
+    targets: dict[str, float] = Field(min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in value.items() if not weight > 0]
+        if bad:
+            raise ValueError(f"weights must be > 0 (targets {bad})")
+        return value
+
+    def pick(self, key: str) -> str:
+        """The target for ``key``: the same key always gets the same target."""
+        point = int(hashlib.sha256(key.encode()).hexdigest()[:15], 16) / 16**15
+        total = sum(self.targets.values())
+        acc = 0.0
+        for name in sorted(self.targets):
+            acc += self.targets[name] / total
+            if point < acc:
+                return name
+        return sorted(self.targets)[-1]
+
+
 class ModelConfig(Mapping[str, ModelSpec]):
     """The validated models of one config source, plus what was wrong with the rest."""
 
@@ -72,8 +103,11 @@ class ModelConfig(Mapping[str, ModelSpec]):
         errors: dict[str, str] | None = None,
         source: str = "",
         base_dir: Path | None = None,
+        aliases: dict[str, AliasSpec] | None = None,
     ) -> None:
         self.models = dict(models)
+        #: A/B aliases; producers resolve them, workers only ever see their targets.
+        self.aliases = dict(aliases or {})
         self.errors = dict(errors or {})
         self.source = source
         #: Relative local model paths are resolved against this folder.
@@ -91,7 +125,10 @@ class ModelConfig(Mapping[str, ModelSpec]):
     @property
     def config_hash(self) -> str:
         """Hash of the valid entries, the same wherever the config was read from."""
-        canon = {name: spec.model_dump(exclude_defaults=True) for name, spec in self.models.items()}
+        canon: dict[str, Any] = {
+            name: spec.model_dump(exclude_defaults=True) for name, spec in self.models.items()
+        }
+        canon.update({name: a.model_dump() for name, a in self.aliases.items()})
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -103,6 +140,7 @@ def parse_model_config(
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a JSON object of model entries")
     models: dict[str, ModelSpec] = {}
+    aliases: dict[str, AliasSpec] = {}
     errors: dict[str, str] = {}
     for name, entry in data.items():
         if not MODEL_NAME_RE.match(str(name)):
@@ -114,15 +152,26 @@ def parse_model_config(
         if not isinstance(entry, dict):
             errors[name] = f"model {name!r}: the entry must be an object"
             continue
+        if entry.get("type") == "alias":
+            try:
+                aliases[name] = AliasSpec.model_validate(entry)
+            except ValidationError as exc:
+                errors[name] = f"model {name!r}: " + _describe(exc)
+            continue
         try:
             spec = ModelSpec.model_validate(entry)
             spec._base_dir = base_dir
             models[name] = spec
         except ValidationError as exc:
             errors[name] = f"model {name!r}: " + _describe(exc)
+    for name, alias in list(aliases.items()):
+        missing = [t for t in alias.targets if t not in models]
+        if missing:
+            errors[name] = f"model {name!r}: alias targets {missing} are not valid models here"
+            del aliases[name]
     for message in errors.values():
         log.error("event=config_entry_invalid source=%s error=%r", source, message)
-    return ModelConfig(models, errors, source, base_dir)
+    return ModelConfig(models, errors, source, base_dir, aliases)
 
 
 def load_model_config(source: str | None = None) -> ModelConfig:

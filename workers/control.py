@@ -39,6 +39,7 @@ def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
         "loads": runtime.cache.loads,
         "evictions": runtime.cache.evictions,
         "models": runtime.cache.snapshot(),
+        "embedding_cache": runtime.embedding_cache.stats() if runtime.embedding_cache else None,
     }
 
 

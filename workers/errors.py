@@ -25,6 +25,18 @@ class NoRoomError(TransientError):
     """Raised when a model cannot be loaded now because every loaded model is in use."""
 
 
+class ModelChangedError(PermanentError):
+    """Raised when a chunk is pinned to a model version this worker can no longer load."""
+
+
+class EndpointError(PermanentError):
+    """Raised when a remote model endpoint refuses a request (bad input, missing endpoint)."""
+
+
+class EndpointBusyError(TransientError):
+    """Raised when a remote model endpoint stays throttled or unavailable after retries."""
+
+
 __all__ = [
     "EmbedfleetError",
     "PermanentError",
@@ -34,4 +46,7 @@ __all__ = [
     "ModelLoadError",
     "ModelTooLargeError",
     "NoRoomError",
+    "ModelChangedError",
+    "EndpointError",
+    "EndpointBusyError",
 ]

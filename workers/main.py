@@ -7,7 +7,6 @@ onnxruntime release the GIL while they compute.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -62,10 +61,8 @@ def run_worker(
 
 
 def _configure_logging(level: str) -> None:
-    """key=value text lines on stderr (Celery is told not to hijack the root logger)."""
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        force=True,
-    )
+    """key=value text lines on stderr (Celery is told not to hijack the root logger);
+    JSON lines when ``EMBEDFLEET_LOG_JSON=1``."""
+    from workers.logs import configure_logging
+
+    configure_logging(level, sys.stderr)

@@ -11,15 +11,18 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from workers.cache import ModelCache
 from workers.config import ModelConfig, load_model_config, spec_version
+from workers.embedding_cache import EmbeddingCache, cache_enabled, embed_with_cache
 from workers.errors import ConfigError, UnknownModelError
 from workers.eviction import policy_name
 from workers.memory import memory_budget_gb
 from workers.models.base import generate_embeddings
+from workers.versions import VersionBook
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,12 @@ class Runtime:
             policy=policy_name(),
         )
         self._reload_lock = threading.Lock()
+        self.versions = VersionBook(config)
+        self.embedding_cache: EmbeddingCache | None = None
+        if cache_enabled():
+            from tasks.app import app
+
+            self.embedding_cache = EmbeddingCache(app.backend.client)
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
             config.source,
@@ -56,16 +65,38 @@ class Runtime:
             self.cache.budget_gb,
         )
 
-    def embed(self, model: str, texts: list[str]) -> tuple[np.ndarray, str]:
-        """Encode ``texts`` with ``model``; returns (vectors, version of the instance used)."""
+    def embed(
+        self, model: str, texts: list[str], options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, str]:
+        """Encode ``texts`` with ``model``; returns (vectors, version used).
+
+        ``options["version"]`` pins the model version the job resolved at submit time: a
+        worker serving another version loads the pinned one if it still can (a version
+        it served before a reload, or one its config source holds now), else the chunk
+        fails with :class:`ModelChangedError`; versions are never mixed in a job.
+        ``options["cache"]`` (default true) uses the fleet-wide embedding cache.
+        """
+        options = options or {}
         if model not in self.config:
             reason = self.config.errors.get(model)
             if reason:
                 raise UnknownModelError(f"model {model!r} has an invalid config entry: {reason}")
             known = ", ".join(sorted(self.config)) or "none"
             raise UnknownModelError(f"model {model!r} is not configured; known: {known}")
-        with self.cache.lease(model) as loaded:
-            return generate_embeddings(loaded, texts), spec_version(loaded.spec)
+        key = self.versions.cache_key(model, options.get("version"), self)
+        with self.cache.lease(key) as loaded:
+            version = spec_version(loaded.spec)
+            if options.get("cache", True) and self.embedding_cache is not None:
+                vectors = embed_with_cache(
+                    self.embedding_cache,
+                    model,
+                    version,
+                    texts,
+                    lambda misses: generate_embeddings(loaded, misses),
+                )
+            else:
+                vectors = generate_embeddings(loaded, texts)
+            return vectors, version
 
     # -- serving selection ------------------------------------------------------------
     def served_models(self, config: ModelConfig | None = None) -> list[str]:
@@ -97,8 +128,9 @@ class Runtime:
                 removed=sorted(set(old) - set(new)),
                 changed=sorted(n for n in set(new) & set(old) if new[n] != old[n]),
             )
+            self.versions.retire(old, change.changed + change.removed)
             self.config = new
-            self.cache.specs = new.models
+            self.cache.specs = self.versions.specs(new)
             for name in change.removed:
                 self.cache.unload(name, reason="removed by reload")
             for name in change.changed:
@@ -147,6 +179,8 @@ def set_runtime(runtime: Runtime | None) -> None:
     _runtime = runtime
 
 
-def embed_texts(model: str, texts: list[str]) -> tuple[np.ndarray, str]:
+def embed_texts(
+    model: str, texts: list[str], options: dict[str, Any] | None = None
+) -> tuple[np.ndarray, str]:
     """Encode ``texts`` with ``model`` in this process's runtime."""
-    return get_runtime().embed(model, texts)
+    return get_runtime().embed(model, texts, options)

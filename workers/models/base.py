@@ -18,6 +18,10 @@ class BaseEmbeddingModel(ABC):
     ``encode`` may be called from several threads at once.
     """
 
+    #: Encode one text right after loading, so the measured RAM includes weights that
+    #: are memory-mapped and only read on first use. Remote models set this False.
+    warm_up: bool = True
+
     def __init__(self, name: str, spec: ModelSpec) -> None:
         self.name = name
         self.spec = spec

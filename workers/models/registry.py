@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 TYPES: dict[str, str] = {
     "sentence_transformer": "workers.models.sentence_transformer:SentenceTransformerWrapper",
+    "onnx": "workers.models.onnx:OnnxEmbeddingWrapper",
+    "bert": "workers.models.bert:BertEmbeddingWrapper",
+    "sagemaker": "workers.models.sagemaker:SageMakerEmbeddingWrapper",
+    "s3": "workers.models.s3:S3ModelWrapper",
 }
 
 _DOTTED = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

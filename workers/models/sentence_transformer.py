@@ -26,7 +26,7 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         super().__init__(name, spec)
         from sentence_transformers import SentenceTransformer
 
-        path = resolve_model_dir(spec.model_path, spec.base_dir)
+        path = resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
         self.device = pick_torch_device(spec.device)
         try:
             self.model = SentenceTransformer(

@@ -6,7 +6,6 @@ with an error that says how to provide it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from workers.errors import ModelLoadError
@@ -14,10 +13,10 @@ from workers.errors import ModelLoadError
 
 def hub_model_dir(hub_id: str, revision: str | None = None) -> Path:
     """Local snapshot folder of ``hub_id``: from the cache, else downloaded if allowed."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    offline = constants.HF_HUB_OFFLINE  # the hub client's own reading of HF_HUB_OFFLINE
     try:
         return Path(snapshot_download(hub_id, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
@@ -32,9 +31,10 @@ def hub_model_dir(hub_id: str, revision: str | None = None) -> Path:
 
 
 def _not_cached(hub_id: str) -> str:
-    cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    from huggingface_hub.constants import HF_HUB_CACHE
+
     return (
-        f"model {hub_id!r} is not in the Hugging Face cache ({cache}) and the Hub cannot be "
-        f"reached; run `huggingface-cli download {hub_id}` where there is network and copy "
-        "the cache here, or set model_path to a local folder"
+        f"model {hub_id!r} is not in the Hugging Face cache ({HF_HUB_CACHE}) and the Hub "
+        f"cannot be reached; run `hf download {hub_id}` where there is network and copy that "
+        "cache here (or point HF_HUB_CACHE at it), or set model_path to a local folder"
     )

@@ -1,4 +1,4 @@
-"""Turn a ``model_path`` into a local folder: local path, packaged model, or Hub id."""
+"""Turn a ``model_path`` into a local folder or file: local path, S3, package, or Hub id."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from workers.sources.hub import hub_model_dir
 from workers.sources.packaged import packaged_model_dir
 
 
-def resolve_model_dir(model_path: str, base_dir: Path | None = None) -> Path:
+def resolve_model_dir(
+    model_path: str, base_dir: Path | None = None, region: str | None = None
+) -> Path:
     """Local folder (or file) holding the model that ``model_path`` names.
 
-    Order: an existing local path (relative ones against ``base_dir``, the config's
-    folder, then the working directory); a package that ships the hub id; the Hub.
+    Order: ``s3://bucket/key`` (fetched into the local model cache, see
+    ``workers.sources.s3``); an existing local path (relative ones against ``base_dir``,
+    the config's folder, then the working directory); a package that ships the hub id;
+    the Hub (its cache, then the network unless ``HF_HUB_OFFLINE``).
     """
     if model_path.startswith("s3://"):
-        raise ModelLoadError(f"{model_path}: S3 paths need the 's3' model type")
+        from workers.sources.s3 import fetch_s3
+
+        return fetch_s3(model_path, region)
     candidates = [Path(model_path).expanduser()]
     if base_dir is not None and not candidates[0].is_absolute():
         candidates.insert(0, base_dir / model_path)

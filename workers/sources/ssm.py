@@ -19,7 +19,7 @@ def read_ssm_config(name: str) -> dict[str, Any]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("ssm")
+    client = boto3.session.Session().client("ssm")  # the shared default one is not thread-safe
     try:
         if name.endswith("/"):
             return _read_prefix(client, name)

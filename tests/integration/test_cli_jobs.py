@@ -1,0 +1,93 @@
+"""`embedfleet jobs` and `embedfleet cancel` against a real worker.
+
+The worker runs one chunk at a time, and that chunk waits at a gate the test opens
+(tests/gate_model.py), so which chunks are done, running or queued is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from producers import EmbeddingClient
+from tasks import jobstore
+from tests.plugins import hash_vector
+from tests.support import WorkerProcess, run_cli, write_config
+
+pytestmark = pytest.mark.integration
+
+MODEL = "gated-hash"
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def gated(redis_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cancel")
+    entry = {"type": "tests.gate_model:GateModel", "model_path": "none", "RAM": 0.01}
+    config = write_config(folder / "models.json", {MODEL: entry})
+    client = EmbeddingClient(config_source=str(config))
+    worker = WorkerProcess(config, concurrency=1, log_dir=folder).wait_ready(client.app)
+    yield client, folder
+    worker.stop()
+
+
+def test_cancel_revokes_queued_chunks_and_keeps_done_work(gated, tmp_path):
+    client, folder = gated
+    gate = folder / "gate"
+    # Given a job of 10 chunks whose first chunk is running, held at the gate
+    texts = [f"GATE:{gate} text number {i:03d}" for i in range(40)]
+    job = client.submit(texts, model=MODEL, max_texts=4)
+    assert job.record.total == 10
+    wait_for(Path(f"{gate}.entered").exists, "no chunk reached the gate")
+
+    # When the job is cancelled from the CLI, then the running chunk is let finish
+    proc = run_cli("cancel", job.id)
+    assert proc.returncode == 0, proc.stderr
+    assert "10 chunk(s)" in proc.stdout  # every chunk not done was revoked
+    gate.touch()
+
+    # Then the running chunk completes and every queued chunk is revoked, unrun
+    def states() -> list[str]:
+        return [client.app.AsyncResult(jobstore.chunk_task_id(job.id, i)).state for i in range(10)]
+
+    wait_for(lambda: sorted(states()) == ["REVOKED"] * 9 + ["SUCCESS"], f"states: {states()}")
+    done, failed = jobstore.progress(client.redis, job.id)
+    assert len(done) == 1 and not failed
+
+    # the job reads CANCELLED, with its progress, in `status` and in `jobs`
+    proc = run_cli("status", job.id, "--json")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert (status["state"], status["done"], status["total"]) == ("CANCELLED", 1, 10)
+    proc = run_cli("jobs", "--json", "--limit", "50")
+    assert proc.returncode == 0, proc.stderr
+    row = next(r for r in json.loads(proc.stdout) if r["id"] == job.id)
+    assert (row["state"], row["done"], row["total"]) == ("CANCELLED", 1, 10)
+    table = run_cli("jobs").stdout
+    assert any(
+        job.id in line and "CANCELLED" in line and "1/10" in line for line in table.splitlines()
+    )
+
+    # and the work that was done stays retrievable, in input order, by `embedfleet result`
+    out = tmp_path / "partial.npy"
+    proc = run_cli("result", job.id, "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    vectors = np.load(out)
+    (index,) = done
+    rows = job.record.chunk_rows(index)
+    expected = np.stack([hash_vector(texts[r]) for r in rows])
+    np.testing.assert_array_equal(vectors[rows], expected)
+    others = np.setdiff1d(np.arange(len(texts)), rows)
+    assert np.isnan(vectors[others]).all()

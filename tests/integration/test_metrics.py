@@ -1,0 +1,157 @@
+"""A real worker's Prometheus endpoint and JSON log lines, after real jobs.
+
+The worker has its own config (model names no other test worker consumes), so every
+count below is exact: 3 chunks of the real all-MiniLM-L6-v2, then a plugin model
+whose load evicts it, with one chunk that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from producers.readers import read_texts
+from tests.conftest import free_port
+from tests.plugins import POISON
+from tests.support import SAMPLE, WorkerProcess, default_entry, write_config
+
+pytestmark = pytest.mark.integration
+
+GB = 1024**3
+MINILM, HASH = "metrics-minilm", "metrics-hash"
+BUDGET_GB = 4.0  # minilm (3 GB) + hash (2 GB) do not fit: loading hash evicts minilm
+
+
+@pytest.fixture(scope="module")
+def metrics_worker(redis_server, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("metrics")
+    config = write_config(
+        folder / "models.json",
+        {
+            MINILM: default_entry(preload=False, RAM=3.0),
+            HASH: {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 2.0},
+        },
+    )
+    port = free_port()
+    env = {
+        "EMBEDFLEET_METRICS_PORT": str(port),
+        "EMBEDFLEET_METRICS_ADDR": "127.0.0.1",
+        "EMBEDFLEET_LOG_JSON": "1",
+        "EMBEDFLEET_MEMORY_LIMIT_GB": str(BUDGET_GB),
+    }
+    from producers import EmbeddingClient
+
+    client = EmbeddingClient(config_source=str(config))
+    proc = WorkerProcess(config, env=env, log_dir=folder).wait_ready(client.app)
+    yield proc, client, config, f"http://127.0.0.1:{port}/metrics"
+    proc.stop()
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def test_metrics_follow_jobs_loads_and_evictions(metrics_worker):
+    proc, client, config, url = metrics_worker
+    # Given 40 real texts in 3 chunks for the real model, then 3 one-text chunks for
+    # the plugin model (one poisoned), whose load evicts the real model
+    texts = read_texts(SAMPLE)[:40]
+    first = client.submit(texts, model=MINILM, max_texts=16)
+    assert first.record.total == 3
+    first.wait(timeout=300)
+    second = client.submit(["short", "a longer text", f"{POISON} here"], model=HASH, max_texts=1)
+    second.wait(timeout=120, allow_failed=True)
+
+    # When the endpoint is scraped (post-run signals land just after the job records)
+    deadline = time.monotonic() + 30
+    while True:
+        samples = scrape(url)
+        done = sample(samples, "embedfleet_chunks_total", model=HASH, status="failed")
+        if done == 1.0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+
+    # Then chunks, texts, tokens and encode times are counted by model
+    assert sample(samples, "embedfleet_chunks_total", model=MINILM, status="ok") == 3
+    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="ok") == 2
+    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="failed") == 1
+    assert sample(samples, "embedfleet_texts_total", model=MINILM) == 40
+    assert sample(samples, "embedfleet_texts_total", model=HASH) == 2
+    assert sample(samples, "embedfleet_tokens_total", model=MINILM) == real_tokens(texts)
+    assert sample(samples, "embedfleet_encode_seconds_count", model=MINILM) == 3
+    assert sample(samples, "embedfleet_encode_seconds_sum", model=MINILM) > 0
+    # loads, load seconds and the eviction of the real model by the plugin's load
+    assert sample(samples, "embedfleet_model_loads_total", model=MINILM) == 1
+    assert sample(samples, "embedfleet_model_loads_total", model=HASH) == 1
+    assert sample(samples, "embedfleet_model_load_seconds_count", model=MINILM) == 1
+    assert sample(samples, "embedfleet_model_load_seconds_sum", model=MINILM) > 0
+    assert sample(samples, "embedfleet_model_evictions_total", model=MINILM) == 1
+    assert sample(samples, "embedfleet_model_unloads_total", model=MINILM) is None
+    assert sample(samples, "embedfleet_model_evictions_total", model=HASH) is None
+    # what is loaded now, its RAM, and the worker's memory
+    assert sample(samples, "embedfleet_model_loaded", model=MINILM) == 0
+    assert sample(samples, "embedfleet_model_loaded", model=HASH) == 1
+    assert sample(samples, "embedfleet_model_ram_config_bytes", model=MINILM) == 3.0 * GB
+    assert sample(samples, "embedfleet_model_ram_measured_bytes", model=HASH) >= 0
+    assert sample(samples, "embedfleet_model_ram_measured_bytes", model=MINILM) is None
+    assert sample(samples, "embedfleet_worker_memory_budget_bytes") == BUDGET_GB * GB
+    assert sample(samples, "embedfleet_worker_models_bytes") == 2.0 * GB
+    assert sample(samples, "embedfleet_worker_rss_bytes") > 100 * 1024**2
+    # and the config this worker runs, as an info metric
+    from workers.config import load_model_config
+
+    info = [k for k in samples if k[0] == "embedfleet_config_info"]
+    assert len(info) == 1
+    labels = dict(info[0][1])
+    assert labels["config_hash"] == load_model_config(str(config)).config_hash
+    assert labels["models"] == f"{HASH},{MINILM}"
+
+
+def test_worker_logs_are_json_lines(metrics_worker):
+    proc, client, _, _ = metrics_worker
+    job = client.submit(["one json line please"], model=HASH)
+    job.wait(timeout=120)
+    deadline = time.monotonic() + 30
+    while job.id not in proc.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lines = [line for line in proc.log().splitlines() if line.strip()]
+    # every log record is a JSON object (Celery's start banner is printed, not logged)
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert not [line for line in lines if line.startswith("time=")]
+    events = [r for r in records if "event" in r]
+    assert {"level", "logger", "time"} <= set(events[0])
+    loaded = [r for r in events if r["event"] == "model_loaded" and r["model"] == MINILM]
+    assert len(loaded) == 1 and isinstance(loaded[0]["seconds"], float)
+    chunk = [r for r in events if r["event"] == "chunk_done" and r.get("job") == job.id]
+    assert len(chunk) == 1
+    assert (chunk[0]["model"], chunk[0]["texts"]) == (HASH, 1)
+    assert isinstance(chunk[0]["seconds"], float)
+    assert any(r["event"] == "metrics_started" for r in events)
+
+
+def real_tokens(texts: list[str]) -> int:
+    """Tokens all-MiniLM-L6-v2 sees: its own tokenizer, truncated at 256 word pieces."""
+    from transformers import AutoTokenizer
+
+    from workers.sources.packaged import packaged_model_dir
+
+    folder = packaged_model_dir("sentence-transformers/all-MiniLM-L6-v2")
+    assert isinstance(folder, Path)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    ids = tokenizer(texts, truncation=True, max_length=256)["input_ids"]
+    return sum(len(row) for row in ids)

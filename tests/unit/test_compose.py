@@ -1,0 +1,153 @@
+"""docker-compose.yml and the Dockerfile, checked without Docker (none runs here).
+
+Every command a service runs is parsed by the real parser that will read it: the
+``embedfleet`` CLI's argparse parser, Flower's own option table, and for Redis the
+settings the design requires. Worker model groups must name models of the mounted
+config file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from producers.cli import _parser
+from workers.config import load_model_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_IN_IMAGE = "/config/models.json"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> str:
+    return (ROOT / "Dockerfile").read_text()
+
+
+def instruction(dockerfile: str, name: str) -> list[str]:
+    """The exec-form (JSON) argument list of the last ``name`` instruction."""
+    lines = [line for line in dockerfile.splitlines() if line.startswith(name + " ")]
+    assert lines, f"Dockerfile has no {name}"
+    return json.loads(lines[-1][len(name) + 1 :])
+
+
+def argv_of(service: dict[str, Any], dockerfile: str) -> list[str]:
+    """What the container runs: entrypoint + command, as Docker combines them."""
+    entrypoint = service.get("entrypoint") or instruction(dockerfile, "ENTRYPOINT")
+    command = service.get("command") or instruction(dockerfile, "CMD")
+    assert isinstance(entrypoint, list) and isinstance(command, list), "use exec form"
+    return [*entrypoint, *command]
+
+
+def parse_cli(args: list[str]) -> Any:
+    try:
+        return _parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"`embedfleet {' '.join(args)}` is not a valid embedfleet command")
+
+
+def embedfleet_services(compose: dict[str, Any], dockerfile: str) -> dict[str, list[str]]:
+    out = {}
+    for name, service in compose["services"].items():
+        if "image" in service and service["image"].startswith("embedfleet"):
+            argv = argv_of(service, dockerfile)
+            if argv[0] == "embedfleet":
+                out[name] = argv[1:]
+    return out
+
+
+def mounted_config(service: dict[str, Any]) -> Path:
+    """Host path of the file mounted at /config/models.json (compose's default)."""
+    for volume in service.get("volumes", []):
+        match = re.fullmatch(r"(\$\{[^}]*\}|[^:]+):([^:]+)(:\w+)?", volume)
+        assert match, volume
+        source, target = match.group(1), match.group(2)
+        if target == CONFIG_IN_IMAGE:
+            default = re.fullmatch(r"\$\{\w+:-(.+)\}", source)
+            return ROOT / (default.group(1) if default else source)
+    pytest.fail(f"{CONFIG_IN_IMAGE} is not mounted")
+
+
+def test_every_embedfleet_command_parses_with_the_cli(compose, dockerfile):
+    services = embedfleet_services(compose, dockerfile)
+    assert "cli" in services
+    for name, args in services.items():
+        parsed = parse_cli(args)
+        assert parsed.func is not None, name
+    # the image's default command parses too
+    parse_cli(instruction(dockerfile, "CMD"))
+
+
+def test_workers_are_model_groups_of_the_mounted_config(compose, dockerfile):
+    services = embedfleet_services(compose, dockerfile)
+    workers = {n: a for n, a in services.items() if a[0] == "worker"}
+    assert workers, "no worker service"
+    for name, args in workers.items():
+        parsed = parse_cli(args)
+        service = compose["services"][name]
+        env = service["environment"]
+        assert env["EMBEDFLEET_MODEL_CONFIG"] == CONFIG_IN_IMAGE
+        assert "@redis:6379" in env["EMBEDFLEET_REDIS_URL"]
+        assert "${REDIS_PASSWORD" in env["EMBEDFLEET_REDIS_URL"]
+        assert int(env["EMBEDFLEET_METRICS_PORT"]) > 0
+        config = load_model_config(str(mounted_config(service)))
+        group = parsed.models.split(",")
+        assert parsed.models != "all" and set(group) <= set(config), (name, group)
+        assert "%h" in parsed.name  # replicas get distinct node names
+        # the group's models fit the budget it is given, inside the container limit
+        budget = float(env["EMBEDFLEET_MEMORY_LIMIT_GB"])
+        assert sum(config[m].RAM for m in group) <= budget
+        limit = service["deploy"]["resources"]["limits"]["memory"]
+        assert budget < float(limit.rstrip("g"))
+
+
+def test_redis_is_append_only_noeviction_with_a_password(compose):
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    settings = dict(zip(command[1::2], command[2::2], strict=True))
+    assert settings["--appendonly"] == "yes"
+    assert settings["--maxmemory-policy"] == "noeviction"
+    assert settings["--requirepass"].startswith("${REDIS_PASSWORD:?")
+    assert any("/data" in v for v in redis["volumes"])
+    assert redis["healthcheck"]["test"][-1] == "ping"
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+
+
+def test_flower_runs_with_its_real_options_behind_basic_auth(compose, dockerfile):
+    from flower.options import options  # defines Flower's option table
+
+    flower = compose["services"]["flower"]
+    argv = argv_of(flower, dockerfile)
+    assert argv[:4] == ["celery", "-A", "tasks", "flower"]
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in argv[4:])
+    known = set(options._options)  # tornado stores names with dashes
+    assert {f.replace("_", "-") for f in flags} <= known, flags
+    # the settings file it names is the repository's, copied to /app by the Dockerfile
+    assert flags["conf"] == "/app/producers/flowerconfig.py"
+    assert (ROOT / "producers" / "flowerconfig.py").exists()
+    assert "WORKDIR /app" in dockerfile and "COPY producers/ producers/" in dockerfile
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert "${REDIS_PASSWORD" in flower["environment"]["EMBEDFLEET_REDIS_URL"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]
+
+
+def test_dockerfile_installs_the_pinned_torch_and_the_project(dockerfile):
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    assert f"pip install --index-url https://download.pytorch.org/whl/cpu {pin}" in dockerfile
+    for package in ("tasks", "workers", "producers"):
+        assert f"COPY {package}/ {package}/" in dockerfile
+    assert "COPY celeryconfig.py" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".env" in ignored  # no venv or secrets in the image

@@ -1,0 +1,105 @@
+"""Log lines: logfmt text by default, JSON objects with typed fields on request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from workers.logs import (
+    JsonFormatter,
+    KeyValueFormatter,
+    configure_logging,
+    make_formatter,
+    parse_pairs,
+)
+
+
+def _record(msg: str, *args: object, name: str = "workers.cache") -> logging.LogRecord:
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+
+
+def test_parse_pairs_types_numbers_and_unquotes_reprs():
+    message = _record("event=model_evict model=m reason=%r ram_gb=%.3f hits=%d", "load b", 0.5, 3)
+    fields = parse_pairs(message.getMessage())
+    assert fields == {
+        "event": "model_evict",
+        "model": "m",
+        "reason": "load b",
+        "ram_gb": 0.5,
+        "hits": 3,
+    }
+
+
+def test_parse_pairs_keeps_ids_as_text_and_rejects_prose():
+    # a job id that happens to be all digits, and one that looks like an exponent
+    assert parse_pairs("event=chunk_done job=12345 chunk=2")["job"] == "12345"
+    assert parse_pairs("event=x ref=12e45")["ref"] == "12e45"
+    assert parse_pairs("Connected to redis://127.0.0.1:6379/0") is None
+    assert parse_pairs("event=x then some prose") is None
+
+
+def test_key_value_line_is_logfmt_and_wraps_prose():
+    line = KeyValueFormatter().format(_record("event=model_loaded model=%s seconds=%.2f", "m", 1.5))
+    assert line.split(" ", 3)[1:] == [
+        "level=INFO",
+        "logger=workers.cache",
+        "event=model_loaded model=m seconds=1.50",
+    ]
+    assert line.startswith("time=")
+    prose = KeyValueFormatter().format(_record("Connected to %s", "redis://x", name="celery"))
+    assert prose.endswith('msg="Connected to redis://x"')
+
+
+def test_json_line_has_typed_fields_and_exception():
+    record = _record(
+        "event=chunk_done job=%s chunk=%d model=%s texts=%d seconds=%.3f", "ab12", 3, "m", 16, 0.25
+    )
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["level"] == "INFO" and doc["logger"] == "workers.cache"
+    assert (doc["event"], doc["job"], doc["chunk"], doc["texts"], doc["seconds"]) == (
+        "chunk_done",
+        "ab12",
+        3,
+        16,
+        0.25,
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        failed = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "Task failed", (), sys.exc_info()
+        )
+    doc = json.loads(JsonFormatter().format(failed))
+    assert doc["msg"] == "Task failed" and "ValueError: boom" in doc["exc"]
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("1", JsonFormatter), ("", KeyValueFormatter), ("0", KeyValueFormatter)]
+)
+def test_env_switches_to_json(monkeypatch, value, kind):
+    monkeypatch.setenv("EMBEDFLEET_LOG_JSON", value)
+    assert type(make_formatter()) is kind
+
+
+def test_configure_logging_writes_json_lines(monkeypatch):
+    monkeypatch.setenv("EMBEDFLEET_LOG_JSON", "1")
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("info", stream)
+        logging.getLogger("workers.test").info(
+            "event=config_change config_hash=%s added=%s", "0123", "a,b"
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    doc = json.loads(stream.getvalue().strip())
+    assert (
+        doc["event"] == "config_change" and doc["config_hash"] == "0123" and doc["added"] == "a,b"
+    )

@@ -1,0 +1,92 @@
+"""Memory readings against a cgroup fs laid out in a temp dir, and the release loop."""
+
+from pathlib import Path
+
+import pytest
+
+from workers.memory import (
+    GB,
+    available_gb,
+    memory_budget_gb,
+    memory_floor_gb,
+    read_cgroup,
+    release_until,
+)
+
+
+def _v2(root: Path, limit: str, current: int, inactive: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "memory.max").write_text(f"{limit}\n")
+    (root / "memory.current").write_text(f"{current}\n")
+    (root / "memory.stat").write_text(f"anon 123\ninactive_file {inactive}\nactive_file 5\n")
+    return root
+
+
+def _v1(root: Path, limit: int, usage: int, inactive: int) -> Path:
+    folder = root / "memory"
+    folder.mkdir(parents=True)
+    (folder / "memory.limit_in_bytes").write_text(f"{limit}\n")
+    (folder / "memory.usage_in_bytes").write_text(f"{usage}\n")
+    (folder / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {inactive}\n")
+    return root
+
+
+def test_cgroup_v2_available_is_the_limit_less_the_working_set(tmp_path):
+    root = _v2(tmp_path, str(4 * GB), current=3 * GB, inactive=1 * GB)
+    reading = read_cgroup(root)
+    assert reading is not None and reading.version == 2
+    assert reading.limit_gb == 4.0
+    assert reading.available_gb == pytest.approx(2.0)  # 4 - (3 - 1)
+
+
+def test_cgroup_v2_max_means_no_limit(tmp_path):
+    assert read_cgroup(_v2(tmp_path, "max", current=GB, inactive=0)) is None
+
+
+def test_cgroup_v1_is_read_and_its_huge_limit_means_none(tmp_path):
+    limited = _v1(tmp_path / "a", limit=2 * GB, usage=GB + GB // 2, inactive=GB // 2)
+    reading = read_cgroup(limited)
+    assert reading is not None and reading.version == 1
+    assert reading.available_gb == pytest.approx(1.0)
+    assert read_cgroup(_v1(tmp_path / "b", limit=1 << 62, usage=GB, inactive=0)) is None
+
+
+def test_no_cgroup_files_means_no_limit(tmp_path):
+    assert read_cgroup(tmp_path) is None
+
+
+def test_available_is_capped_by_the_container(tmp_path):
+    tiny = _v2(tmp_path, str(GB), current=GB - GB // 4, inactive=0)
+    assert available_gb(tiny) == pytest.approx(0.25)
+    assert available_gb(tmp_path / "none") > 0.25  # the host's available memory
+
+
+def test_floor_from_env_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMBEDFLEET_MEMORY_FLOOR_GB", raising=False)
+    assert memory_floor_gb(_v2(tmp_path / "small", str(2 * GB), 0, 0)) == pytest.approx(0.1)
+    assert memory_floor_gb(_v2(tmp_path / "big", str(64 * GB), 0, 0)) == pytest.approx(0.5)
+    monkeypatch.setenv("EMBEDFLEET_MEMORY_FLOOR_GB", "1.25")
+    assert memory_floor_gb(tmp_path) == 1.25
+
+
+def test_budget_is_the_smaller_of_env_and_cgroup(tmp_path, monkeypatch):
+    root = _v2(tmp_path, str(3 * GB), 0, 0)
+    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "5")
+    assert memory_budget_gb(root) == pytest.approx(3.0)
+    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "1.5")
+    assert memory_budget_gb(root) == pytest.approx(1.5)
+    monkeypatch.delenv("EMBEDFLEET_MEMORY_LIMIT_GB")
+    assert memory_budget_gb(root) == pytest.approx(3.0)
+
+
+def test_release_until_retries_until_half_the_model_is_back():
+    readings = iter([1.9, 1.6, 1.4, 1.0])
+    after = release_until(2.0, expected_gb=1.0, rss=lambda: next(readings), rounds=5)
+    assert after == 1.4  # 2.0 - 1.0 / 2 reached on the third round; no fourth
+    assert next(readings) == 1.0
+
+
+def test_release_until_gives_up_after_its_rounds():
+    calls = []
+    after = release_until(2.0, expected_gb=1.0, rss=lambda: calls.append(1) or 2.0, rounds=3)
+    assert after == 2.0 and len(calls) == 3

@@ -1,0 +1,126 @@
+"""Loading and letting go of one model, measured: the cache's mechanics, kept apart from
+its policy (what to keep) so each reads on its own.
+
+A load is measured as the RSS growth over the build and one warm-up encode: safetensors
+weights are memory-mapped, so their pages count in RSS only once a forward pass touches
+them. The wrapper's libraries are imported first, so the first model of a type is not
+charged for them. An unload drops every reference the cache holds, collects, trims the
+heap, and checks that RSS fell and that nothing else still holds the model.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workers.config import ModelSpec
+from workers.errors import EmbedfleetError, ModelLoadError
+from workers.memory import release_until
+from workers.models.base import BaseEmbeddingModel, generate_embeddings
+from workers.models.registry import resolve_class
+
+log = logging.getLogger(__name__)
+
+#: Encoded once right after a load, so the measured RSS includes the weight pages a
+#: forward pass touches (and a broken model fails at load, not on its first chunk).
+WARM_UP_TEXT = "embedfleet warm-up"
+
+#: Libraries a wrapper imports on first use (transformers alone is ~0.2 GB of RSS),
+#: imported before a load is measured. A wrapper class may name its own in ``imports``.
+TYPE_IMPORTS: dict[str, tuple[str, ...]] = {
+    "sentence_transformer": ("sentence_transformers",),
+    "bert": ("transformers",),
+    "onnx": ("onnxruntime", "tokenizers"),
+}
+
+Factory = Callable[[str, ModelSpec], BaseEmbeddingModel]
+
+
+@dataclass
+class CachedModel:
+    """A loaded model and its bookkeeping."""
+
+    name: str
+    spec: ModelSpec
+    model: BaseEmbeddingModel
+    ram_measured_gb: float
+    load_seconds: float
+    last_used: float = field(default_factory=time.time)
+    hits: int = 0
+    leases: int = 0
+    retired: bool = False  # replaced or removed by a reload: unload when leases end
+
+    @property
+    def ram_gb(self) -> float:
+        """RAM accounted for this model: configured or measured, whichever is larger."""
+        return max(self.spec.RAM, self.ram_measured_gb)
+
+    @property
+    def preload(self) -> bool:
+        return self.spec.preload
+
+
+def import_type(spec: ModelSpec) -> object:
+    """Import the wrapper and its libraries before measuring: they are not model RAM."""
+    cls = resolve_class(spec.type)
+    for module in getattr(cls, "imports", None) or TYPE_IMPORTS.get(spec.type, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the load itself will say what is missing
+            log.debug("event=type_import_failed type=%s module=%s", spec.type, module)
+    return cls
+
+
+def load_measured(
+    name: str, spec: ModelSpec, factory: Factory, rss: Callable[[], float]
+) -> tuple[CachedModel, float, float]:
+    """Build ``name`` and warm it up; returns (entry leased once, RSS before, RSS after)."""
+    before = rss()
+    started = time.perf_counter()
+    model = factory(name, spec)
+    try:
+        if getattr(model, "warm_up", True):  # remote models opt out: no weights to touch
+            generate_embeddings(model, [WARM_UP_TEXT])
+    except Exception as exc:
+        model.close()
+        if isinstance(exc, EmbedfleetError):
+            raise
+        raise ModelLoadError(f"model {name!r} loaded but cannot encode: {exc}") from exc
+    seconds = time.perf_counter() - started
+    after = rss()
+    entry = CachedModel(name, spec, model, max(0.0, after - before), seconds, hits=1, leases=1)
+    return entry, before, after
+
+
+def let_go(entry: CachedModel, rss: Callable[[], float]) -> tuple[float, float]:
+    """Close ``entry``'s model and give its memory back; returns (RSS before, RSS after).
+
+    A retired model is let go as its last lease ends, while the task that held it may
+    still have it in a local variable: its RSS falls a moment later, so it is not
+    checked here.
+    """
+    idle = not entry.retired
+    before = rss()
+    model, entry.model = entry.model, None  # type: ignore[assignment]
+    try:
+        ref: weakref.ref[BaseEmbeddingModel] | None = weakref.ref(model)
+    except TypeError:  # a wrapper with __slots__ and no __weakref__
+        ref = None
+    model.close()
+    del model
+    after = release_until(before, entry.ram_measured_gb if idle else 0.0, rss)
+    held = ref() if ref is not None else None
+    if idle and held is not None:
+        holders = sorted({type(r).__name__ for r in gc.get_referrers(held)})
+        log.warning(
+            "event=model_still_referenced model=%s referrers=%s msg=%r",
+            entry.name,
+            ",".join(holders),
+            "something outside the cache still holds the model; its memory stays",
+        )
+    return before, after

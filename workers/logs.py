@@ -1,0 +1,136 @@
+"""Log lines: ``key=value`` text (logfmt), or one JSON object a line.
+
+Every embedfleet message is already ``event=<name> key=value ...`` (lazy %-args).
+:class:`KeyValueFormatter` prefixes it with ``time= level= logger=`` so a whole line
+is logfmt; :class:`JsonFormatter` parses the same pairs into a JSON object, so log
+shippers get typed fields (``"seconds": 0.52``) without a regex. Messages that are not
+key=value (Celery's own) keep their text under ``msg``.
+
+``EMBEDFLEET_LOG_JSON=1`` picks JSON lines; :func:`configure_logging` is called by
+``embedfleet worker`` and by every other ``embedfleet`` command. Stdlib only: producers
+import this module too.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+#: Env var that switches log lines to JSON objects.
+JSON_ENV = "EMBEDFLEET_LOG_JSON"
+
+#: One ``key=value`` pair; a value is bare (no spaces) or a quoted Python/JSON string.
+_PAIR = re.compile(r"""([A-Za-z_][\w.]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)""")
+#: Numbers JSON should carry as numbers (no exponent: ids such as ``12e45`` stay text).
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+#: Values longer than this stay strings even when they are all digits (ids, hashes).
+_MAX_NUMBER_CHARS = 15
+#: Keys whose values are identifiers, never numbers.
+_TEXT_KEYS = frozenset({"job", "id", "task", "task_id", "config_hash", "worker", "version"})
+#: LogRecord attributes that are not ``extra=`` fields.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def json_enabled() -> bool:
+    """True when ``EMBEDFLEET_LOG_JSON`` asks for JSON lines."""
+    return os.environ.get(JSON_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_pairs(message: str) -> dict[str, Any] | None:
+    """The ``key=value`` pairs of ``message``, or None when it is not all pairs.
+
+    Quoted values are unquoted; short integers and decimals become numbers.
+    """
+    fields: dict[str, Any] = {}
+    pos = 0
+    text = message.strip()
+    while pos < len(text):
+        match = _PAIR.match(text, pos)
+        if match is None:
+            return None
+        key, raw = match.group(1), match.group(2)
+        fields[key] = _value(key, raw)
+        pos = match.end()
+        while pos < len(text) and text[pos] == " ":
+            pos += 1
+    return fields or None
+
+
+def _value(key: str, raw: str) -> Any:
+    if raw[:1] in {"'", '"'} and len(raw) >= 2:
+        try:
+            return ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            return raw[1:-1]
+    if key not in _TEXT_KEYS and len(raw) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(raw):
+        return float(raw) if "." in raw else int(raw)
+    return raw
+
+
+def _quote(value: str) -> str:
+    """A logfmt value: bare when it has no space, quote or equals sign; else quoted."""
+    if value and not any(c in value for c in ' "=\n\t'):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
+    return f"{stamp}.{int(record.msecs):03d}{time.strftime('%z', time.localtime(record.created))}"
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``time=... level=INFO logger=workers.cache event=model_loaded model=m seconds=1.20``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        head = f"time={_timestamp(record)} level={record.levelname} logger={record.name}"
+        body = message if parse_pairs(message) is not None else f"msg={_quote(message)}"
+        line = f"{head} {body}"
+        if record.exc_info:
+            line += f" exc={_quote(self.formatException(record.exc_info))}"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``logger``, then the message's pairs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        doc: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        pairs = parse_pairs(message)
+        if pairs is None:
+            doc["msg"] = message
+        else:
+            doc.update({k: v for k, v in pairs.items() if k not in doc})
+        for key, value in vars(record).items():  # extra={...} fields
+            if key not in _RECORD_ATTRS and key not in doc:
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def make_formatter(json_lines: bool | None = None) -> logging.Formatter:
+    """The formatter the environment asks for (JSON when ``EMBEDFLEET_LOG_JSON=1``)."""
+    use_json = json_enabled() if json_lines is None else json_lines
+    return JsonFormatter() if use_json else KeyValueFormatter()
+
+
+def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -> None:
+    """Send every log record to ``stream`` (stderr) as key=value text or JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(make_formatter())
+    if isinstance(level, str):
+        level = level.upper()
+    logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -1,0 +1,92 @@
+"""``bert``: a BERT-family checkpoint with no sentence-transformers config.
+
+transformers ``AutoModel`` + ``AutoTokenizer`` + the configured pooling (``pooling``,
+else what a sentence-transformers folder declares, else ``mean``) and ``normalize``.
+Texts are truncated to ``max_seq_length`` tokens (else the folder's
+sentence-transformers window, else the tokenizer's / position table's limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workers.errors import ModelLoadError
+from workers.models.base import BaseEmbeddingModel
+from workers.models.device import pick_torch_device
+from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.tokenizing import load_tokenizer, token_window
+from workers.sources import resolve_model_dir
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+class BertEmbeddingWrapper(BaseEmbeddingModel):
+    """A transformers encoder whose token vectors are pooled here."""
+
+    def __init__(self, name: str, spec: ModelSpec) -> None:
+        super().__init__(name, spec)
+        from transformers import AutoModel
+
+        path = resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
+        if not path.is_dir():
+            raise ModelLoadError(f"model {name!r}: {path} is not a model folder")
+        self.device = pick_torch_device(spec.device)
+        self._tokenizer_lock = threading.Lock()
+        self.tokenizer = load_tokenizer(name, path)
+        try:
+            self.model = AutoModel.from_pretrained(
+                str(path), local_files_only=True, trust_remote_code=spec.trust_remote_code
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
+        self.model.to(self.device).eval()
+        self.window = token_window(spec.max_seq_length, [path], self.tokenizer)
+        pooling, self.normalize = choose_pooling(name, spec.pooling, spec.normalize, [path])
+        self.pooling = get_pooling(pooling)
+        hidden = getattr(self.model.config, "hidden_size", None)
+        self._dim = int(hidden) if isinstance(hidden, int) else None
+        log.info(
+            "event=wrapper_ready model=%s path=%s device=%s pooling=%s normalize=%s window=%d",
+            name,
+            path,
+            self.device,
+            pooling,
+            self.normalize,
+            self.window,
+        )
+
+    @property
+    def dimension(self) -> int | None:
+        return self._dim or self.spec.dimension
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        size = self.spec.batch_size
+        parts = [
+            self._encode_batch(sentences[i : i + size]) for i in range(0, len(sentences), size)
+        ]
+        if not parts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        return np.concatenate(parts)
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with self._tokenizer_lock:  # a fast tokenizer is not safe across threads
+            enc = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.window, return_tensors="pt"
+            )
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            tokens = self.model(**enc).last_hidden_state
+        vectors = self.pooling(tokens.float().cpu().numpy(), enc["attention_mask"].cpu().numpy())
+        return normalize_rows(vectors) if self.normalize else vectors
+
+    def close(self) -> None:
+        del self.model

@@ -1,0 +1,81 @@
+"""``s3``: a model stored on S3, served by the wrapper of its format.
+
+``model_path`` is ``s3://bucket/key`` of a file or a prefix (a model folder); it is
+fetched into the local model cache (``workers.sources.s3``). The ``format`` field picks
+the wrapper, else the download does: a ``.onnx`` file -> ``onnx``; a folder with
+``modules.json`` -> ``sentence_transformer``; a folder with transformers weights
+(``*.safetensors``, ``pytorch_model.bin``) -> ``bert``; a folder with a ``.onnx`` file
+-> ``onnx``. Anything else is an unknown format, named in the error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workers.errors import ModelLoadError
+from workers.models.base import BaseEmbeddingModel
+from workers.models.registry import resolve_class
+from workers.sources.s3 import fetch_s3
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Formats an S3 model may have: the local types that serve them.
+FORMATS = ("onnx", "sentence_transformer", "bert")
+_WEIGHTS = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")
+
+
+class S3ModelWrapper(BaseEmbeddingModel):
+    """Fetches the model, then delegates to the wrapper of its format."""
+
+    def __init__(self, name: str, spec: ModelSpec) -> None:
+        super().__init__(name, spec)
+        if not spec.model_path.startswith("s3://"):
+            raise ModelLoadError(
+                f"model {name!r}: type 's3' needs model_path s3://bucket/key, got {spec.model_path!r}"
+            )
+        local = fetch_s3(spec.model_path, spec.region)
+        self.format = spec.format or detect_format(name, local)
+        inner_spec = spec.model_copy(update={"type": self.format, "model_path": str(local)})
+        self.inner = resolve_class(self.format)(name, inner_spec)
+        log.info("event=s3_model_ready model=%s format=%s local=%s", name, self.format, local)
+
+    @property
+    def dimension(self) -> int | None:
+        return self.inner.dimension
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        return self.inner.encode(sentences)
+
+    def close(self) -> None:
+        self.inner.close()
+        del self.inner
+
+
+def detect_format(model: str, path: Path) -> str:
+    """The format of a downloaded model (see the module docstring)."""
+    if path.is_file():
+        if path.suffix == ".onnx":
+            return "onnx"
+        raise ModelLoadError(
+            f"model {model!r}: unknown format of {path.name!r}; a single file must be .onnx, "
+            f"or set 'format' to one of {', '.join(FORMATS)}"
+        )
+    if (path / "modules.json").is_file():
+        return "sentence_transformer"
+    if (path / "config.json").is_file() and any(any(path.glob(p)) for p in _WEIGHTS):
+        return "bert"
+    if any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx")):
+        return "onnx"
+    found = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
+    raise ModelLoadError(
+        f"model {model!r}: unknown format of the folder {path} (holds {found}); expected "
+        f"modules.json, transformers weights or a .onnx file, or set 'format' to one of "
+        f"{', '.join(FORMATS)}"
+    )

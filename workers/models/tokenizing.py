@@ -1,0 +1,66 @@
+"""Tokenizer loading and the token window, shared by the ``onnx`` and ``bert`` wrappers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from workers.errors import ModelLoadError
+
+#: Files that mark a folder as holding a Hugging Face tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+#: Token window when neither the config, the folder nor the tokenizer gives one.
+FALLBACK_WINDOW = 512  # tokens
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """True when ``folder`` holds tokenizer files."""
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_tokenizer(model: str, folder: Path) -> Any:
+    """A fast (Rust ``tokenizers``) tokenizer from ``folder``, never downloading."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, use_fast=True)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {model!r}: cannot load the tokenizer in {folder}: {exc}"
+        ) from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"model {model!r}: the tokenizer in {folder} has no fast version")
+    return tokenizer
+
+
+def token_window(configured: int | None, folders: Iterable[Path], tokenizer: Any) -> int:
+    """Tokens a text is truncated to: the config's ``max_seq_length``, else the
+    sentence-transformers ``max_seq_length`` of the folder (what the model was trained
+    with), else the smaller of the tokenizer's and the position table's limits."""
+    if configured:
+        return configured
+    folders = list(folders)
+    for folder in folders:
+        value = _json_field(folder / "sentence_bert_config.json", "max_seq_length")
+        if value:
+            return value
+    limits = []
+    model_max = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    if 0 < model_max < 1_000_000:
+        limits.append(model_max)
+    for folder in folders:
+        positions = _json_field(folder / "config.json", "max_position_embeddings")
+        if positions:
+            limits.append(positions)
+            break
+    return min(limits) if limits else FALLBACK_WINDOW
+
+
+def _json_field(path: Path, field: str) -> int | None:
+    try:
+        value = json.loads(path.read_text()).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int | float) and value > 0 else None

@@ -1,0 +1,123 @@
+"""Tokens per chunk, for metrics: the model's own tokenizer where one is on disk.
+
+Counting runs after a chunk is done (``workers.metrics``), not in the encode path. A
+fast tokenizer counts 128 short texts in ~50 ms on one core, against seconds to
+encode them on CPU, so the count is real rather than estimated wherever the model
+folder holds a Hugging Face tokenizer (``sentence_transformer``, ``bert``, ``onnx``
+types, or any entry with a ``tokenizer`` path). Other types (remote endpoints,
+plugins) fall back to the producer's estimate (``producers.chunking``: UTF-8 bytes / 4
++ 2, capped at the window). Which method a model uses is logged once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+#: Types whose model folder holds a Hugging Face tokenizer.
+TOKENIZER_TYPES = frozenset({"sentence_transformer", "bert", "onnx"})
+#: Tokenizers kept in memory at once (a few MB each).
+MAX_TOKENIZERS = 16
+#: Token window used by the estimate when the config names none.
+DEFAULT_WINDOW = 256
+#: Files that mark a folder as holding a Hugging Face tokenizer.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+
+
+class TokenCounter:
+    """Counts the tokens a model saw for a list of texts (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._tokenizers: OrderedDict[tuple[str, str], tuple[Any, int | None]] = OrderedDict()
+        self._lock = threading.Lock()  # guards the dict and the (not re-entrant) tokenizers
+
+    def count(self, model: str, spec: ModelSpec | None, texts: list[str]) -> int:
+        """Tokens of ``texts`` as ``model`` sees them (special tokens in, truncated)."""
+        if spec is None:
+            return estimate(texts, DEFAULT_WINDOW)
+        key = (model, spec.model_dump_json())
+        with self._lock:
+            if key not in self._tokenizers:
+                self._tokenizers[key] = _load(model, spec)
+                while len(self._tokenizers) > MAX_TOKENIZERS:
+                    self._tokenizers.popitem(last=False)
+            self._tokenizers.move_to_end(key)
+            tokenizer, window = self._tokenizers[key]
+            if tokenizer is None:
+                return estimate(texts, window or DEFAULT_WINDOW)
+            kwargs: dict[str, Any] = {"add_special_tokens": True}
+            if window:
+                kwargs.update(truncation=True, max_length=window)
+            ids = tokenizer(texts, **kwargs)["input_ids"]
+        return sum(len(row) for row in ids)
+
+
+_counter = TokenCounter()
+
+
+def count_tokens(model: str, texts: list[str]) -> int:
+    """Tokens of ``texts`` for ``model`` of this worker's config (one shared counter)."""
+    from workers.runtime import get_runtime
+
+    return _counter.count(model, get_runtime().config.get(model), texts)
+
+
+def estimate(texts: list[str], window: int) -> int:
+    """The producer's estimate: UTF-8 bytes / 4 + 2 special tokens, capped at ``window``."""
+    from producers.chunking import estimate_tokens
+
+    return int(estimate_tokens(texts, window).sum())
+
+
+def _load(model: str, spec: ModelSpec) -> tuple[Any, int | None]:
+    """(tokenizer or None, token window) for ``spec``; never raises."""
+    folder = _tokenizer_folder(spec)
+    window = spec.max_seq_length or (_st_window(folder) if folder else None)
+    if folder is None:
+        log.info("event=token_count model=%s method=estimate type=%s", model, spec.type)
+        return None, window
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:  # metrics must never fail a worker
+        log.warning("event=token_count model=%s method=estimate error=%r", model, str(exc))
+        return None, window
+    if window is None:
+        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        window = limit if 0 < limit < 1_000_000 else None
+    log.info("event=token_count model=%s method=tokenizer window=%s", model, window)
+    return tokenizer, window
+
+
+def _tokenizer_folder(spec: ModelSpec) -> Path | None:
+    """Local folder of the model's tokenizer, without downloading anything."""
+    from workers.sources import resolve_model_dir
+
+    source = spec.tokenizer or (spec.model_path if spec.type in TOKENIZER_TYPES else None)
+    if source is None or source.startswith("s3://"):
+        return None
+    try:
+        path = resolve_model_dir(source, spec.base_dir)
+    except Exception:  # not local, not cached: the estimate will do
+        return None
+    folder = path if path.is_dir() else path.parent
+    return folder if any((folder / f).exists() for f in _TOKENIZER_FILES) else None
+
+
+def _st_window(folder: Path) -> int | None:
+    """``max_seq_length`` of a sentence-transformers folder (what the model truncates at)."""
+    try:
+        value = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return int(value) if value else None

@@ -1,0 +1,171 @@
+"""The memory watchdog: a thread that decides *when* memory is short.
+
+Every ``EMBEDFLEET_WATCHDOG_INTERVAL_S`` seconds (default 5) :meth:`check_once` compares
+two readings and evicts idle models (``ModelCache.free_memory``, in policy order) when
+either is short:
+
+- the models' accounted total against the cache's budget (a model measured above its
+  configured ``RAM``, a budget lowered under it);
+- the memory actually available (cgroup limit less working set in a container, else the
+  host's available memory; ``workers.memory.available_gb``) against a floor
+  (``EMBEDFLEET_MEMORY_FLOOR_GB``, default the smaller of 0.5 GB and 5% of the limit):
+  it frees the shortfall.
+
+``run()`` is only the loop around ``check_once()``; tests call ``check_once()`` with
+injected readings, no sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workers.cache import ModelCache
+from workers.memory import available_gb, memory_floor_gb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 5.0  # seconds between checks
+
+
+def interval_from_env() -> float:
+    """``EMBEDFLEET_WATCHDOG_INTERVAL_S``, in seconds (> 0)."""
+    raw = os.environ.get("EMBEDFLEET_WATCHDOG_INTERVAL_S")
+    value = float(raw) if raw else DEFAULT_INTERVAL_S
+    if value <= 0:
+        raise ValueError(f"EMBEDFLEET_WATCHDOG_INTERVAL_S={raw!r} must be > 0")
+    return value
+
+
+@dataclass
+class Check:
+    """One check's readings (GB) and what it did."""
+
+    used_gb: float
+    budget_gb: float
+    available_gb: float
+    floor_gb: float
+    reasons: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+
+    @property
+    def short(self) -> bool:
+        return bool(self.reasons)
+
+
+class MemoryWatchdog(threading.Thread):
+    """Evicts idle models when the cache is over budget or available memory is low."""
+
+    def __init__(
+        self,
+        cache: ModelCache | Callable[[], ModelCache],
+        interval_s: float | None = None,
+        floor_gb: float | None = None,
+        available: Callable[[], float] = available_gb,
+    ) -> None:
+        super().__init__(name="embedfleet-watchdog", daemon=True)
+        self._cache = cache
+        self.interval_s = interval_s if interval_s is not None else interval_from_env()
+        self.floor_gb = floor_gb if floor_gb is not None else memory_floor_gb()
+        self._available = available
+        self._stopped = threading.Event()
+        #: Loaded models when last short with nothing to evict: warn once per such state.
+        self._stuck: tuple[str, ...] | None = None
+        self.checks = 0
+
+    @property
+    def cache(self) -> ModelCache:
+        return self._cache if isinstance(self._cache, ModelCache) else self._cache()
+
+    def run(self) -> None:
+        log.info(
+            "event=watchdog_started interval_s=%.2f floor_gb=%.3f budget_gb=%.3f",
+            self.interval_s,
+            self.floor_gb,
+            self.cache.budget_gb,
+        )
+        while not self._stopped.is_set():
+            try:
+                self.check_once()
+            except Exception:  # a failed reading must not end the watch
+                log.exception("event=watchdog_error")
+            self._stopped.wait(self.interval_s)
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def check_once(self) -> Check:
+        """Read, decide, evict if short; returns what it saw and did."""
+        self.checks += 1
+        cache = self.cache
+        check = Check(cache.used_gb(), cache.budget_gb, self._available(), self.floor_gb)
+        if check.used_gb > check.budget_gb:
+            check.reasons.append("over budget")
+            check.evicted += cache.free_memory(0.0, reason="watchdog: models over budget")
+        available = self._available() if check.evicted else check.available_gb
+        if available < check.floor_gb:
+            shortfall = check.floor_gb - available
+            check.reasons.append("low available memory")
+            # free_memory frees until the budget has this much free: the room there is
+            # now, plus the shortfall.
+            required = max(0.0, cache.budget_gb - cache.used_gb()) + shortfall
+            check.evicted += cache.free_memory(
+                required, reason=f"watchdog: available memory below floor by {shortfall:.3f} GB"
+            )
+        if check.short:
+            self._report(check, cache)
+        elif self._stuck is not None:
+            self._stuck = None
+            log.info("event=watchdog_recovered used_gb=%.3f available_gb=%.3f", check.used_gb,
+                     check.available_gb)  # fmt: skip
+        return check
+
+    def _report(self, check: Check, cache: ModelCache) -> None:
+        loaded = cache.loaded()
+        stuck = None if check.evicted else tuple(loaded)
+        if stuck is not None and stuck == self._stuck:
+            return  # already said so for these models; evicting nothing changes nothing
+        self._stuck = stuck
+        if check.evicted:
+            evicted = ",".join(check.evicted)
+        else:
+            evicted = f"none (in use: {','.join(loaded)})" if loaded else "none (no model loaded)"
+        log_fn = log.warning if stuck is not None else log.info
+        log_fn(
+            "event=watchdog_short reasons=%s used_gb_before=%.3f used_gb_after=%.3f "
+            "budget_gb=%.3f available_gb_before=%.3f available_gb_after=%.3f floor_gb=%.3f "
+            "evicted=%s",
+            ",".join(check.reasons),
+            check.used_gb,
+            cache.used_gb(),
+            check.budget_gb,
+            check.available_gb,
+            self._available(),
+            check.floor_gb,
+            evicted,
+        )
+
+
+_watchdog: MemoryWatchdog | None = None
+
+
+def start_watchdog(cache: ModelCache | Callable[[], ModelCache]) -> MemoryWatchdog:
+    """Start this process's watchdog (once); returns it."""
+    global _watchdog
+    if _watchdog is None or not _watchdog.is_alive():
+        _watchdog = MemoryWatchdog(cache)
+        _watchdog.start()
+    return _watchdog
+
+
+def stop_watchdog() -> None:
+    """Stop this process's watchdog, if one runs."""
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.stop()
+        _watchdog = None
