@@ -79,7 +79,7 @@ broker_connection_max_retries = None  # keep trying while Redis restarts
 # Storing a chunk result retries while Redis restarts. Without this (Celery's default),
 # a chunk that finished during a restart lost its result and its message stayed in the
 # unacked hash until the visibility timeout (measured: a job stalled at 79 of 80).
-result_backend_always_retry = False
+result_backend_always_retry = True
 result_backend_max_sleep_between_retries_ms = 2000
 
 # Wire format: msgpack (embeddings travel as raw float32 bytes) or JSON; never pickle.

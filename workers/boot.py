@@ -41,26 +41,5 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     start_watchdog(lambda: get_runtime().cache)
-    threading.Thread(target=preload_models, name="embedfleet-preload", daemon=True).start()
-
-
-def preload_models() -> None:
-    """Load every model with ``preload: true`` that this worker serves."""
-    runtime = get_runtime()
-    served = set(served_models(runtime))
-    for name, spec in runtime.config.items():
-        if spec.preload and name in served:
-            try:
-                runtime.cache.load(name)
-            except Exception as exc:  # a bad model must not stop the worker
-                log.error("event=preload_failed model=%s error=%r", name, str(exc))
-
-
-def served_models(runtime: Runtime) -> list[str]:
-    """Models this worker consumes: ``EMBEDFLEET_WORKER_MODELS`` (``all`` or a list)."""
-    import os
-
-    selection = os.environ.get("EMBEDFLEET_WORKER_MODELS", "all")
-    if selection.strip() == "all":
-        return list(runtime.config)
-    return [m.strip() for m in selection.split(",") if m.strip()]
+    # Preloads run in the background: the worker consumes as soon as it is ready.
+    threading.Thread(target=get_runtime().preload, name="embedfleet-preload", daemon=True).start()
