@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +38,21 @@ class BaseEmbeddingModel(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the model holds beyond Python references (sessions, clients)."""
+
+
+def encode_in_batches(
+    sentences: list[str],
+    batch_size: int,
+    encode_batch: Callable[[list[str]], np.ndarray],
+    dim: int | None = None,
+) -> np.ndarray:
+    """Run ``encode_batch`` over ``sentences`` in slices of ``batch_size``; stack the rows."""
+    parts = [
+        encode_batch(sentences[i : i + batch_size]) for i in range(0, len(sentences), batch_size)
+    ]
+    if not parts:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    return np.concatenate(parts)
 
 
 def generate_embeddings(model: BaseEmbeddingModel, sentences: list[str]) -> np.ndarray:

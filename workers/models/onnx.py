@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workers.errors import ModelLoadError
-from workers.models.base import BaseEmbeddingModel
+from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
@@ -118,13 +118,7 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
         return self._dim or self.spec.dimension
 
     def encode(self, sentences: list[str]) -> np.ndarray:
-        size = self.spec.batch_size
-        parts = [
-            self._encode_batch(sentences[i : i + size]) for i in range(0, len(sentences), size)
-        ]
-        if not parts:
-            return np.zeros((0, self._dim or 0), dtype=np.float32)
-        return np.concatenate(parts)
+        return encode_in_batches(sentences, self.spec.batch_size, self._encode_batch, self._dim)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         with self._tokenizer_lock:  # a fast tokenizer is not safe across threads
