@@ -160,18 +160,18 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from producers.readers import read_texts
-    from producers.writers import check_output, write_embeddings
+    from producers.writers import check_output
 
-    if args.output:
-        check_output(args.output)
+    out = check_output(args.output) if args.output else None
     texts = read_texts(args.input, args.field) if args.input else args.text
     job = _client().submit(texts, model=args.model, key=args.key, cache=not args.no_cache)
-    print(job.id)
-    if args.wait or args.output:
-        vectors = job.wait(timeout=args.timeout, progress=sys.stderr.isatty() or args.wait)
-        if args.output:
-            write_embeddings(args.output, vectors)
-            print(f"wrote {vectors.shape[0]}x{vectors.shape[1]} to {args.output}", file=sys.stderr)
+    print(job.id, flush=True)  # scripts read the id before the wait ends
+    progress = sys.stderr.isatty() or args.wait
+    if out is not None:
+        output.write_job(job, out, timeout=args.timeout, progress=progress)
+        print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
+    elif args.wait:
+        job.wait(timeout=args.timeout, progress=progress)
     return EXIT_OK
 
 
@@ -182,17 +182,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    from producers.writers import check_output, write_embeddings
+    from producers.writers import check_output
 
     path = check_output(args.output)
     job = _client().job(args.job)
     partial = args.partial or job.status()["state"] == "CANCELLED"
-    if path.suffix.lower() == ".npy":
-        output.stream_npy(job, path, timeout=args.timeout, allow_failed=partial)
-    else:
-        write_embeddings(
-            path, job.wait(timeout=args.timeout, progress=True, allow_failed=partial)
-        )
+    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)
     if partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)

@@ -88,20 +88,34 @@ def models_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def stream_npy(
-    job: Any, path: Path, timeout: float | None = None, allow_failed: bool = False
+def write_job(
+    job: Any,
+    path: Path,
+    timeout: float | None = None,
+    progress: bool = True,
+    allow_failed: bool = False,
 ) -> None:
-    """Write a job's result straight into a memory-mapped .npy as chunks arrive."""
+    """Wait for a job and write its embeddings in input order.
+
+    A .npy output is a memory map filled as chunks arrive, so a big job never sits in
+    memory; other formats are written once the job is gathered.
+    """
+    from producers.writers import write_embeddings
+
+    if path.suffix.lower() != ".npy":
+        vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
+        write_embeddings(path, vectors)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
 
     def allocate(n: int, dim: int) -> np.ndarray:
         return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
 
-    out = job.wait(timeout=timeout, progress=True, allocate=allocate, allow_failed=allow_failed)
+    out = job.wait(timeout=timeout, progress=progress, allocate=allocate, allow_failed=allow_failed)
     if isinstance(out, np.memmap):
         out.flush()
         del out
         tmp.replace(path)
-    else:  # zero-dim result: nothing was mapped
+    else:  # nothing succeeded: nothing was mapped
         np.save(path, out)
