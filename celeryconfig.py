@@ -98,7 +98,10 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 result_expires = RESULT_TTL_S
-result_extended = True
+# Not result_extended: it would store every chunk's texts again inside its result (a
+# second copy of the input in Redis for RESULT_TTL_S), and a chunk whose texts cannot
+# be encoded (a lone surrogate sent as JSON) could not even record its refusal.
+result_extended = False
 task_track_started = True
 
 # Flower and `embedfleet jobs` want to see tasks.

@@ -15,6 +15,8 @@ import numpy as np
 DEFAULT_MAX_TOKENS = 8192
 #: Texts one chunk may hold.
 DEFAULT_MAX_TEXTS = 128
+#: UTF-8 bytes of text one chunk may carry (workers refuse chunks over 32 MiB).
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 #: Tokens the model sees at most (all-MiniLM-L6-v2 truncates at 256 word pieces).
 DEFAULT_WINDOW = 256
 #: Rough bytes per word-piece token for English text.
@@ -35,6 +37,7 @@ def plan_chunks(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     max_texts: int = DEFAULT_MAX_TEXTS,
     window: int = DEFAULT_WINDOW,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(order, bounds)``: ``order`` lists input rows longest first; chunk ``i``
     holds rows ``order[bounds[i]:bounds[i+1]]``."""
@@ -42,12 +45,17 @@ def plan_chunks(
         raise ValueError("max_tokens and max_texts must be positive")
     tokens = estimate_tokens(texts, window)
     order = np.argsort(-tokens, kind="stable").astype(np.int64)
+    sizes = np.fromiter((len(texts[i].encode("utf-8")) for i in order), np.int64, len(texts))
+    cumulative = np.concatenate([[0], np.cumsum(sizes)])
     bounds = [0]
     start = 0
     n = len(texts)
     while start < n:
         longest = int(tokens[order[start]])  # sorted: the first text is the longest
         fit = max(1, min(max_texts, max_tokens // max(1, longest)))
-        start = min(n, start + fit)
+        end = min(n, start + fit)
+        # texts are cut at 256 tokens but may be long in bytes: keep under max_bytes
+        limit = int(np.searchsorted(cumulative, cumulative[start] + max_bytes, side="right")) - 1
+        start = max(start + 1, min(end, limit))
         bounds.append(start)
     return order, np.asarray(bounds, dtype=np.int64)

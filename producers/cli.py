@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-k", type=int, default=10, help="neighbours compared per text")
     sp.add_argument("--json", action="store_true")
 
+    sp = cmd("optimize", _optimize, "export, quantize, gate, benchmark and register a model")
+    from workers.optimize.options import add_arguments as optimize_arguments
+
+    optimize_arguments(sp)
+
     sp = cmd("demo", _demo, "the main job end to end on the embedded default")
     sp.add_argument("--input", default=None, help="texts to embed (default: the sample file)")
     sp.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -235,6 +240,12 @@ def _compare(args: argparse.Namespace) -> int:
         for key, value in report.items():
             print(f"{key:14} {value}")
     return EXIT_OK
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from workers.optimize.pipeline import run
+
+    return run(args)
 
 
 def _demo(args: argparse.Namespace) -> int:

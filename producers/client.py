@@ -9,23 +9,49 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from celery import Celery
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
-from producers.gather import Gatherer
+from producers.gather import Gatherer, poll_delays
 from producers.readers import check_texts
 from tasks import jobstore
 from tasks.routing import EMBED_TASK, queue_for
 from tasks.wire import MAX_CHARS_PER_TEXT
 
-#: Seconds between progress polls while waiting for a job.
+#: Seconds between progress polls while waiting for a job, at most: polls start at
+#: ``producers.gather.FIRST_POLL_S`` and double up to this.
 POLL_INTERVAL_S = 0.1
 #: Texts one job may hold (split bigger inputs into several jobs).
 MAX_TEXTS_PER_JOB = 10_000_000
+#: Seconds a producer keeps retrying while Redis is away (a restart, a failover).
+REDIS_RETRY_S = 60.0
+_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[], T], deadline_s: float = REDIS_RETRY_S) -> T:
+    """Run ``call``; while the connection to Redis is broken, retry with backoff.
+
+    kombu's pooled connections go stale across a Redis restart: the first call after it
+    fails and drops the connection, the next one reconnects.
+    """
+    deadline = time.monotonic() + deadline_s
+    delay = 0.1
+    while True:
+        try:
+            return call()
+        except _CONNECTION_ERRORS:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 class EmbeddingClient:
@@ -134,7 +160,9 @@ class EmbeddingClient:
 
     def models(self, timeout: float = 3.0) -> list[dict[str, Any]]:
         """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
-        replies = self.app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
+        replies = _retrying(
+            lambda: self.app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
+        )
         rows = []
         for reply in replies or []:
             for worker, body in reply.items():
@@ -152,12 +180,14 @@ class EmbeddingClient:
         misses it, and loads the current config when it starts.
         """
         expected = len(destination) if destination else len(self.workers())
-        replies = self.app.control.broadcast(
-            "reload_models",
-            reply=True,
-            timeout=timeout,
-            limit=expected or None,
-            destination=destination,
+        replies = _retrying(
+            lambda: self.app.control.broadcast(
+                "reload_models",
+                reply=True,
+                timeout=timeout,
+                limit=expected or None,
+                destination=destination,
+            )
         )
         rows = [
             {"worker": worker, **body} for reply in replies or [] for worker, body in reply.items()
@@ -166,7 +196,7 @@ class EmbeddingClient:
 
     def workers(self, timeout: float = 1.0) -> list[str]:
         """Names of the workers that answer a ping."""
-        replies = self.app.control.ping(timeout=timeout) or []
+        replies = _retrying(lambda: self.app.control.ping(timeout=timeout)) or []
         return sorted(name for reply in replies for name in reply)
 
 
@@ -223,10 +253,11 @@ class Job:
         gatherer = Gatherer(self.client.app, self.record, allocate=allocate)
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = _progress_bar(self.record, progress)
+        delays = poll_delays(POLL_INTERVAL_S)
         try:
             while True:
-                done, failed = jobstore.progress(self.client.redis, self.id)
-                fetched = gatherer.fetch(done)
+                done, failed = _retrying(lambda: jobstore.progress(self.client.redis, self.id))
+                fetched = _retrying(lambda done=done: gatherer.fetch(done))
                 if bar is not None and fetched:
                     bar.update(fetched)
                 if len(gatherer.fetched) == self.record.total:
@@ -246,7 +277,7 @@ class Job:
                         f"job {self.id}: {len(done)} of {self.record.total} chunks done "
                         f"after {timeout} s"
                     )
-                time.sleep(POLL_INTERVAL_S)
+                time.sleep(next(delays))
         finally:
             if bar is not None:
                 bar.close()

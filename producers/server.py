@@ -60,8 +60,9 @@ class ServerHandle:
     client_options: dict[str, Any] = field(default_factory=dict)
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
-        """A redis-py client of this server."""
-        return redis.Redis.from_url(self.url, socket_timeout=timeout, **self.client_options)
+        """A redis-py client of this server (TLS settings from the env when none given)."""
+        options = self.client_options or _env_tls_options(self.url)
+        return redis.Redis.from_url(self.url, socket_timeout=timeout, **options)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the server to shut down (no RDB save; an append-only file is flushed),
@@ -84,10 +85,7 @@ def ping(url: str, timeout: float = 1.0, **client_options: Any) -> bool:
     A ``rediss://`` URL without ``client_options`` verifies the server with the
     ``EMBEDFLEET_REDIS_TLS_*`` settings, as the Celery app does.
     """
-    if not client_options and urlparse(url).scheme == "rediss":
-        from celeryconfig import tls_options
-
-        client_options = tls_options(url) or {}
+    client_options = client_options or _env_tls_options(url)
     try:
         client = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, **client_options
@@ -95,6 +93,15 @@ def ping(url: str, timeout: float = 1.0, **client_options: Any) -> bool:
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
+
+
+def _env_tls_options(url: str) -> dict[str, Any]:
+    """redis-py TLS arguments for a ``rediss://`` URL from ``EMBEDFLEET_REDIS_TLS_*``."""
+    if urlparse(url).scheme != "rediss":
+        return {}
+    from celeryconfig import tls_options
+
+    return tls_options(url) or {}
 
 
 def is_local(url: str) -> bool:
@@ -229,6 +236,11 @@ def ensure_server(url: str, data_dir: Path) -> ServerHandle | None:
         return None
     if not is_local(url):
         raise ServerError(f"no Redis-compatible server answers at {redact(url)}")
+    if urlparse(url).scheme == "rediss":
+        raise ServerError(
+            f"no server answers at {redact(url)}; the embedded server is not started for "
+            "TLS URLs (it has no certificate): start your TLS server first"
+        )
     parsed = urlparse(url)
     return start_server(parsed.port or 6379, data_dir, password=parsed.password)
 

@@ -92,6 +92,17 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     log.info("event=builtin_tasks_unregistered tasks=%s", ",".join(sorted(removed)) or "-")
 
 
+def naming_model(exc: Exception, model: str) -> Exception:
+    """``exc``, its message prefixed with the model when it does not name it already
+    (a chunk's error must say which config entry failed)."""
+    if repr(model) in str(exc):
+        return exc
+    try:
+        return type(exc)(f"model {model!r}: {exc}")
+    except TypeError:  # an error class with another signature: keep it as it is
+        return exc
+
+
 class ChunkTask(Task):  # type: ignore[misc]
     """Records chunk progress on the job once the result is stored.
 
@@ -172,8 +183,8 @@ def embed_chunk(
         # Redis unreachable inside the runtime (the embedding cache) is a restart in
         # progress: run the chunk again once it answers, never fail it for that.
         vectors, version = with_redis_retry(lambda: embed_texts(model, texts, options), "embedding")
-    except (PermanentError, TransientError):
-        raise
+    except (PermanentError, TransientError) as exc:
+        raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving
         log.exception("event=chunk_error job=%s chunk=%s model=%s", job_id, index, model)
         raise PermanentError(f"model {model!r} failed to encode: {exc}") from exc

@@ -21,6 +21,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,18 @@ def embed_with_cache(
     encode: Any,
 ) -> np.ndarray:
     """Vectors of ``texts``: cached ones from Redis, the misses encoded with ``encode``."""
-    found = cache.get_many(model, version, texts)
+    try:
+        found = cache.get_many(model, version, texts)
+    except RedisError as exc:  # the cache is an optimisation: compute instead
+        log.warning("event=embed_cache_unavailable op=get model=%s error=%r", model, str(exc))
+        found = [None] * len(texts)
     missing = [i for i, v in enumerate(found) if v is None]
     if missing:
         fresh = encode([texts[i] for i in missing])
-        cache.put_many(model, version, [texts[i] for i in missing], fresh)
+        try:
+            cache.put_many(model, version, [texts[i] for i in missing], fresh)
+        except RedisError as exc:
+            log.warning("event=embed_cache_unavailable op=put model=%s error=%r", model, str(exc))
         for row, i in enumerate(missing):
             found[i] = fresh[row]
     return np.ascontiguousarray(np.stack(found), dtype=np.float32)

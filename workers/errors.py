@@ -29,6 +29,10 @@ class ModelChangedError(PermanentError):
     """Raised when a chunk is pinned to a model version this worker can no longer load."""
 
 
+class QualityGateError(PermanentError):
+    """Raised when an optimized model falls below the quality gate and is not registered."""
+
+
 class EndpointError(PermanentError):
     """Raised when a remote model endpoint refuses a request (bad input, missing endpoint)."""
 
@@ -47,6 +51,7 @@ __all__ = [
     "ModelTooLargeError",
     "NoRoomError",
     "ModelChangedError",
+    "QualityGateError",
     "EndpointError",
     "EndpointBusyError",
 ]

@@ -39,3 +39,11 @@ def test_tokens_are_capped_at_the_model_window():
 def test_bad_budgets_are_refused():
     with pytest.raises(ValueError):
         plan_chunks(["a"], max_tokens=0)
+
+
+def test_chunks_stay_under_the_byte_bound_even_when_tokens_are_capped():
+    texts = ["x" * 50_000] * 20  # each capped at 256 tokens, but 50 KB of text
+    order, chunks = _chunks(texts, max_tokens=10**6, max_texts=128, max_bytes=120_000)
+    assert [len(c) for c in chunks] == [2] * 10
+    _, single = _chunks(["y" * 500_000], max_bytes=1000)  # one text over the bound still goes
+    assert single == [[0]]

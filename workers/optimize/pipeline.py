@@ -1,0 +1,276 @@
+"""``embedfleet optimize MODEL --to onnx-int8``: export, quantize, gate, measure, register."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.routing import MODEL_NAME_RE
+from workers.config import ModelSpec, load_model_config, spec_version
+from workers.errors import ConfigError
+from workers.optimize import DEFAULT_MAX_RETRIEVAL_DROP, DEFAULT_MIN_COSINE, METHODS
+from workers.optimize.gate import Quality, check_gate, measure_quality, measure_speed
+from workers.optimize.register import check_free, config_file, register, store_root
+
+log = logging.getLogger(__name__)
+
+#: Probe texts when ``--probe`` names none: real package descriptions shipped in the repo.
+DEFAULT_PROBE = Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
+#: Probe texts the speed measurement encodes (cut into chunks as a producer would).
+SPEED_TEXTS = 256
+#: Types optimize can export (a sentence-transformers folder).
+SOURCE_TYPES = ("sentence_transformer",)
+
+
+@dataclass
+class OptimizeResult:
+    name: str
+    config: Path
+    artifact: Path
+    entry: dict[str, Any]
+    quality: Quality
+    speed: dict[str, float] = field(default_factory=dict)
+
+
+def optimize_model(
+    model: str,
+    method: str,
+    config: str | None = None,
+    name: str | None = None,
+    store: str | None = None,
+    probe: str | None = None,
+    probe_field: str | None = None,
+    probes: int = 300,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+    max_retrieval_drop: float = DEFAULT_MAX_RETRIEVAL_DROP,
+    device: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> OptimizeResult:
+    """Build ``method`` of ``model``; register it only if it passes the quality gate."""
+    from producers.readers import read_texts
+    from workers.sources import resolve_model_dir
+    from workers.threads import configure_threads
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
+    cfg_path = config_file(config)
+    cfg = load_model_config(str(cfg_path))
+    spec = cfg.get(model)
+    if spec is None:
+        why = f" ({cfg.errors[model]})" if model in cfg.errors else ""
+        raise ConfigError(
+            f"{cfg_path}: no valid model {model!r}{why}; known: {', '.join(sorted(cfg))}"
+        )
+    if spec.type not in SOURCE_TYPES:
+        raise ConfigError(
+            f"model {model!r} is of type {spec.type!r}; optimize exports {', '.join(SOURCE_TYPES)}"
+        )
+    name = name or f"{model}-{method}"
+    if not MODEL_NAME_RE.match(name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_', '-'")
+    root = store_root(cfg_path, store)
+    check_free(cfg_path, name, root)
+    texts = read_texts(probe or DEFAULT_PROBE, probe_field)[: max(1, probes)]
+    threads = configure_threads(1)
+    source_dir = resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        artifact, layout = _build(model, method, source_dir, work / name, say)
+        cand_spec = ModelSpec(
+            type="onnx",
+            model_path=str(artifact),
+            RAM=spec.RAM,
+            pooling=layout.pooling,
+            normalize=layout.normalize,
+            max_seq_length=layout.max_seq_length,
+            dimension=layout.dimension or None,
+            device=device or spec.device,
+            batch_size=spec.batch_size,
+        )
+        quality, speed, ram_gb = _gate_and_measure(
+            model, spec, name, cand_spec, texts, min_cosine, max_retrieval_drop, say
+        )
+        final = root / name
+        os.replace(work / name, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    digest = hashlib.sha256((final / "model.onnx").read_bytes()).hexdigest()
+    entry: dict[str, Any] = {
+        "type": "onnx",
+        "model_path": os.path.relpath(final / "model.onnx", cfg_path.parent),
+        "RAM": max(ram_gb, 0.05),
+        "preload": spec.preload,
+        "pooling": layout.pooling,
+        "normalize": layout.normalize,
+        "max_seq_length": layout.max_seq_length,
+        "device": cand_spec.device,
+        "batch_size": spec.batch_size,
+        "version": f"{method}-{digest[:12]}",
+    }
+    if layout.dimension:
+        entry["dimension"] = layout.dimension
+    entry["provenance"] = _provenance(
+        model,
+        spec,
+        method,
+        digest,
+        quality,
+        speed,
+        threads,
+        cand_spec.device,
+        min_cosine,
+        max_retrieval_drop,
+    )
+    (final / "provenance.json").write_text(json.dumps(entry["provenance"], indent=2) + "\n")
+    register(cfg_path, name, entry)
+    return OptimizeResult(name, cfg_path, final, entry, quality, speed)
+
+
+def _build(
+    model: str, method: str, source_dir: Path, dest: Path, say: Callable[[str], None]
+) -> tuple[Path, Any]:
+    from workers.optimize.export import export_onnx, quantize_int8, read_layout
+
+    layout = read_layout(model, source_dir)
+    say(f"exporting {model} to ONNX ({layout.pooling} pooling, normalize={layout.normalize})")
+    artifact = export_onnx(model, layout, source_dir, dest)
+    if METHODS[method]:
+        say("quantizing the weights to int8 (dynamic, per channel)")
+        quantized = quantize_int8(artifact, dest / "model.int8.onnx")
+        os.replace(quantized, artifact)
+    return artifact, layout
+
+
+def _gate_and_measure(
+    model: str,
+    spec: ModelSpec,
+    name: str,
+    cand_spec: ModelSpec,
+    texts: list[str],
+    min_cosine: float,
+    max_drop: float,
+    say: Callable[[str], None],
+) -> tuple[Quality, dict[str, float], float]:
+    from producers.chunking import plan_chunks
+    from workers.memory import rss_gb
+    from workers.models.base import generate_embeddings
+    from workers.models.registry import build_model
+
+    source = build_model(model, spec)
+    before = rss_gb()
+    candidate = build_model(name, cand_spec)
+    try:
+        generate_embeddings(candidate, texts[:32])  # its working memory counts too
+        ram_gb = round(max(0.0, rss_gb() - before) * 1.5, 3)
+        say(
+            f"quality gate on {len(texts)} probe texts (mean cosine >= {min_cosine}, retrieval MRR drop <= {max_drop})"
+        )
+        quality = measure_quality(source, candidate, texts)
+        check_gate(name, quality, min_cosine, max_drop)
+        sample = texts[:SPEED_TEXTS]
+        order, bounds = plan_chunks(sample)
+        chunks = [
+            [sample[r] for r in order[bounds[i] : bounds[i + 1]]] for i in range(len(bounds) - 1)
+        ]
+        say(f"measuring texts/s of both on {len(sample)} probe texts in {len(chunks)} chunks")
+        speed = measure_speed({"source": source, "candidate": candidate}, chunks)
+    finally:
+        candidate.close()
+        source.close()
+    return quality, speed, ram_gb
+
+
+def _provenance(
+    model: str,
+    spec: ModelSpec,
+    method: str,
+    digest: str,
+    quality: Quality,
+    speed: dict[str, float],
+    threads: int,
+    device: str,
+    min_cosine: float,
+    max_drop: float,
+) -> dict[str, Any]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from workers.optimize.export import OPSET
+
+    return {
+        "source": model,
+        "source_version": spec_version(spec),
+        "source_model_path": spec.model_path,
+        "method": method,
+        "quantization": {"mode": "dynamic", "weights": "int8", "per_channel": True}
+        if METHODS[method]
+        else None,
+        "opset": OPSET,
+        "sha256": digest,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tools": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        "quality": {**quality.as_dict(), "min_cosine": min_cosine, "max_retrieval_drop": max_drop},
+        "speed": {
+            "texts": min(quality.probes, SPEED_TEXTS),
+            "threads": threads,
+            "device": device,
+            "source_texts_per_s": round(speed["source"], 2),
+            "texts_per_s": round(speed["candidate"], 2),
+            "speedup": round(speed["candidate"] / speed["source"], 3),
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``embedfleet optimize`` command."""
+    result = optimize_model(
+        args.model,
+        args.to,
+        config=args.config,
+        name=args.name,
+        store=args.store,
+        probe=args.probe,
+        probe_field=args.field,
+        probes=args.probes,
+        min_cosine=args.min_cosine,
+        max_retrieval_drop=args.max_retrieval_drop,
+        device=args.device,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    prov = result.entry["provenance"]
+    if args.json:
+        print(
+            json.dumps({"name": result.name, "config": str(result.config), "entry": result.entry})
+        )
+        return 0
+    q, s = prov["quality"], prov["speed"]
+    print(
+        f"registered {result.name!r} in {result.config} (model_path {result.entry['model_path']})"
+    )
+    print(
+        f"  quality   mean cosine {q['cosine_mean']:.4f} (min {q['cosine_min']:.4f}); retrieval MRR "
+        f"{q['mrr_source']:.4f} -> {q['mrr_candidate']:.4f}; recall@10 {q['recall_at_10_source']:.3f} -> "
+        f"{q['recall_at_10_candidate']:.3f}; top-10 neighbour overlap {q['neighbour_overlap_at_10']:.3f}"
+    )
+    print(
+        f"  speed     {s['source_texts_per_s']:.1f} -> {s['texts_per_s']:.1f} texts/s "
+        f"({s['speedup']:.2f}x, {s['threads']} thread(s), device {s['device']})"
+    )
+    print(f"  next      embedfleet reload   (every worker then serves {result.name!r})")
+    return 0
