@@ -63,17 +63,34 @@ def tls_options(url: str, env: Any = os.environ) -> dict[str, Any] | None:
     return options
 
 
-broker_url = REDIS_URL
-result_backend = REDIS_URL
-# TLS for rediss:// URLs, broker and result backend alike (None for redis://).
-broker_use_ssl = tls_options(REDIS_URL)
-redis_backend_use_ssl = broker_use_ssl
-# kombu's Redis transport with undecodable queue items refused instead of crashing the
-# worker (tasks/transport.py); other URL schemes keep their own transport.
-if urlparse(REDIS_URL).scheme in ("redis", "rediss"):
-    broker_transport = "tasks.transport:Transport"
-broker_transport_options = dict(_TRANSPORT_OPTIONS)
-result_backend_transport_options = dict(_TRANSPORT_OPTIONS)
+def url_settings(url: str, env: Any = os.environ) -> dict[str, Any]:
+    """The settings that follow from the broker URL: TLS, transport, Sentinel master.
+
+    - ``rediss://``: TLS for broker and result backend alike (:func:`tls_options`).
+    - ``redis://`` / ``rediss://``: kombu's Redis transport with undecodable queue items
+      refused instead of crashing the worker (tasks/transport.py).
+    - ``sentinel://h1:26379;sentinel://h2:26379/0``: Redis Sentinel for HA; the master's
+      name comes from ``EMBEDFLEET_REDIS_SENTINEL_MASTER`` (default ``mymaster``).
+    """
+    scheme = urlparse(url.split(";")[0]).scheme
+    options = dict(_TRANSPORT_OPTIONS)
+    settings: dict[str, Any] = {
+        "broker_url": url,
+        "result_backend": url,
+        "broker_use_ssl": tls_options(url, env),
+        "redis_backend_use_ssl": tls_options(url, env),
+    }
+    if scheme in ("redis", "rediss"):
+        settings["broker_transport"] = "tasks.transport:Transport"
+    elif scheme == "sentinel":
+        settings["broker_transport"] = "tasks.transport:SentinelTransport"
+        options["master_name"] = env.get("EMBEDFLEET_REDIS_SENTINEL_MASTER", "mymaster")
+    settings["broker_transport_options"] = options
+    settings["result_backend_transport_options"] = dict(options)
+    return settings
+
+
+globals().update(url_settings(REDIS_URL))
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None  # keep trying while Redis restarts
 # Storing a chunk result retries while Redis restarts. Without this (Celery's default),

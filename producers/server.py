@@ -232,6 +232,8 @@ def ensure_server(url: str, data_dir: Path) -> ServerHandle | None:
 
     Returns the handle of a server started here, or None when one was already up.
     """
+    if urlparse(url).scheme == "sentinel":
+        return None  # Sentinel fleets are run by their operators, never embedded
     if ping(url):
         return None
     if not is_local(url):

@@ -10,12 +10,10 @@ def make_app(redis_url: str | None = None) -> Celery:
     app = Celery("embedfleet")
     app.config_from_object("celeryconfig")
     if redis_url:
-        from celeryconfig import tls_options
+        from celeryconfig import url_settings
 
-        app.conf.broker_url = redis_url
-        app.conf.result_backend = redis_url
-        # TLS settings follow the URL given here, not the env's URL (rediss:// only).
-        app.conf.broker_use_ssl = app.conf.redis_backend_use_ssl = tls_options(redis_url)
+        # TLS, transport and Sentinel settings follow the URL given here, not the env's.
+        app.conf.update(url_settings(redis_url))
     # Chunk tasks live in tasks.embed; workers.boot (threads, cache, control commands)
     # is imported by workers only: Celery imports `imports` at worker start, never in
     # producers, so producers never load torch.
