@@ -36,6 +36,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 _CHUNK_DONE = re.compile(r"event=chunk_done .*?texts=(\d+) seconds=([\d.]+)")
+_LOADED = re.compile(
+    r"event=model_loaded model=(\S+) type=(\S+) seconds=([\d.]+) .*?ram_gb_measured=([\d.]+)"
+)
 
 
 def load_corpus(n: int) -> list[str]:
@@ -125,6 +128,11 @@ class Worker:
         """(texts, seconds encoding) of every chunk this worker logged as done."""
         text = self.log.read_text(errors="replace")
         return [(int(n), float(s)) for n, s in _CHUNK_DONE.findall(text)]
+
+    def loads(self) -> list[tuple[str, str, float, float]]:
+        """(model, type, seconds, RSS growth GB) of every model load this worker logged."""
+        text = self.log.read_text(errors="replace")
+        return [(m, t, float(s), float(r)) for m, t, s, r in _LOADED.findall(text)]
 
 
 @contextmanager

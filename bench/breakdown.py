@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--sweep-texts", type=int, default=400)
     parser.add_argument("--budgets", default="2048,4096,8192,16384")
     args = parser.parse_args()
-    _fleet.header("profile: padding, token estimate, encode path, token budget, producer")
+    _fleet.header("breakdown: padding, token estimate, encode path, token budget, producer")
     texts = _fleet.load_corpus(args.texts)
     tok = tokenizer()
     real = np.array([len(ids) for ids in tok(texts, truncation=True, max_length=256)["input_ids"]])

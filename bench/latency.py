@@ -12,10 +12,10 @@ Each job is one real text submitted with the embedding cache off. Per job:
 
 The queue overhead per chunk is end to end minus the worker's encode. Run side by side
 for each first poll pause given: the producer polls after ``FIRST_POLL_S`` (default
-5 ms), doubling up to ``POLL_INTERVAL_S`` (100 ms); a first pause of 100 ms is the fixed
-100 ms polling the producer had before.
+2 ms), the pauses growing 1.5x up to ``POLL_INTERVAL_S`` (100 ms); a first pause of
+100 ms is the fixed 100 ms polling the producer had before.
 
-    .venv/bin/python bench/latency.py [--jobs 100] [--first-polls 0.1,0.005]
+    .venv/bin/python bench/latency.py [--jobs 100] [--first-polls 0.1,0.002]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument(
-        "--first-polls", default="0.1,0.005", help="producer first poll pauses, seconds"
+        "--first-polls", default="0.1,0.002", help="producer first poll pauses, seconds"
     )
     args = parser.parse_args()
     _fleet.header("latency: one-text jobs on a warm worker")

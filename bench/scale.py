@@ -51,15 +51,18 @@ def main() -> None:
                 raise SystemExit(f"bad layout {layout!r}: WORKERSxCONCURRENCYtTHREADS, e.g. 1x2t1")
             count, conc, threads = (int(g) for g in match.groups())
             env = {"EMBEDFLEET_THREADS": str(threads)}
-            with _fleet.workers(config, count, conc, env=env):
+            with _fleet.workers(config, count, conc, env=env) as procs:
                 _fleet.warm(client, _fleet.MODEL, texts, count * conc)
                 local_s = in_process(local, src, _fleet._WORK / "local.npy")
+                before = [len(w.chunk_seconds()) for w in procs]
                 fleet_s, _ = fleet(client, _fleet.MODEL, src, _fleet._WORK / "fleet.npy")
+                shares = [len(w.chunk_seconds()) - b for w, b in zip(procs, before, strict=True)]
             rows.append((layout, count, conc, threads, local_s, fleet_s))
             print(
                 f"{layout:8} {count} worker(s) x concurrency {conc} x {threads} thread(s): "
                 f"fleet {args.texts / fleet_s:6.1f} texts/s, in-process {args.texts / local_s:6.1f}"
-                f" texts/s, ratio {local_s / fleet_s:.3f}  ({_fleet.load_avg()})",
+                f" texts/s, ratio {local_s / fleet_s:.3f}, chunks per worker {shares}  "
+                f"({_fleet.load_avg()})",
                 flush=True,
             )
     print(f"texts               {args.texts} real Debian package descriptions")

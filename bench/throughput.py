@@ -13,7 +13,10 @@ so the fleet's own cost is visible as ``overhead per chunk`` = (fleet wall time 
 encode time) / chunks.
 
     .venv/bin/python bench/throughput.py [--texts 1000] [--rounds 3] [--workers 1]
-        [--concurrency 1] [--threads 2] [--model-entry JSON]
+        [--concurrency 1] [--threads 2] [--device cpu|cuda] [--model-entry JSON]
+
+On a GPU machine, ``--device cuda`` serves the job with ``device: cuda`` and prints the
+fleet/in-process ratio on the GPU.
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ import _fleet
 import numpy as np
 
 
-def in_process_model(threads: int) -> Any:
+def in_process_model(threads: int, device: str = "cpu") -> Any:
     import torch
     from sentence_transformers import SentenceTransformer
 
     from workers.sources.packaged import packaged_model_dir
 
     torch.set_num_threads(threads)
-    model = SentenceTransformer(str(packaged_model_dir(_fleet.HUB_ID)), device="cpu")
+    model = SentenceTransformer(str(packaged_model_dir(_fleet.HUB_ID)), device=device)
     model.encode(["warm up", "the model before timing"], batch_size=32)
     return model
 
@@ -67,6 +70,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="in-process torch threads")
     parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda: in-process and the fleet's `device` field"
+    )
+    parser.add_argument(
         "--model-entry", default=None, help="JSON config entry the fleet serves (default: torch)"
     )
     args = parser.parse_args()
@@ -75,8 +81,9 @@ def main() -> None:
     src = _fleet._WORK / "input.jsonl"
     src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     entry = json.loads(args.model_entry) if args.model_entry else _fleet.model_entry()
+    entry.setdefault("device", args.device)
     config = _fleet.write_config({_fleet.MODEL: entry})
-    local = in_process_model(args.threads)
+    local = in_process_model(args.threads, args.device)
     ratios, local_s, fleet_s, chunks = [], [], [], 0
     with _fleet.server(), _fleet.workers(config, args.workers, args.concurrency) as procs:
         from producers import EmbeddingClient
@@ -104,6 +111,7 @@ def main() -> None:
                 flush=True,
             )
         encoded = sum(s for w in procs for _, s in w.chunk_seconds()) - encoded_before
+        loads = [row for w in procs for row in w.loads()]
     a, b = np.load(_fleet._WORK / "fleet.npy"), np.load(_fleet._WORK / "local.npy")
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     n, slots = args.texts, args.workers * args.concurrency
@@ -124,6 +132,10 @@ def main() -> None:
             f"{overhead * 1000:.1f} ms (submit, queue, store, gather, write)"
         )
     print(f"min cosine fleet vs in-process  {cos.min():.6f}")
+    for model, kind, seconds, ram in loads:
+        print(
+            f"model load          {model} ({kind}): {seconds:.2f} s, RSS +{ram:.3f} GB (worker log)"
+        )
     _fleet.footer()
 
 

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
 
     sp = cmd("optimize", _optimize, "export, quantize, gate, benchmark and register a model")
-    from workers.optimize.options import add_arguments as optimize_arguments
+    from workers.optimize.cli import add_arguments as optimize_arguments
 
     optimize_arguments(sp)
 
@@ -243,7 +243,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
-    from workers.optimize.pipeline import run
+    from workers.optimize.cli import run
 
     return run(args)
 

@@ -26,7 +26,7 @@ from tasks.routing import EMBED_TASK, queue_for
 from tasks.wire import MAX_CHARS_PER_TEXT
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
-#: ``producers.gather.FIRST_POLL_S`` and double up to this.
+#: ``producers.gather.FIRST_POLL_S`` and grow up to this.
 POLL_INTERVAL_S = 0.1
 #: Texts one job may hold (split bigger inputs into several jobs).
 MAX_TEXTS_PER_JOB = 10_000_000

@@ -18,20 +18,23 @@ from tasks.wire import unpack_embeddings
 
 #: Chunk results fetched per round trip.
 FETCH_BATCH = 64
-#: First pause between progress polls (seconds); it doubles up to the client's poll
-#: interval. A one-text job is done in ~25 ms on 2 cores: polling at a fixed 100 ms
-#: made its latency ~105 ms (p50), starting at 5 ms makes it ~30 ms (bench/latency.py),
-#: for a handful of extra Redis round trips in a job's first 0.2 s.
-FIRST_POLL_S = 0.005
+#: First pause between progress polls (seconds); pauses grow by :data:`POLL_GROWTH` up
+#: to the client's poll interval. A one-text job is done in ~25 ms on 2 cores: polling
+#: at a fixed 100 ms made its latency ~104 ms (p50); growing pauses from a few ms make
+#: it ~30-45 ms (bench/latency.py), for ~10 more Redis round trips in a job's first
+#: second.
+FIRST_POLL_S = 0.002
+#: Factor between one pause and the next.
+POLL_GROWTH = 1.5
 
 
 def poll_delays(cap: float, first: float | None = None) -> Iterator[float]:
-    """Pauses between polls: ``first`` (default :data:`FIRST_POLL_S`), doubling up to
-    ``cap``, then ``cap`` for ever."""
+    """Pauses between polls: ``first`` (default :data:`FIRST_POLL_S`), growing by
+    :data:`POLL_GROWTH` up to ``cap``, then ``cap`` for ever."""
     delay = min(cap, FIRST_POLL_S if first is None else first)
     while True:
         yield delay
-        delay = min(cap, delay * 2)
+        delay = min(cap, delay * POLL_GROWTH)
 
 
 class Gatherer:

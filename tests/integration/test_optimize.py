@@ -67,7 +67,9 @@ def test_a_registered_model_serves_a_job_after_reload(fleet_dir, redis_server, r
     worker = WorkerProcess(config).wait_ready(client.app)
     try:
         # When the model is optimized and registered
-        done = _optimize(config, "--name", name)
+        # (48 probes cannot resolve the default 0.01 MRR drop: one query going from rank
+        # 1 to 2 moves MRR by 0.5/48; the default 300 probes can, see docs/PERFORMANCE.md)
+        done = _optimize(config, "--name", name, "--max-retrieval-drop", "0.05")
         assert done.returncode == 0, done.stderr
         assert f"registered {name!r}" in done.stdout
 
@@ -82,7 +84,7 @@ def test_a_registered_model_serves_a_job_after_reload(fleet_dir, redis_server, r
         assert prov["source"] == DEFAULT_MODEL and prov["method"] == "onnx-int8"
         assert prov["quantization"]["per_channel"] is True
         assert prov["quality"]["cosine_mean"] >= 0.99
-        assert prov["quality"]["retrieval_drop"] <= 0.01
+        assert prov["quality"]["retrieval_drop"] <= 0.05
         assert prov["speed"]["texts_per_s"] > 0 and prov["speed"]["source_texts_per_s"] > 0
 
         # When the worker is told to reload

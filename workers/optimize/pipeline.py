@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +79,7 @@ def optimize_model(
         raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_', '-'")
     root = store_root(cfg_path, store)
     check_free(cfg_path, name, root)
+    check_device(name, device or spec.device)
     texts = read_texts(probe or DEFAULT_PROBE, probe_field)[: max(1, probes)]
     threads = configure_threads(1)
     source_dir = resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
@@ -92,8 +91,10 @@ def optimize_model(
             model_path=str(artifact),
             RAM=spec.RAM,
             pooling=layout.pooling,
-            normalize=layout.normalize,
-            max_seq_length=layout.max_seq_length,
+            # the source wrapper normalizes when its folder or its entry says so, and
+            # its entry's window overrides the folder's
+            normalize=layout.normalize or bool(spec.normalize),
+            max_seq_length=spec.max_seq_length or layout.max_seq_length,
             dimension=layout.dimension or None,
             device=device or spec.device,
             batch_size=spec.batch_size,
@@ -112,8 +113,8 @@ def optimize_model(
         "RAM": max(ram_gb, 0.05),
         "preload": spec.preload,
         "pooling": layout.pooling,
-        "normalize": layout.normalize,
-        "max_seq_length": layout.max_seq_length,
+        "normalize": cand_spec.normalize,
+        "max_seq_length": cand_spec.max_seq_length,
         "device": cand_spec.device,
         "batch_size": spec.batch_size,
         "version": f"{method}-{digest[:12]}",
@@ -133,8 +134,23 @@ def optimize_model(
         max_retrieval_drop,
     )
     (final / "provenance.json").write_text(json.dumps(entry["provenance"], indent=2) + "\n")
-    register(cfg_path, name, entry)
+    try:
+        register(cfg_path, name, entry)
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)  # nothing half-registered stays in the store
+        raise
     return OptimizeResult(name, cfg_path, final, entry, quality, speed)
+
+
+def check_device(name: str, device: str) -> None:
+    """Fail before exporting when the new entry's ``device`` cannot run here: ``cuda``
+    needs onnxruntime's CUDAExecutionProvider (onnxruntime-gpu); ``auto`` uses it when
+    present, else the CPU."""
+    import onnxruntime
+
+    from workers.models.onnx import onnx_providers
+
+    onnx_providers(name, device, onnxruntime.get_available_providers())
 
 
 def _build(
@@ -177,6 +193,11 @@ def _gate_and_measure(
             f"quality gate on {len(texts)} probe texts (mean cosine >= {min_cosine}, retrieval MRR drop <= {max_drop})"
         )
         quality = measure_quality(source, candidate, texts)
+        if 0.5 / quality.pairs > max_drop:
+            say(
+                f"note: {quality.pairs} retrieval pairs; one query moving from rank 1 to 2 "
+                f"changes MRR by {0.5 / quality.pairs:.4f} > {max_drop}: use more --probes"
+            )
         check_gate(name, quality, min_cosine, max_drop)
         sample = texts[:SPEED_TEXTS]
         order, bounds = plan_chunks(sample)
@@ -235,42 +256,3 @@ def _provenance(
             "speedup": round(speed["candidate"] / speed["source"], 3),
         },
     }
-
-
-def run(args: argparse.Namespace) -> int:
-    """The ``embedfleet optimize`` command."""
-    result = optimize_model(
-        args.model,
-        args.to,
-        config=args.config,
-        name=args.name,
-        store=args.store,
-        probe=args.probe,
-        probe_field=args.field,
-        probes=args.probes,
-        min_cosine=args.min_cosine,
-        max_retrieval_drop=args.max_retrieval_drop,
-        device=args.device,
-        say=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    prov = result.entry["provenance"]
-    if args.json:
-        print(
-            json.dumps({"name": result.name, "config": str(result.config), "entry": result.entry})
-        )
-        return 0
-    q, s = prov["quality"], prov["speed"]
-    print(
-        f"registered {result.name!r} in {result.config} (model_path {result.entry['model_path']})"
-    )
-    print(
-        f"  quality   mean cosine {q['cosine_mean']:.4f} (min {q['cosine_min']:.4f}); retrieval MRR "
-        f"{q['mrr_source']:.4f} -> {q['mrr_candidate']:.4f}; recall@10 {q['recall_at_10_source']:.3f} -> "
-        f"{q['recall_at_10_candidate']:.3f}; top-10 neighbour overlap {q['neighbour_overlap_at_10']:.3f}"
-    )
-    print(
-        f"  speed     {s['source_texts_per_s']:.1f} -> {s['texts_per_s']:.1f} texts/s "
-        f"({s['speedup']:.2f}x, {s['threads']} thread(s), device {s['device']})"
-    )
-    print(f"  next      embedfleet reload   (every worker then serves {result.name!r})")
-    return 0

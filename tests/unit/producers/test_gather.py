@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from itertools import islice
 
+import pytest
+
 from producers.gather import FIRST_POLL_S, poll_delays
 
 
-def test_poll_pauses_double_from_the_first_up_to_the_cap() -> None:
-    delays = list(islice(poll_delays(0.1, first=0.005), 8))
+def test_poll_pauses_grow_from_the_first_up_to_the_cap() -> None:
+    delays = list(islice(poll_delays(0.1, first=0.01), 9))
 
-    assert delays == [0.005, 0.01, 0.02, 0.04, 0.08, 0.1, 0.1, 0.1]
+    assert delays == pytest.approx(
+        [0.01, 0.015, 0.0225, 0.03375, 0.050625, 0.0759375, 0.1, 0.1, 0.1]
+    )
 
 
 def test_poll_pauses_start_at_the_module_default() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from workers.config import load_model_config
-from workers.errors import ConfigError, QualityGateError
+from workers.errors import ConfigError, ModelLoadError, QualityGateError
 from workers.optimize.gate import Quality, check_gate, neighbour_overlap, ranks, retrieval_pairs
 from workers.optimize.register import config_file, register, store_root
 
@@ -117,3 +117,17 @@ def test_the_store_defaults_to_models_beside_the_config(tmp_path: Path, monkeypa
 def test_optimize_registers_in_json_files_only() -> None:
     with pytest.raises(ConfigError, match="JSON config file"):
         config_file("ssm:/embedfleet/models")
+
+
+def test_a_cuda_entry_needs_onnxruntime_s_cuda_provider() -> None:
+    import onnxruntime
+
+    from workers.optimize.pipeline import check_device
+
+    check_device("m", "cpu")
+    check_device("m", "auto")  # CUDA when present, else the CPU
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        check_device("m", "cuda")
+    else:
+        with pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
+            check_device("m", "cuda")

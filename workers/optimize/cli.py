@@ -1,8 +1,10 @@
-"""The arguments of ``embedfleet optimize`` (argparse only: cheap to import)."""
+"""The ``embedfleet optimize`` command: its arguments (cheap to import) and its output."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from workers.optimize import (
     DEFAULT_MAX_RETRIEVAL_DROP,
@@ -47,3 +49,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="device of the new entry (default: the source's)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``embedfleet optimize`` command."""
+    from workers.optimize.pipeline import optimize_model
+
+    result = optimize_model(
+        args.model,
+        args.to,
+        config=args.config,
+        name=args.name,
+        store=args.store,
+        probe=args.probe,
+        probe_field=args.field,
+        probes=args.probes,
+        min_cosine=args.min_cosine,
+        max_retrieval_drop=args.max_retrieval_drop,
+        device=args.device,
+        say=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    prov = result.entry["provenance"]
+    if args.json:
+        print(
+            json.dumps({"name": result.name, "config": str(result.config), "entry": result.entry})
+        )
+        return 0
+    q, s = prov["quality"], prov["speed"]
+    print(
+        f"registered {result.name!r} in {result.config} (model_path {result.entry['model_path']})"
+    )
+    print(
+        f"  quality   mean cosine {q['cosine_mean']:.4f} (min {q['cosine_min']:.4f}); retrieval MRR "
+        f"{q['mrr_source']:.4f} -> {q['mrr_candidate']:.4f}; recall@10 {q['recall_at_10_source']:.3f} -> "
+        f"{q['recall_at_10_candidate']:.3f}; top-10 neighbour overlap {q['neighbour_overlap_at_10']:.3f}"
+    )
+    print(
+        f"  speed     {s['source_texts_per_s']:.1f} -> {s['texts_per_s']:.1f} texts/s "
+        f"({s['speedup']:.2f}x, {s['threads']} thread(s), device {s['device']})"
+    )
+    print(f"  next      embedfleet reload   (every worker then serves {result.name!r})")
+    return 0
