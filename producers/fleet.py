@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from producers.server import ServerHandle, ensure_server, redact
+from workers.threads import usable_cores
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0
@@ -188,7 +189,11 @@ def up(
     names = [f"worker{i + 1}" for i in range(workers)]
     metrics_base = int(os.environ.get("EMBEDFLEET_METRICS_PORT", "0") or 0)
     for i, name in enumerate(names):
-        env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else None
+        env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}
+        if "EMBEDFLEET_THREADS" not in os.environ:
+            # N workers on one machine share its cores: N x all-cores threads
+            # oversubscribe them (0.74x in bench/scale.py).
+            env["EMBEDFLEET_THREADS"] = str(max(1, usable_cores() // max(1, workers)))
         started.processes.append((name, start_worker(name, models, env=env)))
     flower_proc = start_flower(flower_port, basic_auth=flower_auth) if flower else None
     if flower_proc is not None:

@@ -118,7 +118,18 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
         return self._dim or self.spec.dimension
 
     def encode(self, sentences: list[str]) -> np.ndarray:
-        return encode_in_batches(sentences, self.spec.batch_size, self._encode_batch, self._dim)
+        # Batches of texts of similar token length, as sentence-transformers does: less
+        # padding is less work and, for dynamically quantized models (activation scales
+        # taken over the padded batch), better vectors (bench/quant_variants.py).
+        with self._tokenizer_lock:
+            ids = self.tokenizer(sentences, truncation=True, max_length=self.window)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        vectors = encode_in_batches(
+            [sentences[i] for i in order], self.spec.batch_size, self._encode_batch, self._dim
+        )
+        out = np.empty_like(vectors)
+        out[order] = vectors
+        return out
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         with self._tokenizer_lock:  # a fast tokenizer is not safe across threads
