@@ -9,6 +9,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
 from producers import output
 from producers.errors import JobFailedError, UsageError
 from tasks.errors import EmbedfleetError
@@ -35,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except (UsageError, EmbedfleetError) as exc:
         print(f"embedfleet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RedisError, OperationalError, ConnectionError) as exc:
+        from producers.fleet import describe_url
+
+        print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

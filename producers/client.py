@@ -32,6 +32,8 @@ POLL_INTERVAL_S = 0.1
 MAX_TEXTS_PER_JOB = 10_000_000
 #: Seconds a producer keeps retrying while Redis is away (a restart, a failover).
 REDIS_RETRY_S = 60.0
+#: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down.
+STATUS_RETRY_S = 10.0
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
 T = TypeVar("T")
 
@@ -139,7 +141,7 @@ class EmbeddingClient:
 
     def job(self, job_id: str) -> Job:
         """A job submitted earlier, by any process."""
-        record = jobstore.load(self.redis, job_id)
+        record = _retrying(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
         return Job(self, record)
@@ -189,8 +191,11 @@ class EmbeddingClient:
                 destination=destination,
             )
         )
+        empty = {"ok": False, "config_hash": None, "added": [], "removed": [], "changed": []}
         rows = [
-            {"worker": worker, **body} for reply in replies or [] for worker, body in reply.items()
+            {"worker": worker, **empty, "error": None, **body}
+            for reply in replies or []
+            for worker, body in reply.items()
         ]
         return sorted(rows, key=lambda r: r["worker"])
 
@@ -216,8 +221,8 @@ class Job:
         """``{"id","model","version","alias","state","done","total","failed","errors"}``;
         ``model`` is the model that serves the job (an alias's resolved target)."""
         redis = self.client.redis
-        record = jobstore.load(redis, self.id) or self.record
-        done, failed = jobstore.progress(redis, self.id)
+        record = _retrying(lambda: jobstore.load(redis, self.id), STATUS_RETRY_S) or self.record
+        done, failed = _retrying(lambda: jobstore.progress(redis, self.id), STATUS_RETRY_S)
         state = jobstore.state_of(
             record.total, len(done), len(failed), record.cancelled, record.started
         )

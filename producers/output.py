@@ -49,7 +49,8 @@ def reload_text(rows: list[dict[str, Any]]) -> str:
 
 
 def models_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The contract's shape: ``[{"worker", "config_hash", "models": [{...}]}]``."""
+    """The contract's shape, ``[{"worker", "models": [{"name", "loaded", "ram_gb_config",
+    "ram_gb_measured", "hits", ...}]}]``, plus each worker's config hash, budget and RSS."""
     return [
         {
             "worker": r["worker"],

@@ -52,8 +52,12 @@ def reload_models(state: Any, **_: Any) -> dict[str, Any]:
     served_before = set(runtime.served_models())
     try:
         change, _old = runtime.reload()
-    except ConfigError as exc:
-        log.error("event=reload_rejected config_hash=%s error=%r", runtime.config.config_hash, str(exc))
+    except Exception as exc:  # ConfigError, or a source that broke: keep serving, say why
+        if not isinstance(exc, ConfigError):
+            exc = ConfigError(f"{type(exc).__name__}: {exc}")
+        log.error(
+            "event=reload_rejected config_hash=%s error=%r", runtime.config.config_hash, str(exc)
+        )
         return {
             "ok": False,
             "config_hash": runtime.config.config_hash,

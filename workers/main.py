@@ -32,6 +32,9 @@ def run_worker(
             )
     if not served:
         raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
+    from workers.memory import memory_budget_gb
+
+    memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     os.environ["EMBEDFLEET_WORKER_MODELS"] = models

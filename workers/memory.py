@@ -105,7 +105,15 @@ def memory_budget_gb(root: Path = CGROUP_ROOT) -> float:
     limits = []
     env = os.environ.get("EMBEDFLEET_MEMORY_LIMIT_GB")
     if env:
-        limits.append(float(env))
+        try:
+            limit = float(env)
+        except ValueError:
+            limit = -1.0
+        if not limit > 0:
+            from workers.errors import ConfigError
+
+            raise ConfigError(f"EMBEDFLEET_MEMORY_LIMIT_GB must be a number of GB > 0, got {env!r}")
+        limits.append(limit)
     cgroup = cgroup_limit_gb(root)
     if cgroup is not None:
         limits.append(cgroup)

@@ -39,7 +39,7 @@ def two_workers(redis_server, tmp_path_factory):
 
 def _queues(client, workers):
     replies = client.app.control.inspect(
-        destination=[w.node for w in workers], timeout=2
+        destination=[w.node for w in workers], timeout=10
     ).active_queues()
     return {node: {q["name"] for q in qs} for node, qs in (replies or {}).items()}
 
@@ -48,7 +48,7 @@ def test_reload_adds_changes_and_removes_while_jobs_stream(two_workers):
     client, config, workers = two_workers
     write_config(config, V1)
     nodes = [w.node for w in workers]
-    assert all(r["ok"] for r in client.reload(destination=nodes))
+    assert all(r["ok"] for r in client.reload(destination=nodes, timeout=30))
     stop = threading.Event()
     jobs: list = []
 
@@ -70,7 +70,7 @@ def test_reload_adds_changes_and_removes_while_jobs_stream(two_workers):
         # When the config changes and the reload is broadcast while jobs stream
         wait_for_jobs(3)
         write_config(config, V2)
-        rows = client.reload(destination=nodes)
+        rows = client.reload(destination=nodes, timeout=30)
         wait_for_jobs(len(jobs) + 3)
     finally:
         stop.set()
@@ -122,7 +122,7 @@ def test_a_bad_config_is_rejected_by_every_worker_and_the_old_one_keeps_serving(
     client, config, workers = two_workers
     write_config(config, V2)
     nodes = [w.node for w in workers]
-    good = client.reload(destination=nodes)
+    good = client.reload(destination=nodes, timeout=30)
     assert all(r["ok"] for r in good)
     config.write_text(content)
     try:
@@ -142,6 +142,6 @@ def test_models_shows_each_workers_config_hash(two_workers):
     client, config, workers = two_workers
     write_config(config, V2)
     nodes = [w.node for w in workers]
-    [expected] = {r["config_hash"] for r in client.reload(destination=nodes)}
+    [expected] = {r["config_hash"] for r in client.reload(destination=nodes, timeout=30)}
     hashes = {r["worker"]: r["config_hash"] for r in client.models() if r["worker"] in nodes}
     assert hashes == dict.fromkeys(nodes, expected)

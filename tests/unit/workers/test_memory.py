@@ -90,3 +90,13 @@ def test_release_until_gives_up_after_its_rounds():
     calls = []
     after = release_until(2.0, expected_gb=1.0, rss=lambda: calls.append(1) or 2.0, rounds=3)
     assert after == 2.0 and len(calls) == 3
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
+def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(monkeypatch, value):
+    from workers.errors import ConfigError
+    from workers.memory import memory_budget_gb
+
+    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", value)
+    with pytest.raises(ConfigError, match="EMBEDFLEET_MEMORY_LIMIT_GB"):
+        memory_budget_gb()
