@@ -17,7 +17,11 @@ SAMPLE = ROOT / "data" / "sample.jsonl"
 
 
 def write_config(path: Path, models: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(models, indent=2))
+    """Replace ``path`` atomically, as an operator's deploy should: readers (workers
+    reloading, producers checking a model) never see a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(models, indent=2))
+    tmp.replace(path)
     return path
 
 
