@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 #: Files copied beside an export: the tokenizer, and the sentence-transformers settings
@@ -51,39 +50,16 @@ def export_onnx(
     torch 2.13's default exporter needs onnxscript; the TorchScript one
     (``dynamo=False``) needs only the ``onnx`` package.
     """
-    import torch
     from transformers import AutoModel, AutoTokenizer
+
+    from workers.optimize.export import export_last_hidden_state
 
     model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_type_ids else [])
 
-    class Encoder(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs, strict=True))).last_hidden_state
-
-    enc = tokenizer(
-        ["an example", "another, longer example text"], padding=True, return_tensors="pt"
-    )
     dest.mkdir(parents=True, exist_ok=True)
-    out = dest / filename
-    axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer notes on shape checks that export fine
-        torch.onnx.export(
-            Encoder(),
-            tuple(enc[n] for n in names),
-            str(out),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    out = export_last_hidden_state(model, tokenizer, names, dest / filename)
     if sidecars:
         copy_sidecars(model_dir, dest)
     return out

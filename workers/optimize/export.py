@@ -82,7 +82,6 @@ def export_onnx(model: str, layout: SourceLayout, source_dir: Path, dest: Path) 
     The TorchScript exporter (``dynamo=False``) needs only the ``onnx`` package; eager
     attention exports to plain MatMul/Softmax nodes that the quantizer handles.
     """
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -100,6 +99,24 @@ def export_onnx(model: str, layout: SourceLayout, source_dir: Path, dest: Path) 
         if n in ("input_ids", "attention_mask", "token_type_ids")
     ]
 
+    dest.mkdir(parents=True, exist_ok=True)
+    out = export_last_hidden_state(net, tokenizer, names, dest / "model.onnx")
+    tokenizer.save_pretrained(str(dest))
+    for name in SIDECARS:
+        for base in (source_dir, layout.transformer_dir):
+            if (base / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(base / name, dest / name)
+                break
+    log.info("event=onnx_exported model=%s path=%s inputs=%s", model, out, ",".join(names))
+    return out
+
+
+def export_last_hidden_state(net: Any, tokenizer: Any, names: list[str], out: Path) -> Path:
+    """Write ``net``'s token vectors (``last_hidden_state``) as an ONNX graph at ``out``,
+    inputs ``names`` in that order, batch and sequence axes dynamic."""
+    import torch
+
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -111,8 +128,6 @@ def export_onnx(model: str, layout: SourceLayout, source_dir: Path, dest: Path) 
     sample = tokenizer(
         ["an example", "another, longer example text"], padding=True, return_tensors="pt"
     )
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / "model.onnx"
     axes = {name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shape checks that export fine
@@ -126,14 +141,6 @@ def export_onnx(model: str, layout: SourceLayout, source_dir: Path, dest: Path) 
             opset_version=OPSET,
             dynamo=False,
         )
-    tokenizer.save_pretrained(str(dest))
-    for name in SIDECARS:
-        for base in (source_dir, layout.transformer_dir):
-            if (base / name).is_file():
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(base / name, dest / name)
-                break
-    log.info("event=onnx_exported model=%s path=%s inputs=%s", model, out, ",".join(names))
     return out
 
 
