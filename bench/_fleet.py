@@ -50,6 +50,21 @@ def load_corpus(n: int) -> list[str]:
     return texts[:n]
 
 
+def write_corpus(texts: list[str], name: str = "input.jsonl") -> Path:
+    """The texts as a .jsonl input file in the bench's work folder."""
+    path = _WORK / name
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def print_loads(loads: list[tuple[str, str, float, float]]) -> None:
+    """One line per model load the workers logged: seconds and RSS growth."""
+    for model, kind, seconds, ram in loads:
+        print(
+            f"model load          {model} ({kind}): {seconds:.2f} s, RSS +{ram:.3f} GB (worker log)"
+        )
+
+
 def model_entry(**overrides: Any) -> dict[str, Any]:
     """The config entry of the benchmarked model (the packaged real weights)."""
     entry = {"type": "sentence_transformer", "model_path": HUB_ID, "RAM": 0.5, "preload": True}

@@ -60,8 +60,7 @@ def main() -> None:
         flush=True,
     )
     texts = _fleet.load_corpus(args.texts)
-    src = _fleet._WORK / "input.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    src = _fleet.write_corpus(texts)
     local = in_process_model(args.threads)
     ratios, local_s, fleet_s = [], [], []
     with _fleet.server(), _fleet.workers(config, 1, args.concurrency) as procs:
@@ -107,10 +106,7 @@ def main() -> None:
         f"retrieval MRR       torch {mrr_t:.4f}  int8 {mrr_q:.4f}  drop {mrr_t - mrr_q:.4f} "
         f"(goal <= 0.01); recall@10 {rec_t:.4f} -> {rec_q:.4f}"
     )
-    for model, kind, seconds, ram in loads:
-        print(
-            f"model load          {model} ({kind}): {seconds:.2f} s, RSS +{ram:.3f} GB (worker log)"
-        )
+    _fleet.print_loads(loads)
     _fleet.footer()
 
 

@@ -18,7 +18,6 @@ minute apart. Layouts (``--layouts``, comma-separated):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 
@@ -35,8 +34,7 @@ def main() -> None:
     args = parser.parse_args()
     _fleet.header("scale: thread layouts and 1 vs 2 workers on one Redis")
     texts = _fleet.load_corpus(args.texts)
-    src = _fleet._WORK / "input.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    src = _fleet.write_corpus(texts)
     config = _fleet.write_config({_fleet.MODEL: _fleet.model_entry()})
     cores = len(os.sched_getaffinity(0))
     local = in_process_model(cores)

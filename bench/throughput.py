@@ -78,8 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     _fleet.header("throughput: fleet end to end vs in-process encode")
     texts = _fleet.load_corpus(args.texts)
-    src = _fleet._WORK / "input.jsonl"
-    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    src = _fleet.write_corpus(texts)
     entry = json.loads(args.model_entry) if args.model_entry else _fleet.model_entry()
     entry.setdefault("device", args.device)
     config = _fleet.write_config({_fleet.MODEL: entry})
@@ -132,10 +131,7 @@ def main() -> None:
             f"{overhead * 1000:.1f} ms (submit, queue, store, gather, write)"
         )
     print(f"min cosine fleet vs in-process  {cos.min():.6f}")
-    for model, kind, seconds, ram in loads:
-        print(
-            f"model load          {model} ({kind}): {seconds:.2f} s, RSS +{ram:.3f} GB (worker log)"
-        )
+    _fleet.print_loads(loads)
     _fleet.footer()
 
 
