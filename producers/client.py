@@ -9,19 +9,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from celery import Celery
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from producers.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from producers.readers import check_texts
 from tasks import jobstore
+from tasks.retry import retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
 from tasks.wire import MAX_CHARS_PER_TEXT
 
@@ -30,30 +28,8 @@ from tasks.wire import MAX_CHARS_PER_TEXT
 POLL_INTERVAL_S = 0.1
 #: Texts one job may hold (split bigger inputs into several jobs).
 MAX_TEXTS_PER_JOB = 10_000_000
-#: Seconds a producer keeps retrying while Redis is away (a restart, a failover).
-REDIS_RETRY_S = 60.0
 #: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down.
 STATUS_RETRY_S = 10.0
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, OperationalError)
-T = TypeVar("T")
-
-
-def _retrying(call: Callable[[], T], deadline_s: float = REDIS_RETRY_S) -> T:
-    """Run ``call``; while the connection to Redis is broken, retry with backoff.
-
-    kombu's pooled connections go stale across a Redis restart: the first call after it
-    fails and drops the connection, the next one reconnects.
-    """
-    deadline = time.monotonic() + deadline_s
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except _CONNECTION_ERRORS:
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
 
 
 class EmbeddingClient:
@@ -141,7 +117,7 @@ class EmbeddingClient:
 
     def job(self, job_id: str) -> Job:
         """A job submitted earlier, by any process."""
-        record = _retrying(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
+        record = retry_while_unreachable(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
         return Job(self, record)
@@ -162,7 +138,7 @@ class EmbeddingClient:
 
     def models(self, timeout: float = 3.0) -> list[dict[str, Any]]:
         """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
-        replies = _retrying(
+        replies = retry_while_unreachable(
             lambda: self.app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
         )
         rows = []
@@ -182,7 +158,7 @@ class EmbeddingClient:
         misses it, and loads the current config when it starts.
         """
         expected = len(destination) if destination else len(self.workers())
-        replies = _retrying(
+        replies = retry_while_unreachable(
             lambda: self.app.control.broadcast(
                 "reload_models",
                 reply=True,
@@ -201,7 +177,7 @@ class EmbeddingClient:
 
     def workers(self, timeout: float = 1.0) -> list[str]:
         """Names of the workers that answer a ping."""
-        replies = _retrying(lambda: self.app.control.ping(timeout=timeout)) or []
+        replies = retry_while_unreachable(lambda: self.app.control.ping(timeout=timeout)) or []
         return sorted(name for reply in replies for name in reply)
 
 
@@ -221,8 +197,13 @@ class Job:
         """``{"id","model","version","alias","state","done","total","failed","errors"}``;
         ``model`` is the model that serves the job (an alias's resolved target)."""
         redis = self.client.redis
-        record = _retrying(lambda: jobstore.load(redis, self.id), STATUS_RETRY_S) or self.record
-        done, failed = _retrying(lambda: jobstore.progress(redis, self.id), STATUS_RETRY_S)
+        record = (
+            retry_while_unreachable(lambda: jobstore.load(redis, self.id), STATUS_RETRY_S)
+            or self.record
+        )
+        done, failed = retry_while_unreachable(
+            lambda: jobstore.progress(redis, self.id), STATUS_RETRY_S
+        )
         state = jobstore.state_of(
             record.total, len(done), len(failed), record.cancelled, record.started
         )
@@ -261,8 +242,10 @@ class Job:
         delays = poll_delays(POLL_INTERVAL_S)
         try:
             while True:
-                done, failed = _retrying(lambda: jobstore.progress(self.client.redis, self.id))
-                fetched = _retrying(lambda done=done: gatherer.fetch(done))
+                done, failed = retry_while_unreachable(
+                    lambda: jobstore.progress(self.client.redis, self.id)
+                )
+                fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
                 if bar is not None and fetched:
                     bar.update(fetched)
                 if len(gatherer.fetched) == self.record.total:

@@ -25,6 +25,7 @@ import celeryconfig
 from tasks import jobstore
 from tasks.app import app
 from tasks.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
+from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK
 from tasks.wire import pack_embeddings, validate_request
 
@@ -32,25 +33,18 @@ log = logging.getLogger(__name__)
 
 #: Prefix of the per-delivery counters.
 DELIVERIES_PREFIX = "embedfleet:deliveries:"
-#: Seconds a Redis call is retried while the server is unreachable (a restart).
-REDIS_RETRY_S = 60.0
 
 T = TypeVar("T")
 
 
 def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
     """Run ``call``, retrying while Redis is unreachable; then raise :class:`TransientError`."""
-    deadline = time.monotonic() + deadline_s
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise TransientError(f"Redis unreachable while {what}: {exc}") from exc
-            log.warning("event=redis_retry what=%r delay_s=%.1f error=%r", what, delay, str(exc))
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
+    try:
+        return retry_while_unreachable(
+            call, deadline_s, what, (redis.ConnectionError, redis.TimeoutError)
+        )
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TransientError(f"Redis unreachable while {what}: {exc}") from exc
 
 
 def count_delivery(client: redis.Redis, task_id: str, attempt: Any) -> int:
@@ -180,9 +174,9 @@ def embed_chunk(
 
     started = time.perf_counter()
     try:
-        # Redis unreachable inside the runtime (the embedding cache) is a restart in
-        # progress: run the chunk again once it answers, never fail it for that.
-        vectors, version = with_redis_retry(lambda: embed_texts(model, texts, options), "embedding")
+        # The embedding cache, the runtime's only Redis use, computes instead when Redis
+        # is unreachable (workers.embedding_cache.embed_with_cache).
+        vectors, version = embed_texts(model, texts, options)
     except (PermanentError, TransientError) as exc:
         raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving

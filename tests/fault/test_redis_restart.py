@@ -32,9 +32,9 @@ OUTAGE_S = 1.0
 
 @pytest.mark.parametrize("embed_cache", ["1", "0"], ids=["embed-cache", "no-embed-cache"])
 def test_worker_survives_redis_restart_and_job_completes(make_fleet, embed_cache: str):
-    # Given an append-only server and a worker that needs ~4 s for the whole job (with
-    # the embedding cache, a chunk finishing mid-outage first fails on the cache; without
-    # it, on storing its result)
+    # Given an append-only server and a worker that needs ~4 s for the whole job (a chunk
+    # finishing mid-outage computes without the embedding cache, then retries storing
+    # its result until Redis is back)
     fleet = make_fleet({"slow": SLOW}, visibility_s=STRANDED_AFTER_S, appendonly=True)
     worker = fleet.worker(
         concurrency=2, **{SLOW_ENV: "0.02", "EMBEDFLEET_EMBED_CACHE": embed_cache}
