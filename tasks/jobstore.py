@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import redis
@@ -180,8 +179,3 @@ def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool)
     if done + failed == total:
         return "FAILURE"
     return "RUNNING" if (done or failed or started) else "PENDING"
-
-
-def as_dict(record: JobRecord) -> dict[str, Any]:
-    """Public fields of a record, for ``--json`` output."""
-    return {"id": record.id, "model": record.model, "version": record.version, "n": record.n}

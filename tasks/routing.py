@@ -18,11 +18,6 @@ def queue_for(model: str) -> str:
     return f"{QUEUE_PREFIX}{model}"
 
 
-def model_of_queue(queue: str) -> str | None:
-    """Return the model a queue serves, or None when it is not a model queue."""
-    return queue[len(QUEUE_PREFIX) :] if queue.startswith(QUEUE_PREFIX) else None
-
-
 def route_task(
     name: str, args: Any, kwargs: dict[str, Any], options: dict[str, Any], **_: Any
 ) -> dict[str, str] | None:

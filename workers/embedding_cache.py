@@ -54,9 +54,7 @@ class EmbeddingCache:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{PREFIX}{model}:{version}:{digest}"
 
-    def get_many(
-        self, model: str, version: str, texts: list[str], dim_hint: int | None = None
-    ) -> list[np.ndarray | None]:
+    def get_many(self, model: str, version: str, texts: list[str]) -> list[np.ndarray | None]:
         """Cached vector of each text, or None where it is not cached."""
         raw = self.client.mget([self.key(model, version, t) for t in texts])
         found: list[np.ndarray | None] = [

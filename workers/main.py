@@ -19,12 +19,14 @@ def run_worker(
 ) -> int:
     """Run a worker in the foreground until it is stopped; returns its exit code."""
     from workers.config import load_model_config
+    from workers.runtime import SELECTION_ENV, selected_models
 
     config = load_model_config()
-    if models.strip() == "all":
+    wanted = selected_models(models)
+    if wanted is None:
         served = sorted(config)
     else:
-        served = [m.strip() for m in models.split(",") if m.strip()]
+        served = wanted
         unknown = [m for m in served if m not in config]
         if unknown:
             raise UsageError(
@@ -37,7 +39,7 @@ def run_worker(
     memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    os.environ["EMBEDFLEET_WORKER_MODELS"] = models
+    os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel)
     from tasks.app import app

@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 SELECTION_ENV = "EMBEDFLEET_WORKER_MODELS"
 
 
+def selected_models(selection: str) -> list[str] | None:
+    """``--models`` / ``EMBEDFLEET_WORKER_MODELS``: None for ``all``, else the names."""
+    if selection.strip() == "all":
+        return None
+    return [m.strip() for m in selection.split(",") if m.strip()]
+
+
 @dataclass
 class ConfigChange:
     """What a reload changed."""
@@ -102,11 +109,8 @@ class Runtime:
     def served_models(self, config: ModelConfig | None = None) -> list[str]:
         """Models this worker consumes under ``config``: all, or the selected ones."""
         config = config or self.config
-        selection = os.environ.get(SELECTION_ENV, "all").strip()
-        if selection == "all":
-            return sorted(config)
-        wanted = {m.strip() for m in selection.split(",") if m.strip()}
-        return sorted(m for m in config if m in wanted)
+        wanted = selected_models(os.environ.get(SELECTION_ENV, "all"))
+        return sorted(config) if wanted is None else sorted(m for m in config if m in wanted)
 
     # -- reload ----------------------------------------------------------------------
     def reload(self) -> tuple[ConfigChange, ModelConfig]:
