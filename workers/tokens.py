@@ -11,12 +11,14 @@ plugins) fall back to the producer's estimate (``producers.chunking``: UTF-8 byt
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from workers.errors import ModelLoadError
+from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 
 if TYPE_CHECKING:
     from workers.config import ModelSpec
@@ -29,8 +31,6 @@ TOKENIZER_TYPES = frozenset({"sentence_transformer", "bert", "onnx"})
 MAX_TOKENIZERS = 16
 #: Token window used by the estimate when the config names none.
 DEFAULT_WINDOW = 256
-#: Files that mark a folder as holding a Hugging Face tokenizer.
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 
 class TokenCounter:
@@ -79,22 +79,18 @@ def estimate(texts: list[str], window: int) -> int:
 
 
 def _load(model: str, spec: ModelSpec) -> tuple[Any, int | None]:
-    """(tokenizer or None, token window) for ``spec``; never raises."""
+    """(tokenizer or None, token window) for ``spec``, as the wrappers load them
+    (``workers.models.tokenizing``); never raises."""
     folder = _tokenizer_folder(spec)
-    window = spec.max_seq_length or (_st_window(folder) if folder else None)
     if folder is None:
         log.info("event=token_count model=%s method=estimate type=%s", model, spec.type)
-        return None, window
+        return None, spec.max_seq_length
     try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as exc:  # metrics must never fail a worker
+        tokenizer = load_tokenizer(model, folder)
+    except ModelLoadError as exc:  # metrics must never fail a worker
         log.warning("event=token_count model=%s method=estimate error=%r", model, str(exc))
-        return None, window
-    if window is None:
-        limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
-        window = limit if 0 < limit < 1_000_000 else None
+        return None, spec.max_seq_length
+    window = token_window(spec.max_seq_length, [folder], tokenizer)
     log.info("event=token_count model=%s method=tokenizer window=%s", model, window)
     return tokenizer, window
 
@@ -111,13 +107,4 @@ def _tokenizer_folder(spec: ModelSpec) -> Path | None:
     except Exception:  # not local, not cached: the estimate will do
         return None
     folder = path if path.is_dir() else path.parent
-    return folder if any((folder / f).exists() for f in _TOKENIZER_FILES) else None
-
-
-def _st_window(folder: Path) -> int | None:
-    """``max_seq_length`` of a sentence-transformers folder (what the model truncates at)."""
-    try:
-        value = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return int(value) if value else None
+    return folder if has_tokenizer(folder) else None
