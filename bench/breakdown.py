@@ -52,7 +52,7 @@ def by_chars(rows: np.ndarray, texts: list[str]) -> list[int]:
 
 
 def padding_report(texts: list[str], real: np.ndarray) -> None:
-    from producers.chunking import estimate_tokens, plan_chunks
+    from tasks.chunking import estimate_tokens, plan_chunks
 
     total = int(real.sum())
     whole = by_chars(np.arange(len(texts)), texts)
@@ -79,16 +79,16 @@ def padding_report(texts: list[str], real: np.ndarray) -> None:
 
 
 def chunks_of(texts: list[str], max_tokens: int) -> list[list[str]]:
-    from producers.chunking import plan_chunks
+    from tasks.chunking import plan_chunks
 
     order, bounds = plan_chunks(texts, max_tokens=max_tokens)
     return [[texts[r] for r in order[bounds[i] : bounds[i + 1]]] for i in range(len(bounds) - 1)]
 
 
 def runtime() -> Any:
-    from workers.config import parse_model_config
-    from workers.runtime import Runtime
-    from workers.threads import configure_threads
+    from workers.config.loader import parse_model_config
+    from workers.serving.runtime import Runtime
+    from workers.serving.threads import configure_threads
 
     configure_threads(1)
     rt = Runtime(parse_model_config({_fleet.MODEL: _fleet.model_entry()}), budget_gb=4.0)

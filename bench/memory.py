@@ -61,10 +61,10 @@ def run_mode(mode: str, rounds: int, budget_gb: float, ram_gb: float, batch: int
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from workers.cache import ModelCache
-    from workers.config import parse_model_config
-    from workers.memory import release_memory, rss_gb
-    from workers.watchdog import MemoryWatchdog
+    from workers.config.loader import parse_model_config
+    from workers.memory.model_cache import ModelCache
+    from workers.memory.readings import release_memory, rss_gb
+    from workers.memory.watchdog import MemoryWatchdog
 
     entries = {
         name: {"type": "sentence_transformer", "model_path": HUB_ID, "RAM": ram_gb,

@@ -44,7 +44,7 @@ def in_process_model(threads: int, device: str = "cpu") -> Any:
 
 
 def in_process(model: Any, src: Path, out: Path) -> float:
-    from producers.readers import read_texts
+    from tasks.io.readers import read_texts
 
     t0 = time.perf_counter()
     vectors = model.encode(read_texts(src), batch_size=32)
@@ -53,8 +53,8 @@ def in_process(model: Any, src: Path, out: Path) -> float:
 
 
 def fleet(client: Any, model: str, src: Path, out: Path) -> tuple[float, int]:
-    from producers.readers import read_texts
     from producers.writers import write_embeddings
+    from tasks.io.readers import read_texts
 
     t0 = time.perf_counter()
     job = client.submit(read_texts(src), model=model, cache=False)

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from workers.logs import configure_logging
+    from tasks.logs import configure_logging
 
     configure_logging(os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"))
     try:
@@ -166,14 +166,14 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.main import run_worker
+    from workers.serving.main import run_worker
 
     return run_worker(args.models, args.concurrency, args.name, args.loglevel)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from producers.readers import read_texts
     from producers.writers import check_output
+    from tasks.io.readers import read_texts
 
     out = check_output(args.output) if args.output else None
     texts = read_texts(args.input, args.field) if args.input else args.text
@@ -238,7 +238,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from producers.compare import compare
-    from producers.readers import read_texts
+    from tasks.io.readers import read_texts
 
     texts = read_texts(args.input, args.field)[: args.sample]
     report = compare(_client(), args.model_a, args.model_b, texts, k=args.k)

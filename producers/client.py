@@ -6,6 +6,7 @@ chunk results (the Celery result backend) live in Redis.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,13 +15,15 @@ from typing import Any
 import numpy as np
 from celery import Celery
 
-from producers.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
-from producers.readers import check_texts
+from tasks import catalog as fleet_catalog
 from tasks import jobstore
+from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.io.readers import check_texts
 from tasks.retry import retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
+from tasks.spec import read_local_config, spec_version
 from tasks.wire import MAX_CHARS_PER_TEXT
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -51,11 +54,35 @@ class EmbeddingClient:
         """The Redis client of the result backend (job records live there too)."""
         return self.app.backend.client
 
-    def configured_models(self) -> Any:
-        """The model config this client checks jobs against."""
-        from workers.config import load_model_config
+    def resolve_model(self, model: str, key: str) -> tuple[str, str, str]:
+        """``(model, alias, version)`` of a job for ``model`` (a model or an A/B alias).
 
-        return load_model_config(self.config_source)
+        From the fleet's own publication (``tasks.catalog``) unless this client was given
+        a ``config_source``; a local ``EMBEDFLEET_MODEL_CONFIG`` is used only when no
+        worker has ever published. ``key`` picks an alias's target.
+        """
+        local = self.config_source
+        if local is None:
+            catalog = retry_while_unreachable(lambda: fleet_catalog.read(self.redis))
+            if not catalog.empty:
+                return _resolve_in_catalog(catalog, model, key)
+            local = os.environ.get("EMBEDFLEET_MODEL_CONFIG")
+            if not local:
+                raise UnknownModelError(
+                    "no worker has published the models it serves to this Redis yet: start "
+                    "one (`embedfleet worker` or `embedfleet up`), or name a config with "
+                    "EMBEDFLEET_MODEL_CONFIG"
+                )
+        config = read_local_config(local)
+        alias = ""
+        if model in config.aliases:
+            alias, model = model, config.aliases[model].pick(key)
+        spec = config.get(model)
+        if spec is None:
+            known = ", ".join(sorted([*config, *config.aliases])) or "none"
+            why = f" ({config.errors[model]})" if model in config.errors else ""
+            raise UnknownModelError(f"unknown model {model!r}{why}; configured: {known}")
+        return model, alias, spec_version(spec)
 
     def submit(
         self,
@@ -78,20 +105,9 @@ class EmbeddingClient:
             raise InputError(
                 f"{len(texts)} texts in one job; the limit is {MAX_TEXTS_PER_JOB}: split the input"
             )
-        config = self.configured_models()
         job_id = uuid.uuid4().hex
-        alias = ""
-        if model in config.aliases:
-            alias, model = model, config.aliases[model].pick(key or job_id)
-        spec = config.get(model)
-        if spec is None:
-            known = ", ".join(sorted([*config, *config.aliases])) or "none"
-            why = f" ({config.errors[model]})" if model in config.errors else ""
-            raise UnknownModelError(f"unknown model {model!r}{why}; configured: {known}")
-        from workers.config import spec_version
-
+        model, alias, version = self.resolve_model(model, key or job_id)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
-        version = spec_version(spec)
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
         record = jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
         queue = queue_for(model)
@@ -287,6 +303,19 @@ class Job:
         if pending:
             self.client.app.control.revoke(pending)
         return len(pending)
+
+
+def _resolve_in_catalog(
+    catalog: fleet_catalog.Catalog, model: str, key: str
+) -> tuple[str, str, str]:
+    alias = ""
+    if model in catalog.aliases:
+        alias, model = model, catalog.aliases[model].pick(key)
+    served = catalog.models.get(model)
+    if served is None:
+        known = ", ".join(catalog.names()) or "none"
+        raise UnknownModelError(f"unknown model {model!r}; the fleet serves: {known}")
+    return model, alias, served.version
 
 
 def _progress_bar(record: jobstore.JobRecord, enabled: bool) -> Any:

@@ -16,8 +16,9 @@ import numpy as np
 
 from producers import fleet
 from producers.client import EmbeddingClient
-from producers.readers import read_texts
 from producers.writers import check_output, write_embeddings
+from tasks.io.readers import read_texts
+from tasks.spec import read_local_config
 
 #: The sample: descriptions of Debian packages (real text, ~80 tokens each).
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jsonl"
@@ -27,7 +28,8 @@ def run_demo(input_path: str | None, model: str, output: str) -> int:
     out_path = check_output(output)
     texts = read_texts(input_path or SAMPLE)
     client = EmbeddingClient()
-    client.configured_models()  # a config error stops the demo before anything starts
+    # The demo's worker reads this config: an unreadable one stops it before anything starts.
+    read_local_config(os.environ.get("EMBEDFLEET_MODEL_CONFIG") or "models.json")
     started = fleet.Started(server=fleet.start_server_if_needed())
     try:
         where = "started an embedded server" if started.server else "using the running server"

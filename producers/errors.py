@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tasks.errors import EmbedfleetError
+from tasks.errors import EmbedfleetError, InputError, UsageError
 
-
-class UsageError(EmbedfleetError):
-    """Raised for a request that cannot be served as given (CLI exit code 2)."""
-
-
-class InputError(UsageError):
-    """Raised when an input file or text list is empty or holds a row that is not text."""
+__all__ = [
+    "InputError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "UnknownModelError",
+    "UsageError",
+]
 
 
 class UnknownModelError(UsageError):

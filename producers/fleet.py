@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from producers.server import ServerHandle, ensure_server, redact
-from workers.threads import usable_cores
+from tasks.host import usable_cores
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0

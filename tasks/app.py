@@ -14,10 +14,10 @@ def make_app(redis_url: str | None = None) -> Celery:
 
         # TLS, transport and Sentinel settings follow the URL given here, not the env's.
         app.conf.update(url_settings(redis_url))
-    # Chunk tasks live in tasks.embed; workers.boot (threads, cache, control commands)
+    # Chunk tasks live in tasks.embed; workers.serving.boot (threads, cache, control commands)
     # is imported by workers only: Celery imports `imports` at worker start, never in
     # producers, so producers never load torch.
-    app.conf.imports = ("tasks.embed", "workers.boot")
+    app.conf.imports = ("tasks.embed", "workers.serving.boot")
     app.conf.task_routes = ("tasks.routing.route_task",)
     return app
 

@@ -1,7 +1,7 @@
 """The chunk task: validate, lease the model, encode, return float32 bytes.
 
-Thin on purpose: model logic lives in ``workers`` (imported lazily, so producers that
-import this module never load torch).
+Thin on purpose: model logic lives in ``workers``, whose boot installs the encoder
+(:func:`install_encoder`); this module imports no worker code, so producers never load torch.
 
 Every delivery of a chunk is counted in Redis (``INCR`` + ``EXPIRE`` on
 ``embedfleet:deliveries:<task id>:<retry>``) before the model runs. A chunk that comes
@@ -35,6 +35,18 @@ log = logging.getLogger(__name__)
 DELIVERIES_PREFIX = "embedfleet:deliveries:"
 
 T = TypeVar("T")
+
+#: ``(model, texts, options) -> (vectors, version)``: what encodes a chunk. The contract
+#: imports no worker code; the worker's boot installs its runtime here
+#: (``workers.serving.boot``), so producers importing this module never load torch.
+Encoder = Callable[[str, list[str], dict[str, Any]], tuple[Any, str]]
+_encoder: Encoder | None = None
+
+
+def install_encoder(encoder: Encoder | None) -> None:
+    """Make ``encoder`` run this process's chunks (worker boot and tests)."""
+    global _encoder
+    _encoder = encoder
 
 
 def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
@@ -170,13 +182,17 @@ def embed_chunk(
     if with_redis_retry(lambda: jobstore.is_cancelled(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
     with_redis_retry(lambda: jobstore.mark_started(client, job_id), "marking a job started")
-    from workers.runtime import embed_texts
-
+    encode = _encoder
+    if encode is None:
+        raise PermanentError(
+            "this process has no encoder: chunks run in workers started with "
+            "`embedfleet worker` or `celery -A tasks worker` (which install one at boot)"
+        )
     started = time.perf_counter()
     try:
-        # The embedding cache, the runtime's only Redis use, computes instead when Redis
-        # is unreachable (workers.embedding_cache.embed_with_cache).
-        vectors, version = embed_texts(model, texts, options)
+        # The embedding reuse store, the runtime's only Redis use, computes instead when
+        # Redis is unreachable (workers.reuse.store.embed_with_cache).
+        vectors, version = encode(model, texts, options)
     except (PermanentError, TransientError) as exc:
         raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving

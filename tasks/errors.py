@@ -31,3 +31,15 @@ class JobCancelled(PermanentError):
 class TooManyDeliveries(PermanentError):
     """Raised when a chunk came back more often than ``EMBEDFLEET_MAX_DELIVERIES``:
     every earlier delivery died with its worker (out of memory, killed, crashed)."""
+
+
+class ConfigError(PermanentError):
+    """Raised when a model config or a setting cannot be read or holds an invalid value."""
+
+
+class UsageError(EmbedfleetError):
+    """Raised for a request that cannot be served as given (CLI exit code 2)."""
+
+
+class InputError(UsageError):
+    """Raised when an input file or text list is empty or holds a row that is not text."""

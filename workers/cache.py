@@ -1,290 +1,68 @@
-"""The model cache: what is loaded, who is using it, and what it really costs.
+"""The seed's entry points to this worker process's model cache.
 
-Contract: each model is loaded once even when many tasks ask at once; a task holds a
-*lease* while it encodes, and a leased model is never unloaded. Memory is accounted per
-model as the larger of its configured ``RAM`` and the RSS growth measured over its load
-and one warm-up encode (safetensors weights are memory-mapped: their pages count in RSS
-only once a forward pass touches them). Before a load the cache makes room inside its
-budget (``free_memory``); the watchdog (``workers.watchdog``) calls the same
-``free_memory`` when the process runs short. Every load and unload is logged once, with
-the model, the reason and the RAM before and after.
+``load_embedding_model(name)`` hands out the model under a lease: the cache never
+evicts or unloads it while the caller holds it. The lease ends at ``close()``, at the
+end of a ``with`` block, or when the object is collected. ``free_memory`` unloads idle
+models, in policy order, until the budget has the room asked for.
+
+The cache itself is ``workers.memory.model_cache.ModelCache``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import weakref
 from typing import Any
 
-from workers.config import ModelSpec
-from workers.errors import ModelTooLargeError, NoRoomError, UnknownModelError
-from workers.eviction import eviction_order
-from workers.loading import CachedModel, Factory, import_type, let_go, load_measured
-from workers.memory import rss_gb
+import numpy as np
+
+from workers.memory.model_cache import ModelCache
 from workers.models.base import BaseEmbeddingModel
-from workers.models.registry import build_model
+from workers.serving.process import get_runtime
 
-log = logging.getLogger(__name__)
-
-__all__ = ["CachedModel", "ModelCache", "free_memory", "load_embedding_model"]
+__all__ = ["LeasedModel", "free_memory", "load_embedding_model"]
 
 
-class ModelCache:
-    """Loaded models of one worker process, kept inside ``budget_gb``."""
+class LeasedModel(BaseEmbeddingModel):
+    """A loaded model held by a lease until :meth:`close` (or collection)."""
 
-    def __init__(
-        self,
-        specs: Mapping[str, ModelSpec],
-        budget_gb: float,
-        policy: str = "largest",
-        factory: Factory = build_model,
-        rss: Callable[[], float] = rss_gb,
-        prepare: Callable[[ModelSpec], object] = import_type,
-    ) -> None:
-        self.specs = specs  # replaced whole by a reload (workers.runtime)
-        self.budget_gb = budget_gb
-        self.policy = policy
-        self._factory = factory
-        self._rss = rss
-        self._prepare = prepare
-        self._entries: dict[str, CachedModel] = {}
-        self._retired: list[CachedModel] = []
-        #: Last RAM measured per model, with the spec it was measured for: admission
-        #: of a reload asks for what the model really took last time.
-        self._measured: dict[str, tuple[ModelSpec, float]] = {}
-        self._lock = threading.RLock()  # guards the dicts; never held while loading
-        self._load_lock = threading.Lock()  # one load at a time, so RSS deltas are clean
-        self.loads = 0
-        self.evictions = 0
+    def __init__(self, cache: ModelCache, name: str) -> None:
+        lease = cache.lease(name)
+        model = lease.__enter__()
+        super().__init__(name, model.spec)
+        self.model = model
+        # The finalizer holds the lease, not ``self``: collecting ``self`` releases it.
+        self._release = weakref.finalize(self, lease.__exit__, None, None, None)
 
-    # -- leasing -----------------------------------------------------------------
-    @contextmanager
-    def lease(self, name: str) -> Iterator[BaseEmbeddingModel]:
-        """Hold model ``name`` (loading it if needed) for the duration of the block."""
-        entry = self._acquire(name)
-        try:
-            yield entry.model
-        finally:
-            self._release(entry)
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        return self.model.encode(sentences)
 
-    def load(self, name: str) -> BaseEmbeddingModel:
-        """Make sure ``name`` is loaded and return it (no lease is kept)."""
-        with self.lease(name) as model:
-            return model
+    @property
+    def dimension(self) -> int | None:
+        return self.model.dimension
 
-    def _acquire(self, name: str) -> CachedModel:
-        with self._lock:
-            entry = self._take(name)
-            if entry is not None:
-                return entry
-            self._spec(name)
-        with self._load_lock:
-            with self._lock:
-                # Double check: another task may have loaded it while we waited.
-                entry = self._take(name)
-                if entry is not None:
-                    return entry
-                spec = self._spec(name)  # a reload may have changed it meanwhile
-            self._make_room(name, spec)
-            entry = self._load(name, spec)
-        if self.used_gb() > self.budget_gb:  # measured above configured: back inside
-            self.free_memory(0.0, reason=f"{name} measured above its configured RAM")
-        return entry
+    @property
+    def held(self) -> bool:
+        """True until the lease ends."""
+        return self._release.alive
 
-    def _spec(self, name: str) -> ModelSpec:
-        spec = self.specs.get(name)
-        if spec is None:
-            known = ", ".join(sorted(self.specs)) or "none"
-            raise UnknownModelError(f"model {name!r} is not configured here; known: {known}")
-        return spec
+    def close(self) -> None:
+        """End the lease; the cache may unload the model from now on."""
+        self._release()
 
-    def _take(self, name: str) -> CachedModel | None:
-        entry = self._entries.get(name)
-        if entry is None:
-            return None
-        entry.leases += 1
-        entry.hits += 1
-        entry.last_used = time.time()
-        return entry
+    def __enter__(self) -> LeasedModel:
+        return self
 
-    def _release(self, entry: CachedModel) -> None:
-        with self._lock:
-            entry.leases -= 1
-            entry.last_used = time.time()
-            finished = entry.retired and entry.leases == 0
-            if finished and entry in self._retired:
-                self._retired.remove(entry)
-        if finished:
-            self._unload(entry, "model_unloaded", "retired: its last lease ended")
-
-    def _load(self, name: str, spec: ModelSpec) -> CachedModel:
-        self._prepare(spec)
-        used_before = self.used_gb()
-        entry, before, after = load_measured(name, spec, self._factory, self._rss)
-        seconds = entry.load_seconds
-        with self._lock:
-            self._entries[name] = entry
-            self._measured[name] = (spec, entry.ram_measured_gb)
-            self.loads += 1
-            loaded = len(self._entries)
-        log.info(
-            "event=model_loaded model=%s type=%s seconds=%.2f ram_gb_config=%.3f "
-            "ram_gb_measured=%.3f ram_gb=%.3f used_gb_before=%.3f used_gb_after=%.3f "
-            "budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f models_loaded=%d",
-            name,
-            spec.type,
-            seconds,
-            spec.RAM,
-            entry.ram_measured_gb,
-            entry.ram_gb,
-            used_before,
-            self.used_gb(),
-            self.budget_gb,
-            before,
-            after,
-            loaded,
-        )
-        return entry
-
-    # -- memory ------------------------------------------------------------------
-    def used_gb(self) -> float:
-        """RAM accounted to loaded models (retired ones still leased included)."""
-        with self._lock:
-            return sum(e.ram_gb for e in [*self._entries.values(), *self._retired])
-
-    def expected_gb(self, name: str, spec: ModelSpec) -> float:
-        """What loading ``name`` will cost: configured RAM, or more if measured so."""
-        seen = self._measured.get(name)
-        measured = seen[1] if seen and seen[0] == spec else 0.0
-        return max(spec.RAM, measured)
-
-    def _make_room(self, name: str, spec: ModelSpec) -> None:
-        """Admission: evict idle models so ``name`` fits, or say why it cannot now."""
-        need = self.expected_gb(name, spec)
-        if need > self.budget_gb:
-            raise ModelTooLargeError(
-                f"model {name!r} needs {need:.2f} GB but the worker's memory budget is "
-                f"{self.budget_gb:.2f} GB (EMBEDFLEET_MEMORY_LIMIT_GB / cgroup limit)"
-            )
-        with self._lock:
-            free = self.budget_gb - self.used_gb()
-            if free >= need:
-                return
-            idle_gb = sum(e.ram_gb for e in self._entries.values() if e.leases == 0)
-        if free + idle_gb >= need:  # evict only when it can help
-            self.free_memory(need, reason=f"make room for {name} ({need:.2f} GB)")
-        with self._lock:
-            free = self.budget_gb - self.used_gb()
-            if free < need:
-                in_use = [e.name for e in [*self._entries.values(), *self._retired] if e.leases]
-                raise NoRoomError(
-                    f"model {name!r} needs {need:.2f} GB; {free:.2f} GB of the "
-                    f"{self.budget_gb:.2f} GB budget is free and the loaded models in use "
-                    f"({', '.join(sorted(in_use)) or 'none'}) cannot be unloaded now"
-                )
-
-    def free_memory(self, required_ram_gb: float, reason: str = "free_memory") -> list[str]:
-        """Unload idle models, in policy order, until ``required_ram_gb`` fits the budget.
-
-        Returns the names unloaded. Leased models are never unloaded.
-        """
-        victims: list[tuple[CachedModel, float, float]] = []
-        with self._lock:
-            used = self.used_gb()
-            idle = [e for e in self._entries.values() if e.leases == 0]
-            for entry in eviction_order(idle, self.policy):
-                if self.budget_gb - used >= required_ram_gb:
-                    break
-                del self._entries[entry.name]
-                victims.append((entry, used, used - entry.ram_gb))
-                used -= entry.ram_gb
-                self.evictions += 1
-        for entry, used_before, used_after in victims:
-            self._unload(
-                entry,
-                "model_evicted",
-                reason,
-                f"policy={self.policy} required_gb={required_ram_gb:.3f} "
-                f"used_gb_before={used_before:.3f} used_gb_after={used_after:.3f} "
-                f"budget_gb={self.budget_gb:.3f}",
-            )
-        return [entry.name for entry, _, _ in victims]
-
-    def unload(self, name: str, reason: str = "unload") -> None:
-        """Drop ``name``: now if idle, else as soon as its last lease ends."""
-        with self._lock:
-            entry = self._entries.pop(name, None)
-            if entry is None:
-                return
-            if entry.leases:
-                entry.retired = True
-                self._retired.append(entry)
-                log.info(
-                    "event=model_retired model=%s reason=%r leases=%d",
-                    name,
-                    reason,
-                    entry.leases,
-                )
-                return
-        self._unload(entry, "model_unloaded", reason)
-
-    def _unload(self, entry: CachedModel, event: str, reason: str, numbers: str = "") -> None:
-        """Let the model go (``workers.loading.let_go``) and log the decision once."""
-        before, after = let_go(entry, self._rss)
-        log.info(
-            "event=%s model=%s reason=%r ram_gb=%.3f ram_gb_measured=%.3f %s"
-            "rss_gb_before=%.3f rss_gb_after=%.3f rss_gb_freed=%.3f",
-            event,
-            entry.name,
-            reason,
-            entry.ram_gb,
-            entry.ram_measured_gb,
-            f"{numbers} " if numbers else "",
-            before,
-            after,
-            before - after,
-        )
-
-    # -- introspection -------------------------------------------------------------
-    def loaded(self) -> list[str]:
-        with self._lock:
-            return sorted(self._entries)
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """One row per configured model: loaded state, RAM configured vs measured, hits."""
-        with self._lock:
-            rows = []
-            for name, spec in sorted(self.specs.items()):
-                entry = self._entries.get(name)
-                rows.append(
-                    {
-                        "name": name,
-                        "type": spec.type,
-                        "loaded": entry is not None,
-                        "ram_gb_config": spec.RAM,
-                        "ram_gb_measured": round(entry.ram_measured_gb, 4) if entry else None,
-                        "hits": entry.hits if entry else 0,
-                        "last_used": entry.last_used if entry else None,
-                        "leases": entry.leases if entry else 0,
-                        "load_seconds": round(entry.load_seconds, 3) if entry else None,
-                    }
-                )
-            return rows
+    def __exit__(self, *_: Any) -> None:
+        self.close()
 
 
-def load_embedding_model(name: str) -> BaseEmbeddingModel:
-    """The seed's entry point: the loaded model ``name`` from this process's cache."""
-    from workers.runtime import get_runtime
-
-    return get_runtime().cache.load(name)
+def load_embedding_model(name: str) -> LeasedModel:
+    """The seed's entry point: model ``name`` from this process's cache, loaded if
+    needed (after freeing memory), leased until the caller closes it."""
+    return LeasedModel(get_runtime().cache, name)
 
 
 def free_memory(required_ram_gb: float) -> list[str]:
-    """The seed's entry point: unload models, highest RAM first, until the budget has
-    ``required_ram_gb`` free. Returns the models unloaded."""
-    from workers.runtime import get_runtime
-
+    """The seed's entry point: unload idle models, highest RAM first (the policy), until
+    the budget has ``required_ram_gb`` free. Returns the models unloaded."""
     return get_runtime().cache.free_memory(required_ram_gb)

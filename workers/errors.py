@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import EmbedfleetError, PermanentError, TransientError
-
-
-class ConfigError(PermanentError):
-    """Raised when a model config cannot be read or an entry in it is invalid."""
+from tasks.errors import ConfigError, EmbedfleetError, PermanentError, TransientError
 
 
 class UnknownModelError(PermanentError):

@@ -68,7 +68,7 @@ def build_folder(folder: Path, marker: Path) -> None:
 def main(workdir: Path) -> dict[str, bool]:
     os.environ["HF_MODULES_CACHE"] = str(workdir / "hf-modules")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from workers.config import parse_model_config
+    from workers.config.loader import parse_model_config
     from workers.models.registry import build_model
 
     results = {}

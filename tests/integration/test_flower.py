@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from producers import fleet
-from producers.readers import read_texts
+from tasks.io.readers import read_texts
 from tasks.routing import EMBED_TASK, queue_for
 from tests.conftest import free_port
 from tests.support import DEFAULT_MODEL, SAMPLE

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from producers.readers import read_texts
 from producers.writers import read_embeddings
+from tasks.io.readers import read_texts
 from tasks.routing import queue_for
 from tests.integration.conftest import cosine_rows
 from tests.plugins import POISON, hash_vector
@@ -164,7 +164,7 @@ def test_models_lists_the_worker_and_its_loaded_model(client, worker):
 def test_importing_producers_loads_no_torch():
     code = (
         "import sys, producers, producers.cli, producers.client, tasks, tasks.embed, "
-        "workers.config; "
+        "workers.config.loader; "
         "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'sentence_transformers') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from producers.readers import read_texts
+from tasks.io.readers import read_texts
 from tests.conftest import free_port
 from tests.plugins import POISON
 from tests.support import SAMPLE, WorkerProcess, default_entry, write_config
@@ -113,7 +113,7 @@ def test_metrics_follow_jobs_loads_and_evictions(metrics_worker):
     assert sample(samples, "embedfleet_worker_models_bytes") == 2.0 * GB
     assert sample(samples, "embedfleet_worker_rss_bytes") > 100 * 1024**2
     # and the config this worker runs, as an info metric
-    from workers.config import load_model_config
+    from workers.config.loader import load_model_config
 
     info = [k for k in samples if k[0] == "embedfleet_config_info"]
     assert len(info) == 1

@@ -34,7 +34,7 @@ LONG = " ".join(f"word{i}" for i in range(2000))
 
 
 def texts(n: int = 12) -> list[str]:
-    from producers.readers import read_texts
+    from tasks.io.readers import read_texts
 
     return read_texts(SAMPLE)[:n] + [LONG]
 
@@ -183,7 +183,7 @@ def sources_worker(
 def test_ssm_config_in_every_form_has_the_json_hash(
     moto, aws_env, entries, json_config, ssm_config
 ):
-    from workers.config import load_model_config
+    from workers.config.loader import load_model_config
 
     # Given the same config as a JSON file, one String, one SecureString, and a prefix
     ssm = moto.client("ssm")
@@ -315,7 +315,7 @@ def reference_vectors(reference_model) -> np.ndarray:
 def test_worker_read_its_config_from_ssm_with_the_json_hash(
     sources_client, sources_worker, json_config
 ):
-    from workers.config import load_model_config
+    from workers.config.loader import load_model_config
 
     rows = {r["worker"]: r for r in sources_client.models()}
     row = rows[sources_worker.node]
@@ -356,7 +356,7 @@ def test_throttled_endpoint_is_retried_until_it_serves(
 
 
 def test_s3_prefix_folder_is_served_as_bert(sources_client, sources_worker, tiny_bert_dir):
-    from workers.config import parse_model_config
+    from workers.config.loader import parse_model_config
     from workers.models.registry import build_model
 
     spec = parse_model_config({"t": {"type": "bert", "model_path": str(tiny_bert_dir), "RAM": 1}})

@@ -101,7 +101,7 @@ def test_alias_assigns_targets_deterministically_and_as_weighted(redis_server, t
 
 
 def test_resubmitted_texts_come_from_the_cache_bit_identical(client, worker):
-    from producers.readers import read_texts
+    from tasks.io.readers import read_texts
 
     texts = read_texts(SAMPLE)[200:260]
     first = client.submit(texts, model=DEFAULT_MODEL).wait(timeout=300)
@@ -133,7 +133,7 @@ def test_compare_reports_agreement_between_two_models(client, worker, tmp_path):
 def test_embedding_cache_stops_writing_at_its_memory_cap(redis_server):
     import redis
 
-    from workers.embedding_cache import EmbeddingCache
+    from workers.reuse.store import EmbeddingCache
 
     r = redis.Redis.from_url(redis_server.url)
     cache = EmbeddingCache(r, ttl_s=60, max_bytes=3 * 16 * 4)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from producers.cli import _parser
-from workers.config import load_model_config
+from workers.config.loader import load_model_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_IN_IMAGE = "/config/models.json"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 
 class BaseEmbeddingModel(ABC):

@@ -22,7 +22,7 @@ from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ the first output; token vectors are pooled (``pooling``, default ``mean``) and, 
 ``normalize``, scaled to unit length.
 
 Threads: ``intra_op_num_threads`` is set explicitly from ``EMBEDFLEET_THREADS`` (set by
-``workers.threads`` at worker boot), else 1. ``device``: ``cuda`` needs the
+``workers.serving.threads`` at worker boot), else 1. ``device``: ``cuda`` needs the
 ``CUDAExecutionProvider`` (onnxruntime-gpu); ``auto`` uses it when available.
 """
 
@@ -31,7 +31,7 @@ from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_windo
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

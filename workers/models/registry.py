@@ -11,10 +11,10 @@ import re
 from typing import TYPE_CHECKING
 
 from workers.errors import ConfigError
+from workers.models.base import BaseEmbeddingModel
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
-    from workers.models.base import BaseEmbeddingModel
+    from tasks.spec import ModelSpec
 
 TYPES: dict[str, str] = {
     "sentence_transformer": "workers.models.sentence_transformer:SentenceTransformerWrapper",
@@ -32,10 +32,14 @@ def is_known_type(type_name: str) -> bool:
     return type_name in TYPES or bool(_DOTTED.match(type_name))
 
 
+def check_type(type_name: str) -> None:
+    """The config schema's type check (``tasks.spec.TypeCheck``): ValueError if unknown."""
+    if not is_known_type(type_name):
+        raise ValueError(f"unknown type {type_name!r}; known: {', '.join(sorted(TYPES))}")
+
+
 def resolve_class(type_name: str) -> type[BaseEmbeddingModel]:
     """Import the wrapper class of ``type_name``."""
-    from workers.models.base import BaseEmbeddingModel
-
     target = TYPES.get(type_name, type_name)
     if not _DOTTED.match(target):
         raise ConfigError(f"unknown model type {type_name!r}; known: {sorted(TYPES)}")

@@ -22,7 +22,7 @@ from workers.models.registry import resolve_class
 from workers.sources.s3 import fetch_s3
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from workers.models.base import BaseEmbeddingModel
 from workers.models.pooling import get_pooling, normalize_rows
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from workers.models.device import pick_torch_device
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

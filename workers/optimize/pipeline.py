@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.routing import MODEL_NAME_RE
-from workers.config import ModelSpec, load_model_config, spec_version
+from tasks.spec import ModelSpec, spec_version
+from workers.config.loader import load_model_config
 from workers.errors import ConfigError
 from workers.optimize import DEFAULT_MAX_RETRIEVAL_DROP, DEFAULT_MIN_COSINE, METHODS
 from workers.optimize.gate import Quality, check_gate, measure_quality, measure_speed
@@ -56,9 +57,9 @@ def optimize_model(
     say: Callable[[str], None] = lambda _: None,
 ) -> OptimizeResult:
     """Build ``method`` of ``model``; register it only if it passes the quality gate."""
-    from producers.readers import read_texts
+    from tasks.io.readers import read_texts
+    from workers.serving.threads import configure_threads
     from workers.sources import resolve_model_dir
-    from workers.threads import configure_threads
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(sorted(METHODS))}")
@@ -178,8 +179,8 @@ def _gate_and_measure(
     max_drop: float,
     say: Callable[[str], None],
 ) -> tuple[Quality, dict[str, float], float]:
-    from producers.chunking import plan_chunks
-    from workers.memory import rss_gb
+    from tasks.chunking import plan_chunks
+    from workers.memory.readings import rss_gb
     from workers.models.base import generate_embeddings
     from workers.models.registry import build_model
 

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from workers.config import DEFAULT_SOURCE, SSM_PREFIX, parse_model_config
+from workers.config.loader import DEFAULT_SOURCE, SSM_PREFIX, parse_model_config
 from workers.errors import ConfigError
 from workers.optimize import STORE_ENV
 

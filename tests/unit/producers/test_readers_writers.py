@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from producers.errors import InputError, UsageError
-from producers.readers import check_texts, read_texts
 from producers.writers import read_embeddings, write_embeddings
+from tasks.io.readers import check_texts, read_texts
 
 
 def test_each_input_format(tmp_path):

@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 import celeryconfig
-from producers.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from tasks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
 from tasks.errors import InvalidRequest, PermanentError, TooManyDeliveries
 from tasks.routing import EMBED_TASK

@@ -12,8 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from workers.cache import ModelCache
-from workers.config import parse_model_config
+from workers.config.loader import parse_model_config
 from workers.errors import (
     ModelLoadError,
     ModelTooLargeError,
@@ -22,7 +21,8 @@ from workers.errors import (
     TransientError,
     UnknownModelError,
 )
-from workers.eviction import eviction_order, policy_name
+from workers.memory.eviction import eviction_order, policy_name
+from workers.memory.model_cache import ModelCache
 from workers.models.base import BaseEmbeddingModel
 
 
@@ -298,7 +298,7 @@ def test_snapshot_rows_carry_the_contract_keys():
 
 def test_each_decision_is_logged_once_with_its_numbers(caplog):
     cache = _cache({"a": 1.0, "b": 1.0}, budget=1.5, measured={"a": 0.8, "b": 0.6})
-    with caplog.at_level(logging.INFO, logger="workers.cache"):
+    with caplog.at_level(logging.INFO, logger="workers.memory.model_cache"):
         cache.load("a")
         cache.load("b")
     loaded = [r.getMessage() for r in caplog.records if "event=model_loaded" in r.getMessage()]
@@ -321,7 +321,7 @@ def test_each_decision_is_logged_once_with_its_numbers(caplog):
 def test_a_model_held_outside_the_cache_is_reported(caplog):
     cache = _cache({"a": 1.0}, budget=2.0)
     kept = cache.load("a")  # load() keeps no lease, but this caller keeps the object
-    with caplog.at_level(logging.WARNING, logger="workers.loading"):
+    with caplog.at_level(logging.WARNING, logger="workers.memory.loading"):
         cache.unload("a")
     assert "event=model_still_referenced model=a" in caplog.text
     assert kept.closed

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from workers.config import load_model_config, parse_model_config, spec_version
+from tasks.spec import spec_version
+from workers.config.loader import load_model_config, parse_model_config
 from workers.errors import ConfigError
 
 GOOD = {"type": "sentence_transformer", "model_path": "org/model", "RAM": 0.5}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.artifacts import export_onnx, tiny_bert
-from workers.config import parse_model_config
+from workers.config.loader import parse_model_config
 from workers.errors import ModelLoadError
 from workers.models.registry import build_model
 from workers.models.s3 import detect_format

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from workers.logs import (
+from tasks.logs import (
     JsonFormatter,
     KeyValueFormatter,
     configure_logging,
@@ -17,7 +17,7 @@ from workers.logs import (
 )
 
 
-def _record(msg: str, *args: object, name: str = "workers.cache") -> logging.LogRecord:
+def _record(msg: str, *args: object, name: str = "workers.memory.model_cache") -> logging.LogRecord:
     return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
 
 
@@ -45,7 +45,7 @@ def test_key_value_line_is_logfmt_and_wraps_prose():
     line = KeyValueFormatter().format(_record("event=model_loaded model=%s seconds=%.2f", "m", 1.5))
     assert line.split(" ", 3)[1:] == [
         "level=INFO",
-        "logger=workers.cache",
+        "logger=workers.memory.model_cache",
         "event=model_loaded model=m seconds=1.50",
     ]
     assert line.startswith("time=")
@@ -58,7 +58,7 @@ def test_json_line_has_typed_fields_and_exception():
         "event=chunk_done job=%s chunk=%d model=%s texts=%d seconds=%.3f", "ab12", 3, "m", 16, 0.25
     )
     doc = json.loads(JsonFormatter().format(record))
-    assert doc["level"] == "INFO" and doc["logger"] == "workers.cache"
+    assert doc["level"] == "INFO" and doc["logger"] == "workers.memory.model_cache"
     assert (doc["event"], doc["job"], doc["chunk"], doc["texts"], doc["seconds"]) == (
         "chunk_done",
         "ab12",

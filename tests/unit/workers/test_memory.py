@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.memory import (
+from workers.memory.readings import (
     GB,
     available_gb,
     memory_budget_gb,
@@ -95,7 +95,7 @@ def test_release_until_gives_up_after_its_rounds():
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
 def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(monkeypatch, value):
     from workers.errors import ConfigError
-    from workers.memory import memory_budget_gb
+    from workers.memory.readings import memory_budget_gb
 
     monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", value)
     with pytest.raises(ConfigError, match="EMBEDFLEET_MEMORY_LIMIT_GB"):

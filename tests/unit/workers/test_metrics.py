@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.errors import JobCancelled
 from tasks.routing import EMBED_TASK
-from workers.config import parse_model_config
-from workers.metrics import WorkerMetrics, metrics_port
-from workers.runtime import Runtime, set_runtime
-from workers.tokens import TokenCounter, estimate
+from workers.config.loader import parse_model_config
+from workers.observability.metrics import WorkerMetrics, metrics_port
+from workers.observability.token_counts import TokenCounter, estimate
+from workers.serving.process import set_runtime
+from workers.serving.runtime import Runtime
 
 MINILM = {
     "type": "sentence_transformer",
@@ -80,7 +81,7 @@ def test_chunk_outcomes_are_counted_by_model_and_status(metrics):
 
 def test_cache_log_events_count_loads_and_evictions(metrics):
     def event(msg: str, *args: object) -> None:
-        record = logging.LogRecord("workers.cache", logging.INFO, __file__, 1, msg, args, None)
+        record = logging.LogRecord("workers.memory.model_cache", logging.INFO, __file__, 1, msg, args, None)
         metrics.on_cache_event(record)
 
     event("event=model_loaded model=%s type=x seconds=%.2f ram_gb_config=%.3f", "minilm", 1.25, 0.5)

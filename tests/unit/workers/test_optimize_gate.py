@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.config import load_model_config
+from workers.config.loader import load_model_config
 from workers.errors import ConfigError, ModelLoadError, QualityGateError
 from workers.optimize.gate import Quality, check_gate, neighbour_overlap, ranks, retrieval_pairs
 from workers.optimize.register import config_file, register, store_root

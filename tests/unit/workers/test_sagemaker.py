@@ -9,7 +9,7 @@ import pytest
 
 from tests.aws import Endpoint, SageMakerServer
 from tests.plugins import hash_vector
-from workers.config import parse_model_config
+from workers.config.loader import parse_model_config
 from workers.errors import EndpointBusyError, EndpointError, TransientError
 from workers.models.pooling import mean_pooling
 from workers.models.registry import build_model

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.unit.workers.test_cache import _cache
-from workers.watchdog import MemoryWatchdog, interval_from_env
+from workers.memory.watchdog import MemoryWatchdog, interval_from_env
 
 
 def _loaded(ram, budget, policy="largest", **kw):
@@ -64,7 +64,7 @@ def test_leased_models_stay_and_the_warning_is_said_once_per_state(caplog):
     cache = _loaded({"a": 1.0, "b": 1.0}, budget=4.0)
     cache.unload("b")
     dog = MemoryWatchdog(cache, interval_s=1, floor_gb=1.0, available=lambda: 0.1)
-    with caplog.at_level(logging.INFO, logger="workers.watchdog"), cache.lease("a"):
+    with caplog.at_level(logging.INFO, logger="workers.memory.watchdog"), cache.lease("a"):
         first, second = dog.check_once(), dog.check_once()
         with cache.lease("b"):  # a new model in use: a new state, said again
             third = dog.check_once()
@@ -84,7 +84,7 @@ def test_short_with_nothing_loaded_is_said_once_and_recovery_too(caplog):
     cache = _cache({"a": 1.0}, budget=4.0)
     readings = iter([0.1, 0.1, 0.1, 5.0])
     dog = MemoryWatchdog(cache, interval_s=1, floor_gb=1.0, available=lambda: next(readings))
-    with caplog.at_level(logging.INFO, logger="workers.watchdog"):
+    with caplog.at_level(logging.INFO, logger="workers.memory.watchdog"):
         dog.check_once()  # reads before and after
         dog.check_once()  # same state: silent
         assert not dog.check_once().short

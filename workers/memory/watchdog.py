@@ -7,7 +7,7 @@ either is short:
 - the models' accounted total against the cache's budget (a model measured above its
   configured ``RAM``, a budget lowered under it);
 - the memory actually available (cgroup limit less working set in a container, else the
-  host's available memory; ``workers.memory.available_gb``) against a floor
+  host's available memory; ``workers.memory.readings.available_gb``) against a floor
   (``EMBEDFLEET_MEMORY_FLOOR_GB``, default the smaller of 0.5 GB and 5% of the limit):
   it frees the shortfall.
 
@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workers.cache import ModelCache
-from workers.memory import available_gb, memory_floor_gb
+from workers.memory.model_cache import ModelCache
+from workers.memory.readings import available_gb, memory_floor_gb
 
 log = logging.getLogger(__name__)
 

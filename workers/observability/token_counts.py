@@ -1,11 +1,11 @@
 """Tokens per chunk, for metrics: the model's own tokenizer where one is on disk.
 
-Counting runs after a chunk is done (``workers.metrics``), not in the encode path. A
+Counting runs after a chunk is done (``workers.observability.metrics``), not in the encode path. A
 fast tokenizer counts 128 short texts in ~50 ms on one core, against seconds to
 encode them on CPU, so the count is real rather than estimated wherever the model
 folder holds a Hugging Face tokenizer (``sentence_transformer``, ``bert``, ``onnx``
 types, or any entry with a ``tokenizer`` path). Other types (remote endpoints,
-plugins) fall back to the producer's estimate (``producers.chunking``: UTF-8 bytes / 4
+plugins) fall back to the producer's estimate (``tasks.chunking``: UTF-8 bytes / 4
 + 2, capped at the window). Which method a model uses is logged once.
 """
 
@@ -21,7 +21,7 @@ from workers.errors import ModelLoadError
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 
 if TYPE_CHECKING:
-    from workers.config import ModelSpec
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,14 @@ _counter = TokenCounter()
 
 def count_tokens(model: str, texts: list[str]) -> int:
     """Tokens of ``texts`` for ``model`` of this worker's config (one shared counter)."""
-    from workers.runtime import get_runtime
+    from workers.serving.process import get_runtime
 
     return _counter.count(model, get_runtime().config.get(model), texts)
 
 
 def estimate(texts: list[str], window: int) -> int:
     """The producer's estimate: UTF-8 bytes / 4 + 2 special tokens, capped at ``window``."""
-    from producers.chunking import estimate_tokens
+    from tasks.chunking import estimate_tokens
 
     return int(estimate_tokens(texts, window).sum())
 

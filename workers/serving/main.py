@@ -18,8 +18,8 @@ def run_worker(
     models: str, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO"
 ) -> int:
     """Run a worker in the foreground until it is stopped; returns its exit code."""
-    from workers.config import load_model_config
-    from workers.runtime import SELECTION_ENV, selected_models
+    from workers.config.loader import load_model_config
+    from workers.serving.selection import SELECTION_ENV, selected_models
 
     config = load_model_config()
     wanted = selected_models(models)
@@ -34,7 +34,7 @@ def run_worker(
             )
     if not served:
         raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
-    from workers.memory import memory_budget_gb
+    from workers.memory.readings import memory_budget_gb
 
     memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
     if concurrency < 1:
@@ -68,6 +68,6 @@ def run_worker(
 def _configure_logging(level: str) -> None:
     """key=value text lines on stderr (Celery is told not to hijack the root logger);
     JSON lines when ``EMBEDFLEET_LOG_JSON=1``."""
-    from workers.logs import configure_logging
+    from tasks.logs import configure_logging
 
     configure_logging(level, sys.stderr)

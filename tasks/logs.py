@@ -86,7 +86,7 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """``time=... level=INFO logger=workers.cache event=model_loaded model=m seconds=1.20``."""
+    """``time=... level=INFO logger=workers.memory.model_cache event=model_loaded model=m seconds=1.20``."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()

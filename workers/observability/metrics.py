@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tasks.logs import parse_pairs
 from tasks.routing import EMBED_TASK
-from workers.logs import parse_pairs
-from workers.tokens import count_tokens
+from workers.observability.token_counts import count_tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ ENCODE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 #: Model load time buckets, seconds.
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 #: The logger whose ``event=`` records carry model loads and unloads.
-CACHE_LOGGER = "workers.cache"
+CACHE_LOGGER = "workers.memory.model_cache"
 #: Its events that mean "unloaded to make room" (one line per model evicted).
 EVICT_EVENTS = frozenset({"model_evicted", "model_evict"})
 
@@ -172,8 +172,8 @@ class RuntimeCollector(Collector):
     """What the worker holds right now, read from its runtime at each scrape."""
 
     def collect(self) -> Iterator[Metric]:
-        from workers.memory import rss_gb
-        from workers.runtime import get_runtime
+        from workers.memory.readings import rss_gb
+        from workers.serving.process import get_runtime
 
         runtime = get_runtime()
         cache = runtime.cache

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from producers.errors import InputError
+from tasks.errors import InputError
 
 FORMATS = (".jsonl", ".csv", ".parquet", ".txt")
 

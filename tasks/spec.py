@@ -1,8 +1,9 @@
-"""Typed model configuration, read from a JSON file or AWS SSM Parameter Store.
+"""The model spec schema: typed entries of models.json, A/B aliases, versions.
 
-``load_model_config()`` validates each entry on its own: a bad entry is reported (by
-model and field) in ``config.errors`` while the valid ones load. A config that cannot be
-read at all (missing file, invalid JSON, not an object) raises :class:`ConfigError`.
+Shared by both sides: workers read their config with it (``workers.config``), and a
+producer with a local config override checks jobs against it. Type names are checked
+for shape here (a registered name or ``module:Class``); whether a type really exists is
+the worker's question (``workers.models.registry``), passed in as ``check_type``.
 """
 
 from __future__ import annotations
@@ -10,22 +11,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from tasks.errors import ConfigError
 from tasks.routing import MODEL_NAME_RE
-from workers.errors import ConfigError
-from workers.models.registry import TYPES, is_known_type
 
 log = logging.getLogger(__name__)
 
-#: Where the config is read from when neither an argument nor the env var says.
-DEFAULT_SOURCE = "models.json"
-SSM_PREFIX = "ssm:"
+#: A type name: a registered one (``sentence_transformer``) or ``package.module:Class``.
+TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: Checks a type name and raises ValueError saying why it is not served (workers pass
+#: the registry's check; producers only check the shape).
+TypeCheck = Callable[[str], None]
 
 
 class ModelSpec(BaseModel):
@@ -59,9 +69,12 @@ class ModelSpec(BaseModel):
 
     @field_validator("type")
     @classmethod
-    def _known_type(cls, value: str) -> str:
-        if not is_known_type(value):
-            raise ValueError(f"unknown type {value!r}; known: {', '.join(sorted(TYPES))}")
+    def _known_type(cls, value: str, info: ValidationInfo) -> str:
+        if not TYPE_NAME_RE.match(value):
+            raise ValueError(f"not a type name: {value!r} (a registered type or module:Class)")
+        check = (info.context or {}).get("check_type")
+        if check is not None:
+            check(value)
         return value
 
 
@@ -136,9 +149,12 @@ class ModelConfig(Mapping[str, ModelSpec]):
 
 
 def parse_model_config(
-    data: Any, source: str = "<memory>", base_dir: Path | None = None
+    data: Any,
+    source: str = "<memory>",
+    base_dir: Path | None = None,
+    check_type: TypeCheck | None = None,
 ) -> ModelConfig:
-    """Validate a decoded config object entry by entry."""
+    """Validate a decoded config object entry by entry (``check_type``: see :data:`TypeCheck`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a JSON object of model entries")
     models: dict[str, ModelSpec] = {}
@@ -161,7 +177,7 @@ def parse_model_config(
                 errors[name] = f"model {name!r}: " + _describe(exc)
             continue
         try:
-            spec = ModelSpec.model_validate(entry)
+            spec = ModelSpec.model_validate(entry, context={"check_type": check_type})
             spec._base_dir = base_dir
             models[name] = spec
         except ValidationError as exc:
@@ -176,25 +192,32 @@ def parse_model_config(
     return ModelConfig(models, errors, source, base_dir, aliases)
 
 
-def load_model_config(source: str | None = None) -> ModelConfig:
-    """Read and validate the model config from a JSON path or ``ssm:/name``."""
-    source = source or os.environ.get("EMBEDFLEET_MODEL_CONFIG") or DEFAULT_SOURCE
-    if source.startswith(SSM_PREFIX):
-        from workers.sources.ssm import read_ssm_config
-
-        return parse_model_config(read_ssm_config(source[len(SSM_PREFIX) :]), source)
+def read_config_file(source: str, check_type: TypeCheck | None = None) -> ModelConfig:
+    """Read and validate a JSON config file (``check_type``: see :data:`TypeCheck`)."""
     path = Path(source).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the model config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: the model config is not UTF-8 text: {exc.reason}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
-    return parse_model_config(data, source, path.resolve().parent)
+    return parse_model_config(data, source, path.resolve().parent, check_type)
+
+
+def read_local_config(source: str) -> ModelConfig:
+    """A producer's local config override: a JSON file (SSM configs are the workers')."""
+    if source.startswith("ssm:"):
+        raise ConfigError(
+            f"{source}: a producer reads the fleet's models from Redis; a local override "
+            "must be a JSON file"
+        )
+    return read_config_file(source)
 
 
 def _describe(exc: ValidationError) -> str:

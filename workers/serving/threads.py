@@ -10,15 +10,9 @@ from __future__ import annotations
 import logging
 import os
 
+from tasks.host import usable_cores
+
 log = logging.getLogger(__name__)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def threads_per_task(concurrency: int) -> int:

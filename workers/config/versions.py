@@ -15,11 +15,12 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from workers.config import ModelConfig, ModelSpec, load_model_config, spec_version
+from tasks.spec import ModelConfig, ModelSpec, spec_version
+from workers.config.loader import load_model_config
 from workers.errors import ModelChangedError
 
 if TYPE_CHECKING:
-    from workers.runtime import Runtime
+    from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from celery.worker.control import control_command, inspect_command
 
 from tasks.routing import queue_for
 from workers.errors import ConfigError
-from workers.memory import rss_gb
+from workers.memory.readings import rss_gb
+from workers.serving.publication import publish_now
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 @inspect_command(name="embedfleet_models")  # type: ignore[misc]
 def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
     """This worker's config hash, budget, RSS and one row per configured model."""
-    from workers.runtime import get_runtime
+    from workers.serving.process import get_runtime
 
     runtime = get_runtime()
     return {
@@ -46,7 +47,7 @@ def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
 @control_command(name="reload_models")  # type: ignore[misc]
 def reload_models(state: Any, **_: Any) -> dict[str, Any]:
     """Re-read this worker's model config and apply it live; one reply row."""
-    from workers.runtime import get_runtime
+    from workers.serving.process import get_runtime
 
     runtime = get_runtime()
     served_before = set(runtime.served_models())
@@ -75,6 +76,7 @@ def reload_models(state: Any, **_: Any) -> dict[str, Any]:
         for name in sorted(served_before - served_after):
             consumer.cancel_task_queue(queue_for(name))
             log.info("event=queue_cancelled queue=%s", queue_for(name))
+    publish_now()
     # Preloads run after the reply, so the reply is fast.
     wanted = change.added + change.changed
     if wanted:

@@ -18,9 +18,9 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workers.config import ModelSpec
+from tasks.spec import ModelSpec
 from workers.errors import EmbedfleetError, ModelLoadError
-from workers.memory import release_until
+from workers.memory.readings import release_until
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.models.registry import resolve_class
 

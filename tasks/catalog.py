@@ -1,0 +1,131 @@
+"""What the fleet serves, as its workers publish it: producers learn models from here.
+
+Every worker writes its field of the hash ``embedfleet:fleet:catalog`` (its name) at
+boot and after every reload: the config hash, each configured model's version and type,
+the models it consumes, and the A/B aliases. A producer checks a job's model and pins its
+version from the newest publication that names the model, so an ETL machine needs no
+copy of the fleet's models.json, and a models.json being edited badly never stops
+``submit`` while the workers still serve the old config.
+
+Each worker refreshes its ``heartbeat`` every :data:`HEARTBEAT_S` seconds and removes
+its field when it stops. Readers merge the publications of live workers (heartbeat
+within :data:`LIVE_S`); when none is live they merge all of them, so a fleet that is
+down for a while still accepts jobs, which wait in their queues.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from tasks.spec import AliasSpec, ModelConfig, spec_version
+
+CATALOG_KEY = "embedfleet:fleet:catalog"
+#: Seconds between two heartbeats of a worker's publication.
+HEARTBEAT_S = 10.0
+#: A publication whose heartbeat is older than this (seconds) is from a worker that
+#: stopped without saying so (killed): used only when no live one names the model.
+LIVE_S = 3 * HEARTBEAT_S
+
+
+@dataclass(frozen=True)
+class FleetModel:
+    """A model as the fleet serves it."""
+
+    name: str
+    version: str
+    type: str
+    worker: str
+    published: float
+
+
+@dataclass
+class Catalog:
+    """The fleet's models and aliases, merged over the workers' publications."""
+
+    models: dict[str, FleetModel] = field(default_factory=dict)
+    aliases: dict[str, AliasSpec] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)  # worker -> config hash
+
+    @property
+    def empty(self) -> bool:
+        """True when no worker has ever published."""
+        return not self.workers
+
+    def names(self) -> list[str]:
+        return sorted([*self.models, *self.aliases])
+
+
+def entry_for(worker: str, config: ModelConfig, served: list[str]) -> dict[str, Any]:
+    """The publication of one worker serving ``config``."""
+    return {
+        "worker": worker,
+        "config_hash": config.config_hash,
+        "published": time.time(),
+        "heartbeat": time.time(),
+        "served": sorted(served),
+        "models": {
+            name: {"version": spec_version(spec), "type": spec.type}
+            for name, spec in config.items()
+        },
+        "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
+    }
+
+
+def publish(client: redis.Redis, worker: str, config: ModelConfig, served: list[str]) -> None:
+    """Record what ``worker`` serves now (boot, reload)."""
+    client.hset(CATALOG_KEY, worker, json.dumps(entry_for(worker, config, served)))
+
+
+def heartbeat(client: redis.Redis, worker: str) -> bool:
+    """Refresh ``worker``'s heartbeat; False when it has no publication to refresh."""
+    raw = client.hget(CATALOG_KEY, worker)
+    if raw is None:
+        return False
+    entry = json.loads(raw)  # type: ignore[arg-type]
+    entry["heartbeat"] = time.time()
+    client.hset(CATALOG_KEY, worker, json.dumps(entry))
+    return True
+
+
+def forget(client: redis.Redis, worker: str) -> None:
+    """Drop a worker's publication (it stopped for good)."""
+    client.hdel(CATALOG_KEY, worker)
+
+
+def read(client: redis.Redis, now: float | None = None) -> Catalog:
+    """The merged catalog: for each model and alias, the newest publication of a live
+    worker wins (of any worker, when none is live)."""
+    catalog = Catalog()
+    raw: dict[bytes, bytes] = client.hgetall(CATALOG_KEY)  # type: ignore[assignment]
+    entries = []
+    for value in raw.values():
+        try:
+            entries.append(json.loads(value))
+        except (ValueError, TypeError):
+            continue  # one unreadable field must not hide the others
+    now = time.time() if now is None else now
+    live = [e for e in entries if now - float(e.get("heartbeat", 0)) <= LIVE_S]
+    entries = live or entries
+    newest_alias: dict[str, float] = {}
+    for entry in sorted(entries, key=lambda e: float(e.get("published", 0))):
+        worker, published = str(entry.get("worker")), float(entry.get("published", 0))
+        catalog.workers[worker] = str(entry.get("config_hash"))
+        for name, model in (entry.get("models") or {}).items():
+            catalog.models[name] = FleetModel(
+                name, str(model["version"]), str(model["type"]), worker, published
+            )
+        for name, alias in (entry.get("aliases") or {}).items():
+            catalog.aliases[name] = AliasSpec.model_validate(alias)
+            newest_alias[name] = published
+    # A name that is a model in a newer publication than its alias is a model now.
+    for name in list(catalog.aliases):
+        if name in catalog.models and catalog.models[name].published >= newest_alias[name]:
+            del catalog.aliases[name]
+        elif name in catalog.models:
+            del catalog.models[name]
+    return catalog

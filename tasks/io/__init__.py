@@ -1,0 +1,1 @@
+"""Reading inputs (and writing outputs) in the formats both sides understand."""

@@ -1,0 +1,1 @@
+"""Observability: events, logs, Prometheus metrics, token counts."""

@@ -1,0 +1,1 @@
+"""The fleet-wide embedding reuse store: vectors already computed, shared through Redis."""

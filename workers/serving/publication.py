@@ -1,0 +1,92 @@
+"""Publishing what this worker serves to the fleet catalog (``tasks.catalog``).
+
+At boot and after every reload the worker writes its config hash, models, versions and
+aliases; a daemon thread refreshes the heartbeat every ``HEARTBEAT_S`` seconds; a clean
+shutdown removes the entry. A Redis that is briefly away costs a missed beat, never the
+worker: every failure is logged and the next beat tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tasks import catalog
+from workers.serving.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Keeps one worker's catalog entry current."""
+
+    def __init__(
+        self, worker: str, client: Any, runtime: Callable[[], Runtime], interval_s: float
+    ) -> None:
+        self.worker = worker
+        self.client = client
+        self.runtime = runtime
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+
+    def publish(self) -> bool:
+        """Write the entry now; False (logged) when Redis cannot be reached."""
+        runtime = self.runtime()
+        try:
+            catalog.publish(self.client, self.worker, runtime.config, runtime.served_models())
+        except Exception as exc:  # Redis away: the next beat publishes again
+            log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))
+            return False
+        log.info(
+            "event=catalog_published worker=%s config_hash=%s",
+            self.worker,
+            runtime.config.config_hash,
+        )
+        return True
+
+    def beat(self) -> None:
+        """Refresh the heartbeat (publishing again if the entry is missing)."""
+        try:
+            if catalog.heartbeat(self.client, self.worker):
+                return
+        except Exception as exc:
+            log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
+            return
+        self.publish()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def stop(self) -> None:
+        """Stop beating and remove the entry (a clean shutdown)."""
+        self._stop.set()
+        try:
+            catalog.forget(self.client, self.worker)
+        except Exception as exc:
+            log.warning("event=catalog_forget_failed worker=%s error=%r", self.worker, str(exc))
+
+
+_publisher: Publisher | None = None
+
+
+def start_publisher(worker: str, client: Any, runtime: Callable[[], Runtime]) -> Publisher:
+    """Publish now and keep the heartbeat going in a daemon thread."""
+    global _publisher
+    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S)
+    _publisher.publish()
+    threading.Thread(target=_publisher.run, name="embedfleet-catalog", daemon=True).start()
+    return _publisher
+
+
+def publish_now() -> None:
+    """Publish again after a reload (no-op outside a booted worker)."""
+    if _publisher is not None:
+        _publisher.publish()
+
+
+def stop_publisher() -> None:
+    if _publisher is not None:
+        _publisher.stop()

@@ -1,0 +1,109 @@
+"""A worker's runtime: its config, its model cache, and the encode path.
+
+One :class:`Runtime` per worker process (``workers.serving.process`` holds it), built at
+boot (``workers.serving.boot``). The chunk task encodes through :meth:`Runtime.embed`;
+remote-control commands (reload) and the watchdog reach the same runtime, since the
+threads pool keeps them in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from tasks.spec import ModelConfig, spec_version
+from workers.config.versions import VersionBook
+from workers.errors import UnknownModelError
+from workers.memory.eviction import policy_name
+from workers.memory.model_cache import ModelCache
+from workers.memory.readings import memory_budget_gb
+from workers.models.base import generate_embeddings
+from workers.reuse.store import EmbeddingCache, cache_enabled, embed_with_cache
+from workers.serving.reload import ConfigChange, apply_reload
+from workers.serving.selection import served_models
+
+log = logging.getLogger(__name__)
+
+class Runtime:
+    """Config + cache of one worker process."""
+
+    def __init__(self, config: ModelConfig, budget_gb: float | None = None) -> None:
+        self.config = config
+        self.cache = ModelCache(
+            config.models,
+            budget_gb if budget_gb is not None else memory_budget_gb(),
+            policy=policy_name(),
+        )
+        self._reload_lock = threading.Lock()
+        self.versions = VersionBook(config)
+        self.embedding_cache: EmbeddingCache | None = None
+        if cache_enabled():
+            from tasks.app import app
+
+            self.embedding_cache = EmbeddingCache(app.backend.client)
+        log.info(
+            "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
+            config.source,
+            config.config_hash,
+            ",".join(config) or "-",
+            self.cache.budget_gb,
+        )
+
+    def embed(
+        self, model: str, texts: list[str], options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, str]:
+        """Encode ``texts`` with ``model``; returns (vectors, version used).
+
+        ``options["version"]`` pins the model version the job resolved at submit time: a
+        worker serving another version loads the pinned one if it still can (a version
+        it served before a reload, or one its config source holds now), else the chunk
+        fails with :class:`ModelChangedError`; versions are never mixed in a job.
+        ``options["cache"]`` (default true) uses the fleet-wide embedding cache.
+        """
+        options = options or {}
+        if model not in self.config:
+            reason = self.config.errors.get(model)
+            if reason:
+                raise UnknownModelError(f"model {model!r} has an invalid config entry: {reason}")
+            known = ", ".join(sorted(self.config)) or "none"
+            raise UnknownModelError(f"model {model!r} is not configured; known: {known}")
+        key = self.versions.cache_key(model, options.get("version"), self)
+        with self.cache.lease(key) as loaded:
+            version = spec_version(loaded.spec)
+            if options.get("cache", True) and self.embedding_cache is not None:
+                vectors = embed_with_cache(
+                    self.embedding_cache,
+                    model,
+                    version,
+                    texts,
+                    lambda misses: generate_embeddings(loaded, misses),
+                )
+            else:
+                vectors = generate_embeddings(loaded, texts)
+            return vectors, version
+
+    # -- serving selection ------------------------------------------------------------
+    def served_models(self, config: ModelConfig | None = None) -> list[str]:
+        """Models this worker consumes under ``config``: all, or the selected ones."""
+        config = config or self.config
+        return served_models(config)
+
+    # -- reload ----------------------------------------------------------------------
+    def reload(self) -> tuple[ConfigChange, ModelConfig]:
+        """Re-read the config source and apply the difference (``workers.serving.reload``)."""
+        with self._reload_lock:
+            return apply_reload(self)
+
+    def preload(self, names: list[str] | None = None) -> None:
+        """Load the served models marked ``preload: true`` (or just ``names``)."""
+        served = set(self.served_models())
+        for name, spec in list(self.config.items()):
+            if name not in served or not spec.preload or (names is not None and name not in names):
+                continue
+            try:
+                self.cache.load(name)
+            except Exception as exc:  # a bad model must not stop the worker
+                log.error("event=preload_failed model=%s error=%r", name, str(exc))
