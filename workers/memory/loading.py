@@ -5,7 +5,8 @@ A load is measured as the RSS growth over the build and one warm-up encode: safe
 weights are memory-mapped, so their pages count in RSS only once a forward pass touches
 them. The wrapper's libraries are imported first, so the first model of a type is not
 charged for them. An unload drops every reference the cache holds, collects, trims the
-heap, and checks that RSS fell and that nothing else still holds the model.
+heap, and checks that RSS fell and that nothing else still holds the model (the cache
+emits what it finds as events).
 """
 
 from __future__ import annotations
@@ -97,9 +98,12 @@ def load_measured(
     return entry, before, after
 
 
-def let_go(entry: CachedModel, rss: Callable[[], float]) -> tuple[float, float]:
-    """Close ``entry``'s model and give its memory back; returns (RSS before, RSS after).
+def let_go(
+    entry: CachedModel, rss: Callable[[], float]
+) -> tuple[float, float, tuple[str, ...] | None]:
+    """Close ``entry``'s model and give its memory back.
 
+    Returns (RSS before, RSS after, the types still referring to the model or None).
     A retired model is let go as its last lease ends, while the task that held it may
     still have it in a local variable: its RSS falls a moment later, so it is not
     checked here.
@@ -115,12 +119,7 @@ def let_go(entry: CachedModel, rss: Callable[[], float]) -> tuple[float, float]:
     del model
     after = release_until(before, entry.ram_measured_gb if idle else 0.0, rss)
     held = ref() if ref is not None else None
+    holders = None
     if idle and held is not None:
-        holders = sorted({type(r).__name__ for r in gc.get_referrers(held)})
-        log.warning(
-            "event=model_still_referenced model=%s referrers=%s msg=%r",
-            entry.name,
-            ",".join(holders),
-            "something outside the cache still holds the model; its memory stays",
-        )
-    return before, after
+        holders = tuple(sorted({type(r).__name__ for r in gc.get_referrers(held)}))
+    return before, after, holders

@@ -1,6 +1,7 @@
 """Tokens per chunk, for metrics: the model's own tokenizer where one is on disk.
 
-Counting runs after a chunk is done (``workers.observability.metrics``), not in the encode path. A
+Counting runs after a chunk is done (``workers.observability.metrics``), not in the
+encode path. A
 fast tokenizer counts 128 short texts in ~50 ms on one core, against seconds to
 encode them on CPU, so the count is real rather than estimated wherever the model
 folder holds a Hugging Face tokenizer (``sentence_transformer``, ``bert``, ``onnx``
@@ -59,16 +60,6 @@ class TokenCounter:
                 kwargs.update(truncation=True, max_length=window)
             ids = tokenizer(texts, **kwargs)["input_ids"]
         return sum(len(row) for row in ids)
-
-
-_counter = TokenCounter()
-
-
-def count_tokens(model: str, texts: list[str]) -> int:
-    """Tokens of ``texts`` for ``model`` of this worker's config (one shared counter)."""
-    from workers.serving.process import get_runtime
-
-    return _counter.count(model, get_runtime().config.get(model), texts)
 
 
 def estimate(texts: list[str], window: int) -> int:

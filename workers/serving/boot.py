@@ -1,4 +1,4 @@
-"""Worker boot: threads, config, cache, preloads, control commands.
+"""Worker boot: threads, config, cache, events, metrics, preloads, control commands.
 
 Listed in ``app.conf.imports`` (tasks/app.py), so a worker started either way
 (``embedfleet worker`` or ``celery -A tasks worker``) imports it; producers never do.
@@ -16,6 +16,8 @@ import workers.serving.control  # noqa: F401  (registers the remote-control comm
 from tasks.embed import install_encoder
 from workers.config.loader import load_model_config
 from workers.memory.watchdog import start_watchdog
+from workers.observability.endpoint import start_metrics_from_env
+from workers.serving.chunk_events import install_chunk_events
 from workers.serving.process import embed_texts, get_runtime, set_runtime
 from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.runtime import Runtime
@@ -37,11 +39,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     configure_threads(int(getattr(sender, "concurrency", 1) or 1))
     set_runtime(Runtime(load_model_config()))
     install_encoder(embed_texts)
-    from workers.observability.metrics import (
-        start_metrics_from_env,  # EMBEDFLEET_METRICS_PORT, 0 = off
-    )
-
-    start_metrics_from_env()
+    install_chunk_events()  # Celery task signals -> chunk_finished events
+    start_metrics_from_env(get_runtime)  # EMBEDFLEET_METRICS_PORT, 0 = off
 
 
 @worker_ready.connect

@@ -21,6 +21,7 @@ from workers.memory.eviction import policy_name
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import generate_embeddings
+from workers.observability.events import Events
 from workers.reuse.store import EmbeddingCache, cache_enabled, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
@@ -30,12 +31,15 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Config + cache of one worker process."""
 
-    def __init__(self, config: ModelConfig, budget_gb: float | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, budget_gb: float | None = None, events: Events | None = None
+    ) -> None:
         self.config = config
         self.cache = ModelCache(
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(),
             policy=policy_name(),
+            events=events,
         )
         self._reload_lock = threading.Lock()
         self.versions = VersionBook(config)
