@@ -66,3 +66,11 @@ class KillerHashModel(HashModel):
         if any(KILL_MARKER in t for t in sentences):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().encode(sentences)
+
+
+class TokenizedHashModel(HashModel):
+    """:class:`HashModel` whose ``model_path`` folder holds a Hugging Face tokenizer, and
+    which imports ``colorsys`` on first use: capabilities declared on the class only."""
+
+    hf_tokenizer = True
+    imports = ("colorsys",)

@@ -3,8 +3,8 @@ its policy (what to keep) so each reads on its own.
 
 A load is measured as the RSS growth over the build and one warm-up encode: safetensors
 weights are memory-mapped, so their pages count in RSS only once a forward pass touches
-them. The wrapper's libraries are imported first, so the first model of a type is not
-charged for them. An unload drops every reference the cache holds, collects, trims the
+them. The wrapper's libraries (its class's ``imports``) are imported first, so the first
+model of a type is not charged for them. An unload drops every reference the cache holds, collects, trims the
 heap, and checks that RSS fell and that nothing else still holds the model (the cache
 emits what it finds as events).
 """
@@ -30,14 +30,6 @@ log = logging.getLogger(__name__)
 #: Encoded once right after a load, so the measured RSS includes the weight pages a
 #: forward pass touches (and a broken model fails at load, not on its first chunk).
 WARM_UP_TEXT = "embedfleet warm-up"
-
-#: Libraries a wrapper imports on first use (transformers alone is ~0.2 GB of RSS),
-#: imported before a load is measured. A wrapper class may name its own in ``imports``.
-TYPE_IMPORTS: dict[str, tuple[str, ...]] = {
-    "sentence_transformer": ("sentence_transformers",),
-    "bert": ("transformers",),
-    "onnx": ("onnxruntime", "tokenizers"),
-}
 
 Factory = Callable[[str, ModelSpec], BaseEmbeddingModel]
 
@@ -69,7 +61,7 @@ class CachedModel:
 def import_type(spec: ModelSpec) -> object:
     """Import the wrapper and its libraries before measuring: they are not model RAM."""
     cls = resolve_class(spec.type)
-    for module in getattr(cls, "imports", None) or TYPE_IMPORTS.get(spec.type, ()):
+    for module in cls.libraries(spec):
         try:
             importlib.import_module(module)
         except ImportError:  # the load itself will say what is missing
@@ -85,7 +77,7 @@ def load_measured(
     started = time.perf_counter()
     model = factory(name, spec)
     try:
-        if getattr(model, "warm_up", True):  # remote models opt out: no weights to touch
+        if not model.remote:  # a remote model has no weights here to touch
             generate_embeddings(model, [WARM_UP_TEXT])
     except Exception as exc:
         model.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,9 +27,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Files that hold transformers weights.
+WEIGHT_FILES = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")
+
 
 class BertEmbeddingWrapper(BaseEmbeddingModel):
     """A transformers encoder whose token vectors are pooled here."""
+
+    imports = ("transformers",)
+    hf_tokenizer = True
+    s3_format_order = 20
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        return (path / "config.json").is_file() and any(
+            any(path.glob(pattern)) for pattern in WEIGHT_FILES
+        )
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)

@@ -45,6 +45,16 @@ _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     """An onnxruntime ``InferenceSession`` of a transformer encoder."""
 
+    imports = ("onnxruntime", "tokenizers")
+    hf_tokenizer = True
+    s3_format_order = 30  # a .onnx file, or a folder holding one
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        if path.is_file():
+            return path.suffix == ".onnx"
+        return any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
+
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
         import onnxruntime as ort

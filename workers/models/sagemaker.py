@@ -57,8 +57,9 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 530})
 class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
     """Embeddings computed by a remote SageMaker endpoint (``model_path`` = its name)."""
 
-    #: No local weights: loading makes no endpoint call.
-    warm_up = False
+    #: No local weights: loading makes no endpoint call, and there is no RAM to measure.
+    remote = True
+    imports = ("boto3",)
     #: Tries per request before giving up (the first one included).
     max_attempts = 4
     #: First backoff, doubled per retry, capped, with full jitter (seconds).

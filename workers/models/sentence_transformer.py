@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,6 +22,14 @@ log = logging.getLogger(__name__)
 class SentenceTransformerWrapper(BaseEmbeddingModel):
     """A ``sentence_transformers.SentenceTransformer``; texts beyond ``max_seq_length``
     tokens are truncated, as the model itself does."""
+
+    imports = ("sentence_transformers",)
+    hf_tokenizer = True
+    s3_format_order = 10  # before bert: its folders hold transformers weights too
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        return (path / "modules.json").is_file()
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
