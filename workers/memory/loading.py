@@ -1,12 +1,23 @@
 """Loading and letting go of one model, measured: the cache's mechanics, kept apart from
 its policy (what to keep) so each reads on its own.
 
-A load is measured as the RSS growth over the build and one warm-up encode: safetensors
-weights are memory-mapped, so their pages count in RSS only once a forward pass touches
-them. The wrapper's libraries (its class's ``imports``) are imported first, so the first
-model of a type is not charged for them. An unload drops every reference the cache holds, collects, trims the
-heap, and checks that RSS fell and that nothing else still holds the model (the cache
-emits what it finds as events).
+A load is measured two ways (:func:`measure`):
+
+- directly, where the runtime can say what the model holds (the wrapper's
+  ``held_bytes``: torch tensors, ONNX initializers, the tokenizer; else the Python
+  objects it reaches);
+- as the RSS growth over the build and one warm-up encode (safetensors weights are
+  memory-mapped, so their pages count in RSS only once a forward pass touches them).
+
+The model is charged the larger of the two, and the method that gave it is kept
+(``tensors``, ``initializers``, ``objects`` or ``rss``; ``remote`` for a model with no
+local weights, charged nothing beyond its configured ``RAM``). The RSS growth alone is
+unreliable: the allocator reuses memory freed by the previous eviction, and other
+threads allocate meanwhile, so it reads low or zero from load to load; the direct
+figure does not move. The wrapper's libraries (its class's ``imports``) are imported
+first, so the first model of a type is not charged for them. An unload drops every
+reference the cache holds, collects, trims the heap, and checks that RSS fell and that
+nothing else still holds the model (the cache emits what it finds as events).
 """
 
 from __future__ import annotations
@@ -32,6 +43,35 @@ log = logging.getLogger(__name__)
 WARM_UP_TEXT = "embedfleet warm-up"
 
 Factory = Callable[[str, ModelSpec], BaseEmbeddingModel]
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a loaded model is charged, and how that was measured (GB)."""
+
+    #: The figure: the larger of ``direct_gb`` and ``rss_gb`` (0.0 for a remote model).
+    gb: float
+    #: ``tensors`` | ``initializers`` | ``objects`` (the direct figure's main part won),
+    #: ``rss`` (the RSS growth won) or ``remote``.
+    method: str
+    #: What the runtime says the model holds (None for a remote model).
+    direct_gb: float | None
+    #: RSS growth over the load and warm-up.
+    rss_gb: float
+
+
+def measure(model: BaseEmbeddingModel, rss_growth_gb: float) -> Footprint:
+    """Combine the model's own account of what it holds with the RSS growth."""
+    rss_growth_gb = max(0.0, rss_growth_gb)
+    parts = model.held_bytes()
+    if parts is None:
+        return Footprint(0.0, "remote", None, rss_growth_gb)
+    direct_gb = sum(parts.values()) / GB
+    main = max((k for k in parts if k != "tokenizer"), key=parts.__getitem__, default="objects")
+    if rss_growth_gb > direct_gb:
+        return Footprint(rss_growth_gb, "rss", direct_gb, rss_growth_gb)
+    return Footprint(direct_gb, main, direct_gb, rss_growth_gb)
 
 
 @dataclass
@@ -43,6 +83,10 @@ class CachedModel:
     model: BaseEmbeddingModel
     ram_measured_gb: float
     load_seconds: float
+    #: How ``ram_measured_gb`` was measured (:class:`Footprint`); ``remote``: not here.
+    ram_method: str = "rss"
+    #: The RSS growth over the load (also when the direct figure won).
+    ram_rss_gb: float = 0.0
     last_used: float = field(default_factory=time.time)
     hits: int = 0
     leases: int = 0
@@ -86,7 +130,22 @@ def load_measured(
         raise ModelLoadError(f"model {name!r} loaded but cannot encode: {exc}") from exc
     seconds = time.perf_counter() - started
     after = rss()
-    entry = CachedModel(name, spec, model, max(0.0, after - before), seconds, hits=1, leases=1)
+    try:
+        footprint = measure(model, after - before)
+    except Exception as exc:  # a wrapper that cannot account for itself: the RSS growth
+        log.warning("event=footprint_failed model=%s error=%r", name, str(exc))
+        footprint = Footprint(max(0.0, after - before), "rss", None, max(0.0, after - before))
+    entry = CachedModel(
+        name,
+        spec,
+        model,
+        footprint.gb,
+        seconds,
+        ram_method=footprint.method,
+        ram_rss_gb=footprint.rss_gb,
+        hits=1,
+        leases=1,
+    )
     return entry, before, after
 
 
@@ -109,7 +168,7 @@ def let_go(
         ref = None
     model.close()
     del model
-    after = release_until(before, entry.ram_measured_gb if idle else 0.0, rss)
+    after = release_until(before, entry.ram_rss_gb if idle else 0.0, rss)
     held = ref() if ref is not None else None
     holders = None
     if idle and held is not None:

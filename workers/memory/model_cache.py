@@ -2,9 +2,9 @@
 
 Contract: each model is loaded once even when many tasks ask at once; a task holds a
 *lease* while it encodes, and a leased model is never unloaded. Memory is accounted per
-model as the larger of its configured ``RAM`` and the RSS growth measured over its load
-and one warm-up encode (safetensors weights are memory-mapped: their pages count in RSS
-only once a forward pass touches them). Before a load the cache makes room inside its
+model as the larger of its configured ``RAM`` and what was measured at its load: what
+the runtime says the model holds (tensors, initializers, tokenizer) or the RSS growth
+over the load and one warm-up encode, whichever is larger (``workers.memory.loading``). Before a load the cache makes room inside its
 budget (``free_memory``); the watchdog (``workers.memory.watchdog``) calls the same
 ``free_memory`` when the process runs short. Every load and unload is emitted once as an
 event (``workers.observability.events``), with the model, the reason and the RAM before
@@ -146,6 +146,7 @@ class ModelCache:
                 seconds=seconds,
                 ram_gb_config=spec.RAM,
                 ram_gb_measured=entry.ram_measured_gb,
+                ram_method=entry.ram_method,
                 ram_gb=entry.ram_gb,
                 used_gb_before=used_before,
                 used_gb_after=self.used_gb(),
@@ -279,7 +280,8 @@ class ModelCache:
                         "type": spec.type,
                         "loaded": entry is not None,
                         "ram_gb_config": spec.RAM,
-                        "ram_gb_measured": round(entry.ram_measured_gb, 4) if entry else None,
+                        "ram_gb_measured": _measured_gb(entry),
+                        "ram_method": entry.ram_method if entry else None,
                         "hits": entry.hits if entry else 0,
                         "last_used": entry.last_used if entry else None,
                         "leases": entry.leases if entry else 0,
@@ -287,3 +289,10 @@ class ModelCache:
                     }
                 )
             return rows
+
+
+def _measured_gb(entry: CachedModel | None) -> float | None:
+    """A loaded local model's measured RAM; None when not loaded or remote."""
+    if entry is None or entry.ram_method == "remote":
+        return None
+    return round(entry.ram_measured_gb, 6)  # GB to the KB: a tiny model is not 0

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from workers.models.sizes import object_bytes
+
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
 
@@ -63,6 +65,14 @@ class BaseEmbeddingModel(ABC):
     def dimension(self) -> int | None:
         """Embedding size, when known without encoding."""
         return self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int] | None:
+        """What the loaded model holds, in bytes by part, measured where its runtime can
+        say it (``{"tensors": n, "tokenizer": m}``; ``workers.models.sizes``); None for
+        a remote model. By default, the Python objects it reaches."""
+        if self.remote:
+            return None
+        return {"objects": object_bytes(self)}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the model holds beyond Python references (sessions, clients)."""

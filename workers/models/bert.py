@@ -19,6 +19,7 @@ from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
@@ -79,6 +80,9 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        return {"tensors": torch_bytes(self.model), "tokenizer": tokenizer_bytes(self.tokenizer)}
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         return encode_in_batches(sentences, self.spec.batch_size, self._encode_batch, self._dim)

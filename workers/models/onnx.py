@@ -27,6 +27,7 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.sizes import onnx_initializer_bytes, tokenizer_bytes
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
@@ -126,6 +127,12 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        return {
+            "initializers": onnx_initializer_bytes(self.path),
+            "tokenizer": tokenizer_bytes(self.tokenizer),
+        }
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         # Batches of texts of similar token length, as sentence-transformers does: less

@@ -52,6 +52,9 @@ class S3ModelWrapper(BaseEmbeddingModel):
     def dimension(self) -> int | None:
         return self.inner.dimension
 
+    def held_bytes(self) -> dict[str, int] | None:
+        return self.inner.held_bytes()
+
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)
 

@@ -11,6 +11,7 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
+from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
     def dimension(self) -> int | None:
         dim = self.model.get_sentence_embedding_dimension()
         return int(dim) if dim else self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        tokenizer = getattr(self.model, "tokenizer", None)
+        return {
+            "tensors": torch_bytes(self.model),
+            "tokenizer": tokenizer_bytes(tokenizer) if tokenizer is not None else 0,
+        }
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         import torch

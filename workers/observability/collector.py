@@ -99,8 +99,10 @@ def model_gauges(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
     )
     ram_meas = GaugeMetricFamily(
         "embedfleet_model_ram_measured_bytes",
-        "RSS growth measured when the model loaded (loaded models only)",
-        labels=["model"],
+        "RAM measured when the model loaded (loaded local models only): what the runtime "
+        "says it holds (method tensors|initializers|objects) or the RSS growth over the "
+        "load (method rss), whichever is larger",
+        labels=["model", "method"],
     )
     leases = GaugeMetricFamily(
         "embedfleet_model_leases", "Tasks encoding with the model now", labels=["model"]
@@ -110,6 +112,7 @@ def model_gauges(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
         loaded.add_metric([name], 1.0 if row["loaded"] else 0.0)
         ram_cfg.add_metric([name], float(row["ram_gb_config"]) * GB)
         if row.get("ram_gb_measured") is not None:
-            ram_meas.add_metric([name], float(row["ram_gb_measured"]) * GB)
+            method = str(row.get("ram_method") or "rss")
+            ram_meas.add_metric([name, method], float(row["ram_gb_measured"]) * GB)
         leases.add_metric([name], float(row.get("leases", 0)))
     return [loaded, ram_cfg, ram_meas, leases]

@@ -38,13 +38,15 @@ class LogSubscriber(Subscriber):
     def on_model_loaded(self, e: ModelLoaded) -> None:
         self.cache_log.info(
             "event=model_loaded model=%s type=%s seconds=%.2f ram_gb_config=%.3f "
-            "ram_gb_measured=%.3f ram_gb=%.3f used_gb_before=%.3f used_gb_after=%.3f "
-            "budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f models_loaded=%d",
+            "ram_gb_measured=%.3f ram_method=%s ram_gb=%.3f used_gb_before=%.3f "
+            "used_gb_after=%.3f budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f "
+            "models_loaded=%d",
             e.model,
             e.type,
             e.seconds,
             e.ram_gb_config,
             e.ram_gb_measured,
+            e.ram_method,
             e.ram_gb,
             e.used_gb_before,
             e.used_gb_after,

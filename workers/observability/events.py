@@ -35,6 +35,8 @@ class ModelLoaded:
     seconds: float
     ram_gb_config: float
     ram_gb_measured: float
+    #: How ``ram_gb_measured`` was measured: tensors, initializers, objects, rss, remote.
+    ram_method: str
     ram_gb: float
     used_gb_before: float
     used_gb_after: float
