@@ -236,11 +236,13 @@ class ModelCache:
             entry = self._entries.pop(name, None)
             if entry is None:
                 return
-            if entry.leases:
+            leases = entry.leases
+            if leases:
                 entry.retired = True
                 self._retired.append(entry)
-                self.events.emit(ModelRetired(model=name, reason=reason, leases=entry.leases))
-                return
+        if leases:  # subscribers are called outside the lock
+            self.events.emit(ModelRetired(model=name, reason=reason, leases=leases))
+            return
         self._unload(entry, reason)
 
     def _unload(self, entry: CachedModel, reason: str) -> None:

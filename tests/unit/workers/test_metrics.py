@@ -184,3 +184,25 @@ def test_the_cache_emits_through_the_hub_it_was_given_not_the_process_one():
     cache = ModelCache(config.models, 1.0, events=Events([Recorder()]))
     cache.load("hash")
     assert seen == ["hash"]
+
+
+def test_a_model_dropped_while_leased_is_retired_then_unloaded_when_its_lease_ends(fleet):
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(Subscriber):
+        def on_model_retired(self, event):
+            seen.append(("retired", event.model))
+
+        def on_model_unloaded(self, event):
+            seen.append(("unloaded", event.model))
+
+    fleet.events.subscribe(Recorder())
+    cache = fleet.runtime.cache
+    with cache.lease("hash"):
+        cache.unload("hash", reason="removed by reload")
+        assert seen == [("retired", "hash")]
+        assert (
+            values(fleet.metrics).get(one("embedfleet_model_unloads_total", model="hash")) is None
+        )
+    assert seen == [("retired", "hash"), ("unloaded", "hash")]
+    assert values(fleet.metrics)[one("embedfleet_model_unloads_total", model="hash")] == 1
