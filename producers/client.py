@@ -58,21 +58,22 @@ class EmbeddingClient:
         """``(model, alias, version)`` of a job for ``model`` (a model or an A/B alias).
 
         From the fleet's own publication (``tasks.catalog``) unless this client was given
-        a ``config_source``; a local ``EMBEDFLEET_MODEL_CONFIG`` is used only when no
-        worker has ever published. ``key`` picks an alias's target.
+        a ``config_source``; a local ``EMBEDFLEET_MODEL_CONFIG``, when set, is consulted
+        only for a model the fleet does not publish (e.g. no worker has started yet).
+        ``key`` picks an alias's target.
         """
         local = self.config_source
         if local is None:
             catalog = retry_while_unreachable(lambda: fleet_catalog.read(self.redis))
-            if not catalog.empty:
-                return _resolve_in_catalog(catalog, model, key)
             local = os.environ.get("EMBEDFLEET_MODEL_CONFIG")
-            if not local:
-                raise UnknownModelError(
-                    "no worker has published the models it serves to this Redis yet: start "
-                    "one (`embedfleet worker` or `embedfleet up`), or name a config with "
-                    "EMBEDFLEET_MODEL_CONFIG"
-                )
+            if model in catalog.models or model in catalog.aliases or not local:
+                if catalog.empty:
+                    raise UnknownModelError(
+                        "no worker has published the models it serves to this Redis yet: "
+                        "start one (`embedfleet worker` or `embedfleet up`), or name a config "
+                        "with EMBEDFLEET_MODEL_CONFIG"
+                    )
+                return _resolve_in_catalog(catalog, model, key)
         config = read_local_config(local)
         alias = ""
         if model in config.aliases:

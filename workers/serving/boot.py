@@ -37,6 +37,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     configure_threads(int(getattr(sender, "concurrency", 1) or 1))
     set_runtime(Runtime(load_model_config()))
     install_encoder(embed_texts)
+    # Published before the worker consumes, so a producer that sees it ready finds its models.
+    app = getattr(sender, "app", None)
+    if app is not None:
+        start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
     from workers.observability.metrics import (
         start_metrics_from_env,  # EMBEDFLEET_METRICS_PORT, 0 = off
     )
@@ -47,9 +51,6 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     start_watchdog(lambda: get_runtime().cache)
-    app = getattr(sender, "app", None)
-    if app is not None:
-        start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
     # Preloads run in the background: the worker consumes as soon as it is ready.
     threading.Thread(target=get_runtime().preload, name="embedfleet-preload", daemon=True).start()
 
