@@ -17,6 +17,7 @@ from pathlib import Path
 
 from producers.server import ServerHandle, ensure_server, redact
 from tasks.host import usable_cores
+from tasks.settings import Settings
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0
@@ -26,18 +27,23 @@ FLOWER_PORT = 5555
 FLOWER_CONF = Path(__file__).with_name("flowerconfig.py")
 
 
+def settings() -> Settings:
+    """This process's settings, read once (``celeryconfig.SETTINGS``)."""
+    import celeryconfig
+
+    return celeryconfig.SETTINGS
+
+
 def state_dir() -> Path:
     """Folder of pid files, logs and the embedded server's data."""
-    path = Path(os.environ.get("EMBEDFLEET_STATE_DIR", "~/.embedfleet")).expanduser()
+    path = settings().state_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def redis_url() -> str:
     """The broker URL of this environment."""
-    import celeryconfig
-
-    return celeryconfig.REDIS_URL
+    return settings().redis_url
 
 
 @dataclass
@@ -187,10 +193,10 @@ def up(
     """
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]
-    metrics_base = int(os.environ.get("EMBEDFLEET_METRICS_PORT", "0") or 0)
+    metrics_base = settings().metrics_port
     for i, name in enumerate(names):
         env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}
-        if "EMBEDFLEET_THREADS" not in os.environ:
+        if settings().threads is None:
             # N workers on one machine share its cores: N x all-cores threads
             # oversubscribe them (0.74x in bench/scale.py).
             env["EMBEDFLEET_THREADS"] = str(max(1, usable_cores() // max(1, workers)))

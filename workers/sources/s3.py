@@ -54,12 +54,22 @@ SIDECAR_FILES = frozenset(
     }
 )
 _PARTIAL = ".partial-"
+#: Root of the local model cache unless the worker's boot sets another.
+DEFAULT_CACHE_DIR = Path("~/.cache/embedfleet/models")
+
+_cache_dir = DEFAULT_CACHE_DIR
+
+
+def set_model_cache_dir(path: Path) -> None:
+    """Root of the local model cache for this process (``EMBEDFLEET_MODEL_CACHE``,
+    set at worker boot)."""
+    global _cache_dir
+    _cache_dir = Path(path)
 
 
 def model_cache_dir() -> Path:
     """Root of the local model cache."""
-    default = Path.home() / ".cache" / "embedfleet" / "models"
-    return Path(os.environ.get("EMBEDFLEET_MODEL_CACHE") or default).expanduser()
+    return _cache_dir.expanduser()
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -9,8 +9,9 @@ import pytest
 import celeryconfig
 from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from tasks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
-from tasks.errors import InvalidRequest, PermanentError, TooManyDeliveries
+from tasks.errors import ConfigError, InvalidRequest, PermanentError, TooManyDeliveries
 from tasks.routing import EMBED_TASK
+from tasks.settings import load_settings
 from tasks.wire import MAX_CHARS_PER_TEXT, MAX_CHUNK_BYTES, validate_request
 
 
@@ -78,20 +79,22 @@ def test_a_worker_app_runs_the_chunk_task_only():
 
 
 def test_tls_options_verify_the_server_by_default():
-    assert celeryconfig.tls_options("redis://h:6379/0", {}) is None
+    assert celeryconfig.tls_options("redis://h:6379/0", load_settings({})) is None
     options = celeryconfig.tls_options(
         "rediss://h:6380/0",
-        {"EMBEDFLEET_REDIS_TLS_CA_CERTS": "/ca.pem", "EMBEDFLEET_REDIS_TLS_CERTFILE": "/c.pem"},
+        load_settings(
+            {"EMBEDFLEET_REDIS_TLS_CA_CERTS": "/ca.pem", "EMBEDFLEET_REDIS_TLS_CERTFILE": "/c.pem"}
+        ),
     )
     assert options == {
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "ssl_ca_certs": "/ca.pem",
         "ssl_certfile": "/c.pem",
     }
-    relaxed = celeryconfig.tls_options("rediss://h/0", {"EMBEDFLEET_REDIS_TLS_CERT_REQS": "none"})
-    assert relaxed == {"ssl_cert_reqs": ssl.CERT_NONE}
-    with pytest.raises(ValueError, match="EMBEDFLEET_REDIS_TLS_CERT_REQS"):
-        celeryconfig.tls_options("rediss://h/0", {"EMBEDFLEET_REDIS_TLS_CERT_REQS": "maybe"})
+    relaxed = load_settings({"EMBEDFLEET_REDIS_TLS_CERT_REQS": " None "})
+    assert celeryconfig.tls_options("rediss://h/0", relaxed) == {"ssl_cert_reqs": ssl.CERT_NONE}
+    with pytest.raises(ConfigError, match="^EMBEDFLEET_REDIS_TLS_CERT_REQS='maybe': "):
+        load_settings({"EMBEDFLEET_REDIS_TLS_CERT_REQS": "maybe"})
 
 
 def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatch):

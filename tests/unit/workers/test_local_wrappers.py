@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.settings import load_settings
 from tests.artifacts import export_onnx, tiny_bert
 from workers.config.loader import parse_model_config
 from workers.errors import ModelLoadError
@@ -69,13 +70,19 @@ def test_input_names_come_from_the_graph(bert_dir, tmp_path):
     assert cosine(model.encode(TEXTS), full.encode(TEXTS)).min() >= 0.9999
 
 
-def test_threads_are_set_explicitly(onnx_dir, monkeypatch):
-    monkeypatch.delenv("EMBEDFLEET_THREADS", raising=False)
-    assert build({"type": "onnx", "model_path": str(onnx_dir)}).threads == 1
-    monkeypatch.setenv("EMBEDFLEET_THREADS", "2")
-    model = build({"type": "onnx", "model_path": str(onnx_dir)})
-    assert model.threads == 2
-    assert model.session.get_session_options().intra_op_num_threads == 2
+def test_threads_are_set_explicitly(onnx_dir):
+    from workers.models.onnx_threads import DEFAULT_THREADS, onnx_threads, set_onnx_threads
+    from workers.serving.threads import configure_threads
+
+    assert build({"type": "onnx", "model_path": str(onnx_dir)}).threads == onnx_threads() == 1
+    try:
+        # the worker's boot: EMBEDFLEET_THREADS=2 reaches the sessions opened after it
+        configure_threads(4, load_settings({"EMBEDFLEET_THREADS": "2"}).threads)
+        model = build({"type": "onnx", "model_path": str(onnx_dir)})
+        assert model.threads == 2
+        assert model.session.get_session_options().intra_op_num_threads == 2
+    finally:
+        set_onnx_threads(DEFAULT_THREADS)
 
 
 def test_max_seq_length_truncates(bert_dir):

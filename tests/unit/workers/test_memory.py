@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.settings import load_settings
 from workers.memory.readings import (
     GB,
     available_gb,
@@ -61,22 +62,20 @@ def test_available_is_capped_by_the_container(tmp_path):
     assert available_gb(tmp_path / "none") > 0.25  # the host's available memory
 
 
-def test_floor_from_env_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path, monkeypatch):
-    monkeypatch.delenv("EMBEDFLEET_MEMORY_FLOOR_GB", raising=False)
-    assert memory_floor_gb(_v2(tmp_path / "small", str(2 * GB), 0, 0)) == pytest.approx(0.1)
-    assert memory_floor_gb(_v2(tmp_path / "big", str(64 * GB), 0, 0)) == pytest.approx(0.5)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_FLOOR_GB", "1.25")
-    assert memory_floor_gb(tmp_path) == 1.25
+def test_floor_given_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path):
+    small = _v2(tmp_path / "small", str(2 * GB), 0, 0)
+    assert memory_floor_gb(None, small) == pytest.approx(0.1)
+    assert memory_floor_gb(None, _v2(tmp_path / "big", str(64 * GB), 0, 0)) == pytest.approx(0.5)
+    floor = load_settings({"EMBEDFLEET_MEMORY_FLOOR_GB": "1.25"}).memory_floor_gb
+    assert memory_floor_gb(floor, small) == 1.25
 
 
-def test_budget_is_the_smaller_of_env_and_cgroup(tmp_path, monkeypatch):
+def test_budget_is_the_smaller_of_the_setting_and_cgroup(tmp_path):
     root = _v2(tmp_path, str(3 * GB), 0, 0)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "5")
-    assert memory_budget_gb(root) == pytest.approx(3.0)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "1.5")
-    assert memory_budget_gb(root) == pytest.approx(1.5)
-    monkeypatch.delenv("EMBEDFLEET_MEMORY_LIMIT_GB")
-    assert memory_budget_gb(root) == pytest.approx(3.0)
+    assert memory_budget_gb(5.0, root) == pytest.approx(3.0)
+    limit = load_settings({"EMBEDFLEET_MEMORY_LIMIT_GB": "1.5"}).memory_limit_gb
+    assert memory_budget_gb(limit, root) == pytest.approx(1.5)
+    assert memory_budget_gb(None, root) == pytest.approx(3.0)
 
 
 def test_release_until_retries_until_half_the_model_is_back():
@@ -93,10 +92,8 @@ def test_release_until_gives_up_after_its_rounds():
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
-def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(monkeypatch, value):
+def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(value):
     from workers.errors import ConfigError
-    from workers.memory.readings import memory_budget_gb
 
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", value)
     with pytest.raises(ConfigError, match="EMBEDFLEET_MEMORY_LIMIT_GB"):
-        memory_budget_gb()
+        load_settings({"EMBEDFLEET_MEMORY_LIMIT_GB": value})

@@ -103,14 +103,11 @@ def test_register_refuses_an_existing_name_and_an_invalid_entry(tmp_path: Path) 
     assert config.read_text() == before
 
 
-def test_the_store_defaults_to_models_beside_the_config(tmp_path: Path, monkeypatch) -> None:
+def test_the_store_defaults_to_models_beside_the_config(tmp_path: Path) -> None:
     config = tmp_path / "models.json"
     config.write_text("{}")
-    monkeypatch.delenv("EMBEDFLEET_MODEL_STORE", raising=False)
 
     assert store_root(config, None) == tmp_path / "models"
-    monkeypatch.setenv("EMBEDFLEET_MODEL_STORE", str(tmp_path / "store"))
-    assert store_root(config, None) == tmp_path / "store"
     assert store_root(config, str(tmp_path / "given")) == tmp_path / "given"
 
 
