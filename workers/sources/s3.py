@@ -19,7 +19,6 @@ the config's ``region`` field overrides the region.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -31,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from workers.errors import ModelLoadError
 
@@ -202,17 +203,18 @@ def _download(
 
 @contextmanager
 def locked(path: Path, uri: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (released when the process dies, too)."""
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("event=s3_lock_wait uri=%s lock=%s", uri, path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold ``filelock``'s exclusive lock on ``path`` (an OS lock: released when the
+    process dies, too), saying so when another process holds it first."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("event=s3_lock_wait uri=%s lock=%s", uri, path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _version(objects: dict[str, tuple[str, str]]) -> str:
