@@ -107,10 +107,49 @@ def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatc
     assert make_app("redis://127.0.0.1:6379/0").conf.broker_use_ssl is None
 
 
-def test_only_json_and_msgpack_are_accepted_anywhere():
-    assert celeryconfig.accept_content == ["msgpack", "json"]
-    assert celeryconfig.result_accept_content == ["msgpack", "json"]
-    assert (celeryconfig.task_serializer, celeryconfig.result_serializer) == ("msgpack",) * 2
-    assert celeryconfig.event_serializer == "json"
-    assert celeryconfig.worker_pool_restarts is False
-    assert celeryconfig.broker_transport == "tasks.transport:Transport"
+def test_a_pickle_message_is_refused_and_never_unpickled(tmp_path):
+    # Given a pickled payload that would create a file when unpickled
+    from kombu.exceptions import ContentDisallowed
+    from kombu.serialization import dumps, loads, prepare_accept_content
+
+    from tasks.app import make_app
+    from tests.fault.malformed import pickle_payload
+
+    app = make_app("redis://127.0.0.1:1/0")
+    accept = prepare_accept_content(app.conf.accept_content)  # as the worker's consumer
+    marker = tmp_path / "unpickled"
+    payload = pickle_payload(marker)
+    # When a worker decodes it as a task or a control message (what kombu's consumer
+    # does with the app's accept list), it is refused
+    with pytest.raises(ContentDisallowed, match="pickle"):
+        loads(payload, "application/x-python-serialize", "binary", accept=accept)
+    # ... and when a producer reads it back as a chunk result, it is not unpickled either
+    with pytest.raises(Exception):  # noqa: B017 (msgpack refuses it: any error will do)
+        app.backend.decode(payload)
+    assert not marker.exists()
+    # while what the fleet itself sends (msgpack tasks and results, JSON events) decodes
+    for serializer in (app.conf.task_serializer, app.conf.result_serializer, "json"):
+        content_type, encoding, body = dumps({"texts": ["a"]}, serializer=serializer)
+        assert loads(body, content_type, encoding, accept=accept) == {"texts": ["a"]}
+    assert app.backend.decode(app.backend.encode({"n": 1})) == {"n": 1}
+
+
+def test_remote_pool_restarts_are_refused():
+    # `pool_restart` would import modules named on the wire
+    from types import SimpleNamespace
+
+    from celery.worker.control import pool_restart
+
+    from tasks.app import make_app
+
+    state = SimpleNamespace(app=make_app("redis://127.0.0.1:1/0"), consumer=None)
+    with pytest.raises(ValueError, match="not enabled"):
+        pool_restart(state, modules=["os"], reload=True)
+
+
+def test_the_broker_uses_the_transport_that_refuses_undecodable_items():
+    from tasks.app import make_app
+    from tasks.transport import Transport
+
+    with make_app("redis://127.0.0.1:1/0").connection_for_write() as connection:
+        assert isinstance(connection.transport, Transport)

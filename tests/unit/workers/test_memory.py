@@ -1,10 +1,12 @@
 """Memory readings against a cgroup fs laid out in a temp dir, and the release loop."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tasks.settings import load_settings
+from workers.memory import readings
 from workers.memory.readings import (
     GB,
     available_gb,
@@ -56,10 +58,29 @@ def test_no_cgroup_files_means_no_limit(tmp_path):
     assert read_cgroup(tmp_path) is None
 
 
-def test_available_is_capped_by_the_container(tmp_path):
-    tiny = _v2(tmp_path, str(GB), current=GB - GB // 4, inactive=0)
+@pytest.fixture
+def host_8gb_3_available(monkeypatch):
+    """The host's readings, fixed: 8 GB of RAM, 3 GB available (whatever this host has)."""
+    reading = SimpleNamespace(total=8 * GB, available=3 * GB)
+    monkeypatch.setattr(readings.psutil, "virtual_memory", lambda: reading)
+
+
+def test_available_is_the_smaller_of_host_and_container(tmp_path, host_8gb_3_available):
+    # no container: the host's available memory
+    assert available_gb(tmp_path / "none") == pytest.approx(3.0)
+    # a container with less left than the host: the container's
+    tiny = _v2(tmp_path / "tiny", str(GB), current=GB - GB // 4, inactive=0)
     assert available_gb(tiny) == pytest.approx(0.25)
-    assert available_gb(tmp_path / "none") > 0.25  # the host's available memory
+    # a container with more left than the host: still the host's
+    roomy = _v2(tmp_path / "roomy", str(64 * GB), current=GB, inactive=0)
+    assert available_gb(roomy) == pytest.approx(3.0)
+
+
+def test_without_a_container_budget_and_floor_follow_host_ram(tmp_path, host_8gb_3_available):
+    none = tmp_path / "none"
+    assert memory_budget_gb(None, none) == pytest.approx(8 * 0.8)  # 80% of RAM
+    assert memory_budget_gb(2.0, none) == pytest.approx(2.0)
+    assert memory_floor_gb(None, none) == pytest.approx(0.4)  # 5% of 8 GB < 0.5 GB
 
 
 def test_floor_given_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path):
