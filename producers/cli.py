@@ -26,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.logs import configure_logging
+    from tasks.settings import load_settings
 
-    configure_logging(os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"))
     try:
+        # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
+        args.settings = load_settings()
+        configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
         return int(args.func(args) or EXIT_OK)
     except JobFailedError as exc:
         print(f"embedfleet: {exc}", file=sys.stderr)
@@ -168,7 +171,7 @@ def _down(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from workers.serving.main import run_worker
 
-    return run_worker(args.models, args.concurrency, args.name, args.loglevel)
+    return run_worker(args.models, args.concurrency, args.name, args.loglevel, args.settings)
 
 
 def _submit(args: argparse.Namespace) -> int:

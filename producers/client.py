@@ -6,7 +6,6 @@ chunk results (the Celery result backend) live in Redis.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from tasks.io.readers import check_texts
 from tasks.retry import retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
+from tasks.settings import Settings, load_settings
 from tasks.spec import read_local_config, spec_version
 from tasks.wire import MAX_CHARS_PER_TEXT
 
@@ -42,11 +42,17 @@ class EmbeddingClient:
     ``EMBEDFLEET_MODEL_CONFIG``); ``redis_url`` / ``config_source`` override them.
     """
 
-    def __init__(self, redis_url: str | None = None, config_source: str | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        config_source: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         from tasks.app import app as default_app
         from tasks.app import make_app
 
-        self.app: Celery = make_app(redis_url) if redis_url else default_app
+        self.settings = settings or load_settings()
+        self.app: Celery = make_app(redis_url, self.settings) if redis_url else default_app
         self.config_source = config_source
 
     @property
@@ -65,7 +71,7 @@ class EmbeddingClient:
         local = self.config_source
         if local is None:
             catalog = retry_while_unreachable(lambda: fleet_catalog.read(self.redis))
-            local = os.environ.get("EMBEDFLEET_MODEL_CONFIG")
+            local = self.settings.config_source
             if model in catalog.models or model in catalog.aliases or not local:
                 if catalog.empty:
                     raise UnknownModelError(

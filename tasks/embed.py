@@ -164,7 +164,9 @@ def embed_chunk(
     options: Any = None,
 ) -> dict[str, Any]:
     """Embed one chunk of a job; the result is ``tasks.wire`` framing of float32 bytes."""
-    job_id, index, model, texts, options = validate_request(job_id, index, model, texts, options)
+    job_id, index, model, texts, options = validate_request(
+        job_id, index, model, texts, options, celeryconfig.MAX_CHUNK_BYTES
+    )
     client = self.app.backend.client
     task_id, attempt = str(self.request.id), self.request.retries
     deliveries = with_redis_retry(
