@@ -17,7 +17,7 @@ def make_app(redis_url: str | None = None) -> Celery:
     # Chunk tasks live in tasks.embed; workers.serving.boot (threads, cache, control commands)
     # is imported by workers only: Celery imports `imports` at worker start, never in
     # producers, so producers never load torch.
-    app.conf.imports = ("tasks.embed", "workers.serving.boot")
+    app.conf.imports = ("tasks.embed", "tasks.dataset_chunk", "workers.serving.boot")
     app.conf.task_routes = ("tasks.routing.route_task",)
     return app
 
