@@ -105,12 +105,15 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
+        from producers import submitting
+
         redis, app = self.client.redis, self.client.app
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
-                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force)
+                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    submitting.SUBMIT_RETRY_S,
                 )
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
         except Exception as exc:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import celeryconfig
 from producers.errors import UsageError
 from tasks import datasets, jobstore
-from tasks.retry import retry_while_unreachable
+from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
 from tasks.wire import MAX_CHARS_PER_TEXT
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Seconds without a submit heartbeat after which an unfinished submit is a failure.
 SUBMIT_GRACE_S = datasets.SUBMIT_GRACE_S
+#: Seconds a submit keeps retrying its sends while Redis is unreachable.
+SUBMIT_RETRY_S = REDIS_RETRY_S
 #: Chunks sent between two heartbeats.
 BEAT_EVERY = 256
 
@@ -65,7 +67,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
                     redis.hset(key, "beat", repr(time.time()))
 
     try:
-        retry_while_unreachable(send_rest, what="sending chunks")
+        retry_while_unreachable(send_rest, SUBMIT_RETRY_S, what="sending chunks")
         retry_while_unreachable(lambda: redis.hset(key, "submitted", repr(time.time())))
     except Exception as exc:
         unsent = indices[position:]

@@ -278,3 +278,74 @@ def test_small_job_finishes_while_a_dataset_job_runs(fleet, tmp_path):
     status = big.status()
     assert status["state"] == "RUNNING" and status["done"] < status["total"] // 2
     big.cancel()
+
+
+@pytest.fixture
+def broker_outage(monkeypatch):
+    """Sends fail as if Redis went away after ``after`` chunks (the record was written);
+    the submit's retry window is cut to 0.5 s."""
+    from kombu.exceptions import OperationalError
+
+    from producers import submitting
+
+    monkeypatch.setattr(submitting, "SUBMIT_RETRY_S", 0.5)
+
+    def install(app: Any, after: int) -> list[int]:
+        calls = [0]
+        real = app.send_task
+
+        def send_task(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] > after:
+                raise OperationalError("Error 111 connecting to 127.0.0.1: Connection refused")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(app, "send_task", send_task)
+        return calls
+
+    return install
+
+
+def test_outage_mid_submit_of_a_dataset_job_then_retry(fleet, tmp_path, broker_outage, monkeypatch):
+    client, _, _ = fleet
+    from producers.errors import UsageError
+
+    texts = texts_of(80)
+    source, ids = write_input(tmp_path / "in", "jsonl", texts)
+    out = tmp_path / "out"
+    announced: list[str] = []
+    # Given Redis goes away after the record and two of the five first chunks are sent
+    broker_outage(client.app, after=2)
+    with pytest.raises(UsageError, match="run `embedfleet retry"):
+        client.submit_dataset(
+            source, MODEL, str(out) + "/", chunk_rows=10, window=5, announce=announced.append
+        )
+    # Then the id was announced before any chunk was sent, and the job is FAILURE with
+    # the reason (never PENDING)
+    assert len(announced) == 1
+    job = client.job(announced[0])
+    status = job.status()
+    assert status["state"] == "FAILURE"
+    assert "submit stopped after 2 chunk(s)" in str(status["errors"])
+    # When the outage is over, retry finishes the job: every row once
+    monkeypatch.undo()
+    assert job.retry() >= 3  # chunks 2, 3, 4 (and any chain that had not ended yet)
+    job.wait(timeout=120)
+    check_output(out, texts, ids, job)
+
+
+def test_outage_mid_submit_of_a_list_job_then_retry(fleet, broker_outage, monkeypatch):
+    client, _, _ = fleet
+    from producers.errors import UsageError
+
+    texts = [f"list text {i}" for i in range(40)]
+    announced: list[str] = []
+    broker_outage(client.app, after=3)
+    with pytest.raises(UsageError, match="could not be sent"):
+        client.submit(texts, model=MODEL, max_texts=4, announce=announced.append)
+    job = client.job(announced[0])
+    status = job.status()
+    assert status["failed"] == 7 and "not sent" in status["errors"][0]["error"]
+    monkeypatch.undo()  # the outage is over
+    assert job.retry(texts) == 7
+    np.testing.assert_array_equal(job.wait(timeout=120), np.stack([hash_vector(t) for t in texts]))
