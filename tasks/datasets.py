@@ -27,6 +27,7 @@ Redis priority lists), behind small jobs' chunks on the same model queue.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +43,10 @@ from tasks.routing import DATASET_TASK, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
-#: kombu Redis priority step of dataset chunks (0 is served first; small jobs send 0).
-DATASET_PRIORITY = 9
+#: kombu Redis priority step of dataset chunks: 0 is served first and list jobs send 0;
+#: 9 (the default) puts dataset chunks behind them on the same queue
+#: (``EMBEDFLEET_DATASET_PRIORITY``, read by producers and workers alike).
+DATASET_PRIORITY = int(os.environ.get("EMBEDFLEET_DATASET_PRIORITY", "9"))
 #: Seconds after which a job whose submit never finished sending its window is FAILURE.
 SUBMIT_GRACE_S = 180.0
 
@@ -268,9 +271,7 @@ def state_of(record: DatasetRecord, failed: int, now: float | None = None) -> st
         return "SUCCESS"
     if record.cancelled:
         return "CANCELLED"
-    if record.submit_error or (
-        not record.submitted and now - record.created > SUBMIT_GRACE_S and record.done == 0
-    ):
+    if record.submit_error or (not record.submitted and now - record.created > SUBMIT_GRACE_S):
         return "FAILURE"
     if failed and record.done + failed >= record.total:
         return "FAILURE"

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 MODEL = "ds-hash"
 SLOW = "ds-slow"
+IDLE = "ds-idle"  # configured, served by no worker: its queue shows what was sent
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,13 @@ def fleet(redis_server, tmp_path_factory, moto):
         {
             MODEL: {"type": "tests.plugins:CurablePoisonModel", "model_path": "none", "RAM": 0.01},
             SLOW: {"type": "tests.plugins:SlowHashModel", "model_path": "none", "RAM": 0.01},
+            IDLE: {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01},
         },
     )
     client = EmbeddingClient(config_source=str(config))
     worker = WorkerProcess(
         config,
+        models=f"{MODEL},{SLOW}",
         concurrency=2,
         log_dir=folder,
         env={**moto.worker_env, "EMBEDFLEET_TEST_SLOW_S": "0.01"},
@@ -349,3 +352,22 @@ def test_outage_mid_submit_of_a_list_job_then_retry(fleet, broker_outage, monkey
     monkeypatch.undo()  # the outage is over
     assert job.retry(texts) == 7
     np.testing.assert_array_equal(job.wait(timeout=120), np.stack([hash_vector(t) for t in texts]))
+
+
+def test_a_window_of_messages_waits_at_low_priority(fleet, tmp_path):
+    client, _, _ = fleet
+    (tmp_path / "in.txt").write_text("".join(f"row {i}\n" for i in range(1000)))
+    job = client.submit_dataset(
+        str(tmp_path / "in.txt"), IDLE, str(tmp_path / "out") + "/", chunk_rows=10, window=5
+    )
+    try:
+        # 100 chunks planned, 5 messages queued, all on the queue's lowest priority list
+        assert job.record.total == 100
+        assert client.redis.llen(f"embed.{IDLE}\x06\x169") == 5
+        assert client.redis.llen(f"embed.{IDLE}") == 0
+        status = job.status()
+        assert (status["state"], status["done"]) == ("PENDING", 0)
+    finally:
+        job.delete()
+        client.redis.delete(f"embed.{IDLE}\x06\x169")
+    assert client.redis.keys(f"embedfleet:job:{job.id}*") == []
