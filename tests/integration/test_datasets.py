@@ -371,3 +371,66 @@ def test_a_window_of_messages_waits_at_low_priority(fleet, tmp_path):
         job.delete()
         client.redis.delete(f"embed.{IDLE}\x06\x169")
     assert client.redis.keys(f"embedfleet:job:{job.id}*") == []
+
+
+def test_a_worker_that_cannot_read_the_input_says_so(fleet, tmp_path):
+    client, _, _ = fleet
+    source = tmp_path / "in.txt"
+    source.write_text("a\nb\nc\n")
+    # the producer scanned the file; it is gone before any worker reads it
+    job = client.submit_dataset(
+        str(source), MODEL, str(tmp_path / "out") + "/", announce=lambda _: source.unlink()
+    )
+    with pytest.raises(Exception, match="1 of 1 chunks failed"):
+        job.wait(timeout=60)
+    error = job.status()["errors"][0]["error"]
+    assert f"cannot read {source}" in error
+    assert "readable by every worker at the same path" in error
+
+
+def test_retry_rewrites_a_missing_part_and_the_manifest(fleet, tmp_path):
+    client, _, _ = fleet
+    texts = texts_of(50)
+    (tmp_path / "in.txt").write_text("".join(t + "\n" for t in texts))
+    out = tmp_path / "out"
+    job = client.submit_dataset(str(tmp_path / "in.txt"), MODEL, str(out) + "/", chunk_rows=10)
+    job.wait(timeout=60)
+    assert job.retry() == 0  # nothing failed, nothing missing
+    (out / "part-000002.parquet").unlink()
+    (out / "_manifest.json").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    assert job.retry() == 1
+    job.wait(timeout=60)
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    assert {n: after[n] for n in before} == before
+    check_output(out, texts, None, job)
+
+
+def test_cli_input_errors_are_one_line(fleet, tmp_path):
+    _, config, _ = fleet
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\xfe\n")
+    (tmp_path / "sur.jsonl").write_text('{"text": "\\ud800"}\n')
+    (tmp_path / "big.csv").write_text("text\n" + "x" * 140_000 + "\n")
+    cases = {
+        "bad.txt": "line 2 is not UTF-8",
+        "sur.jsonl": "lone surrogate",
+        "big.csv": "over 128 KiB",
+    }
+    for name, message in cases.items():
+        proc = run_cli("submit", "--model", MODEL, "--input", str(tmp_path / name), env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    proc = run_cli(
+        "submit",
+        "--model",
+        MODEL,
+        "--input",
+        str(tmp_path / "bad.txt"),
+        "--output",
+        f"{blocked}/sub/",
+        env=env,
+    )
+    assert proc.returncode == 2 and "cannot write to" in proc.stderr, proc.stderr
