@@ -105,7 +105,7 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        from producers import submitting
+        import producers.submitting as submitting
 
         redis, app = self.client.redis, self.client.app
         sent = 0
