@@ -5,6 +5,7 @@ object, put one object. boto3 is imported lazily and configured by its own chain
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -89,13 +90,13 @@ def delete(url: str) -> None:
     client().delete_object(Bucket=bucket, Key=key)
 
 
-class RangeFile:
+class RangeFile(io.RawIOBase):
     """A read-only, seekable file over an S3 object (range GETs), for pyarrow's parquet
     reader: it reads the footer and the row groups it needs, never the whole object."""
 
     def __init__(self, url: str, size: int) -> None:
+        super().__init__()
         self.url, self.size, self.pos = url, size, 0
-        self.closed = False
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self.pos, 2: self.size}[whence]
@@ -104,6 +105,13 @@ class RangeFile:
 
     def tell(self) -> int:
         return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        stop = min(self.size, self.pos + len(buffer))
+        data = read_range(self.url, self.pos, stop)
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
     def read(self, n: int = -1) -> bytes:
         stop = self.size if n is None or n < 0 else min(self.size, self.pos + n)
@@ -116,6 +124,3 @@ class RangeFile:
 
     def readable(self) -> bool:
         return True
-
-    def close(self) -> None:
-        self.closed = True

@@ -159,6 +159,29 @@ def test_s3_input_and_output(fleet, tmp_path, moto):
     check_output(local, texts, [str(i) for i in range(90)], job)
 
 
+def test_s3_parquet_input_read_by_row_group_ranges(fleet, tmp_path, moto):
+    client, _, _ = fleet
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="ds-pq")
+    texts = texts_of(120)
+    local = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": texts, "id": list(range(120))}), local, row_group_size=50)
+    s3.put_object(Bucket="ds-pq", Key="in/data.parquet", Body=local.read_bytes())
+    import os
+
+    saved = {k: os.environ.get(k) for k in moto.admin_env}
+    os.environ.update(moto.admin_env)
+    try:
+        job = client.submit_dataset(
+            "s3://ds-pq/in/data.parquet", MODEL, str(tmp_path / "out") + "/", chunk_rows=20
+        )
+        job.wait(timeout=120)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    check_output(tmp_path / "out", texts, [str(i) for i in range(120)], job)
+
+
 def test_cli_submit_and_go_away_then_status_and_delete(fleet, tmp_path):
     client, config, _ = fleet
     source, ids = write_input(tmp_path / "in", "jsonl", texts_of(100))
