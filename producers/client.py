@@ -243,9 +243,9 @@ class Job:
 
     def delete(self) -> int:
         """Drop the job's keys and chunk results from Redis now."""
-        from tasks import datasets
+        from tasks import job_admin
 
-        return datasets.delete(self.client.redis, self.id, self.record.total)
+        return job_admin.delete(self.client.redis, self.id, self.record.total)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"

@@ -17,7 +17,7 @@ import numpy as np
 
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
-from tasks import datasets, jobstore
+from tasks import datasets, job_admin, jobstore
 from tasks.io import parts, scan, sources
 from tasks.retry import retry_while_unreachable
 
@@ -226,7 +226,7 @@ class DatasetJob:
         lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
         plan = datasets.chunks(redis, self.id)
         for index in lost:  # written once, gone now: count it undone
-            datasets.unmark_done(redis, self.id, int(index), int(plan[index]["rows"]))
+            job_admin.unmark_done(redis, self.id, int(index), int(plan[index]["rows"]))
         ended = done | np.isin(np.arange(total), list(failed))
         predecessor_ended = np.concatenate(
             [np.ones(min(record.window, total), dtype=bool), ended[: max(0, total - record.window)]]
@@ -235,7 +235,7 @@ class DatasetJob:
         todo = sorted({*failed, *map(int, lost), *map(int, unsent)})
         if not todo and done.all() and record.finished is None:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
-        datasets.clear_for_retry(redis, self.id, todo)
+        job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
         return len(todo)
 
@@ -254,7 +254,7 @@ class DatasetJob:
 
     def delete(self) -> int:
         """Drop the job's keys from Redis now (its parts stay where they were written)."""
-        return datasets.delete(self.client.redis, self.id, self.record.total)
+        return job_admin.delete(self.client.redis, self.id, self.record.total)
 
 
 def _present_parts(output: str) -> list[int]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import celeryconfig
 from producers.errors import UsageError
-from tasks import datasets, jobstore
+from tasks import datasets, job_admin, jobstore
 from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
 from tasks.wire import MAX_CHARS_PER_TEXT
@@ -133,7 +133,7 @@ def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
         raise UsageError(
             f"job {job.id}: the input now holds {len(job._texts)} texts, the job {job.record.n}"
         )
-    datasets.clear_for_retry(redis, job.id, todo)
+    job_admin.clear_for_retry(redis, job.id, todo)
     redis.hdel(jobstore.PREFIX + job.id, "submitted")
     job.send_chunks(sorted(todo))
     return len(todo)

@@ -14,48 +14,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from tasks.errors import InputError
 from tasks.io import openai, rows, sources
+from tasks.io.plan import CHUNK_DTYPE, DEFAULT_CHUNK_ROWS, DEFAULT_MAX_BYTES, HEAD_BYTES, Plan
+from tasks.io.scan_openai import plan_openai
 from tasks.io.sources import InputFile
 
-#: One chunk of the plan (40 bytes): file index, rows, range start/stop (bytes, or rows
-#: within the file for parquet), first row over the whole input, first record (the
-#: request number for OpenAI input, else the first row within the file).
-CHUNK_DTYPE = np.dtype(
-    [
-        ("file", "<i4"),
-        ("rows", "<i4"),
-        ("start", "<i8"),
-        ("stop", "<i8"),
-        ("first_row", "<i8"),
-        ("first_record", "<i8"),
-    ]
-)
-#: Rows of one chunk (one parquet part each).
-DEFAULT_CHUNK_ROWS = 1024
-#: Bytes of input one chunk may span (a single longer record is a chunk of its own).
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
-#: Bytes read at the head of a file to look at its first record.
-HEAD_BYTES = 1024 * 1024
-
-
-@dataclass
-class Plan:
-    """What the scan found: the files, how to read them, and the chunks."""
-
-    files: list[dict[str, Any]]  # {"url", "size", and "columns" for csv}
-    format: str
-    text_field: str
-    id_field: str | None
-    chunks: np.ndarray  # CHUNK_DTYPE
-    rows: int
-    openai_model: str | None = None  # the model OpenAI requests must name (None: any)
-    errors: list[dict[str, Any]] = field(default_factory=list)  # OpenAI requests refused
+__all__ = ["CHUNK_DTYPE", "Plan", "plan", "record_ends"]
 
 
 class _Cutter:
@@ -145,7 +114,7 @@ def plan(
     if fmt == "parquet":
         return _plan_parquet(files, text_field, id_field, chunk_rows)
     if fmt == "openai":
-        return _plan_openai(files, chunk_rows, max_bytes, model)
+        return plan_openai(files, chunk_rows, max_bytes, model)
     cutter = _Cutter(chunk_rows, max_bytes)
     meta: list[dict[str, Any]] = []
     chosen_text, chosen_id = text_field or "text", id_field
@@ -239,69 +208,3 @@ def _plan_parquet(
     if not out:
         raise InputError(f"{files[0].url}: the input holds no rows")
     return Plan(meta, "parquet", column, chosen_id, np.array(out, dtype=CHUNK_DTYPE), total)
-
-
-def _lines(url: str) -> Iterator[tuple[int, bytes]]:
-    """``(end offset, line)`` of each line of a file, streamed."""
-    offset, rest = 0, b""
-    for block in sources.stream(url):
-        data = rest + block
-        parts = data.split(b"\n")
-        rest = parts.pop()
-        for line in parts:
-            offset += len(line) + 1
-            yield offset, line
-    if rest:
-        yield offset + len(rest), rest
-
-
-def _plan_openai(
-    files: list[InputFile], chunk_rows: int, max_bytes: int, model: str | None
-) -> Plan:
-    out: list[tuple[int, int, int, int, int, int]] = []
-    errors: list[dict[str, Any]] = []
-    meta: list[dict[str, Any]] = []
-    judge_model, request, total = None, 0, 0
-    for index, f in enumerate(files):
-        start, pending, first_request, last_end = 0, 0, request, 0
-        for end, raw in _lines(f.url):
-            if pending and (pending >= chunk_rows or end - start > max_bytes):
-                out.append((index, pending, start, last_end, total, first_request))
-                total += pending
-                start, pending, first_request = last_end, 0, request
-            last_end = end
-            if not raw.strip():
-                continue
-            judged = openai.judge(rows.decode(raw, f.url, 1), judge_model)
-            if judged.error:
-                errors.append(
-                    {
-                        "request": request,
-                        "custom_id": judged.custom_id,
-                        "code": judged.error[0],
-                        "message": judged.error[1],
-                    }
-                )
-            elif model is None and judge_model is None and judged.model:
-                judge_model = judged.model
-            pending += len(judged.texts)
-            request += 1
-        if pending:
-            out.append((index, pending, start, last_end, total, first_request))
-            total += pending
-        elif last_end > start and out and out[-1][0] == index:
-            prev = out.pop()  # trailing refused requests join the last chunk
-            out.append((*prev[:3], last_end, *prev[4:]))
-        meta.append({"url": f.url, "size": f.size})
-    if not out:
-        raise InputError(f"{files[0].url}: no request of the batch can be served")
-    return Plan(
-        meta,
-        "openai",
-        "",
-        "custom_id",
-        np.array(out, dtype=CHUNK_DTYPE),
-        total,
-        openai_model=judge_model if model is None else None,
-        errors=errors,
-    )
