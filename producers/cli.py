@@ -237,9 +237,12 @@ def _result(args: argparse.Namespace) -> int:
     job = _client().job(args.job)
     if getattr(job, "kind", "list") == "dataset":
         return _dataset_result(job, args)
+    from producers.submitting import recorded_ids
+
     path = check_output(args.output)
     partial = args.partial or job.status()["state"] == "CANCELLED"
-    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)
+    ids = recorded_ids(job) if path.suffix.lower() != ".npy" else None
+    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids)
     if partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)

@@ -137,3 +137,18 @@ def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
     redis.hdel(jobstore.PREFIX + job.id, "submitted")
     job.send_chunks(sorted(todo))
     return len(todo)
+
+
+def recorded_ids(job: Job) -> list[str | None] | None:
+    """The ids of a list job's rows, re-read from the input file the CLI recorded (None
+    when the texts came from memory, the file is gone, or it holds no ids)."""
+    raw = job.client.redis.hmget(jobstore.PREFIX + job.id, ["input", "field"])
+    if raw[0] is None:
+        return None
+    from tasks.io.readers import read_rows
+
+    try:
+        rows = read_rows(raw[0].decode(), raw[1].decode() or None)
+    except Exception:  # the file changed or went: write without ids
+        return None
+    return rows.ids if rows.ids is not None and len(rows.ids) == job.record.n else None

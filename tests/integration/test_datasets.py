@@ -457,3 +457,23 @@ def test_cli_input_errors_are_one_line(fleet, tmp_path):
         env=env,
     )
     assert proc.returncode == 2 and "cannot write to" in proc.stderr, proc.stderr
+
+
+def test_small_job_outputs_carry_ids_and_result_delete_frees_keys(fleet, tmp_path):
+    client, config, _ = fleet
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    source, ids = write_input(tmp_path / "in", "jsonl", texts_of(12))
+    out = tmp_path / "small.parquet"
+    proc = run_cli("submit", "--model", MODEL, "--input", source, "--output", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    job_id = proc.stdout.strip()
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == ids
+    # later, from another process: the ids come from the input file the submit recorded
+    later = tmp_path / "later.jsonl"
+    proc = run_cli("result", job_id, "--output", str(later), "--delete", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in later.read_text().splitlines()]
+    assert [x["id"] for x in lines] == ids
+    assert client.redis.keys(f"embedfleet:job:{job_id}*") == []
+    assert client.redis.keys(f"celery-task-meta-{job_id}.*") == []
