@@ -67,6 +67,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
                     redis.hset(key, "beat", repr(time.time()))
 
     try:
+        retry_while_unreachable(lambda: redis.hset(key, "beat", repr(time.time())), SUBMIT_RETRY_S)
         retry_while_unreachable(send_rest, SUBMIT_RETRY_S, what="sending chunks")
         retry_while_unreachable(lambda: redis.hset(key, "submitted", repr(time.time())))
     except Exception as exc:
@@ -95,10 +96,10 @@ def submit_stalled(redis: Any, job_id: str, state: str) -> str | None:
     """Why a job whose submit never finished is a failure, or None."""
     if state not in ("PENDING", "RUNNING"):
         return None
-    raw = redis.hmget(jobstore.PREFIX + job_id, ["submitted", "beat", "created"])
-    if raw[0] is not None or raw[2] is None:
+    raw = redis.hmget(jobstore.PREFIX + job_id, ["submitted", "beat"])
+    if raw[0] is not None or raw[1] is None:  # done, or sent by code that keeps no beat
         return None
-    last = float(raw[1] or raw[2])
+    last = float(raw[1])
     if time.time() - last < SUBMIT_GRACE_S:
         return None
     return (
