@@ -218,6 +218,8 @@ class DatasetJob:
         sent; returns how many. Nothing else runs again."""
         redis = self.client.redis
         record = self._fresh()
+        if record.cancelled:
+            raise UsageError(_CANCELLED.format(job=self.id))
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -255,6 +257,12 @@ class DatasetJob:
     def delete(self) -> int:
         """Drop the job's keys from Redis now (its parts stay where they were written)."""
         return job_admin.delete(self.client.redis, self.id, self.record.total)
+
+
+_CANCELLED = (
+    "job {job} was cancelled: the workers hold its chunks as revoked, so it cannot be "
+    "resumed; submit it again (parts already written stay in place)"
+)
 
 
 def _present_parts(output: str) -> list[int]:

@@ -111,6 +111,11 @@ def submit_stalled(redis: Any, job_id: str, state: str) -> str | None:
 def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
     """Send again the chunks of a list job that failed or were never sent."""
     redis = job.client.redis
+    if jobstore.is_cancelled(redis, job.id):
+        raise UsageError(
+            f"job {job.id} was cancelled: the workers hold its chunks as revoked, so it "
+            f"cannot be resumed; submit it again"
+        )
     done, failed = jobstore.progress(redis, job.id)
     todo = {i for i in failed if i >= 0}
     if submit_stalled(redis, job.id, "PENDING"):  # which were sent is unknown: all not done

@@ -49,5 +49,5 @@ def clear_for_retry(client: redis.Redis, job_id: str, indices: list[int]) -> Non
         pipe.hdel(key(job_id, "failed"), *indices)
     for index in indices:
         pipe.delete(f"embedfleet:deliveries:{jobstore.chunk_task_id(job_id, index)}:0")
-    pipe.hdel(key(job_id), "submit_error", "cancelled")
+    pipe.hdel(key(job_id), "submit_error")
     pipe.execute()
