@@ -92,11 +92,11 @@ def parse_jsonl(
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise InputError(f"{url}: line {n}: invalid JSON: {exc.msg}") from None
+                raise InputError(f"{url}:{n}: invalid JSON: {exc.msg}") from None
             if not isinstance(record, dict):
                 raise InputError(f"{url}: line {n}: a JSON object is expected")
             if text_field not in record:
-                raise InputError(f"{url}: line {n}: no field {text_field!r}")
+                raise InputError(f"{url}:{n}: no field {text_field!r}")
         out.texts.append(as_text(record.get(text_field), url, f"line {n}", text_field))
         if out.ids is not None:
             out.ids.append(as_id(record.get(id_field)))

@@ -25,7 +25,7 @@ def test_each_input_format(tmp_path):
     [
         ("a.jsonl", '{"text": "ok"}\n{"text": 3}\n', "line 2: field 'text' is int"),
         ("a.jsonl", '{"text": null}\n', "line 1: field 'text' is null"),
-        ("a.jsonl", '{"text": "ok"}\nnot json\n', "line 2: invalid JSON"),
+        ("a.jsonl", '{"text": "ok"}\nnot json\n', ":2: invalid JSON"),
         ("a.jsonl", "", "holds no texts"),
         ("a.csv", "text\n", "holds no texts"),
         ("a.csv", "body,other\nok,1\n", "no column 'text'; columns"),
