@@ -153,3 +153,24 @@ def test_part_bytes_schema(tmp_path):
     assert table.schema.field("embedding").type == pa.list_(pa.float32(), 4)
     assert table.column("id").to_pylist() == ["a", None, "c"]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_record_ends_carry_across_blocks(tmp_path, monkeypatch, block):
+    # Given blocks far smaller than a record, so records, quotes and chunks span blocks
+    real = sources.stream
+    monkeypatch.setattr(sources, "stream", lambda url, block_=block: real(url, block_))
+    import csv
+
+    texts = [f'cell {i}\n"quoted", ' * (i % 4) for i in range(80)]
+    with (tmp_path / "a.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    (tmp_path / "a.txt").write_text("".join(f"line {i}\n" for i in range(80)) + "no newline")
+    for name, expected in (
+        ("a.csv", texts),
+        ("a.txt", [f"line {i}" for i in range(80)] + ["no newline"]),
+    ):
+        plan = scan.plan(sources.resolve(str(tmp_path / name)), chunk_rows=9, max_bytes=120)
+        assert read_all(plan)[0] == expected
