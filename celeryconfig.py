@@ -34,6 +34,9 @@ RESULT_TTL_S = SETTINGS.result_ttl_s
 #: Bytes of text one chunk message may carry (``tasks.wire.validate_request``).
 MAX_CHUNK_BYTES = SETTINGS.max_chunk_bytes
 
+#: Redis priority step of dataset chunks (tasks/datasets.py): 9 = after list jobs.
+DATASET_PRIORITY = SETTINGS.dataset_priority
+
 # kombu scans for unacked messages of dead consumers every
 # unacked_restore_interval * unacked_restore_throttle seconds (10 x 10 by default),
 # so a 10 s visibility timeout would still wait ~100 s. Tie the scan to the timeout.

@@ -28,7 +28,7 @@ def make_app(redis_url: str | None = None, settings: Settings | None = None) -> 
     # first use), so the CLI checks them first and a bad one is one line and exit 2.
     app.add_defaults(
         lambda: {
-            "imports": ("tasks.embed", "workers.serving.boot"),
+            "imports": ("tasks.embed", "tasks.dataset_chunk", "workers.serving.boot"),
             "task_routes": ("tasks.routing.route_task",),
         }
     )

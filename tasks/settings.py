@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
     )
     max_chunk_bytes: int = Field(32 * MIB, gt=0, description="text bytes one chunk may carry")
+    dataset_priority: int = Field(
+        9,
+        ge=0,
+        le=9,
+        description="Redis priority step of dataset chunks (0 first, 9 last: small jobs go "
+        "first); the same on producers and workers",
+    )
     redis_sentinel_master: str = Field(
         "mymaster", min_length=1, description="master name for `sentinel://` URLs"
     )
