@@ -81,20 +81,20 @@ def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
     """
     scheme = urlparse(url.split(";")[0]).scheme
     options = dict(_TRANSPORT_OPTIONS)
-    settings: dict[str, Any] = {
+    conf: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
         "broker_use_ssl": tls_options(url, settings),
         "redis_backend_use_ssl": tls_options(url, settings),
     }
     if scheme in ("redis", "rediss"):
-        settings["broker_transport"] = "tasks.transport:Transport"
+        conf["broker_transport"] = "tasks.transport:Transport"
     elif scheme == "sentinel":
-        settings["broker_transport"] = "tasks.transport:SentinelTransport"
+        conf["broker_transport"] = "tasks.transport:SentinelTransport"
         options["master_name"] = settings.redis_sentinel_master
-    settings["broker_transport_options"] = options
-    settings["result_backend_transport_options"] = dict(options)
-    return settings
+    conf["broker_transport_options"] = options
+    conf["result_backend_transport_options"] = dict(options)
+    return conf
 
 
 globals().update(url_settings(REDIS_URL))

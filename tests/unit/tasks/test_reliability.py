@@ -107,6 +107,16 @@ def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatc
     assert make_app("redis://127.0.0.1:6379/0").conf.broker_use_ssl is None
 
 
+def test_a_sentinel_url_takes_its_master_name_from_the_settings():
+    settings = load_settings({"EMBEDFLEET_REDIS_SENTINEL_MASTER": "embedmaster"})
+    conf = celeryconfig.url_settings("sentinel://s1:26379;sentinel://s2:26379/0", settings)
+    assert conf["broker_transport"] == "tasks.transport:SentinelTransport"
+    assert conf["broker_transport_options"]["master_name"] == "embedmaster"
+    assert conf["result_backend_transport_options"]["master_name"] == "embedmaster"
+    default = celeryconfig.url_settings("sentinel://s1:26379/0", load_settings({}))
+    assert default["broker_transport_options"]["master_name"] == "mymaster"
+
+
 def test_a_pickle_message_is_refused_and_never_unpickled(tmp_path):
     # Given a pickled payload that would create a file when unpickled
     from kombu.exceptions import ContentDisallowed
