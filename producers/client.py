@@ -71,7 +71,8 @@ class EmbeddingClient:
         if local is None:
             catalog = retry_while_unreachable(lambda: fleet_catalog.read(self.redis))
             local = self.settings.config_source
-            if model in catalog.models or model in catalog.aliases or not local:
+            known = model in catalog.models or model in catalog.aliases
+            if known or model in catalog.errors or not local:
                 if catalog.empty:
                     raise UnknownModelError(
                         "no worker has published the models it serves to this Redis yet: "
@@ -365,6 +366,10 @@ def _resolve_in_catalog(
     if model in catalog.aliases:
         alias, model = model, catalog.aliases[model].pick(key)
     served = catalog.models.get(model)
+    if served is None and model in catalog.errors:
+        raise UnknownModelError(
+            f"model {model!r} is refused by the fleet's workers: {catalog.errors[model]}"
+        )
     if served is None:
         known = ", ".join(catalog.names()) or "none"
         raise UnknownModelError(f"unknown model {model!r}; the fleet serves: {known}")
