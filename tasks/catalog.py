@@ -2,7 +2,7 @@
 
 Every worker writes its field of the hash ``embedfleet:fleet:catalog`` (its name) at
 boot and after every reload: the config hash, each configured model's version and type,
-the models it consumes, and the A/B aliases. A producer checks a job's model and pins its
+the models it consumes, and the A/B aliases, and the entries it refused with the reason. A producer checks a job's model and pins its
 version from the newest publication that names the model, so an ETL machine needs no
 copy of the fleet's models.json, and a models.json being edited badly never stops
 ``submit`` while the workers still serve the old config.
@@ -50,6 +50,8 @@ class Catalog:
     models: dict[str, FleetModel] = field(default_factory=dict)
     aliases: dict[str, AliasSpec] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)  # worker -> config hash
+    #: Entries a worker refused, with the reason (a producer refuses jobs for them).
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -73,6 +75,7 @@ def entry_for(worker: str, config: ModelConfig, served: list[str]) -> dict[str, 
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
+        "errors": dict(config.errors),
     }
 
 
@@ -119,6 +122,8 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
             catalog.models[name] = FleetModel(
                 name, str(model["version"]), str(model["type"]), worker, published
             )
+        for name, reason in (entry.get("errors") or {}).items():
+            catalog.errors[str(name)] = str(reason)
         for name, alias in (entry.get("aliases") or {}).items():
             catalog.aliases[name] = AliasSpec.model_validate(alias)
             newest_alias[name] = published
@@ -128,4 +133,6 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
             del catalog.aliases[name]
         elif name in catalog.models:
             del catalog.models[name]
+    for name in [*catalog.models, *catalog.aliases]:
+        catalog.errors.pop(name, None)  # served somewhere: not an error of the fleet
     return catalog

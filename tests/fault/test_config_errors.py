@@ -48,7 +48,11 @@ def test_bad_entries_are_named_and_good_ones_keep_serving(make_fleet, tmp_path: 
     fleet = make_fleet(MODELS, env=env)
     worker = fleet.worker()
     fleet.ready(worker)
-    client = fleet.client
+    # A producer with no config of its own: it learns the models from what the worker
+    # publishes, refused entries and their reasons included.
+    from producers import EmbeddingClient
+
+    client = EmbeddingClient(redis_url=fleet.server.url)
 
     # Then the invalid entries are named, with their reason, in the worker's log and
     # in its inspect reply

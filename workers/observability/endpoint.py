@@ -1,6 +1,7 @@
 """The worker's ``/metrics`` HTTP endpoint: ``EMBEDFLEET_METRICS_PORT`` (0 or unset = off).
 
-Started at worker boot (``workers.serving.boot``), which passes the runtime getter in:
+Started at worker boot (``workers.serving.boot``, from the typed settings), which passes
+the runtime getter in:
 the endpoint serves :class:`~workers.observability.metrics.WorkerMetrics` (subscribed to
 the process's events) and :class:`~workers.observability.collector.RuntimeCollector`
 on one registry.
@@ -9,7 +10,6 @@ on one registry.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
@@ -21,24 +21,7 @@ from workers.observability.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
-#: Env var: the port the worker serves ``/metrics`` on (0 = no endpoint).
-PORT_ENV = "EMBEDFLEET_METRICS_PORT"
-#: Env var: the address it listens on (all interfaces, so a scraper in another
-#: container reaches it).
-ADDR_ENV = "EMBEDFLEET_METRICS_ADDR"
-
 _metrics: WorkerMetrics | None = None
-
-
-def metrics_port() -> int:
-    """``EMBEDFLEET_METRICS_PORT`` as an int; 0 when unset or off."""
-    raw = os.environ.get(PORT_ENV, "").strip() or "0"
-    try:
-        port = int(raw)
-    except ValueError:
-        log.error("event=metrics_disabled reason=%r", f"{PORT_ENV}={raw!r} is not a port")
-        return 0
-    return port if 0 < port < 65536 else 0
 
 
 def build_metrics(runtime: Callable[[], RuntimeView]) -> WorkerMetrics:
@@ -59,7 +42,7 @@ def start_metrics(
     if _metrics is not None:
         return _metrics
     metrics = build_metrics(runtime)
-    addr = addr or os.environ.get(ADDR_ENV, "0.0.0.0")
+    addr = addr or "0.0.0.0"  # all interfaces: a scraper in another container reaches it
     try:
         start_http_server(port, addr=addr, registry=metrics.registry)
     except OSError as exc:  # a busy port must not stop the worker from serving
@@ -69,9 +52,3 @@ def start_metrics(
     _metrics = metrics
     log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
     return metrics
-
-
-def start_metrics_from_env(runtime: Callable[[], RuntimeView]) -> WorkerMetrics | None:
-    """Start the endpoint when ``EMBEDFLEET_METRICS_PORT`` names a port (worker boot)."""
-    port = metrics_port()
-    return start_metrics(port, runtime) if port else None

@@ -11,12 +11,13 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks.errors import JobCancelled
+from tasks.errors import ConfigError, JobCancelled
 from tasks.routing import EMBED_TASK
+from tasks.settings import Settings, load_settings
 from workers.config.loader import parse_model_config
 from workers.memory.model_cache import ModelCache
 from workers.memory.watchdog import MemoryWatchdog
-from workers.observability.endpoint import build_metrics, metrics_port
+from workers.observability.endpoint import build_metrics
 from workers.observability.event_log import LogSubscriber
 from workers.observability.events import Events, ModelLoaded, Subscriber
 from workers.observability.metrics import WorkerMetrics
@@ -37,7 +38,7 @@ def fleet():
     """A real runtime (cache of plugin models) whose events feed real metrics."""
     config = parse_model_config({"minilm": MINILM, "hash": HASH, "hash2": HASH})
     events = Events([LogSubscriber()])
-    runtime = Runtime(config, budget_gb=2.0, events=events)
+    runtime = Runtime(config, Settings(embed_cache=False), budget_gb=2.0, events=events)
     metrics = build_metrics(lambda: runtime)
     events.subscribe(metrics)
     return SimpleNamespace(runtime=runtime, events=events, metrics=metrics)
@@ -63,12 +64,15 @@ def _run(signals, task_id, state, retval=None, model="hash", texts=("a b", "c"))
     signals.on_postrun(task_id=task_id, task=task, kwargs=kwargs, retval=retval, state=state)
 
 
-@pytest.mark.parametrize(
-    ("raw", "port"), [("", 0), ("0", 0), ("9100", 9100), ("x", 0), ("70000", 0)]
-)
-def test_metrics_port_from_env(monkeypatch, raw, port):
-    monkeypatch.setenv("EMBEDFLEET_METRICS_PORT", raw)
-    assert metrics_port() == port
+@pytest.mark.parametrize(("raw", "port"), [("", 0), ("0", 0), ("9100", 9100)])
+def test_metrics_port_from_the_settings(raw, port):
+    assert load_settings({"EMBEDFLEET_METRICS_PORT": raw}).metrics_port == port
+
+
+@pytest.mark.parametrize("raw", ["x", "70000", "-1"])
+def test_a_bad_metrics_port_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="^EMBEDFLEET_METRICS_PORT="):
+        load_settings({"EMBEDFLEET_METRICS_PORT": raw})
 
 
 def test_chunk_outcomes_are_counted_by_model_and_status(fleet):

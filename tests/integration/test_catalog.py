@@ -1,0 +1,116 @@
+"""Producers learn the fleet's models from what workers publish (tasks/catalog.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tasks import catalog
+from tasks.spec import spec_version
+from tests.support import DEFAULT_MODEL, ROOT, WorkerProcess, write_config
+from workers.config import load_model_config
+
+pytestmark = pytest.mark.integration
+
+
+def _cli_elsewhere(tmp_path, *args, env=None, url=None):
+    """``embedfleet`` run from a folder with no models.json and no config env var."""
+    full = {k: v for k, v in os.environ.items() if k != "EMBEDFLEET_MODEL_CONFIG"}
+    full["PYTHONPATH"] = str(ROOT)
+    if url:
+        full["EMBEDFLEET_REDIS_URL"] = url
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=full,
+    )
+
+
+def test_worker_publishes_its_models_and_versions(worker, client, fleet_config):
+    published = catalog.read(client.redis)
+    config = load_model_config(str(fleet_config))
+    assert worker.node in published.workers
+    assert published.workers[worker.node] == config.config_hash
+    assert published.models[DEFAULT_MODEL].version == spec_version(config[DEFAULT_MODEL])
+
+
+def test_submit_from_anywhere_needs_no_config_file(worker, tmp_path):
+    # Given a producer in a folder with no models.json and no EMBEDFLEET_MODEL_CONFIG
+    result = _cli_elsewhere(
+        tmp_path, "submit", "--model", "hash-model", "--text", "a", "b", "--wait",
+        "--output", str(tmp_path / "out.npy"),
+    )
+    # Then the fleet's publication is enough
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.npy").exists()
+    unknown = _cli_elsewhere(tmp_path, "submit", "--model", "nope", "--text", "a")
+    assert unknown.returncode == 2
+    assert "unknown model 'nope'" in unknown.stderr and "hash-model" in unknown.stderr
+
+
+def test_a_config_file_being_edited_badly_does_not_stop_submits(worker, tmp_path, fleet_config):
+    # Given the producer's own copy of models.json is broken mid-edit
+    broken = tmp_path / "models.json"
+    broken.write_text('{"hash-model": {"type": ')
+    result = _cli_elsewhere(
+        tmp_path, "submit", "--model", "hash-model", "--text", "x", "--wait",
+        env={"EMBEDFLEET_MODEL_CONFIG": str(broken)},
+    )
+    # Then submits still resolve from what the workers serve
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_worker_ever_started_is_one_line(redis_server, tmp_path):
+    # Given a Redis database no worker has ever published to
+    url = os.environ["EMBEDFLEET_REDIS_URL"].rsplit("/", 1)[0] + "/7"
+    result = _cli_elsewhere(tmp_path, "submit", "--model", DEFAULT_MODEL, "--text", "x", url=url)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no worker has published" in lines[0]
+
+
+def test_reload_publishes_the_new_config(client, tmp_path):
+    # Given a worker of its own (the session worker's config stays untouched)
+    entry = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
+    config = write_config(tmp_path / "models.json", {"hash-one": entry})
+    proc = WorkerProcess(config).wait_ready(client.app)
+    try:
+        before = catalog.read(client.redis).workers[proc.node]
+        # When its config gains a model and it reloads
+        write_config(config, {"hash-one": entry, "hash-two": entry})
+        rows = client.reload(destination=[proc.node], timeout=30)
+        assert rows and rows[0]["ok"], rows
+        # Then its publication carries the new hash and model
+        after = catalog.read(client.redis)
+        assert after.workers[proc.node] == rows[0]["config_hash"] != before
+        assert "hash-two" in after.models
+    finally:
+        proc.stop()
+    # and a clean stop removes it
+    assert proc.node not in catalog.read(client.redis).workers
+
+
+def test_a_killed_workers_stale_entry_yields_to_live_ones(redis_server, client):
+    # Given a dead worker's publication naming a model no live worker serves
+    config = load_model_config(os.environ["EMBEDFLEET_MODEL_CONFIG"])
+    client.redis.hset(
+        catalog.CATALOG_KEY,
+        "dead@host",
+        json.dumps({**catalog.entry_for("dead@host", config, []), "heartbeat": 0.0,
+                    "models": {"ghost": {"version": "v", "type": "x"}}}),
+    )
+    try:
+        merged = catalog.read(client.redis)
+        live = [w for w in merged.workers if w != "dead@host"]
+        # Then it is used only when no worker is live
+        assert ("ghost" in merged.models) == (not live)
+    finally:
+        catalog.forget(client.redis, "dead@host")
