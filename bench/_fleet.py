@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -34,11 +33,6 @@ os.environ["EMBEDFLEET_REDIS_URL"] = f"redis://127.0.0.1:{_PORT}/0"
 os.environ["EMBEDFLEET_STATE_DIR"] = str(_WORK / "state")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-_CHUNK_DONE = re.compile(r"event=chunk_done .*?texts=(\d+) seconds=([\d.]+)")
-_LOADED = re.compile(
-    r"event=model_loaded model=(\S+) type=(\S+) seconds=([\d.]+) .*?ram_gb_measured=([\d.]+)"
-)
 
 
 def load_corpus(n: int) -> list[str]:
@@ -139,15 +133,29 @@ class Worker:
     name: str
     log: Path
 
+    def records(self, event: str) -> list[dict[str, Any]]:
+        """The worker's JSON log records (``EMBEDFLEET_LOG_JSON=1``) of ``event``."""
+        found = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("event") == event:
+                    found.append(record)
+        return found
+
     def chunk_seconds(self) -> list[tuple[int, float]]:
         """(texts, seconds encoding) of every chunk this worker logged as done."""
-        text = self.log.read_text(errors="replace")
-        return [(int(n), float(s)) for n, s in _CHUNK_DONE.findall(text)]
+        return [(int(r["texts"]), float(r["seconds"])) for r in self.records("chunk_done")]
 
     def loads(self) -> list[tuple[str, str, float, float]]:
         """(model, type, seconds, RSS growth GB) of every model load this worker logged."""
-        text = self.log.read_text(errors="replace")
-        return [(m, t, float(s), float(r)) for m, t, s, r in _LOADED.findall(text)]
+        return [
+            (str(r["model"]), str(r["type"]), float(r["seconds"]), float(r["ram_gb_measured"]))
+            for r in self.records("model_loaded")
+        ]
 
 
 @contextmanager
@@ -165,6 +173,7 @@ def workers(
             **os.environ,
             "EMBEDFLEET_MODEL_CONFIG": str(config),
             "EMBEDFLEET_LOG_LEVEL": "INFO",
+            "EMBEDFLEET_LOG_JSON": "1",  # typed fields, read back by records()
             **(env or {}),
         }
         with log.open("wb") as out:

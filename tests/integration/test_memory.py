@@ -84,17 +84,22 @@ def test_jobs_cycling_through_three_models_all_succeed_with_two_loaded_at_most(m
     assert [e["model"] for e in evictions] == ["mem-a", "mem-b", "mem-c", "mem-a"]
 
 
-def test_rss_falls_by_at_least_half_the_measured_model_after_an_unload(memory_fleet):
+def test_rss_falls_by_at_least_half_of_what_the_load_took_after_an_unload(memory_fleet):
     client, worker, _ = memory_fleet
     for name in MODELS:  # the first test may have been deselected: make evictions happen
         client.submit(TEXTS[:1], model=name).wait(timeout=180)
-    evictions = _events(worker.log(), "model_evicted")
-    assert evictions
-    for e in evictions:
-        measured = float(e["ram_gb_measured"])
-        assert measured > 0.02, e  # the weights' pages really were counted at load
-        freed = float(e["rss_gb_before"]) - float(e["rss_gb_after"])
-        assert freed >= measured / 2, e
+    log = worker.log()
+    assert _events(log, "model_evicted")
+    grew: dict[str, float] = {}  # model -> RSS growth over its latest load
+    for line in log.splitlines():
+        for row in _events(line, "model_loaded"):
+            grew[row["model"]] = float(row["rss_gb_after"]) - float(row["rss_gb_before"])
+        for e in _events(line, "model_evicted"):
+            # the model's tensors, measured directly: ~0.085 GB of fp32 weights, never 0
+            assert 0.06 < float(e["ram_gb_measured"]) < 0.11, e
+            # the RSS its load took comes back when it goes
+            freed = float(e["rss_gb_before"]) - float(e["rss_gb_after"])
+            assert freed >= grew[e["model"]] / 2, (e, grew)
     assert "event=model_still_referenced" not in worker.log()
 
 
@@ -114,6 +119,7 @@ def test_models_json_shows_measured_ram_hits_and_last_use_per_worker(memory_flee
     for m in loaded:
         assert m["ram_gb_config"] == RAM_GB
         assert m["ram_gb_measured"] is not None and m["ram_gb_measured"] > 0
+        assert m["ram_method"] in {"tensors", "rss"}
         assert m["hits"] >= 1 and m["last_used"] > 0
     assert not models["mem-huge"]["loaded"] and models["mem-huge"]["ram_gb_measured"] is None
 

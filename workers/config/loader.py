@@ -15,7 +15,7 @@ from typing import Any
 from tasks.spec import ModelConfig, read_config_file
 from tasks.spec import parse_model_config as parse_spec
 from workers.config.ssm import read_ssm_config
-from workers.models.registry import check_type
+from workers.models.registry import check_format, check_type
 
 #: Where the config is read from when neither an argument nor the env var says.
 DEFAULT_SOURCE = "models.json"
@@ -26,7 +26,7 @@ def parse_model_config(
     data: Any, source: str = "<memory>", base_dir: Path | None = None
 ) -> ModelConfig:
     """Validate a decoded config object entry by entry, types checked by the registry."""
-    return parse_spec(data, source, base_dir, check_type=check_type)
+    return parse_spec(data, source, base_dir, check_type=check_type, check_format=check_format)
 
 
 def load_model_config(source: str | None = None) -> ModelConfig:
@@ -39,4 +39,4 @@ def load_model_config(source: str | None = None) -> ModelConfig:
     source = source or DEFAULT_SOURCE
     if source.startswith(SSM_PREFIX):
         return parse_model_config(read_ssm_config(source[len(SSM_PREFIX) :]), source)
-    return read_config_file(source, check_type)
+    return read_config_file(source, check_type, check_format)

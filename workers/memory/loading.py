@@ -1,11 +1,23 @@
 """Loading and letting go of one model, measured: the cache's mechanics, kept apart from
 its policy (what to keep) so each reads on its own.
 
-A load is measured as the RSS growth over the build and one warm-up encode: safetensors
-weights are memory-mapped, so their pages count in RSS only once a forward pass touches
-them. The wrapper's libraries are imported first, so the first model of a type is not
-charged for them. An unload drops every reference the cache holds, collects, trims the
-heap, and checks that RSS fell and that nothing else still holds the model.
+A load is measured two ways (:func:`measure`):
+
+- directly, where the runtime can say what the model holds (the wrapper's
+  ``held_bytes``: torch tensors, ONNX initializers, the tokenizer; else the Python
+  objects it reaches);
+- as the RSS growth over the build and one warm-up encode (safetensors weights are
+  memory-mapped, so their pages count in RSS only once a forward pass touches them).
+
+The model is charged the larger of the two, and the method that gave it is kept
+(``tensors``, ``initializers``, ``objects`` or ``rss``; ``remote`` for a model with no
+local weights, charged nothing beyond its configured ``RAM``). The RSS growth alone is
+unreliable: the allocator reuses memory freed by the previous eviction, and other
+threads allocate meanwhile, so it reads low or zero from load to load; the direct
+figure does not move. The wrapper's libraries (its class's ``imports``) are imported
+first, so the first model of a type is not charged for them. An unload drops every
+reference the cache holds, collects, trims the heap, and checks that RSS fell and that
+nothing else still holds the model (the cache emits what it finds as events).
 """
 
 from __future__ import annotations
@@ -30,15 +42,36 @@ log = logging.getLogger(__name__)
 #: forward pass touches (and a broken model fails at load, not on its first chunk).
 WARM_UP_TEXT = "embedfleet warm-up"
 
-#: Libraries a wrapper imports on first use (transformers alone is ~0.2 GB of RSS),
-#: imported before a load is measured. A wrapper class may name its own in ``imports``.
-TYPE_IMPORTS: dict[str, tuple[str, ...]] = {
-    "sentence_transformer": ("sentence_transformers",),
-    "bert": ("transformers",),
-    "onnx": ("onnxruntime", "tokenizers"),
-}
-
 Factory = Callable[[str, ModelSpec], BaseEmbeddingModel]
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a loaded model is charged, and how that was measured (GB)."""
+
+    #: The figure: the larger of ``direct_gb`` and ``rss_gb`` (0.0 for a remote model).
+    gb: float
+    #: ``tensors`` | ``initializers`` | ``objects`` (the direct figure's main part won),
+    #: ``rss`` (the RSS growth won) or ``remote``.
+    method: str
+    #: What the runtime says the model holds (None for a remote model).
+    direct_gb: float | None
+    #: RSS growth over the load and warm-up.
+    rss_gb: float
+
+
+def measure(model: BaseEmbeddingModel, rss_growth_gb: float) -> Footprint:
+    """Combine the model's own account of what it holds with the RSS growth."""
+    rss_growth_gb = max(0.0, rss_growth_gb)
+    parts = model.held_bytes()
+    if parts is None:
+        return Footprint(0.0, "remote", None, rss_growth_gb)
+    direct_gb = sum(parts.values()) / GB
+    main = max((k for k in parts if k != "tokenizer"), key=parts.__getitem__, default="objects")
+    if rss_growth_gb > direct_gb:
+        return Footprint(rss_growth_gb, "rss", direct_gb, rss_growth_gb)
+    return Footprint(direct_gb, main, direct_gb, rss_growth_gb)
 
 
 @dataclass
@@ -50,6 +83,10 @@ class CachedModel:
     model: BaseEmbeddingModel
     ram_measured_gb: float
     load_seconds: float
+    #: How ``ram_measured_gb`` was measured (:class:`Footprint`); ``remote``: not here.
+    ram_method: str = "rss"
+    #: The RSS growth over the load (also when the direct figure won).
+    ram_rss_gb: float = 0.0
     last_used: float = field(default_factory=time.time)
     hits: int = 0
     leases: int = 0
@@ -68,7 +105,7 @@ class CachedModel:
 def import_type(spec: ModelSpec) -> object:
     """Import the wrapper and its libraries before measuring: they are not model RAM."""
     cls = resolve_class(spec.type)
-    for module in getattr(cls, "imports", None) or TYPE_IMPORTS.get(spec.type, ()):
+    for module in cls.libraries(spec):
         try:
             importlib.import_module(module)
         except ImportError:  # the load itself will say what is missing
@@ -84,7 +121,7 @@ def load_measured(
     started = time.perf_counter()
     model = factory(name, spec)
     try:
-        if getattr(model, "warm_up", True):  # remote models opt out: no weights to touch
+        if not model.remote:  # a remote model has no weights here to touch
             generate_embeddings(model, [WARM_UP_TEXT])
     except Exception as exc:
         model.close()
@@ -93,13 +130,31 @@ def load_measured(
         raise ModelLoadError(f"model {name!r} loaded but cannot encode: {exc}") from exc
     seconds = time.perf_counter() - started
     after = rss()
-    entry = CachedModel(name, spec, model, max(0.0, after - before), seconds, hits=1, leases=1)
+    try:
+        footprint = measure(model, after - before)
+    except Exception as exc:  # a wrapper that cannot account for itself: the RSS growth
+        log.warning("event=footprint_failed model=%s error=%r", name, str(exc))
+        footprint = Footprint(max(0.0, after - before), "rss", None, max(0.0, after - before))
+    entry = CachedModel(
+        name,
+        spec,
+        model,
+        footprint.gb,
+        seconds,
+        ram_method=footprint.method,
+        ram_rss_gb=footprint.rss_gb,
+        hits=1,
+        leases=1,
+    )
     return entry, before, after
 
 
-def let_go(entry: CachedModel, rss: Callable[[], float]) -> tuple[float, float]:
-    """Close ``entry``'s model and give its memory back; returns (RSS before, RSS after).
+def let_go(
+    entry: CachedModel, rss: Callable[[], float]
+) -> tuple[float, float, tuple[str, ...] | None]:
+    """Close ``entry``'s model and give its memory back.
 
+    Returns (RSS before, RSS after, the types still referring to the model or None).
     A retired model is let go as its last lease ends, while the task that held it may
     still have it in a local variable: its RSS falls a moment later, so it is not
     checked here.
@@ -113,14 +168,9 @@ def let_go(entry: CachedModel, rss: Callable[[], float]) -> tuple[float, float]:
         ref = None
     model.close()
     del model
-    after = release_until(before, entry.ram_measured_gb if idle else 0.0, rss)
+    after = release_until(before, entry.ram_rss_gb if idle else 0.0, rss)
     held = ref() if ref is not None else None
+    holders = None
     if idle and held is not None:
-        holders = sorted({type(r).__name__ for r in gc.get_referrers(held)})
-        log.warning(
-            "event=model_still_referenced model=%s referrers=%s msg=%r",
-            entry.name,
-            ",".join(holders),
-            "something outside the cache still holds the model; its memory stays",
-        )
-    return before, after
+        holders = tuple(sorted({type(r).__name__ for r in gc.get_referrers(held)}))
+    return before, after, holders

@@ -2,17 +2,17 @@
 
 Contract: each model is loaded once even when many tasks ask at once; a task holds a
 *lease* while it encodes, and a leased model is never unloaded. Memory is accounted per
-model as the larger of its configured ``RAM`` and the RSS growth measured over its load
-and one warm-up encode (safetensors weights are memory-mapped: their pages count in RSS
-only once a forward pass touches them). Before a load the cache makes room inside its
+model as the larger of its configured ``RAM`` and what was measured at its load: what
+the runtime says the model holds (tensors, initializers, tokenizer) or the RSS growth
+over the load and one warm-up encode, whichever is larger (``workers.memory.loading``). Before a load the cache makes room inside its
 budget (``free_memory``); the watchdog (``workers.memory.watchdog``) calls the same
-``free_memory`` when the process runs short. Every load and unload is logged once, with
-the model, the reason and the RAM before and after.
+``free_memory`` when the process runs short. Every load and unload is emitted once as an
+event (``workers.observability.events``), with the model, the reason and the RAM before
+and after; the log line and the metrics are the event's subscribers.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,8 +26,15 @@ from workers.memory.loading import CachedModel, Factory, import_type, let_go, lo
 from workers.memory.readings import rss_gb
 from workers.models.base import BaseEmbeddingModel
 from workers.models.registry import build_model
-
-log = logging.getLogger(__name__)
+from workers.observability.events import (
+    Events,
+    ModelEvicted,
+    ModelLoaded,
+    ModelRetired,
+    ModelStillReferenced,
+    ModelUnloaded,
+)
+from workers.observability.hub import process_events
 
 __all__ = ["CachedModel", "ModelCache"]
 
@@ -43,6 +50,7 @@ class ModelCache:
         factory: Factory = build_model,
         rss: Callable[[], float] = rss_gb,
         prepare: Callable[[ModelSpec], object] = import_type,
+        events: Events | None = None,
     ) -> None:
         self.specs = specs  # replaced whole by a reload (workers.serving.runtime)
         self.budget_gb = budget_gb
@@ -50,6 +58,7 @@ class ModelCache:
         self._factory = factory
         self._rss = rss
         self._prepare = prepare
+        self.events = events if events is not None else process_events()
         self._entries: dict[str, CachedModel] = {}
         self._retired: list[CachedModel] = []
         #: Last RAM measured per model, with the spec it was measured for: admission
@@ -118,7 +127,7 @@ class ModelCache:
             if finished and entry in self._retired:
                 self._retired.remove(entry)
         if finished:
-            self._unload(entry, "model_unloaded", "retired: its last lease ended")
+            self._unload(entry, "retired: its last lease ended")
 
     def _load(self, name: str, spec: ModelSpec) -> CachedModel:
         self._prepare(spec)
@@ -130,22 +139,22 @@ class ModelCache:
             self._measured[name] = (spec, entry.ram_measured_gb)
             self.loads += 1
             loaded = len(self._entries)
-        log.info(
-            "event=model_loaded model=%s type=%s seconds=%.2f ram_gb_config=%.3f "
-            "ram_gb_measured=%.3f ram_gb=%.3f used_gb_before=%.3f used_gb_after=%.3f "
-            "budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f models_loaded=%d",
-            name,
-            spec.type,
-            seconds,
-            spec.RAM,
-            entry.ram_measured_gb,
-            entry.ram_gb,
-            used_before,
-            self.used_gb(),
-            self.budget_gb,
-            before,
-            after,
-            loaded,
+        self.events.emit(
+            ModelLoaded(
+                model=name,
+                type=spec.type,
+                seconds=seconds,
+                ram_gb_config=spec.RAM,
+                ram_gb_measured=entry.ram_measured_gb,
+                ram_method=entry.ram_method,
+                ram_gb=entry.ram_gb,
+                used_gb_before=used_before,
+                used_gb_after=self.used_gb(),
+                budget_gb=self.budget_gb,
+                rss_gb_before=before,
+                rss_gb_after=after,
+                models_loaded=loaded,
+            )
         )
         return entry
 
@@ -203,13 +212,21 @@ class ModelCache:
                 used -= entry.ram_gb
                 self.evictions += 1
         for entry, used_before, used_after in victims:
-            self._unload(
-                entry,
-                "model_evicted",
-                reason,
-                f"policy={self.policy} required_gb={required_ram_gb:.3f} "
-                f"used_gb_before={used_before:.3f} used_gb_after={used_after:.3f} "
-                f"budget_gb={self.budget_gb:.3f}",
+            rss_before, rss_after = self._let_go(entry)
+            self.events.emit(
+                ModelEvicted(
+                    model=entry.name,
+                    reason=reason,
+                    ram_gb=entry.ram_gb,
+                    ram_gb_measured=entry.ram_measured_gb,
+                    policy=self.policy,
+                    required_gb=required_ram_gb,
+                    used_gb_before=used_before,
+                    used_gb_after=used_after,
+                    budget_gb=self.budget_gb,
+                    rss_gb_before=rss_before,
+                    rss_gb_after=rss_after,
+                )
             )
         return [entry.name for entry, _, _ in victims]
 
@@ -219,34 +236,34 @@ class ModelCache:
             entry = self._entries.pop(name, None)
             if entry is None:
                 return
-            if entry.leases:
+            leases = entry.leases
+            if leases:
                 entry.retired = True
                 self._retired.append(entry)
-                log.info(
-                    "event=model_retired model=%s reason=%r leases=%d",
-                    name,
-                    reason,
-                    entry.leases,
-                )
-                return
-        self._unload(entry, "model_unloaded", reason)
+        if leases:  # subscribers are called outside the lock
+            self.events.emit(ModelRetired(model=name, reason=reason, leases=leases))
+            return
+        self._unload(entry, reason)
 
-    def _unload(self, entry: CachedModel, event: str, reason: str, numbers: str = "") -> None:
-        """Let the model go (``workers.memory.loading.let_go``) and log the decision once."""
-        before, after = let_go(entry, self._rss)
-        log.info(
-            "event=%s model=%s reason=%r ram_gb=%.3f ram_gb_measured=%.3f %s"
-            "rss_gb_before=%.3f rss_gb_after=%.3f rss_gb_freed=%.3f",
-            event,
-            entry.name,
-            reason,
-            entry.ram_gb,
-            entry.ram_measured_gb,
-            f"{numbers} " if numbers else "",
-            before,
-            after,
-            before - after,
+    def _unload(self, entry: CachedModel, reason: str) -> None:
+        rss_before, rss_after = self._let_go(entry)
+        self.events.emit(
+            ModelUnloaded(
+                model=entry.name,
+                reason=reason,
+                ram_gb=entry.ram_gb,
+                ram_gb_measured=entry.ram_measured_gb,
+                rss_gb_before=rss_before,
+                rss_gb_after=rss_after,
+            )
         )
+
+    def _let_go(self, entry: CachedModel) -> tuple[float, float]:
+        """Let the model go (``workers.memory.loading.let_go``); (RSS before, after)."""
+        before, after, holders = let_go(entry, self._rss)
+        if holders is not None:
+            self.events.emit(ModelStillReferenced(model=entry.name, referrers=holders))
+        return before, after
 
     # -- introspection -------------------------------------------------------------
     def loaded(self) -> list[str]:
@@ -265,7 +282,8 @@ class ModelCache:
                         "type": spec.type,
                         "loaded": entry is not None,
                         "ram_gb_config": spec.RAM,
-                        "ram_gb_measured": round(entry.ram_measured_gb, 4) if entry else None,
+                        "ram_gb_measured": _measured_gb(entry),
+                        "ram_method": entry.ram_method if entry else None,
                         "hits": entry.hits if entry else 0,
                         "last_used": entry.last_used if entry else None,
                         "leases": entry.leases if entry else 0,
@@ -273,3 +291,10 @@ class ModelCache:
                     }
                 )
             return rows
+
+
+def _measured_gb(entry: CachedModel | None) -> float | None:
+    """A loaded local model's measured RAM; None when not loaded or remote."""
+    if entry is None or entry.ram_method == "remote":
+        return None
+    return round(entry.ram_measured_gb, 6)  # GB to the KB: a tiny model is not 0

@@ -12,7 +12,8 @@ either is short:
   it frees the shortfall.
 
 ``run()`` is only the loop around ``check_once()``; tests call ``check_once()`` with
-injected readings, no sleeps.
+injected readings, no sleeps. What it decides is emitted as events
+(``watchdog_short``, ``watchdog_recovered``; ``workers.observability.events``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from dataclasses import dataclass, field
 
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import available_gb, memory_floor_gb
+from workers.observability.events import (
+    Events,
+    WatchdogRecovered,
+    WatchdogShort,
+    WatchdogStarted,
+)
+from workers.observability.hub import process_events
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +63,14 @@ class MemoryWatchdog(threading.Thread):
         interval_s: float | None = None,
         floor_gb: float | None = None,
         available: Callable[[], float] = available_gb,
+        events: Events | None = None,
     ) -> None:
         super().__init__(name="embedfleet-watchdog", daemon=True)
         self._cache = cache
         self.interval_s = interval_s if interval_s is not None else DEFAULT_INTERVAL_S
         self.floor_gb = floor_gb if floor_gb is not None else memory_floor_gb()
         self._available = available
+        self.events = events if events is not None else process_events()
         self._stopped = threading.Event()
         #: Loaded models when last short with nothing to evict: warn once per such state.
         self._stuck: tuple[str, ...] | None = None
@@ -71,12 +81,7 @@ class MemoryWatchdog(threading.Thread):
         return self._cache if isinstance(self._cache, ModelCache) else self._cache()
 
     def run(self) -> None:
-        log.info(
-            "event=watchdog_started interval_s=%.2f floor_gb=%.3f budget_gb=%.3f",
-            self.interval_s,
-            self.floor_gb,
-            self.cache.budget_gb,
-        )
+        self.events.emit(WatchdogStarted(self.interval_s, self.floor_gb, self.cache.budget_gb))
         while not self._stopped.is_set():
             try:
                 self.check_once()
@@ -111,8 +116,7 @@ class MemoryWatchdog(threading.Thread):
             self._report(check, cache)
         elif self._stuck is not None:
             self._stuck = None
-            log.info("event=watchdog_recovered used_gb=%.3f available_gb=%.3f", check.used_gb,
-                     check.available_gb)  # fmt: skip
+            self.events.emit(WatchdogRecovered(check.used_gb, check.available_gb))
         return check
 
     def _report(self, check: Check, cache: ModelCache) -> None:
@@ -121,23 +125,19 @@ class MemoryWatchdog(threading.Thread):
         if stuck is not None and stuck == self._stuck:
             return  # already said so for these models; evicting nothing changes nothing
         self._stuck = stuck
-        if check.evicted:
-            evicted = ",".join(check.evicted)
-        else:
-            evicted = f"none (in use: {','.join(loaded)})" if loaded else "none (no model loaded)"
-        log_fn = log.warning if stuck is not None else log.info
-        log_fn(
-            "event=watchdog_short reasons=%s used_gb_before=%.3f used_gb_after=%.3f "
-            "budget_gb=%.3f available_gb_before=%.3f available_gb_after=%.3f floor_gb=%.3f "
-            "evicted=%s",
-            ",".join(check.reasons),
-            check.used_gb,
-            cache.used_gb(),
-            check.budget_gb,
-            check.available_gb,
-            self._available(),
-            check.floor_gb,
-            evicted,
+        self.events.emit(
+            WatchdogShort(
+                reasons=tuple(check.reasons),
+                used_gb_before=check.used_gb,
+                used_gb_after=cache.used_gb(),
+                budget_gb=check.budget_gb,
+                available_gb_before=check.available_gb,
+                available_gb_after=self._available(),
+                floor_gb=check.floor_gb,
+                evicted=tuple(check.evicted),
+                loaded=tuple(loaded),
+                stuck=stuck is not None,
+            )
         )
 
 
@@ -148,11 +148,12 @@ def start_watchdog(
     cache: ModelCache | Callable[[], ModelCache],
     interval_s: float | None = None,
     floor_gb: float | None = None,
+    events: Events | None = None,
 ) -> MemoryWatchdog:
     """Start this process's watchdog (once); returns it."""
     global _watchdog
     if _watchdog is None or not _watchdog.is_alive():
-        _watchdog = MemoryWatchdog(cache, interval_s, floor_gb)
+        _watchdog = MemoryWatchdog(cache, interval_s, floor_gb, events=events)
         _watchdog.start()
     return _watchdog
 

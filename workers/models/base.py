@@ -1,12 +1,20 @@
-"""The interface every model type implements."""
+"""The interface every model type implements, and the capabilities a type declares.
+
+A type is one file: what the rest of the worker needs to know about it is declared on
+its class here, not in tables elsewhere. The registry (``workers.models.registry``)
+only maps a type name to its class's dotted path.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
+
+from workers.models.sizes import object_bytes
 
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
@@ -19,13 +27,35 @@ class BaseEmbeddingModel(ABC):
     ``encode`` may be called from several threads at once.
     """
 
-    #: Encode one text right after loading, so the measured RAM includes weights that
-    #: are memory-mapped and only read on first use. Remote models set this False.
-    warm_up: bool = True
+    # -- capabilities of the type ---------------------------------------------------------
+    #: The model runs elsewhere (an endpoint): no weights here, no warm-up encode at
+    #: load, and no local RAM to measure (``workers.memory``).
+    remote: ClassVar[bool] = False
+    #: Libraries the type imports on first use, imported before a load is measured so
+    #: the first model of a type is not charged for them (transformers alone is ~0.2 GB
+    #: of RSS; ``workers.memory.loading.import_type``).
+    imports: ClassVar[tuple[str, ...]] = ()
+    #: ``model_path`` (or the entry's ``tokenizer``) is a folder holding a Hugging Face
+    #: tokenizer, so token metrics count with it (``workers.observability.token_counts``).
+    hf_tokenizer: ClassVar[bool] = False
+    #: An ``s3`` model may be in this type's format: the ``s3`` type offers a download to
+    #: the types that set this, lowest first (more specific formats lower), and the first
+    #: whose :meth:`recognizes` says yes serves it (``workers.models.s3``).
+    s3_format_order: ClassVar[int | None] = None
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         self.name = name
         self.spec = spec
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """True when the downloaded file or folder ``path`` is in this type's format."""
+        return False
+
+    @classmethod
+    def libraries(cls, spec: ModelSpec) -> tuple[str, ...]:
+        """Libraries a model of this spec imports (:attr:`imports`, by default)."""
+        return cls.imports
 
     @abstractmethod
     def encode(self, sentences: list[str]) -> np.ndarray:
@@ -35,6 +65,14 @@ class BaseEmbeddingModel(ABC):
     def dimension(self) -> int | None:
         """Embedding size, when known without encoding."""
         return self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int] | None:
+        """What the loaded model holds, in bytes by part, measured where its runtime can
+        say it (``{"tensors": n, "tokenizer": m}``; ``workers.models.sizes``); None for
+        a remote model. By default, the Python objects it reaches."""
+        if self.remote:
+            return None
+        return {"objects": object_bytes(self)}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the model holds beyond Python references (sessions, clients)."""

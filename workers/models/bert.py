@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,7 @@ from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
@@ -26,9 +28,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Files that hold transformers weights.
+WEIGHT_FILES = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")
+
 
 class BertEmbeddingWrapper(BaseEmbeddingModel):
     """A transformers encoder whose token vectors are pooled here."""
+
+    imports = ("transformers",)
+    hf_tokenizer = True
+    s3_format_order = 20
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        return (path / "config.json").is_file() and any(
+            any(path.glob(pattern)) for pattern in WEIGHT_FILES
+        )
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
@@ -65,6 +80,9 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        return {"tensors": torch_bytes(self.model), "tokenizer": tokenizer_bytes(self.tokenizer)}
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         return encode_in_batches(sentences, self.spec.batch_size, self._encode_batch, self._dim)

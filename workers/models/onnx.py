@@ -27,6 +27,7 @@ from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.onnx_threads import onnx_threads
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.sizes import onnx_initializer_bytes, tokenizer_bytes
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
@@ -44,6 +45,16 @@ _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     """An onnxruntime ``InferenceSession`` of a transformer encoder."""
+
+    imports = ("onnxruntime", "tokenizers")
+    hf_tokenizer = True
+    s3_format_order = 30  # a .onnx file, or a folder holding one
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        if path.is_file():
+            return path.suffix == ".onnx"
+        return any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx"))
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
@@ -116,6 +127,12 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        return {
+            "initializers": onnx_initializer_bytes(self.path),
+            "tokenizer": tokenizer_bytes(self.tokenizer),
+        }
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         # Batches of texts of similar token length, as sentence-transformers does: less

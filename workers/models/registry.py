@@ -1,7 +1,9 @@
 """Model types: type name -> ``module:Class``, imported only when first used.
 
-Adding a type is one wrapper file and one line here. Operators can also name their own
-class in models.json with a dotted path (``"type": "package.module:Class"``).
+Adding a type is one wrapper file and one line here: what the type can do (token
+counting, S3 format detection, its libraries, remote or local) is declared on its class
+(``workers.models.base.BaseEmbeddingModel``), not here. Operators can also name their
+own class in models.json with a dotted path (``"type": "package.module:Class"``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def check_type(type_name: str) -> None:
     """The config schema's type check (``tasks.spec.TypeCheck``): ValueError if unknown."""
     if not is_known_type(type_name):
         raise ValueError(f"unknown type {type_name!r}; known: {', '.join(sorted(TYPES))}")
+
+
+def check_format(type_name: str) -> None:
+    """The config schema's check of an ``s3`` entry's ``format``: a registered type
+    that declares an S3 format (``s3_format_order``); ValueError if not."""
+    formats = sorted(n for n in TYPES if resolve_class(n).s3_format_order is not None)
+    if type_name not in formats:
+        raise ValueError(f"unknown format {type_name!r}; known: {', '.join(formats)}")
 
 
 def resolve_class(type_name: str) -> type[BaseEmbeddingModel]:

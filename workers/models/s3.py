@@ -2,10 +2,11 @@
 
 ``model_path`` is ``s3://bucket/key`` of a file or a prefix (a model folder); it is
 fetched into the local model cache (``workers.sources.s3``). The ``format`` field picks
-the wrapper, else the download does: a ``.onnx`` file -> ``onnx``; a folder with
-``modules.json`` -> ``sentence_transformer``; a folder with transformers weights
-(``*.safetensors``, ``pytorch_model.bin``) -> ``bert``; a folder with a ``.onnx`` file
--> ``onnx``. Anything else is an unknown format, named in the error.
+the wrapper, else the download does: every registered type that declares an
+``s3_format_order`` is asked, in that order, whether it ``recognizes`` the download (a
+folder with ``modules.json`` -> ``sentence_transformer``; with transformers weights ->
+``bert``; a ``.onnx`` file or a folder holding one -> ``onnx``). Anything else is an
+unknown format, named in the error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
-from workers.models.registry import resolve_class
+from workers.models.registry import TYPES, resolve_class
 from workers.sources.s3 import fetch_s3
 
 if TYPE_CHECKING:
@@ -26,13 +27,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Formats an S3 model may have: the local types that serve them.
-FORMATS = ("onnx", "sentence_transformer", "bert")
-_WEIGHTS = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")
-
 
 class S3ModelWrapper(BaseEmbeddingModel):
     """Fetches the model, then delegates to the wrapper of its format."""
+
+    @classmethod
+    def libraries(cls, spec: ModelSpec) -> tuple[str, ...]:
+        """The libraries of its format's type, when the entry names the format."""
+        return resolve_class(spec.format).libraries(spec) if spec.format else ("boto3",)
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
@@ -50,6 +52,9 @@ class S3ModelWrapper(BaseEmbeddingModel):
     def dimension(self) -> int | None:
         return self.inner.dimension
 
+    def held_bytes(self) -> dict[str, int] | None:
+        return self.inner.held_bytes()
+
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)
 
@@ -58,24 +63,28 @@ class S3ModelWrapper(BaseEmbeddingModel):
         del self.inner
 
 
+def s3_formats() -> list[tuple[str, type[BaseEmbeddingModel]]]:
+    """(type name, class) of every registered type an S3 model may be in, in order."""
+    found = [(name, resolve_class(name)) for name in TYPES]
+    formats = [(name, cls) for name, cls in found if cls.s3_format_order is not None]
+    return sorted(formats, key=lambda pair: pair[1].s3_format_order or 0)
+
+
 def detect_format(model: str, path: Path) -> str:
     """The format of a downloaded model (see the module docstring)."""
+    formats = s3_formats()
+    for name, cls in formats:
+        if cls.recognizes(path):
+            return name
+    names = ", ".join(name for name, _ in formats)
     if path.is_file():
-        if path.suffix == ".onnx":
-            return "onnx"
         raise ModelLoadError(
             f"model {model!r}: unknown format of {path.name!r}; a single file must be .onnx, "
-            f"or set 'format' to one of {', '.join(FORMATS)}"
+            f"or set 'format' to one of {names}"
         )
-    if (path / "modules.json").is_file():
-        return "sentence_transformer"
-    if (path / "config.json").is_file() and any(any(path.glob(p)) for p in _WEIGHTS):
-        return "bert"
-    if any(path.glob("*.onnx")) or any(path.glob("onnx/*.onnx")):
-        return "onnx"
     found = ", ".join(sorted(p.name for p in path.iterdir())[:10]) or "nothing"
     raise ModelLoadError(
         f"model {model!r}: unknown format of the folder {path} (holds {found}); expected "
         f"modules.json, transformers weights or a .onnx file, or set 'format' to one of "
-        f"{', '.join(FORMATS)}"
+        f"{names}"
     )

@@ -58,8 +58,9 @@ MAX_ATTEMPTS = 4
 class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
     """Embeddings computed by a remote SageMaker endpoint (``model_path`` = its name)."""
 
-    #: No local weights: loading makes no endpoint call.
-    warm_up = False
+    #: No local weights: loading makes no endpoint call, and there is no RAM to measure.
+    remote = True
+    imports = ("boto3",)
     #: Body size limit per request (bytes).
     max_payload_bytes = MAX_PAYLOAD_BYTES
 

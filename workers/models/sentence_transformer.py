@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
+from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -21,6 +23,14 @@ log = logging.getLogger(__name__)
 class SentenceTransformerWrapper(BaseEmbeddingModel):
     """A ``sentence_transformers.SentenceTransformer``; texts beyond ``max_seq_length``
     tokens are truncated, as the model itself does."""
+
+    imports = ("sentence_transformers",)
+    hf_tokenizer = True
+    s3_format_order = 10  # before bert: its folders hold transformers weights too
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        return (path / "modules.json").is_file()
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
@@ -46,6 +56,13 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
     def dimension(self) -> int | None:
         dim = self.model.get_sentence_embedding_dimension()
         return int(dim) if dim else self.spec.dimension
+
+    def held_bytes(self) -> dict[str, int]:
+        tokenizer = getattr(self.model, "tokenizer", None)
+        return {
+            "tensors": torch_bytes(self.model),
+            "tokenizer": tokenizer_bytes(tokenizer) if tokenizer is not None else 0,
+        }
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         import torch

@@ -1,16 +1,11 @@
-"""The worker's Prometheus endpoint: ``EMBEDFLEET_METRICS_PORT`` (0 or unset = off).
+"""The worker's Prometheus metric families, and the event subscriber that moves them.
 
-Three sources, none of which the cache or the chunk task needs to know about:
-
-- Celery signals (``task_prerun`` / ``task_postrun`` / ``task_revoked``) count chunks,
-  texts and tokens and time each chunk, by model.
-- The cache's own ``event=model_loaded|model_evicted|model_unloaded`` log records, heard
-  by a logging handler, count loads, load seconds, evictions and unloads by model: the
-  metrics follow exactly what the log lines report. (Renaming those events means
-  changing ``EVICT_EVENTS`` here; tests/integration/test_metrics.py catches a drift.)
-- A collector reads the runtime at scrape time: loaded models, RAM configured vs
-  measured, leases, the worker's RSS and budget, and the config hash (an info metric,
-  so a reload that did not reach a worker shows as two hashes in one fleet).
+:class:`WorkerMetrics` is a :class:`~workers.observability.events.Subscriber`: the model
+cache, the watchdog and the chunk path emit events (``workers.observability.events``)
+and it counts them: chunks, texts, tokens and encode seconds by model; loads, load
+seconds, evictions and unloads by model; watchdog shortages by reason. What the worker
+holds *now* is read at scrape time by ``workers.observability.collector``; the HTTP
+endpoint is ``workers.observability.endpoint``.
 
 Sizes are in bytes, times in seconds, as Prometheus names want.
 """
@@ -18,38 +13,42 @@ Sizes are in bytes, times in seconds, as Prometheus names want.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from celery.signals import task_postrun, task_prerun, task_revoked
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from tasks.logs import parse_pairs
-from tasks.routing import EMBED_TASK
-from workers.observability.token_counts import count_tokens
+from workers.observability.events import (
+    ChunkFinished,
+    ModelEvicted,
+    ModelLoaded,
+    ModelUnloaded,
+    Subscriber,
+    WatchdogShort,
+)
+from workers.observability.token_counts import TokenCounter
+
+if TYPE_CHECKING:
+    from tasks.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-GB = 1024**3
 #: Chunk run time buckets, seconds (a 128-text CPU chunk takes ~0.1-5 s).
 ENCODE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 #: Model load time buckets, seconds.
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-#: The logger whose ``event=`` records carry model loads and unloads.
-CACHE_LOGGER = "workers.memory.model_cache"
-#: Its events that mean "unloaded to make room" (one line per model evicted).
-EVICT_EVENTS = frozenset({"model_evicted", "model_evict"})
+
+#: ``model name -> its spec in the config the worker serves`` (None if not configured).
+SpecLookup = Callable[[str], "ModelSpec | None"]
 
 
-class WorkerMetrics:
+class WorkerMetrics(Subscriber):
     """The metric families of one worker process, on their own registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, spec_of: SpecLookup, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._spec_of = spec_of
+        self._tokens = TokenCounter()
         r = self.registry
         self.texts = Counter("embedfleet_texts", "Texts embedded", ["model"], registry=r)
         self.tokens = Counter(
@@ -92,166 +91,42 @@ class WorkerMetrics:
             ["model"],
             registry=r,
         )
-        r.register(RuntimeCollector())
-        self._started: dict[str, float] = {}  # task id -> perf_counter at prerun
-        self._local = threading.local()  # load seconds of the running task's thread
+        self.watchdog_short = Counter(
+            "embedfleet_watchdog_short",
+            "Watchdog checks that found memory short, by reason (over budget, low "
+            "available memory)",
+            ["reason"],
+            registry=r,
+        )
 
-    # -- celery signals ------------------------------------------------------------------
-    def on_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
-        if getattr(task, "name", None) != EMBED_TASK:
+    # -- hooks -----------------------------------------------------------------------
+    def on_chunk_finished(self, event: ChunkFinished) -> None:
+        self.chunks.labels(event.model, event.status).inc()
+        if event.status != "ok":
             return
-        self._started[task_id] = time.perf_counter()
-        self._local.load_seconds = 0.0
+        texts = list(event.texts)
+        self.texts.labels(event.model).inc(len(texts))
+        self.tokens.labels(event.model).inc(self._count_tokens(event.model, texts))
+        if event.seconds is not None:
+            self.encode_seconds.labels(event.model).observe(event.seconds)
 
-    def on_postrun(
-        self,
-        task_id: str = "",
-        task: Any = None,
-        kwargs: dict[str, Any] | None = None,
-        retval: Any = None,
-        state: str | None = None,
-        **_: Any,
-    ) -> None:
-        if getattr(task, "name", None) != EMBED_TASK:
-            return
-        started = self._started.pop(task_id, None)
-        kwargs = kwargs or {}
-        model = str(kwargs.get("model") or "unknown")
-        if state == "SUCCESS":
-            texts = kwargs.get("texts") or []
-            self.chunks.labels(model, "ok").inc()
-            self.texts.labels(model).inc(len(texts))
-            self.tokens.labels(model).inc(self._count_tokens(model, texts))
-            if started is not None:
-                waited = getattr(self._local, "load_seconds", 0.0)
-                seconds = max(0.0, time.perf_counter() - started - waited)
-                self.encode_seconds.labels(model).observe(seconds)
-        elif state == "RETRY":
-            self.chunks.labels(model, "retry").inc()
-        elif type(retval).__name__ == "JobCancelled":
-            self.chunks.labels(model, "cancelled").inc()
-        else:
-            self.chunks.labels(model, "failed").inc()
+    def on_model_loaded(self, event: ModelLoaded) -> None:
+        self.loads.labels(event.model).inc()
+        self.load_seconds.labels(event.model).observe(event.seconds)
 
-    def on_revoked(self, request: Any = None, **_: Any) -> None:
-        if getattr(request, "name", None) != EMBED_TASK:
-            return
-        kwargs = getattr(request, "kwargs", None) or {}
-        self.chunks.labels(str(kwargs.get("model") or "unknown"), "revoked").inc()
+    def on_model_evicted(self, event: ModelEvicted) -> None:
+        self.evictions.labels(event.model).inc()
+
+    def on_model_unloaded(self, event: ModelUnloaded) -> None:
+        self.unloads.labels(event.model).inc()
+
+    def on_watchdog_short(self, event: WatchdogShort) -> None:
+        for reason in event.reasons:
+            self.watchdog_short.labels(reason).inc()
 
     def _count_tokens(self, model: str, texts: list[str]) -> int:
         try:
-            return count_tokens(model, texts)
+            return self._tokens.count(model, self._spec_of(model), texts)
         except Exception as exc:  # metrics never fail a chunk
             log.warning("event=token_count_failed model=%s error=%r", model, str(exc))
             return 0
-
-    # -- cache events --------------------------------------------------------------------
-    def on_cache_event(self, record: logging.LogRecord) -> None:
-        fields = parse_pairs(record.getMessage()) or {}
-        event, model = fields.get("event"), str(fields.get("model", "unknown"))
-        if event == "model_loaded":
-            seconds = float(fields.get("seconds", 0.0))
-            self.loads.labels(model).inc()
-            self.load_seconds.labels(model).observe(seconds)
-            # A load runs in the thread of the task that asked for it.
-            self._local.load_seconds = getattr(self._local, "load_seconds", 0.0) + seconds
-        elif event in EVICT_EVENTS:
-            self.evictions.labels(model).inc()
-        elif event == "model_unloaded":
-            self.unloads.labels(model).inc()
-
-
-class RuntimeCollector(Collector):
-    """What the worker holds right now, read from its runtime at each scrape."""
-
-    def collect(self) -> Iterator[Metric]:
-        from workers.memory.readings import rss_gb
-        from workers.serving.process import get_runtime
-
-        runtime = get_runtime()
-        cache = runtime.cache
-        loaded = GaugeMetricFamily("embedfleet_model_loaded", "1 if loaded", labels=["model"])
-        ram_cfg = GaugeMetricFamily(
-            "embedfleet_model_ram_config_bytes", "RAM the config says", labels=["model"]
-        )
-        ram_meas = GaugeMetricFamily(
-            "embedfleet_model_ram_measured_bytes",
-            "RSS growth measured when the model loaded (loaded models only)",
-            labels=["model"],
-        )
-        leases = GaugeMetricFamily(
-            "embedfleet_model_leases", "Tasks encoding with the model now", labels=["model"]
-        )
-        for row in cache.snapshot():
-            name = row["name"]
-            loaded.add_metric([name], 1.0 if row["loaded"] else 0.0)
-            ram_cfg.add_metric([name], float(row["ram_gb_config"]) * GB)
-            if row.get("ram_gb_measured") is not None:
-                ram_meas.add_metric([name], float(row["ram_gb_measured"]) * GB)
-            leases.add_metric([name], float(row.get("leases", 0)))
-        yield from (loaded, ram_cfg, ram_meas, leases)
-        yield GaugeMetricFamily(
-            "embedfleet_worker_rss_bytes", "Resident memory of the worker", value=rss_gb() * GB
-        )
-        yield GaugeMetricFamily(
-            "embedfleet_worker_memory_budget_bytes",
-            "Model memory budget (EMBEDFLEET_MEMORY_LIMIT_GB / cgroup limit / 80% of RAM)",
-            value=cache.budget_gb * GB,
-        )
-        yield GaugeMetricFamily(
-            "embedfleet_worker_models_bytes",
-            "RAM accounted to loaded models (configured or measured, whichever is larger)",
-            value=cache.used_gb() * GB,
-        )
-        info = InfoMetricFamily("embedfleet_config", "The model config this worker runs")
-        info.add_metric(
-            [],
-            {
-                "config_hash": str(runtime.config.config_hash),
-                "source": str(runtime.config.source),
-                "models": ",".join(sorted(runtime.config)),
-            },
-        )
-        yield info
-
-
-class _CacheEvents(logging.Handler):
-    """Feeds the cache's log records to :meth:`WorkerMetrics.on_cache_event`."""
-
-    def __init__(self, metrics: WorkerMetrics) -> None:
-        super().__init__(level=logging.INFO)
-        self.metrics = metrics
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.metrics.on_cache_event(record)
-        except Exception:  # a metrics bug must not break logging
-            self.handleError(record)
-
-
-_metrics: WorkerMetrics | None = None
-
-
-def start_metrics(port: int, addr: str | None = None) -> WorkerMetrics | None:
-    """Serve ``/metrics`` on ``port`` and hook the signals; None if the port is taken."""
-    global _metrics
-    if _metrics is not None:
-        return _metrics
-    metrics = WorkerMetrics()
-    addr = addr or "0.0.0.0"
-    try:
-        start_http_server(port, addr=addr, registry=metrics.registry)
-    except OSError as exc:  # a busy port must not stop the worker from serving
-        log.error("event=metrics_disabled port=%d error=%r", port, str(exc))
-        return None
-    task_prerun.connect(metrics.on_prerun, weak=False)
-    task_postrun.connect(metrics.on_postrun, weak=False)
-    task_revoked.connect(metrics.on_revoked, weak=False)
-    cache_log = logging.getLogger(CACHE_LOGGER)
-    cache_log.addHandler(_CacheEvents(metrics))
-    if not cache_log.isEnabledFor(logging.INFO):
-        cache_log.setLevel(logging.INFO)  # the load/unload counters follow its INFO records
-    _metrics = metrics
-    log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
-    return metrics

@@ -1,10 +1,11 @@
 """Tokens per chunk, for metrics: the model's own tokenizer where one is on disk.
 
-Counting runs after a chunk is done (``workers.observability.metrics``), not in the encode path. A
+Counting runs after a chunk is done (``workers.observability.metrics``), not in the
+encode path. A
 fast tokenizer counts 128 short texts in ~50 ms on one core, against seconds to
 encode them on CPU, so the count is real rather than estimated wherever the model
-folder holds a Hugging Face tokenizer (``sentence_transformer``, ``bert``, ``onnx``
-types, or any entry with a ``tokenizer`` path). Other types (remote endpoints,
+folder holds a Hugging Face tokenizer (types whose class declares ``hf_tokenizer``, or
+any entry with a ``tokenizer`` path). Other types (remote endpoints,
 plugins) fall back to the producer's estimate (``tasks.chunking``: UTF-8 bytes / 4
 + 2, capped at the window). Which method a model uses is logged once.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workers.errors import ModelLoadError
+from workers.models.registry import resolve_class
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Types whose model folder holds a Hugging Face tokenizer.
-TOKENIZER_TYPES = frozenset({"sentence_transformer", "bert", "onnx"})
 #: Tokenizers kept in memory at once (a few MB each).
 MAX_TOKENIZERS = 16
 #: Token window used by the estimate when the config names none.
@@ -61,16 +61,6 @@ class TokenCounter:
         return sum(len(row) for row in ids)
 
 
-_counter = TokenCounter()
-
-
-def count_tokens(model: str, texts: list[str]) -> int:
-    """Tokens of ``texts`` for ``model`` of this worker's config (one shared counter)."""
-    from workers.serving.process import get_runtime
-
-    return _counter.count(model, get_runtime().config.get(model), texts)
-
-
 def estimate(texts: list[str], window: int) -> int:
     """The producer's estimate: UTF-8 bytes / 4 + 2 special tokens, capped at ``window``."""
     from tasks.chunking import estimate_tokens
@@ -99,7 +89,7 @@ def _tokenizer_folder(spec: ModelSpec) -> Path | None:
     """Local folder of the model's tokenizer, without downloading anything."""
     from workers.sources import resolve_model_dir
 
-    source = spec.tokenizer or (spec.model_path if spec.type in TOKENIZER_TYPES else None)
+    source = spec.tokenizer or (spec.model_path if _has_hf_tokenizer(spec.type) else None)
     if source is None or source.startswith("s3://"):
         return None
     try:
@@ -108,3 +98,11 @@ def _tokenizer_folder(spec: ModelSpec) -> Path | None:
         return None
     folder = path if path.is_dir() else path.parent
     return folder if has_tokenizer(folder) else None
+
+
+def _has_hf_tokenizer(type_name: str) -> bool:
+    """True when the type declares its model folder holds a Hugging Face tokenizer."""
+    try:
+        return resolve_class(type_name).hf_tokenizer
+    except Exception:  # an unimportable plugin type: the estimate will do
+        return False

@@ -1,4 +1,4 @@
-"""Worker boot: threads, config, cache, preloads, control commands.
+"""Worker boot: threads, config, cache, events, metrics, preloads, control commands.
 
 Listed in ``app.conf.imports`` (tasks/app.py), so a worker started either way
 (``embedfleet worker`` or ``celery -A tasks worker``) imports it; producers never do.
@@ -16,6 +16,8 @@ import workers.serving.control  # noqa: F401  (registers the remote-control comm
 from tasks.embed import install_encoder
 from tasks.settings import load_settings
 from workers.memory.watchdog import start_watchdog
+from workers.observability.endpoint import start_metrics
+from workers.serving.chunk_events import install_chunk_events
 from workers.serving.process import build_runtime, embed_texts, get_runtime, set_runtime
 from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.threads import configure_threads
@@ -40,14 +42,13 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     set_model_cache_dir(settings.model_cache)
     set_runtime(build_runtime(settings))
     install_encoder(embed_texts)
+    install_chunk_events()  # Celery task signals -> chunk_finished events
     # Published before the worker consumes, so a producer that sees it ready finds its models.
     app = getattr(sender, "app", None)
     if app is not None:
         start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
     if settings.metrics_port:  # 0 = off
-        from workers.observability.metrics import start_metrics
-
-        start_metrics(settings.metrics_port, settings.metrics_addr)
+        start_metrics(settings.metrics_port, get_runtime, settings.metrics_addr)
 
 
 @worker_ready.connect

@@ -21,6 +21,7 @@ from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import generate_embeddings
+from workers.observability.events import Events
 from workers.reuse.store import EmbeddingCache, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
@@ -31,7 +32,11 @@ class Runtime:
     """Config + cache of one worker process, set up from the worker's ``settings``."""
 
     def __init__(
-        self, config: ModelConfig, settings: Settings | None = None, budget_gb: float | None = None
+        self,
+        config: ModelConfig,
+        settings: Settings | None = None,
+        budget_gb: float | None = None,
+        events: Events | None = None,
     ) -> None:
         self.config = config
         self.settings = settings = settings or Settings()
@@ -39,6 +44,7 @@ class Runtime:
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),
             policy=settings.eviction_policy,
+            events=events,
         )
         self._reload_lock = threading.Lock()
         self.versions = VersionBook(config)

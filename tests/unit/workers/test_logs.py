@@ -23,10 +23,10 @@ def _record(msg: str, *args: object, name: str = "workers.memory.model_cache") -
 
 
 def test_parse_pairs_types_numbers_and_unquotes_reprs():
-    message = _record("event=model_evict model=m reason=%r ram_gb=%.3f hits=%d", "load b", 0.5, 3)
+    message = _record("event=model_evicted model=m reason=%r ram_gb=%.3f hits=%d", "load b", 0.5, 3)
     fields = parse_pairs(message.getMessage())
     assert fields == {
-        "event": "model_evict",
+        "event": "model_evicted",
         "model": "m",
         "reason": "load b",
         "ram_gb": 0.5,

@@ -1,9 +1,10 @@
-"""Worker metrics without a server or a worker: signal handlers, cache events, the
-collector, token counts. The end-to-end scrape is tests/integration/test_metrics.py."""
+"""Worker metrics without a server or a worker: a real model cache and watchdog emit
+events, the chunk signals emit theirs, and the metrics are read from the registry.
+The end-to-end scrape is tests/integration/test_metrics.py."""
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -12,11 +13,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.errors import ConfigError, JobCancelled
 from tasks.routing import EMBED_TASK
-from tasks.settings import load_settings
+from tasks.settings import Settings, load_settings
 from workers.config.loader import parse_model_config
+from workers.memory.model_cache import ModelCache
+from workers.memory.watchdog import MemoryWatchdog
+from workers.observability.endpoint import build_metrics
+from workers.observability.event_log import LogSubscriber
+from workers.observability.events import Events, ModelLoaded, Subscriber
 from workers.observability.metrics import WorkerMetrics
 from workers.observability.token_counts import TokenCounter, estimate
-from workers.serving.process import set_runtime
+from workers.serving.chunk_events import ChunkSignals
 from workers.serving.runtime import Runtime
 
 MINILM = {
@@ -28,11 +34,14 @@ HASH = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.25}
 
 
 @pytest.fixture
-def metrics():
-    config = parse_model_config({"minilm": MINILM, "hash": HASH})
-    set_runtime(Runtime(config, budget_gb=2.0))
-    yield WorkerMetrics()
-    set_runtime(None)
+def fleet():
+    """A real runtime (cache of plugin models) whose events feed real metrics."""
+    config = parse_model_config({"minilm": MINILM, "hash": HASH, "hash2": HASH})
+    events = Events([LogSubscriber()])
+    runtime = Runtime(config, Settings(embed_cache=False), budget_gb=2.0, events=events)
+    metrics = build_metrics(lambda: runtime)
+    events.subscribe(metrics)
+    return SimpleNamespace(runtime=runtime, events=events, metrics=metrics)
 
 
 def values(metrics: WorkerMetrics) -> dict[tuple[str, frozenset], float]:
@@ -44,11 +53,15 @@ def values(metrics: WorkerMetrics) -> dict[tuple[str, frozenset], float]:
     }
 
 
-def _run(metrics, task_id, state, retval=None, model="hash", texts=("a b", "c")):
+def one(name: str, **labels: str) -> tuple[str, frozenset]:
+    return (name, frozenset(labels.items()))
+
+
+def _run(signals, task_id, state, retval=None, model="hash", texts=("a b", "c")):
     task = SimpleNamespace(name=EMBED_TASK)
     kwargs = {"model": model, "texts": list(texts)}
-    metrics.on_prerun(task_id=task_id, task=task)
-    metrics.on_postrun(task_id=task_id, task=task, kwargs=kwargs, retval=retval, state=state)
+    signals.on_prerun(task_id=task_id, task=task)
+    signals.on_postrun(task_id=task_id, task=task, kwargs=kwargs, retval=retval, state=state)
 
 
 @pytest.mark.parametrize(("raw", "port"), [("", 0), ("0", 0), ("9100", 9100)])
@@ -62,62 +75,95 @@ def test_a_bad_metrics_port_names_the_variable(raw):
         load_settings({"EMBEDFLEET_METRICS_PORT": raw})
 
 
-def test_chunk_outcomes_are_counted_by_model_and_status(metrics):
-    _run(metrics, "j.0", "SUCCESS")
-    _run(metrics, "j.1", "FAILURE", retval=ValueError("bad"))
-    _run(metrics, "j.2", "FAILURE", retval=JobCancelled("cancelled"))
-    _run(metrics, "j.3", "RETRY")
-    metrics.on_postrun(task_id="x", task=SimpleNamespace(name="other.task"), state="SUCCESS")
-    metrics.on_revoked(request=SimpleNamespace(name=EMBED_TASK, kwargs={"model": "hash"}))
-    v = values(metrics)
+def test_chunk_outcomes_are_counted_by_model_and_status(fleet):
+    signals = ChunkSignals(fleet.events)
+    fleet.events.subscribe(signals)
+    _run(signals, "j.0", "SUCCESS")
+    _run(signals, "j.1", "FAILURE", retval=ValueError("bad"))
+    _run(signals, "j.2", "FAILURE", retval=JobCancelled("cancelled"))
+    _run(signals, "j.3", "RETRY")
+    signals.on_postrun(task_id="x", task=SimpleNamespace(name="other.task"), state="SUCCESS")
+    signals.on_revoked(request=SimpleNamespace(name=EMBED_TASK, kwargs={"model": "hash"}))
+    v = values(fleet.metrics)
     for status in ("ok", "failed", "cancelled", "retry", "revoked"):
-        assert (
-            v[("embedfleet_chunks_total", frozenset({"model": "hash", "status": status}.items()))]
-            == 1
-        )
-    assert v[("embedfleet_texts_total", frozenset({"model": "hash"}.items()))] == 2
+        assert v[one("embedfleet_chunks_total", model="hash", status=status)] == 1
+    assert v[one("embedfleet_texts_total", model="hash")] == 2
     # a plugin type has no tokenizer on disk: the producer's estimate
-    assert v[("embedfleet_tokens_total", frozenset({"model": "hash"}.items()))] == estimate(
-        ["a b", "c"], 256
+    assert v[one("embedfleet_tokens_total", model="hash")] == estimate(["a b", "c"], 256)
+    assert v[one("embedfleet_encode_seconds_count", model="hash")] == 1
+
+
+def test_a_load_inside_a_chunk_is_not_encode_time(fleet):
+    # Given a chunk whose task thread loads a model that takes 100 s (reported)
+    signals = ChunkSignals(fleet.events)
+    fleet.events.subscribe(signals)
+    task = SimpleNamespace(name=EMBED_TASK)
+    signals.on_prerun(task_id="j.0", task=task)
+    fields = {f.name: 0 for f in dataclasses.fields(ModelLoaded)}
+    fleet.events.emit(ModelLoaded(**{**fields, "model": "hash", "type": "x", "seconds": 100.0}))
+    signals.on_postrun(
+        task_id="j.0", task=task, kwargs={"model": "hash", "texts": ["a"]}, state="SUCCESS"
     )
-    assert v[("embedfleet_encode_seconds_count", frozenset({"model": "hash"}.items()))] == 1
+    # Then the chunk's encode time leaves the load out (else it would be >= 100 s)
+    v = values(fleet.metrics)
+    assert v[one("embedfleet_encode_seconds_sum", model="hash")] < 100
+    assert v[one("embedfleet_model_load_seconds_sum", model="hash")] == 100
 
 
-def test_cache_log_events_count_loads_and_evictions(metrics):
-    def event(msg: str, *args: object) -> None:
-        record = logging.LogRecord("workers.memory.model_cache", logging.INFO, __file__, 1, msg, args, None)
-        metrics.on_cache_event(record)
-
-    event("event=model_loaded model=%s type=x seconds=%.2f ram_gb_config=%.3f", "minilm", 1.25, 0.5)
-    event("event=%s model=%s reason=%r ram_gb=%.3f", "model_evicted", "minilm", "make room", 0.5)
-    event(
-        "event=%s model=%s reason=%r ram_gb=%.3f",
-        "model_unloaded",
-        "hash",
-        "removed by reload",
-        0.25,
-    )
-    event("event=model_retired model=%s reason=%r leases=%d", "hash", "reload", 1)
-    v = values(metrics)
-    one = frozenset({"model": "minilm"}.items())
-    assert v[("embedfleet_model_loads_total", one)] == 1
-    assert v[("embedfleet_model_load_seconds_sum", one)] == 1.25
-    assert v[("embedfleet_model_evictions_total", one)] == 1
-    assert v[("embedfleet_model_unloads_total", frozenset({"model": "hash"}.items()))] == 1
-    assert ("embedfleet_model_evictions_total", frozenset({"model": "hash"}.items())) not in v
+def test_a_real_cache_moves_the_load_eviction_and_unload_counters(fleet):
+    # Given a 2 GB budget: minilm (0.5) is not built here; hash and hash2 are plugins
+    cache = fleet.runtime.cache
+    cache.budget_gb = 0.3  # one 0.25 GB model at a time
+    # When hash loads, hash2's load evicts it, and a reload drops hash2
+    cache.load("hash")
+    cache.load("hash2")
+    cache.unload("hash2", reason="removed by reload")
+    v = values(fleet.metrics)
+    assert v[one("embedfleet_model_loads_total", model="hash")] == 1
+    assert v[one("embedfleet_model_loads_total", model="hash2")] == 1
+    assert v[one("embedfleet_model_load_seconds_count", model="hash")] == 1
+    assert v[one("embedfleet_model_evictions_total", model="hash")] == 1
+    assert v[one("embedfleet_model_unloads_total", model="hash2")] == 1
+    assert one("embedfleet_model_evictions_total", model="hash2") not in v
+    assert one("embedfleet_model_unloads_total", model="hash") not in v
+    assert v[one("embedfleet_model_loaded", model="hash")] == 0
+    assert v[one("embedfleet_model_loaded", model="hash2")] == 0
 
 
-def test_collector_reads_the_runtime_at_scrape_time(metrics):
-    v = values(metrics)
-    assert v[("embedfleet_model_loaded", frozenset({"model": "minilm"}.items()))] == 0
-    assert (
-        v[("embedfleet_model_ram_config_bytes", frozenset({"model": "hash"}.items()))]
-        == 0.25 * 1024**3
-    )
-    assert v[("embedfleet_worker_memory_budget_bytes", frozenset())] == 2.0 * 1024**3
-    assert v[("embedfleet_worker_rss_bytes", frozenset())] > 0
+def test_a_real_watchdog_counts_its_shortages(fleet):
+    cache = fleet.runtime.cache
+    cache.load("hash")
+    dog = MemoryWatchdog(cache, interval_s=1, floor_gb=1.0, available=lambda: 0.1,
+                         events=fleet.events)  # fmt: skip
+    dog.check_once()
+    v = values(fleet.metrics)
+    assert v[one("embedfleet_watchdog_short_total", reason="low available memory")] == 1
+    assert v[one("embedfleet_model_evictions_total", model="hash")] == 1
+
+
+def test_a_failing_subscriber_breaks_neither_the_load_nor_the_others(fleet, caplog):
+    class Broken(Subscriber):
+        def on_model_loaded(self, event):
+            raise RuntimeError("observer bug")
+
+    fleet.events.unsubscribe(fleet.metrics)
+    fleet.events.subscribe(Broken())
+    fleet.events.subscribe(fleet.metrics)  # after the broken one
+    assert fleet.runtime.cache.load("hash") is not None
+    assert values(fleet.metrics)[one("embedfleet_model_loads_total", model="hash")] == 1
+    assert "event=subscriber_failed subscriber=Broken hook=on_model_loaded" in caplog.text
+
+
+def test_collector_reads_the_runtime_at_scrape_time(fleet):
+    v = values(fleet.metrics)
+    assert v[one("embedfleet_model_loaded", model="minilm")] == 0
+    assert v[one("embedfleet_model_ram_config_bytes", model="hash")] == 0.25 * 1024**3
+    assert v[one("embedfleet_worker_memory_budget_bytes")] == 2.0 * 1024**3
+    assert v[one("embedfleet_worker_rss_bytes")] > 0
     (info,) = [dict(k[1]) for k in v if k[0] == "embedfleet_config_info"]
-    assert info["models"] == "hash,minilm" and len(info["config_hash"]) == 16
+    assert info["models"] == "hash,hash2,minilm" and len(info["config_hash"]) == 16
+    fleet.runtime.cache.load("hash")
+    assert values(fleet.metrics)[one("embedfleet_model_loaded", model="hash")] == 1
 
 
 def test_tokens_are_counted_with_the_models_tokenizer():
@@ -129,3 +175,38 @@ def test_tokens_are_counted_with_the_models_tokenizer():
     assert counter.count("minilm", config["minilm"], [text]) == 22
     assert counter.count("short", config["short"], [text]) == 8  # truncated at the window
     assert counter.count("minilm", config["minilm"], [text, "hi"]) == 25
+
+
+def test_the_cache_emits_through_the_hub_it_was_given_not_the_process_one():
+    config = parse_model_config({"hash": HASH})
+    seen: list[str] = []
+
+    class Recorder(Subscriber):
+        def on_model_loaded(self, event):
+            seen.append(event.model)
+
+    cache = ModelCache(config.models, 1.0, events=Events([Recorder()]))
+    cache.load("hash")
+    assert seen == ["hash"]
+
+
+def test_a_model_dropped_while_leased_is_retired_then_unloaded_when_its_lease_ends(fleet):
+    seen: list[tuple[str, str]] = []
+
+    class Recorder(Subscriber):
+        def on_model_retired(self, event):
+            seen.append(("retired", event.model))
+
+        def on_model_unloaded(self, event):
+            seen.append(("unloaded", event.model))
+
+    fleet.events.subscribe(Recorder())
+    cache = fleet.runtime.cache
+    with cache.lease("hash"):
+        cache.unload("hash", reason="removed by reload")
+        assert seen == [("retired", "hash")]
+        assert (
+            values(fleet.metrics).get(one("embedfleet_model_unloads_total", model="hash")) is None
+        )
+    assert seen == [("retired", "hash"), ("unloaded", "hash")]
+    assert values(fleet.metrics)[one("embedfleet_model_unloads_total", model="hash")] == 1

@@ -1,0 +1,54 @@
+"""The worker's ``/metrics`` HTTP endpoint: ``EMBEDFLEET_METRICS_PORT`` (0 or unset = off).
+
+Started at worker boot (``workers.serving.boot``, from the typed settings), which passes
+the runtime getter in:
+the endpoint serves :class:`~workers.observability.metrics.WorkerMetrics` (subscribed to
+the process's events) and :class:`~workers.observability.collector.RuntimeCollector`
+on one registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from prometheus_client import start_http_server
+
+from workers.observability.collector import RuntimeCollector, RuntimeView
+from workers.observability.events import Events
+from workers.observability.hub import process_events
+from workers.observability.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+_metrics: WorkerMetrics | None = None
+
+
+def build_metrics(runtime: Callable[[], RuntimeView]) -> WorkerMetrics:
+    """The worker's metrics, with the scrape-time collector on the same registry."""
+    metrics = WorkerMetrics(lambda model: runtime().config.get(model))
+    metrics.registry.register(RuntimeCollector(runtime))
+    return metrics
+
+
+def start_metrics(
+    port: int,
+    runtime: Callable[[], RuntimeView],
+    addr: str | None = None,
+    events: Events | None = None,
+) -> WorkerMetrics | None:
+    """Serve ``/metrics`` on ``port`` and subscribe to the events; None if the port is taken."""
+    global _metrics
+    if _metrics is not None:
+        return _metrics
+    metrics = build_metrics(runtime)
+    addr = addr or "0.0.0.0"  # all interfaces: a scraper in another container reaches it
+    try:
+        start_http_server(port, addr=addr, registry=metrics.registry)
+    except OSError as exc:  # a busy port must not stop the worker from serving
+        log.error("event=metrics_disabled port=%d error=%r", port, str(exc))
+        return None
+    (events if events is not None else process_events()).subscribe(metrics)
+    _metrics = metrics
+    log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
+    return metrics

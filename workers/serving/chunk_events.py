@@ -1,0 +1,103 @@
+"""The chunk path's events: Celery's task signals, turned into ``chunk_finished``.
+
+The chunk task lives in the contract (``tasks.embed``), which imports no worker code;
+the worker's boot installs :class:`ChunkSignals`, which hears ``task_prerun`` /
+``task_postrun`` / ``task_revoked`` for the chunk task and emits one
+:class:`~workers.observability.events.ChunkFinished` per outcome. It also subscribes to
+``model_loaded``: a load runs in the thread of the task that asked for it, so the
+chunk's encode time excludes it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun, task_revoked
+
+from tasks.errors import JobCancelled
+from tasks.routing import EMBED_TASK
+from workers.observability.events import ChunkFinished, Events, ModelLoaded, Subscriber
+from workers.observability.hub import process_events
+
+
+class ChunkSignals(Subscriber):
+    """Emits a ``chunk_finished`` event for every chunk task that ends in this process."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self._started: dict[str, float] = {}  # task id -> perf_counter at prerun
+        self._local = threading.local()  # load seconds of the running task's thread
+
+    def connect(self) -> None:
+        """Hook the Celery signals and hear this process's model loads."""
+        task_prerun.connect(self.on_prerun, weak=False)
+        task_postrun.connect(self.on_postrun, weak=False)
+        task_revoked.connect(self.on_revoked, weak=False)
+        self.events.subscribe(self)
+
+    def disconnect(self) -> None:
+        task_prerun.disconnect(self.on_prerun)
+        task_postrun.disconnect(self.on_postrun)
+        task_revoked.disconnect(self.on_revoked)
+        self.events.unsubscribe(self)
+
+    def on_model_loaded(self, event: ModelLoaded) -> None:
+        self._local.load_seconds = getattr(self._local, "load_seconds", 0.0) + event.seconds
+
+    # -- celery signals ------------------------------------------------------------------
+    def on_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
+        if getattr(task, "name", None) != EMBED_TASK:
+            return
+        self._started[task_id] = time.perf_counter()
+        self._local.load_seconds = 0.0
+
+    def on_postrun(
+        self,
+        task_id: str = "",
+        task: Any = None,
+        kwargs: dict[str, Any] | None = None,
+        retval: Any = None,
+        state: str | None = None,
+        **_: Any,
+    ) -> None:
+        if getattr(task, "name", None) != EMBED_TASK:
+            return
+        started = self._started.pop(task_id, None)
+        kwargs = kwargs or {}
+        model = str(kwargs.get("model") or "unknown")
+        texts = kwargs.get("texts")
+        seconds = None
+        if state == "SUCCESS":
+            status = "ok"
+            if started is not None:
+                waited = getattr(self._local, "load_seconds", 0.0)
+                seconds = max(0.0, time.perf_counter() - started - waited)
+        elif state == "RETRY":
+            status = "retry"
+        elif isinstance(retval, JobCancelled):
+            status = "cancelled"
+        else:
+            status = "failed"
+        kept = tuple(str(t) for t in texts) if isinstance(texts, list) and status == "ok" else ()
+        self.events.emit(ChunkFinished(model=model, status=status, texts=kept, seconds=seconds))
+
+    def on_revoked(self, request: Any = None, **_: Any) -> None:
+        if getattr(request, "name", None) != EMBED_TASK:
+            return
+        kwargs = getattr(request, "kwargs", None) or {}
+        model = str(kwargs.get("model") or "unknown")
+        self.events.emit(ChunkFinished(model=model, status="revoked", texts=()))
+
+
+_signals: ChunkSignals | None = None
+
+
+def install_chunk_events(events: Events | None = None) -> ChunkSignals:
+    """Connect this process's chunk signals (once, at worker boot); returns them."""
+    global _signals
+    if _signals is None:
+        _signals = ChunkSignals(events if events is not None else process_events())
+        _signals.connect()
+    return _signals
