@@ -46,6 +46,9 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     )
 
     start_metrics_from_env()
+    from workers.observability.profiling import start_profiling_from_env  # EMBEDFLEET_PROFILE
+
+    start_profiling_from_env()
 
 
 @worker_ready.connect

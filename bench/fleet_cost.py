@@ -1,0 +1,252 @@
+"""The fleet's own cost of moving rows (issue 16), side by side in one run.
+
+A model that costs microseconds a text (``bench/_micromodel.py``: 384-d vectors from a
+sha256, ~23 us a text) makes the fleet's own work the whole cost: reading and framing
+on the producer, Redis round trips, the worker's decoding, the embedding cache's hashing
+and lookups, packing, marking chunks done, gathering. Measured, all in one run:
+
+1. in-process: read the same .txt file, ``model.encode`` the texts (rows/s);
+2. the fleet end to end for one list job of N texts (read, submit, wait, gathered in
+   input order), one worker of concurrency 2, embedding cache off, then on (new texts,
+   every one a miss: the default), then the same texts again (every one a hit, checked
+   bit-identical); in-process runs again after the fleet, the reference is the mean;
+3. a profile of a smaller job (cache on): cProfile of the producer (this process) and
+   of the worker (``EMBEDFLEET_PROFILE``: pool threads per chunk task, and the main
+   thread), plus Redis ``INFO commandstats`` (calls and server time) per chunk and per
+   text. Profiling slows both sides: its figures are shares, not speed.
+
+The texts are corpus sentences made unique with a counter (short, 60-130 bytes), so no
+job hits the cache of another unless it means to. 2 cores are shared with other work on
+the bench machine: the load average is printed before and after.
+
+    PYTHONPATH=. .venv/bin/python bench/fleet_cost.py [--texts 200000]
+        [--profile-texts 50000] [--max-texts N] [--no-profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pstats
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import _fleet
+import numpy as np
+
+MODEL = "micro-hash"
+ENTRY = {
+    "type": "bench._micromodel:MicroHashModel",
+    "model_path": "-",
+    "RAM": 0.05,
+    "preload": True,
+}
+
+
+def make_texts(n: int, salt: str) -> list[str]:
+    """``n`` distinct short texts: corpus sentences with a counter."""
+    sentences: list[str] = []
+    for text in _fleet.load_corpus(2000):
+        sentences += [s.strip() for s in re.split(r"(?<=\.)\s+", text) if 20 <= len(s) <= 110]
+    return [f"{sentences[i % len(sentences)]} [{salt}{i}]" for i in range(n)]
+
+
+def write_texts(texts: list[str], name: str) -> Path:
+    path = _fleet._WORK / name
+    path.write_text("".join(t + "\n" for t in texts))
+    return path
+
+
+def in_process(model: Any, src: Path) -> float:
+    from tasks.io.readers import read_texts
+
+    t0 = time.perf_counter()
+    texts = read_texts(src)
+    out = np.concatenate([model.encode(texts[i : i + 4096]) for i in range(0, len(texts), 4096)])
+    assert out.shape == (len(texts), 384)
+    return time.perf_counter() - t0
+
+
+def fleet(
+    client: Any, src: Path, cache: bool, **submit: Any
+) -> tuple[float, float, Any, np.ndarray]:
+    """(seconds end to end, seconds in submit, job, vectors)."""
+    from tasks.io.readers import read_texts
+
+    t0 = time.perf_counter()
+    job = client.submit(read_texts(src), model=MODEL, cache=cache, **submit)
+    t1 = time.perf_counter()
+    vectors = job.wait(timeout=3600)
+    return time.perf_counter() - t0, t1 - t0, job, vectors
+
+
+def redis_stats(client: Any) -> dict[str, tuple[int, float]]:
+    """cmd -> (calls, server microseconds) since the last reset."""
+    info = client.redis.info("commandstats")
+    return {
+        k.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec"])) for k, v in info.items()
+    }
+
+
+def print_redis(stats: dict[str, tuple[int, float]], chunks: int, texts: int) -> None:
+    calls = sum(c for c, _ in stats.values())
+    usec = sum(u for _, u in stats.values())
+    print(
+        f"   redis: {calls} commands = {calls / chunks:.1f} per chunk, server time "
+        f"{usec / 1e6:.2f} s = {usec / chunks / 1000:.3f} ms per chunk, {usec / texts:.2f} us per text"
+    )
+    top = sorted(stats.items(), key=lambda kv: -kv[1][1])[:8]
+    print("   " + ", ".join(f"{k} {c / chunks:.1f}/chunk {u / 1e3:.0f} ms" for k, (c, u) in top))
+
+
+#: (label, file name part, function name) of what the profiles are summarized by.
+PRODUCER_PARTS = [
+    ("read file", "readers.py", "read_texts"),
+    ("submit (all)", "client.py", "submit"),
+    ("  check texts", "readers.py", "check_texts"),
+    ("  plan chunks", "chunking.py", "plan_chunks"),
+    ("  job record", "jobstore.py", "create"),
+    ("  send_task (framing, sending)", "base.py", "send_task"),
+    ("wait (all)", "client.py", "wait"),
+    ("  progress polls", "jobstore.py", "progress"),
+    ("  gather: fetch", "gather.py", "fetch"),
+    ("  gather: mget", "redis.py", "mget"),
+    ("  gather: decode_result", "base.py", "decode_result"),
+    ("  gather: place rows", "gather.py", "_place"),
+    ("  sleeping", "~", "<built-in method time.sleep>"),
+]
+WORKER_PARTS = [
+    ("chunk task body", "embed.py", "embed_chunk"),
+    ("  validate request", "wire.py", "validate_request"),
+    ("  count delivery", "embed.py", "count_delivery"),
+    ("  cancel + started checks", "jobstore.py", "is_cancelled"),
+    ("  ", "jobstore.py", "mark_started"),
+    ("  Runtime.embed", "runtime.py", "embed"),
+    ("    cache: keys (hashing)", "store.py", "keys"),
+    ("    cache: key (per text)", "store.py", "key"),
+    ("    cache: lookups", "store.py", "get_many"),
+    ("    model encode", "_micromodel.py", "encode"),
+    ("    cache: writes", "store.py", "put_many"),
+    ("  pack result", "wire.py", "pack_embeddings"),
+    ("store result (backend)", "base.py", "store_result"),
+    ("mark done (on_success)", "embed.py", "on_success"),
+    ("task signals/events", "dispatch/signal.py", "send"),
+]
+
+
+def cumulative(stats: pstats.Stats, file_part: str, func: str) -> tuple[int, float]:
+    calls, cum = 0, 0.0
+    for (path, _, name), (_, nc, _, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if name == func and file_part in path:
+            calls, cum = calls + nc, max(cum, ct) if func == "send" else cum + ct
+    return calls, cum
+
+
+def print_profile(title: str, stats: pstats.Stats, parts: list, chunks: int, texts: int) -> None:
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"   {title}: {total:.2f} s profiled = {total / chunks * 1000:.2f} ms per chunk")
+    for label, file_part, func in parts:
+        calls, cum = cumulative(stats, file_part, func)
+        if not calls:
+            continue
+        print(
+            f"     {(label.strip() and label) or '  ' + func:34} {cum:7.3f} s {calls:8d} calls "
+            f"{cum / chunks * 1000:8.3f} ms/chunk {cum / texts * 1e6:7.2f} us/text"
+        )
+    print("     top own time:")
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:10]  # type: ignore[attr-defined]
+    for (path, line, func), (_, calls, own, _, _) in rows:
+        print(f"       {own:7.3f} s {calls:8d} calls  {Path(path).name}:{line} {func}")
+
+
+def profile_run(config: Path, n: int, submit: dict[str, Any]) -> None:
+    import cProfile
+
+    from producers import EmbeddingClient
+
+    prefix = str(_fleet._WORK / "worker-profile")
+    src = write_texts(make_texts(n, "profile-"), "profile.txt")
+    with _fleet.workers(config, concurrency=2, env={"EMBEDFLEET_PROFILE": prefix}):
+        client = EmbeddingClient()
+        client.embed(["warm up", "the worker"], model=MODEL)
+        client.redis.config_resetstat()
+        producer = cProfile.Profile()
+        producer.enable()
+        seconds, _, job, _ = fleet(client, src, True, **submit)
+        producer.disable()
+        redis = redis_stats(client)
+    chunks, texts = job.record.total, job.record.n
+    print(f"-- profile: {texts} texts in {chunks} chunks, cache on, {seconds:.2f} s under cProfile")
+    print_redis(redis, chunks, texts)
+    print_profile("producer", pstats.Stats(producer), PRODUCER_PARTS, chunks, texts)
+    for part in ("pool", "main"):
+        path = Path(f"{prefix}.{part}.pstats")
+        if not path.exists():
+            print(f"   worker {part}: no profile written")
+            continue
+        parts = WORKER_PARTS if part == "pool" else []
+        print_profile(f"worker {part} threads", pstats.Stats(str(path)), parts, chunks, texts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--texts", type=int, default=200_000)
+    parser.add_argument("--profile-texts", type=int, default=50_000)
+    parser.add_argument("--max-texts", type=int, default=None, help="override chunk size")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    _fleet.header("fleet cost: micro-hash model (~23 us/text), fleet vs in-process")
+    from bench._micromodel import MicroHashModel
+    from tasks.spec import parse_model_config
+
+    spec = parse_model_config({MODEL: ENTRY})[MODEL]
+    model = MicroHashModel(MODEL, spec)
+    submit = {} if args.max_texts is None else {"max_texts": args.max_texts}
+    config = _fleet.write_config({MODEL: ENTRY})
+    sources = {s: write_texts(make_texts(args.texts, s), f"{s}.txt") for s in ("off-", "on-")}
+    print(
+        f"texts               {args.texts} ({np.mean([len(t) for t in make_texts(1000, 'x')]):.0f} chars on average)"
+    )
+    with _fleet.server():
+        from producers import EmbeddingClient
+
+        ref = [in_process(model, sources["off-"])]
+        with _fleet.workers(config, concurrency=2) as started:
+            client = EmbeddingClient()
+            client.embed(["warm up", "the worker"], model=MODEL)
+            rows = {}
+            for label, src, cache in (
+                ("cache off", sources["off-"], False),
+                ("cache on (misses)", sources["on-"], True),
+                ("cache on (hits)", sources["on-"], True),
+            ):
+                client.redis.config_resetstat()
+                seconds, submitted, job, vectors = fleet(client, src, cache, **submit)
+                rows[label] = (seconds, submitted, job, vectors, redis_stats(client))
+            encode_s = sum(s for _, s in started[0].chunk_seconds())
+        ref.append(in_process(model, sources["off-"]))
+        in_rate = args.texts / float(np.mean(ref))
+        print(
+            f"in-process          {in_rate:9.0f} rows/s (mean of before {args.texts / ref[0]:.0f} "
+            f"and after {args.texts / ref[1]:.0f})"
+        )
+        for label, (seconds, submitted, job, _, redis) in rows.items():
+            calls = sum(c for c, _ in redis.values())
+            print(
+                f"fleet {label:18} {args.texts / seconds:9.0f} rows/s  {args.texts / seconds / in_rate:.2f}x "
+                f"in-process  ({seconds:.2f} s, submit {submitted:.2f} s, {job.record.total} chunks, "
+                f"{calls / job.record.total:.1f} Redis commands/chunk)"
+            )
+        same = rows["cache on (misses)"][3].tobytes() == rows["cache on (hits)"][3].tobytes()
+        print(f"hits bit-identical  {same}")
+        print(
+            f"worker chunk time   {encode_s:.2f} s over the 3 jobs (chunk_done log: Runtime.embed)"
+        )
+        if not args.no_profile:
+            profile_run(config, args.profile_texts, submit)
+    _fleet.footer()
+
+
+if __name__ == "__main__":
+    main()
