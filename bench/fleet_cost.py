@@ -81,6 +81,20 @@ def fleet(
     return time.perf_counter() - t0, t1 - t0, job, vectors
 
 
+def warm_up(client: Any) -> float | None:
+    """Run a job so the worker measures the model; wait for the cost in the catalog."""
+    from tasks import catalog
+
+    client.submit(make_texts(8192, "warm-"), model=MODEL, cache=False).wait(timeout=600)
+    deadline = time.monotonic() + 2 * catalog.HEARTBEAT_S
+    while time.monotonic() < deadline:
+        cost = client.seconds_per_text(MODEL)
+        if cost is not None:
+            return cost
+        time.sleep(0.2)
+    return None
+
+
 def redis_stats(client: Any) -> dict[str, tuple[int, float]]:
     """cmd -> (calls, server microseconds) since the last reset."""
     info = client.redis.info("commandstats")
@@ -169,7 +183,7 @@ def profile_run(config: Path, n: int, submit: dict[str, Any]) -> None:
     src = write_texts(make_texts(n, "profile-"), "profile.txt")
     with _fleet.workers(config, concurrency=2, env={"EMBEDFLEET_PROFILE": prefix}):
         client = EmbeddingClient()
-        client.embed(["warm up", "the worker"], model=MODEL)
+        warm_up(client)
         client.redis.config_resetstat()
         producer = cProfile.Profile()
         producer.enable()
@@ -214,7 +228,12 @@ def main() -> None:
         ref = [in_process(model, sources["off-"])]
         with _fleet.workers(config, concurrency=2) as started:
             client = EmbeddingClient()
-            client.embed(["warm up", "the worker"], model=MODEL)
+            cost = warm_up(client)
+            print(
+                f"published cost      {cost * 1e6:.1f} us/text"
+                if cost
+                else "published cost      none"
+            )
             rows = {}
             for label, src, cache in (
                 ("cache off", sources["off-"], False),

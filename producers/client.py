@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 from celery import Celery
+from redis.exceptions import RedisError
 
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from tasks import catalog as fleet_catalog
 from tasks import jobstore
-from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.chunking import budget_for, plan_chunks
 from tasks.io.readers import check_texts
 from tasks.retry import retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
@@ -89,8 +90,8 @@ class EmbeddingClient:
         self,
         texts: Sequence[str],
         model: str,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-        max_texts: int = DEFAULT_MAX_TEXTS,
+        max_tokens: int | None = None,
+        max_texts: int | None = None,
         key: str | None = None,
         cache: bool = True,
     ) -> Job:
@@ -99,7 +100,9 @@ class EmbeddingClient:
         ``model`` may be an A/B alias: the job gets one of its targets, chosen from
         ``key`` (e.g. a user or tenant id) or else the job id, so the same key always
         gets the same target. The job is pinned to the version of the model it resolved
-        now. ``cache=False`` bypasses the fleet-wide embedding cache.
+        now. ``cache=False`` bypasses the fleet-wide embedding cache. ``max_tokens`` /
+        ``max_texts`` bound a chunk; by default they follow the model's cost per text as
+        its workers publish it (``tasks.chunking.budget_for``).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -109,6 +112,9 @@ class EmbeddingClient:
         job_id = uuid.uuid4().hex
         model, alias, version = self.resolve_model(model, key or job_id)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if max_tokens is None or max_texts is None:
+            tokens, count = budget_for(self.seconds_per_text(model))
+            max_tokens, max_texts = max_tokens or tokens, max_texts or count
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
         record = jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
         queue = queue_for(model)
@@ -131,6 +137,17 @@ class EmbeddingClient:
                     f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
                 )
         return Job(self, record)
+
+    def seconds_per_text(self, model: str) -> float | None:
+        """What one text costs ``model`` in the fleet, as its workers publish it (None when
+        unknown, or when this client reads a local config)."""
+        if self.config_source is not None:
+            return None
+        try:
+            served = fleet_catalog.read(self.redis).models.get(model)
+        except RedisError:  # sizing is an optimisation: the defaults serve
+            return None
+        return served.seconds_per_text if served is not None else None
 
     def job(self, job_id: str) -> Job:
         """A job submitted earlier, by any process."""

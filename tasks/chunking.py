@@ -23,6 +23,12 @@ DEFAULT_WINDOW = 256
 BYTES_PER_TOKEN = 4.0
 #: Special tokens added per text ([CLS], [SEP]).
 SPECIAL_TOKENS = 2
+#: Seconds of model time a chunk of a cheap model should hold at least. The fleet's
+#: own cost per chunk (message, delivery count, result, marks, events) is a few ms
+#: (bench/fleet_cost.py); at 50 ms of encoding it stays under ~10% of a chunk.
+TARGET_CHUNK_S = 0.05
+#: Texts a chunk of a cheap model may hold (the wire's limit, tasks.wire).
+MAX_CHEAP_TEXTS = 4096
 
 
 def estimate_tokens(texts: list[str], window: int = DEFAULT_WINDOW) -> np.ndarray:
@@ -30,6 +36,22 @@ def estimate_tokens(texts: list[str], window: int = DEFAULT_WINDOW) -> np.ndarra
     lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
     est = np.ceil(lengths / BYTES_PER_TOKEN).astype(np.int64) + SPECIAL_TOKENS
     return np.minimum(est, window)
+
+
+def budget_for(seconds_per_text: float | None) -> tuple[int, int]:
+    """``(max_tokens, max_texts)`` for a model that encodes a text in ``seconds_per_text``
+    (as its workers measured it; None when unknown).
+
+    Models slower than ``TARGET_CHUNK_S / DEFAULT_MAX_TEXTS`` (all transformers on CPU)
+    keep the defaults; cheaper ones get chunks of ``TARGET_CHUNK_S`` of work, up to
+    :data:`MAX_CHEAP_TEXTS` texts, with the token budget grown in proportion.
+    """
+    if seconds_per_text is None or seconds_per_text <= 0:
+        return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
+    texts = min(MAX_CHEAP_TEXTS, int(TARGET_CHUNK_S / seconds_per_text))
+    if texts <= DEFAULT_MAX_TEXTS:
+        return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
+    return DEFAULT_MAX_TOKENS * texts // DEFAULT_MAX_TEXTS, texts
 
 
 def plan_chunks(

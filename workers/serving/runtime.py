@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from workers.memory.eviction import policy_name
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import generate_embeddings
+from workers.observability.encode_cost import EncodeCosts
 from workers.reuse.store import EmbeddingCache, cache_enabled, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
@@ -39,6 +41,8 @@ class Runtime:
         )
         self._reload_lock = threading.Lock()
         self.versions = VersionBook(config)
+        #: Seconds per text each model took here, published for the producers' chunk sizes.
+        self.encode_costs = EncodeCosts()
         self.embedding_cache: EmbeddingCache | None = None
         if cache_enabled():
             from tasks.app import app
@@ -73,16 +77,17 @@ class Runtime:
         key = self.versions.cache_key(model, options.get("version"), self)
         with self.cache.lease(key) as loaded:
             version = spec_version(loaded.spec)
+
+            def encode(batch: list[str]) -> np.ndarray:
+                started = time.perf_counter()
+                vectors = generate_embeddings(loaded, batch)
+                self.encode_costs.record(model, len(batch), time.perf_counter() - started)
+                return vectors
+
             if options.get("cache", True) and self.embedding_cache is not None:
-                vectors = embed_with_cache(
-                    self.embedding_cache,
-                    model,
-                    version,
-                    texts,
-                    lambda misses: generate_embeddings(loaded, misses),
-                )
+                vectors = embed_with_cache(self.embedding_cache, model, version, texts, encode)
             else:
-                vectors = generate_embeddings(loaded, texts)
+                vectors = encode(texts)
             return vectors, version
 
     # -- serving selection ------------------------------------------------------------
