@@ -26,6 +26,7 @@ the bench machine: the load average is printed before and after.
 from __future__ import annotations
 
 import argparse
+import os
 import pstats
 import re
 import time
@@ -58,27 +59,34 @@ def write_texts(texts: list[str], name: str) -> Path:
     return path
 
 
-def in_process(model: Any, src: Path) -> float:
+def in_process(model: Any, src: Path, cpu: list[float]) -> float:
+    """Seconds to read and encode ``src`` in this process (CPU seconds appended to ``cpu``)."""
     from tasks.io.readers import read_texts
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     texts = read_texts(src)
     out = np.concatenate([model.encode(texts[i : i + 4096]) for i in range(0, len(texts), 4096)])
     assert out.shape == (len(texts), 384)
+    cpu.append(time.process_time() - c0)
     return time.perf_counter() - t0
 
 
 def fleet(
-    client: Any, src: Path, cache: bool, **submit: Any
-) -> tuple[float, float, Any, np.ndarray]:
-    """(seconds end to end, seconds in submit, job, vectors)."""
+    client: Any, src: Path, cache: bool, worker_pid: int = 0, **submit: Any
+) -> tuple[float, float, Any, np.ndarray, dict[str, float]]:
+    """(seconds end to end, seconds in submit, job, vectors, CPU seconds per process)."""
     from tasks.io.readers import read_texts
 
+    pids = {"producer": os.getpid(), "worker": worker_pid, "redis": _fleet.SERVER_PID}
+    cpu0 = {k: _fleet.cpu_seconds(p) for k, p in pids.items() if p}
     t0 = time.perf_counter()
     job = client.submit(read_texts(src), model=MODEL, cache=cache, **submit)
     t1 = time.perf_counter()
     vectors = job.wait(timeout=3600)
-    return time.perf_counter() - t0, t1 - t0, job, vectors
+    seconds = time.perf_counter() - t0
+    cpu = {k: _fleet.cpu_seconds(pids[k]) - v for k, v in cpu0.items()}
+    return seconds, t1 - t0, job, vectors, cpu
 
 
 def warm_up(client: Any) -> float | None:
@@ -187,7 +195,7 @@ def profile_run(config: Path, n: int, submit: dict[str, Any]) -> None:
         client.redis.config_resetstat()
         producer = cProfile.Profile()
         producer.enable()
-        seconds, _, job, _ = fleet(client, src, True, **submit)
+        seconds, _, job, _, _ = fleet(client, src, True, **submit)
         producer.disable()
         redis = redis_stats(client)
     chunks, texts = job.record.total, job.record.n
@@ -225,7 +233,8 @@ def main() -> None:
     with _fleet.server():
         from producers import EmbeddingClient
 
-        ref = [in_process(model, sources["off-"])]
+        ref_cpu: list[float] = []
+        ref = [in_process(model, sources["off-"], ref_cpu)]
         with _fleet.workers(config, concurrency=2) as started:
             client = EmbeddingClient()
             cost = warm_up(client)
@@ -241,21 +250,29 @@ def main() -> None:
                 ("cache on (hits)", sources["on-"], True),
             ):
                 client.redis.config_resetstat()
-                seconds, submitted, job, vectors = fleet(client, src, cache, **submit)
-                rows[label] = (seconds, submitted, job, vectors, redis_stats(client))
+                seconds, submitted, job, vectors, cpu = fleet(
+                    client, src, cache, started[0].proc.pid, **submit
+                )
+                rows[label] = (seconds, submitted, job, vectors, redis_stats(client), cpu)
             encode_s = sum(s for _, s in started[0].chunk_seconds())
-        ref.append(in_process(model, sources["off-"]))
+        ref.append(in_process(model, sources["off-"], ref_cpu))
         in_rate = args.texts / float(np.mean(ref))
         print(
             f"in-process          {in_rate:9.0f} rows/s (mean of before {args.texts / ref[0]:.0f} "
             f"and after {args.texts / ref[1]:.0f})"
         )
-        for label, (seconds, submitted, job, _, redis) in rows.items():
+        for label, (seconds, submitted, job, _, redis, cpu) in rows.items():
             calls = sum(c for c, _ in redis.values())
             print(
                 f"fleet {label:18} {args.texts / seconds:9.0f} rows/s  {args.texts / seconds / in_rate:.2f}x "
                 f"in-process  ({seconds:.2f} s, submit {submitted:.2f} s, {job.record.total} chunks, "
                 f"{calls / job.record.total:.1f} Redis commands/chunk)"
+            )
+            print(
+                "    CPU us/text     "
+                + ", ".join(f"{k} {v / args.texts * 1e6:.1f}" for k, v in cpu.items())
+                + f" (total {sum(cpu.values()) / args.texts * 1e6:.1f}; in-process "
+                f"{np.mean(ref_cpu) / args.texts * 1e6:.1f})"
             )
         same = rows["cache on (misses)"][3].tobytes() == rows["cache on (hits)"][3].tobytes()
         print(f"hits bit-identical  {same}")

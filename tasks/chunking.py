@@ -31,9 +31,21 @@ TARGET_CHUNK_S = 0.05
 MAX_CHEAP_TEXTS = 4096
 
 
-def estimate_tokens(texts: list[str], window: int = DEFAULT_WINDOW) -> np.ndarray:
-    """Estimated tokens of each text, capped at the model window."""
-    lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
+def utf8_lengths(texts: list[str]) -> np.ndarray:
+    """UTF-8 bytes of each text (one encode per text; ASCII texts skip it)."""
+    return np.fromiter(
+        (len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts),
+        dtype=np.int64,
+        count=len(texts),
+    )
+
+
+def estimate_tokens(
+    texts: list[str], window: int = DEFAULT_WINDOW, lengths: np.ndarray | None = None
+) -> np.ndarray:
+    """Estimated tokens of each text, capped at the model window (``lengths``: UTF-8
+    bytes of each text, when the caller has them)."""
+    lengths = utf8_lengths(texts) if lengths is None else lengths
     est = np.ceil(lengths / BYTES_PER_TOKEN).astype(np.int64) + SPECIAL_TOKENS
     return np.minimum(est, window)
 
@@ -65,9 +77,10 @@ def plan_chunks(
     holds rows ``order[bounds[i]:bounds[i+1]]``."""
     if max_tokens < 1 or max_texts < 1:
         raise ValueError("max_tokens and max_texts must be positive")
-    tokens = estimate_tokens(texts, window)
+    lengths = utf8_lengths(texts)
+    tokens = estimate_tokens(texts, window, lengths)
     order = np.argsort(-tokens, kind="stable").astype(np.int64)
-    sizes = np.fromiter((len(texts[i].encode("utf-8")) for i in order), np.int64, len(texts))
+    sizes = lengths[order]
     cumulative = np.concatenate([[0], np.cumsum(sizes)])
     bounds = [0]
     start = 0
