@@ -9,7 +9,10 @@ and lookups, packing, marking chunks done, gathering. Measured, all in one run:
 2. the fleet end to end for one list job of N texts (read, submit, wait, gathered in
    input order), one worker of concurrency 2, embedding cache off, then on (new texts,
    every one a miss: the default), then the same texts again (every one a hit, checked
-   bit-identical); in-process runs again after the fleet, the reference is the mean;
+   bit-identical). In-process runs between the jobs; each job's reference is the mean
+   of the in-process runs just before and after it (the machine's load drifts), and
+   CPU seconds of the producer, the worker and the server are printed per text (they
+   hold still under load when rows/s do not). ``--rounds`` repeats, medians printed;
 3. a profile of a smaller job (cache on): cProfile of the producer (this process) and
    of the worker (``EMBEDFLEET_PROFILE``: pool threads per chunk task, and the main
    thread), plus Redis ``INFO commandstats`` (calls and server time) per chunk and per
@@ -20,7 +23,7 @@ job hits the cache of another unless it means to. 2 cores are shared with other 
 the bench machine: the load average is printed before and after.
 
     PYTHONPATH=. .venv/bin/python bench/fleet_cost.py [--texts 200000]
-        [--profile-texts 50000] [--max-texts N] [--no-profile]
+        [--rounds 1] [--profile-texts 50000] [--max-texts N] [--no-profile]
 """
 
 from __future__ import annotations
@@ -216,6 +219,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=200_000)
     parser.add_argument("--profile-texts", type=int, default=50_000)
     parser.add_argument("--max-texts", type=int, default=None, help="override chunk size")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     _fleet.header("fleet cost: micro-hash model (~23 us/text), fleet vs in-process")
@@ -226,15 +230,16 @@ def main() -> None:
     model = MicroHashModel(MODEL, spec)
     submit = {} if args.max_texts is None else {"max_texts": args.max_texts}
     config = _fleet.write_config({MODEL: ENTRY})
-    sources = {s: write_texts(make_texts(args.texts, s), f"{s}.txt") for s in ("off-", "on-")}
+    n = args.texts
     print(
-        f"texts               {args.texts} ({np.mean([len(t) for t in make_texts(1000, 'x')]):.0f} chars on average)"
+        f"texts               {n} ({np.mean([len(t) for t in make_texts(1000, 'x')]):.0f} chars on average)"
     )
+    off = write_texts(make_texts(n, "off-"), "off.txt")
+    cases = ("cache off", "cache on (misses)", "cache on (hits)")
+    ratios: dict[str, list[float]] = {c: [] for c in cases}
     with _fleet.server():
         from producers import EmbeddingClient
 
-        ref_cpu: list[float] = []
-        ref = [in_process(model, sources["off-"], ref_cpu)]
         with _fleet.workers(config, concurrency=2) as started:
             client = EmbeddingClient()
             cost = warm_up(client)
@@ -243,42 +248,49 @@ def main() -> None:
                 if cost
                 else "published cost      none"
             )
-            rows = {}
-            for label, src, cache in (
-                ("cache off", sources["off-"], False),
-                ("cache on (misses)", sources["on-"], True),
-                ("cache on (hits)", sources["on-"], True),
-            ):
-                client.redis.config_resetstat()
-                seconds, submitted, job, vectors, cpu = fleet(
-                    client, src, cache, started[0].proc.pid, **submit
-                )
-                rows[label] = (seconds, submitted, job, vectors, redis_stats(client), cpu)
+            ref_cpu: list[float] = []
+            before = n / in_process(model, off, ref_cpu)
+            for round_ in range(args.rounds):
+                fresh = write_texts(make_texts(n, f"on{round_}-"), f"on{round_}.txt")
+                for label, src, cache in zip(
+                    cases, (off, fresh, fresh), (False, True, True), strict=True
+                ):
+                    client.redis.config_resetstat()
+                    seconds, submitted, job, vectors, cpu = fleet(
+                        client, src, cache, started[0].proc.pid, **submit
+                    )
+                    redis = redis_stats(client)
+                    after = n / in_process(model, off, ref_cpu)
+                    rate, reference = n / seconds, (before + after) / 2
+                    ratios[label].append(rate / reference)
+                    calls = sum(c for c, _ in redis.values())
+                    print(
+                        f"fleet {label:18} {rate:7.0f} rows/s = {rate / reference:.2f}x in-process "
+                        f"({before:.0f} before, {after:.0f} after); {seconds:.2f} s, submit "
+                        f"{submitted:.2f} s, {job.record.total} chunks, "
+                        f"{calls / job.record.total:.1f} Redis commands/chunk"
+                    )
+                    print(
+                        "    CPU us/text     "
+                        + ", ".join(f"{k} {v / n * 1e6:.1f}" for k, v in cpu.items())
+                        + f" (total {sum(cpu.values()) / n * 1e6:.1f}; in-process "
+                        f"{ref_cpu[-1] / n * 1e6:.1f})",
+                        flush=True,
+                    )
+                    if label == "cache on (misses)":
+                        missed = vectors
+                    elif label == "cache on (hits)":
+                        print(
+                            f"    hits bit-identical to the misses' vectors: {missed.tobytes() == vectors.tobytes()}"
+                        )
+                    before = after
             encode_s = sum(s for _, s in started[0].chunk_seconds())
-        ref.append(in_process(model, sources["off-"], ref_cpu))
-        in_rate = args.texts / float(np.mean(ref))
-        print(
-            f"in-process          {in_rate:9.0f} rows/s (mean of before {args.texts / ref[0]:.0f} "
-            f"and after {args.texts / ref[1]:.0f})"
-        )
-        for label, (seconds, submitted, job, _, redis, cpu) in rows.items():
-            calls = sum(c for c, _ in redis.values())
+        for label in cases:
             print(
-                f"fleet {label:18} {args.texts / seconds:9.0f} rows/s  {args.texts / seconds / in_rate:.2f}x "
-                f"in-process  ({seconds:.2f} s, submit {submitted:.2f} s, {job.record.total} chunks, "
-                f"{calls / job.record.total:.1f} Redis commands/chunk)"
+                f"median {label:17} {float(np.median(ratios[label])):.2f}x in-process "
+                f"over {args.rounds} round(s)"
             )
-            print(
-                "    CPU us/text     "
-                + ", ".join(f"{k} {v / args.texts * 1e6:.1f}" for k, v in cpu.items())
-                + f" (total {sum(cpu.values()) / args.texts * 1e6:.1f}; in-process "
-                f"{np.mean(ref_cpu) / args.texts * 1e6:.1f})"
-            )
-        same = rows["cache on (misses)"][3].tobytes() == rows["cache on (hits)"][3].tobytes()
-        print(f"hits bit-identical  {same}")
-        print(
-            f"worker chunk time   {encode_s:.2f} s over the 3 jobs (chunk_done log: Runtime.embed)"
-        )
+        print(f"worker chunk time   {encode_s:.2f} s in all jobs (chunk_done log: Runtime.embed)")
         if not args.no_profile:
             profile_run(config, args.profile_texts, submit)
     _fleet.footer()
