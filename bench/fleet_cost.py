@@ -194,7 +194,7 @@ def profile_run(config: Path, n: int, submit: dict[str, Any]) -> None:
     src = write_texts(make_texts(n, "profile-"), "profile.txt")
     with _fleet.workers(config, concurrency=2, env={"EMBEDFLEET_PROFILE": prefix}):
         client = EmbeddingClient()
-        warm_up(client)
+        client.embed(["warm up", "the worker"], model=MODEL)  # one tiny task in the profile
         client.redis.config_resetstat()
         producer = cProfile.Profile()
         producer.enable()
@@ -292,7 +292,14 @@ def main() -> None:
             )
         print(f"worker chunk time   {encode_s:.2f} s in all jobs (chunk_done log: Runtime.embed)")
         if not args.no_profile:
-            profile_run(config, args.profile_texts, submit)
+            # A fresh worker has published no cost yet: the profiled job gets the chunk
+            # size the measured worker's cost gave.
+            from tasks.chunking import budget_for
+
+            tokens, texts = budget_for(cost, args.profile_texts)
+            profile_run(
+                config, args.profile_texts, {"max_tokens": tokens, "max_texts": texts} | submit
+            )
     _fleet.footer()
 
 

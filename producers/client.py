@@ -113,7 +113,7 @@ class EmbeddingClient:
         model, alias, version = self.resolve_model(model, key or job_id)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if max_tokens is None or max_texts is None:
-            tokens, count = budget_for(self.seconds_per_text(model))
+            tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
         record = jobstore.create(self.redis, job_id, model, version, order, bounds, alias)

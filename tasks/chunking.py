@@ -29,6 +29,10 @@ SPECIAL_TOKENS = 2
 TARGET_CHUNK_S = 0.05
 #: Texts a chunk of a cheap model may hold (the wire's limit, tasks.wire).
 MAX_CHEAP_TEXTS = 4096
+#: Chunks a job of a cheap model is cut into at least, so its chunks overlap: the
+#: producer sends, workers encode and the producer gathers at the same time, and the
+#: job spreads over that many worker threads.
+MIN_CHUNKS = 8
 
 
 def utf8_lengths(texts: list[str]) -> np.ndarray:
@@ -50,17 +54,20 @@ def estimate_tokens(
     return np.minimum(est, window)
 
 
-def budget_for(seconds_per_text: float | None) -> tuple[int, int]:
+def budget_for(seconds_per_text: float | None, job_texts: int | None = None) -> tuple[int, int]:
     """``(max_tokens, max_texts)`` for a model that encodes a text in ``seconds_per_text``
-    (as its workers measured it; None when unknown).
+    (as its workers measured it; None when unknown), for a job of ``job_texts`` texts.
 
     Models slower than ``TARGET_CHUNK_S / DEFAULT_MAX_TEXTS`` (all transformers on CPU)
     keep the defaults; cheaper ones get chunks of ``TARGET_CHUNK_S`` of work, up to
-    :data:`MAX_CHEAP_TEXTS` texts, with the token budget grown in proportion.
+    :data:`MAX_CHEAP_TEXTS` texts and no more than a job's :data:`MIN_CHUNKS`-th part,
+    with the token budget grown in proportion.
     """
     if seconds_per_text is None or seconds_per_text <= 0:
         return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
     texts = min(MAX_CHEAP_TEXTS, int(TARGET_CHUNK_S / seconds_per_text))
+    if job_texts is not None:
+        texts = min(texts, -(-job_texts // MIN_CHUNKS))
     if texts <= DEFAULT_MAX_TEXTS:
         return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
     return DEFAULT_MAX_TOKENS * texts // DEFAULT_MAX_TEXTS, texts

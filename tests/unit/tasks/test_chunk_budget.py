@@ -24,6 +24,14 @@ def test_cheap_models_get_chunks_of_the_target_work():
     assert tokens == DEFAULT_MAX_TOKENS * 1000 // DEFAULT_MAX_TEXTS
 
 
+def test_a_cheap_models_job_keeps_several_chunks():
+    from tasks.chunking import MIN_CHUNKS
+
+    assert budget_for(1e-6, job_texts=20_000)[1] == -(-20_000 // MIN_CHUNKS)
+    assert budget_for(1e-6, job_texts=10)[1] == DEFAULT_MAX_TEXTS  # small jobs: the defaults
+    assert budget_for(1e-6, job_texts=10**6)[1] == MAX_CHEAP_TEXTS
+
+
 def test_the_cheapest_models_stop_at_the_wire_limit():
     from tasks.wire import MAX_TEXTS_PER_CHUNK
 
