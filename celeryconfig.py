@@ -1,29 +1,41 @@
-"""Every Celery setting of embedfleet, read from ``EMBEDFLEET_*`` environment variables.
+"""Every Celery setting of embedfleet, from the typed settings (``tasks.settings``).
 
-Loaded by ``tasks.app`` with ``config_from_object``; import-time only reads the
-environment, so the same module serves producers and workers.
+Loaded by ``tasks.app`` with ``config_from_object``, also under
+``celery -A tasks worker|inspect|flower``: import time reads and checks the
+``EMBEDFLEET_*`` environment once (:data:`SETTINGS`), so the same module serves
+producers and workers. A bad value raises a one-line ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
 from typing import Any
 from urllib.parse import urlparse
 
+from tasks.settings import Settings, load_settings
+
+#: This process's settings, read once; the values below come from it.
+SETTINGS = load_settings()
+
 #: Broker and result backend (any Redis-compatible server; ``rediss://`` for TLS,
 #: a password as ``redis://:PASSWORD@host:port/0`` for Redis AUTH).
-REDIS_URL = os.environ.get("EMBEDFLEET_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = SETTINGS.redis_url
 
 #: Seconds before an unacked chunk of a dead worker is delivered again.
-VISIBILITY_TIMEOUT_S = int(os.environ.get("EMBEDFLEET_VISIBILITY_TIMEOUT_S", "3600"))
+VISIBILITY_TIMEOUT_S = SETTINGS.visibility_timeout_s
 
 #: Times a chunk may be delivered before it is failed instead of run again: a chunk
 #: whose every delivery killed its worker (out of memory, a crash) must not loop.
-MAX_DELIVERIES = int(os.environ.get("EMBEDFLEET_MAX_DELIVERIES", "3"))
+MAX_DELIVERIES = SETTINGS.max_deliveries
 
 #: Seconds that chunk results and job records stay in Redis.
-RESULT_TTL_S = int(os.environ.get("EMBEDFLEET_RESULT_TTL_S", str(7 * 24 * 3600)))
+RESULT_TTL_S = SETTINGS.result_ttl_s
+
+#: Bytes of text one chunk message may carry (``tasks.wire.validate_request``).
+MAX_CHUNK_BYTES = SETTINGS.max_chunk_bytes
+
+#: Redis priority step of dataset chunks (tasks/datasets.py): 9 = after list jobs.
+DATASET_PRIORITY = SETTINGS.dataset_priority
 
 # kombu scans for unacked messages of dead consumers every
 # unacked_restore_interval * unacked_restore_throttle seconds (10 x 10 by default),
@@ -38,7 +50,7 @@ _TRANSPORT_OPTIONS = {
 }
 
 
-def tls_options(url: str, env: Any = os.environ) -> dict[str, Any] | None:
+def tls_options(url: str, settings: Settings = SETTINGS) -> dict[str, Any] | None:
     """SSL options for a ``rediss://`` URL from ``EMBEDFLEET_REDIS_TLS_*``; None otherwise.
 
     The server certificate is verified unless ``EMBEDFLEET_REDIS_TLS_CERT_REQS=none``
@@ -46,24 +58,19 @@ def tls_options(url: str, env: Any = os.environ) -> dict[str, Any] | None:
     """
     if urlparse(url).scheme != "rediss":
         return None
-    reqs = env.get("EMBEDFLEET_REDIS_TLS_CERT_REQS", "required").strip().lower()
     levels = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-    if reqs not in levels:
-        raise ValueError(
-            f"EMBEDFLEET_REDIS_TLS_CERT_REQS must be one of {sorted(levels)}, got {reqs!r}"
-        )
-    options: dict[str, Any] = {"ssl_cert_reqs": levels[reqs]}
-    for var, key in (
-        ("EMBEDFLEET_REDIS_TLS_CA_CERTS", "ssl_ca_certs"),
-        ("EMBEDFLEET_REDIS_TLS_CERTFILE", "ssl_certfile"),
-        ("EMBEDFLEET_REDIS_TLS_KEYFILE", "ssl_keyfile"),
+    options: dict[str, Any] = {"ssl_cert_reqs": levels[settings.redis_tls_cert_reqs]}
+    for value, key in (
+        (settings.redis_tls_ca_certs, "ssl_ca_certs"),
+        (settings.redis_tls_certfile, "ssl_certfile"),
+        (settings.redis_tls_keyfile, "ssl_keyfile"),
     ):
-        if env.get(var):
-            options[key] = env[var]
+        if value:
+            options[key] = value
     return options
 
 
-def url_settings(url: str, env: Any = os.environ) -> dict[str, Any]:
+def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
     """The settings that follow from the broker URL: TLS, transport, Sentinel master.
 
     - ``rediss://``: TLS for broker and result backend alike (:func:`tls_options`).
@@ -77,14 +84,14 @@ def url_settings(url: str, env: Any = os.environ) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
-        "broker_use_ssl": tls_options(url, env),
-        "redis_backend_use_ssl": tls_options(url, env),
+        "broker_use_ssl": tls_options(url, settings),
+        "redis_backend_use_ssl": tls_options(url, settings),
     }
     if scheme in ("redis", "rediss"):
         settings["broker_transport"] = "tasks.transport:Transport"
     elif scheme == "sentinel":
         settings["broker_transport"] = "tasks.transport:SentinelTransport"
-        options["master_name"] = env.get("EMBEDFLEET_REDIS_SENTINEL_MASTER", "mymaster")
+        options["master_name"] = settings.redis_sentinel_master
     settings["broker_transport_options"] = options
     settings["result_backend_transport_options"] = dict(options)
     return settings

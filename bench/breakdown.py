@@ -27,8 +27,6 @@ from typing import Any
 import _fleet
 import numpy as np
 
-os.environ["EMBEDFLEET_EMBED_CACHE"] = "0"  # compute only: no cache lookups in Runtime.embed
-
 
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
@@ -86,12 +84,15 @@ def chunks_of(texts: list[str], max_tokens: int) -> list[list[str]]:
 
 
 def runtime() -> Any:
+    from tasks.settings import Settings
     from workers.config.loader import parse_model_config
     from workers.serving.runtime import Runtime
     from workers.serving.threads import configure_threads
 
     configure_threads(1)
-    rt = Runtime(parse_model_config({_fleet.MODEL: _fleet.model_entry()}), budget_gb=4.0)
+    config = parse_model_config({_fleet.MODEL: _fleet.model_entry()})
+    # compute only: no embedding cache, so no cache lookups in Runtime.embed
+    rt = Runtime(config, Settings(embed_cache=False), budget_gb=4.0)
     rt.embed(_fleet.MODEL, ["warm up", "the model"], {"cache": False})
     return rt
 

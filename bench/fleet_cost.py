@@ -106,6 +106,56 @@ def warm_up(client: Any) -> float | None:
     return None
 
 
+def in_process_dataset(model: Any, src: Path, out: Path) -> float:
+    """Seconds to read ``src``, encode it and write one parquet file (row, embedding)."""
+    from tasks.io.parts import part_bytes
+    from tasks.io.readers import read_texts
+
+    t0 = time.perf_counter()
+    texts = read_texts(src)
+    vectors = np.concatenate(
+        [model.encode(texts[i : i + 4096]) for i in range(0, len(texts), 4096)]
+    )
+    out.write_bytes(part_bytes(0, vectors))
+    return time.perf_counter() - t0
+
+
+def dataset_job(client: Any, src: Path, out: Path, worker_pid: int) -> tuple[float, Any, dict]:
+    """Seconds end to end of a dataset job (submit, wait for its manifest), job, CPU."""
+    pids = {"producer": os.getpid(), "worker": worker_pid, "redis": _fleet.SERVER_PID}
+    cpu0 = {k: _fleet.cpu_seconds(p) for k, p in pids.items()}
+    t0 = time.perf_counter()
+    job = client.submit_dataset(str(src), MODEL, str(out) + "/")
+    job.wait(timeout=3600)
+    seconds = time.perf_counter() - t0
+    return seconds, job, {k: _fleet.cpu_seconds(pids[k]) - v for k, v in cpu0.items()}
+
+
+def run_dataset(client: Any, model: Any, rows: int, worker_pid: int) -> None:
+    import pyarrow.parquet as pq
+
+    src = write_texts(make_texts(rows, "ds-"), "dataset.txt")
+    ref = _fleet._WORK / "in-process.parquet"
+    before = rows / in_process_dataset(model, src, ref)
+    out = _fleet._WORK / "dataset-out"
+    seconds, job, cpu = dataset_job(client, src, out, worker_pid)
+    after = rows / in_process_dataset(model, src, ref)
+    rate, reference = rows / seconds, (before + after) / 2
+    table = pq.read_table(out)
+    assert table.num_rows == rows and sorted(table.column("row").to_pylist()) == list(range(rows))
+    print(
+        f"dataset job        {rate:7.0f} rows/s = {rate / reference:.2f}x in-process "
+        f"({before:.0f} before, {after:.0f} after: read, encode, write one parquet); "
+        f"{rows} rows, {seconds:.2f} s, {job.record.total} chunks, every row once"
+    )
+    print(
+        "    CPU us/row      "
+        + ", ".join(f"{k} {v / rows * 1e6:.1f}" for k, v in cpu.items())
+        + f" (total {sum(cpu.values()) / rows * 1e6:.1f})",
+        flush=True,
+    )
+
+
 def redis_stats(client: Any) -> dict[str, tuple[int, float]]:
     """cmd -> (calls, server microseconds) since the last reset."""
     info = client.redis.info("commandstats")
@@ -220,6 +270,7 @@ def main() -> None:
     parser.add_argument("--profile-texts", type=int, default=50_000)
     parser.add_argument("--max-texts", type=int, default=None, help="override chunk size")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--dataset-rows", type=int, default=500_000, help="0: no dataset job")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
     _fleet.header("fleet cost: micro-hash model (~23 us/text), fleet vs in-process")
@@ -284,6 +335,8 @@ def main() -> None:
                             f"    hits bit-identical to the misses' vectors: {missed.tobytes() == vectors.tobytes()}"
                         )
                     before = after
+            if args.dataset_rows:
+                run_dataset(client, model, args.dataset_rows, started[0].proc.pid)
             encode_s = sum(s for _, s in started[0].chunk_seconds())
         for label in cases:
             print(

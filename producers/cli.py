@@ -26,9 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.logs import configure_logging
+    from tasks.settings import load_settings
 
-    configure_logging(os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"))
     try:
+        # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
+        args.settings = load_settings()
+        configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
         return int(args.func(args) or EXIT_OK)
     except JobFailedError as exc:
         print(f"embedfleet: {exc}", file=sys.stderr)
@@ -76,12 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--loglevel", default="INFO")
 
     sp = cmd("submit", _submit, "submit an embedding job")
-    sp.add_argument("--model", required=True)
+    sp.add_argument("--model", help="model or alias (OpenAI batch input: body.model)")
     src = sp.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="a .jsonl, .csv, .parquet or .txt file")
+    src.add_argument(
+        "--input", help="a .jsonl/.csv/.parquet/.txt file, a folder, a glob or s3:// URL"
+    )
     src.add_argument("--text", nargs="+", help="texts given on the command line")
     sp.add_argument("--field", help="field or column holding the text (default: text)")
-    sp.add_argument("--output", help="write embeddings here (.npy, .parquet, .jsonl)")
+    sp.add_argument(
+        "--output",
+        help="a file (.npy, .parquet, .jsonl), or DEST/ or s3://bucket/prefix/ for a "
+        "dataset job (one parquet part per chunk, see docs/DATASETS.md)",
+    )
+    sp.add_argument("--format", help="input format: jsonl, csv, parquet, txt or openai")
+    sp.add_argument("--id-field", help="field carried as `id` (default: id or custom_id)")
+    sp.add_argument("--chunk-rows", type=int, default=1024, help="dataset job: rows a part")
+    sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
+    sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
@@ -98,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--output", required=True)
     sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument("--delete", action="store_true", help="free the job's keys once written")
+
+    sp = cmd("retry", _retry, "re-run only a job's failed or missing chunks")
+    sp.add_argument("job")
+    sp.add_argument("--wait", action="store_true")
+    sp.add_argument("--timeout", type=float, default=3600)
+
+    sp = cmd("delete", _delete, "free a job's keys in Redis now")
+    sp.add_argument("job")
 
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
     sp.add_argument("--json", action="store_true")
@@ -168,20 +191,34 @@ def _down(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from workers.serving.main import run_worker
 
-    return run_worker(args.models, args.concurrency, args.name, args.loglevel)
+    return run_worker(args.models, args.concurrency, args.name, args.loglevel, args.settings)
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from producers.writers import check_output
-    from tasks.io.readers import read_texts
+    from producers import dataset_cli
+    from producers.writers import check_output, check_writable
+    from tasks.io.readers import read_rows
 
-    out = check_output(args.output) if args.output else None
-    texts = read_texts(args.input, args.field) if args.input else args.text
-    job = _client().submit(texts, model=args.model, key=args.key, cache=not args.no_cache)
-    print(job.id, flush=True)  # scripts read the id before the wait ends
+    if dataset_cli.is_dataset(args):
+        return dataset_cli.submit(args, _client())
+    if not args.model:
+        raise UsageError("--model is required")
+    out = check_writable(check_output(args.output)) if args.output else None
+    rows = read_rows(args.input, args.field, args.id_field) if args.input else None
+    texts = rows.texts if rows is not None else args.text
+    job = _client().submit(
+        texts,
+        model=args.model,
+        key=args.key,
+        cache=not args.no_cache,
+        # scripts read the id before the first chunk is sent
+        announce=lambda job_id: print(job_id, flush=True),
+        source=(os.path.abspath(args.input), args.field) if args.input else None,
+    )
     progress = sys.stderr.isatty() or args.wait
     if out is not None:
-        output.write_job(job, out, timeout=args.timeout, progress=progress)
+        ids = rows.ids if rows is not None else None
+        output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
         print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
     elif args.wait:
         job.wait(timeout=args.timeout, progress=progress)
@@ -189,22 +226,61 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from producers.dataset_cli import status_text
+
     status = _client().job(args.job).status()
-    print(json.dumps(status) if args.json else output.status_text(status))
+    text = status_text(status) if status.get("kind") == "dataset" else output.status_text(status)
+    print(json.dumps(status) if args.json else text)
     return EXIT_FAILED if status["state"] == "FAILURE" else EXIT_OK
 
 
 def _result(args: argparse.Namespace) -> int:
     from producers.writers import check_output
 
-    path = check_output(args.output)
     job = _client().job(args.job)
+    if getattr(job, "kind", "list") == "dataset":
+        return _dataset_result(job, args)
+    from producers.submitting import recorded_ids
+
+    path = check_output(args.output)
     partial = args.partial or job.status()["state"] == "CANCELLED"
-    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)
+    ids = recorded_ids(job) if path.suffix.lower() != ".npy" else None
+    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids)
     if partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
+    if args.delete:
+        job.delete()
     return EXIT_OK
+
+
+def _dataset_result(job: Any, args: argparse.Namespace) -> int:
+    """A dataset job's vectors are its parts; an OpenAI job also writes a .jsonl file."""
+    if job.record.spec.get("format") != "openai" or not args.output.endswith(".jsonl"):
+        raise UsageError(
+            f"job {job.id} is a dataset job: its embeddings are the parquet parts in "
+            f"{job.output} (an OpenAI batch job can also be written as a .jsonl file)"
+        )
+    from producers.openai_output import write_openai_output
+
+    job.wait(timeout=args.timeout)
+    lines = write_openai_output(job, args.output)
+    print(f"wrote {lines} responses to {args.output}", file=sys.stderr)
+    if args.delete:
+        job.delete()
+    return EXIT_OK
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from producers import dataset_cli
+
+    return dataset_cli.retry(args, _client())
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from producers import dataset_cli
+
+    return dataset_cli.delete(args, _client())
 
 
 def _jobs(args: argparse.Namespace) -> int:

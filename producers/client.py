@@ -6,7 +6,6 @@ chunk results (the Celery result backend) live in Redis.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from tasks import jobstore
 from tasks.chunking import budget_for, plan_chunks
 from tasks.io.readers import check_texts
 from tasks.retry import retry_while_unreachable
-from tasks.routing import EMBED_TASK, queue_for
+from tasks.settings import Settings, load_settings
 from tasks.spec import read_local_config, spec_version
 from tasks.wire import MAX_CHARS_PER_TEXT
 
@@ -43,11 +42,17 @@ class EmbeddingClient:
     ``EMBEDFLEET_MODEL_CONFIG``); ``redis_url`` / ``config_source`` override them.
     """
 
-    def __init__(self, redis_url: str | None = None, config_source: str | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        config_source: str | None = None,
+        settings: Settings | None = None,
+    ) -> None:
         from tasks.app import app as default_app
         from tasks.app import make_app
 
-        self.app: Celery = make_app(redis_url) if redis_url else default_app
+        self.settings = settings or load_settings()
+        self.app: Celery = make_app(redis_url, self.settings) if redis_url else default_app
         self.config_source = config_source
 
     @property
@@ -66,7 +71,7 @@ class EmbeddingClient:
         local = self.config_source
         if local is None:
             catalog = retry_while_unreachable(lambda: fleet_catalog.read(self.redis))
-            local = os.environ.get("EMBEDFLEET_MODEL_CONFIG")
+            local = self.settings.config_source
             if model in catalog.models or model in catalog.aliases or not local:
                 if catalog.empty:
                     raise UnknownModelError(
@@ -94,13 +99,17 @@ class EmbeddingClient:
         max_texts: int | None = None,
         key: str | None = None,
         cache: bool = True,
+        announce: Callable[[str], None] | None = None,
+        source: tuple[str, str | None] | None = None,
     ) -> Job:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
         ``model`` may be an A/B alias: the job gets one of its targets, chosen from
         ``key`` (e.g. a user or tenant id) or else the job id, so the same key always
         gets the same target. The job is pinned to the version of the model it resolved
-        now. ``cache=False`` bypasses the fleet-wide embedding cache. ``max_tokens`` /
+        now. ``cache=False`` bypasses the fleet-wide embedding cache. ``announce(job_id)``
+        runs once the job is recorded, before its first chunk is sent; ``source`` (path,
+        field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.chunking.budget_for``).
         """
@@ -116,27 +125,20 @@ class EmbeddingClient:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
-        record = jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
-        queue = queue_for(model)
-        with self.app.producer_or_acquire() as producer:
-            for index in range(record.total):
-                rows = record.chunk_rows(index)
-                self.app.send_task(
-                    EMBED_TASK,
-                    kwargs={
-                        "job_id": job_id,
-                        "index": index,
-                        "model": model,
-                        "texts": [texts[r] for r in rows],
-                        "options": {"version": version, "cache": bool(cache)},
-                    },
-                    task_id=jobstore.chunk_task_id(job_id, index),
-                    queue=queue,
-                    producer=producer,
-                    kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, "
-                    f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
+        record = retry_while_unreachable(
+            lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+        )
+        if source is not None:  # `retry` re-reads the file for chunks that were never sent
+            retry_while_unreachable(
+                lambda: self.redis.hset(
+                    jobstore.PREFIX + job_id, mapping={"input": source[0], "field": source[1] or ""}
                 )
-        return Job(self, record)
+            )
+        if announce is not None:
+            announce(job_id)
+        job = Job(self, record, texts)
+        job.send_chunks(range(record.total), cache=cache)
+        return job
 
     def seconds_per_text(self, model: str) -> float | None:
         """What one text costs ``model`` in the fleet, as its workers publish it (None when
@@ -149,8 +151,24 @@ class EmbeddingClient:
             return None
         return served.seconds_per_text if served is not None else None
 
-    def job(self, job_id: str) -> Job:
-        """A job submitted earlier, by any process."""
+    def submit_dataset(self, source: str, model: str | None, output: str, **options: Any) -> Any:
+        """Queue a dataset job: rows from ``source`` (file, folder, glob, ``s3://``), one
+        parquet part per chunk into ``output`` (a folder or ``s3://`` prefix); returns a
+        :class:`producers.datasets.DatasetJob`. See docs/DATASETS.md for ``options``."""
+        from producers.datasets import submit_dataset
+
+        return submit_dataset(self, source, model, output, **options)
+
+    def job(self, job_id: str) -> Any:
+        """A job submitted earlier, by any process (a :class:`Job`, or a
+        :class:`producers.datasets.DatasetJob` for a dataset job)."""
+        from tasks import datasets
+
+        found = retry_while_unreachable(lambda: datasets.load(self.redis, job_id), STATUS_RETRY_S)
+        if found is not None:
+            from producers.datasets import DatasetJob
+
+            return DatasetJob(self, found)
         record = retry_while_unreachable(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
         if record is None:
             raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
@@ -218,11 +236,40 @@ class EmbeddingClient:
 class Job:
     """A submitted job: follow it with :meth:`status`, gather it with :meth:`wait`."""
 
-    def __init__(self, client: EmbeddingClient, record: jobstore.JobRecord) -> None:
+    kind = "list"
+
+    def __init__(
+        self,
+        client: EmbeddingClient,
+        record: jobstore.JobRecord,
+        texts: Sequence[str] | None = None,
+    ) -> None:
         self.client = client
         self.record = record
         self.id = record.id
         self.model = record.model
+        self._texts = texts  # kept by the submitting process, for retry
+
+    def send_chunks(self, indices: Any, cache: bool = True) -> None:
+        """Send chunks ``indices``, retrying while Redis is unreachable; when it stays
+        down, the chunks not sent are recorded as failed with the reason (``retry``
+        sends them again) and :class:`UsageError` says so."""
+        from producers.submitting import send_list_chunks
+
+        send_list_chunks(self, list(indices), cache)
+
+    def retry(self, texts: Sequence[str] | None = None) -> int:
+        """Send again the chunks that failed (or were never sent); returns how many.
+        Texts come from ``texts``, the submitting process, or the input file recorded."""
+        from producers.submitting import retry_list_job
+
+        return retry_list_job(self, texts)
+
+    def delete(self) -> int:
+        """Drop the job's keys and chunk results from Redis now."""
+        from tasks import job_admin
+
+        return job_admin.delete(self.client.redis, self.id, self.record.total)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
@@ -241,6 +288,11 @@ class Job:
         state = jobstore.state_of(
             record.total, len(done), len(failed), record.cancelled, record.started
         )
+        from producers.submitting import submit_stalled
+
+        stalled = submit_stalled(redis, self.id, state)
+        if stalled:
+            state, failed = "FAILURE", {**failed, -1: stalled}
         return {
             "id": self.id,
             "model": record.model,

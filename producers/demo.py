@@ -29,7 +29,7 @@ def run_demo(input_path: str | None, model: str, output: str) -> int:
     texts = read_texts(input_path or SAMPLE)
     client = EmbeddingClient()
     # The demo's worker reads this config: an unreadable one stops it before anything starts.
-    read_local_config(os.environ.get("EMBEDFLEET_MODEL_CONFIG") or "models.json")
+    read_local_config(client.settings.config_source or "models.json")
     started = fleet.Started(server=fleet.start_server_if_needed())
     try:
         where = "started an embedded server" if started.server else "using the running server"

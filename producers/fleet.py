@@ -7,16 +7,19 @@ what ``up`` started, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from producers.server import ServerHandle, ensure_server, redact
 from tasks.host import usable_cores
+from tasks.settings import Settings
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0
@@ -26,18 +29,23 @@ FLOWER_PORT = 5555
 FLOWER_CONF = Path(__file__).with_name("flowerconfig.py")
 
 
+def settings() -> Settings:
+    """This process's settings, read once (``celeryconfig.SETTINGS``)."""
+    import celeryconfig
+
+    return celeryconfig.SETTINGS
+
+
 def state_dir() -> Path:
     """Folder of pid files, logs and the embedded server's data."""
-    path = Path(os.environ.get("EMBEDFLEET_STATE_DIR", "~/.embedfleet")).expanduser()
+    path = settings().state_dir
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def redis_url() -> str:
     """The broker URL of this environment."""
-    import celeryconfig
-
-    return celeryconfig.REDIS_URL
+    return settings().redis_url
 
 
 @dataclass
@@ -49,7 +57,8 @@ class Started:
 
     def stop(self, timeout: float = 20.0) -> None:
         for name, proc in self.processes:
-            _terminate(proc.pid, timeout)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                _terminate(psutil.Process(proc.pid), timeout)
             _pidfile(name).unlink(missing_ok=True)
             proc.wait()
         if self.server is not None:
@@ -61,7 +70,7 @@ def start_server_if_needed() -> ServerHandle | None:
     """Embedded default: start a server when the configured local one is silent."""
     handle = ensure_server(redis_url(), state_dir() / "server")
     if handle is not None:
-        _pidfile("server").write_text(str(handle.pid))
+        _record("server", handle.pid)
     return handle
 
 
@@ -90,7 +99,7 @@ def start_worker(
         start_new_session=True,
         env={**os.environ, **(env or {})},
     )
-    _pidfile(name).write_text(str(proc.pid))
+    _record(name, proc.pid)
     return proc
 
 
@@ -126,7 +135,7 @@ def start_flower(
         start_new_session=True,
         env=env,
     )
-    _pidfile("flower").write_text(str(proc.pid))
+    _record("flower", proc.pid)
     return proc
 
 
@@ -187,10 +196,10 @@ def up(
     """
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]
-    metrics_base = int(os.environ.get("EMBEDFLEET_METRICS_PORT", "0") or 0)
+    metrics_base = settings().metrics_port
     for i, name in enumerate(names):
         env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}
-        if "EMBEDFLEET_THREADS" not in os.environ:
+        if settings().threads is None:
             # N workers on one machine share its cores: N x all-cores threads
             # oversubscribe them (0.74x in bench/scale.py).
             env["EMBEDFLEET_THREADS"] = str(max(1, usable_cores() // max(1, workers)))
@@ -211,17 +220,14 @@ def up(
 def down() -> list[str]:
     """Stop everything ``up`` recorded in the state folder; returns what was stopped."""
     stopped = []
-    for pidfile in sorted(state_dir().glob("*.pid")):
-        name = pidfile.stem
-        try:
-            pid = int(pidfile.read_text())
-        except ValueError:
-            pidfile.unlink()
-            continue
-        if name == "server":
-            ServerHandle(url=redis_url(), pid=pid, binary="").stop()
-        if _terminate(pid, 20.0):
-            stopped.append(name)
+    # workers and Flower first, the server they talk to last
+    for pidfile in sorted(state_dir().glob("*.pid"), key=lambda p: (p.stem == "server", p.stem)):
+        proc = _recorded(pidfile)
+        if proc is not None:
+            if pidfile.stem == "server":
+                ServerHandle(url=redis_url(), pid=proc.pid, binary="").stop()
+            _terminate(proc, 20.0)
+            stopped.append(pidfile.stem)
         pidfile.unlink(missing_ok=True)
     return stopped
 
@@ -234,30 +240,61 @@ def _pidfile(name: str) -> Path:
     return state_dir() / f"{name}.pid"
 
 
-def _terminate(pid: int, timeout: float) -> bool:
-    """SIGTERM, then SIGKILL after ``timeout``; True if the process existed."""
+def _record(name: str, pid: int) -> None:
+    """Write ``name``'s pid file: the pid and the process's start time, so ``down``
+    never signals another process that reused the pid after a reboot or a crash."""
     try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        started = 0.0
+    _pidfile(name).write_text(f"{pid} {started!r}")
+
+
+def _recorded(pidfile: Path) -> psutil.Process | None:
+    """The live process a pid file names, or None (gone, reused pid, unreadable file)."""
+    try:
+        fields = pidfile.read_text().split()
+        pid, started = int(fields[0]), float(fields[1]) if len(fields) > 1 else None
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 0.01:
+            return None  # the pid now belongs to another process
+        return proc
+    except (ValueError, IndexError, OSError, psutil.Error):
+        return None
+
+
+def _terminate(proc: psutil.Process, timeout: float) -> None:
+    """SIGTERM to ``proc`` and its children, SIGKILL to what is left after ``timeout``."""
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    alive = _wait_gone(family, timeout)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    _wait_gone(alive, 10.0)
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until ``procs`` have exited; returns those still running after ``timeout``.
+
+    Not ``psutil.wait_procs``: a process ``up`` started outlives ``up`` and is
+    reparented; where nothing reaps it, it stays a zombie, which is gone for us.
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        if _is_zombie(pid):
-            return True
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
         time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return True
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
-def _is_zombie(pid: int) -> bool:
+def _running(proc: psutil.Process) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except (OSError, IndexError):
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False

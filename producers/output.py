@@ -95,8 +95,10 @@ def write_job(
     timeout: float | None = None,
     progress: bool = True,
     allow_failed: bool = False,
+    ids: list[str | None] | None = None,
 ) -> None:
-    """Wait for a job and write its embeddings in input order.
+    """Wait for a job and write its embeddings in input order (``ids``: an ``id``
+    column / field for .parquet and .jsonl).
 
     A .npy output is a memory map filled as chunks arrive, so a big job never sits in
     memory; other formats are written once the job is gathered.
@@ -105,7 +107,7 @@ def write_job(
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors)
+        write_embeddings(path, vectors, ids)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

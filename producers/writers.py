@@ -1,6 +1,7 @@
 """Output files, chosen by extension: .npy (n x dim float32), .parquet, .jsonl.
 
-Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding``.
+Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding``, and
+``id`` when the input rows had one (``id``, ``custom_id`` or ``--id-field``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,23 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def write_embeddings(path: str | Path, vectors: np.ndarray) -> Path:
-    """Write ``vectors`` (input order) to ``path``; the format comes from the extension."""
+def check_writable(path: Path) -> Path:
+    """Refuse an output path that cannot be written, before the job is queued."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the output there: {exc.strerror or exc}") from None
+    return path
+
+
+def write_embeddings(
+    path: str | Path, vectors: np.ndarray, ids: list[str | None] | None = None
+) -> Path:
+    """Write ``vectors`` (input order) to ``path``; the format comes from the extension.
+    ``ids`` (the input's id of each row) become an ``id`` column / field."""
     path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -38,12 +54,18 @@ def write_embeddings(path: str | Path, vectors: np.ndarray) -> Path:
 
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
         column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-        table = pa.table({"index": pa.array(np.arange(len(vectors))), "embedding": column})
+        columns = {"index": pa.array(np.arange(len(vectors))), "embedding": column}
+        if ids is not None:
+            columns["id"] = pa.array(ids, type=pa.string())
+        table = pa.table(columns)
         pq.write_table(table, tmp)
     else:
         with tmp.open("w", encoding="utf-8") as fh:
             for i, row in enumerate(vectors):
-                fh.write(json.dumps({"index": i, "embedding": row.tolist()}) + "\n")
+                line: dict[str, object] = {"index": i, "embedding": row.tolist()}
+                if ids is not None:
+                    line["id"] = ids[i]
+                fh.write(json.dumps(line) + "\n")
     tmp.replace(path)
     return path
 

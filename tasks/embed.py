@@ -26,7 +26,7 @@ from tasks import jobstore
 from tasks.app import app
 from tasks.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
 from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
-from tasks.routing import EMBED_TASK
+from tasks.routing import DATASET_TASK, EMBED_TASK
 from tasks.wire import pack_embeddings, validate_request
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,11 @@ def install_encoder(encoder: Encoder | None) -> None:
     """Make ``encoder`` run this process's chunks (worker boot and tests)."""
     global _encoder
     _encoder = encoder
+
+
+def current_encoder() -> Encoder | None:
+    """The encoder installed in this process (dataset chunks use it too)."""
+    return _encoder
 
 
 def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
@@ -103,7 +108,7 @@ def keep_only_chunk_tasks(celery_app: Celery) -> list[str]:
     every app. A worker runs chunks only, so a message naming any other task is refused
     as unregistered ("Received unregistered task") instead of being run.
     """
-    removed = [name for name in list(celery_app.tasks) if name != EMBED_TASK]
+    removed = [name for name in list(celery_app.tasks) if name not in (EMBED_TASK, DATASET_TASK)]
     for name in removed:
         celery_app.tasks.pop(name, None)
     return removed
@@ -181,7 +186,9 @@ def embed_chunk(
     options: Any = None,
 ) -> dict[str, Any]:
     """Embed one chunk of a job; the result is ``tasks.wire`` framing of float32 bytes."""
-    job_id, index, model, texts, options = validate_request(job_id, index, model, texts, options)
+    job_id, index, model, texts, options = validate_request(
+        job_id, index, model, texts, options, celeryconfig.MAX_CHUNK_BYTES
+    )
     client = self.app.backend.client
     task_id, attempt = str(self.request.id), self.request.retries
     deliveries = with_redis_retry(

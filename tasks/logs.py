@@ -16,14 +16,10 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import re
 import sys
 import time
 from typing import Any, TextIO
-
-#: Env var that switches log lines to JSON objects.
-JSON_ENV = "EMBEDFLEET_LOG_JSON"
 
 #: One ``key=value`` pair; a value is bare (no spaces) or a quoted Python/JSON string.
 _PAIR = re.compile(r"""([A-Za-z_][\w.]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)""")
@@ -35,11 +31,6 @@ _MAX_NUMBER_CHARS = 15
 _TEXT_KEYS = frozenset({"job", "id", "task", "task_id", "config_hash", "worker", "version"})
 #: LogRecord attributes that are not ``extra=`` fields.
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def json_enabled() -> bool:
-    """True when ``EMBEDFLEET_LOG_JSON`` asks for JSON lines."""
-    return os.environ.get(JSON_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def parse_pairs(message: str) -> dict[str, Any] | None:
@@ -121,16 +112,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
-def make_formatter(json_lines: bool | None = None) -> logging.Formatter:
-    """The formatter the environment asks for (JSON when ``EMBEDFLEET_LOG_JSON=1``)."""
-    use_json = json_enabled() if json_lines is None else json_lines
-    return JsonFormatter() if use_json else KeyValueFormatter()
+def make_formatter(json_lines: bool = False) -> logging.Formatter:
+    """JSON lines (``EMBEDFLEET_LOG_JSON=1``, ``Settings.log_json``) or key=value text."""
+    return JsonFormatter() if json_lines else KeyValueFormatter()
 
 
-def configure_logging(level: str | int = "INFO", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str | int = "INFO", stream: TextIO | None = None, json_lines: bool = False
+) -> None:
     """Send every log record to ``stream`` (stderr) as key=value text or JSON lines."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(make_formatter())
+    handler.setFormatter(make_formatter(json_lines))
     if isinstance(level, str):
         level = level.upper()
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -3,6 +3,10 @@
 One helper for producers and workers: kombu's pooled connections go stale across a
 Redis restart (the first call after it fails and drops the connection, the next one
 reconnects), and a worker must not fail a chunk because Redis blinked.
+
+The loop is redis-py's own :class:`redis.retry.Retry` with an exponential backoff
+(0.1 s doubling to 2 s); what this module adds is the window: the call is retried
+until ``deadline_s`` (60 s) would pass, then the last error is raised.
 """
 
 from __future__ import annotations
@@ -13,18 +17,27 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from kombu.exceptions import OperationalError
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
 #: Seconds a call is retried while Redis is unreachable.
 REDIS_RETRY_S = 60.0
-#: What "unreachable" looks like, from redis-py, the OS and kombu.
+#: Seconds before the first retry; each next wait doubles, up to MAX_DELAY_S.
+FIRST_DELAY_S = 0.1
+#: Longest wait between two tries, in seconds.
+MAX_DELAY_S = 2.0
+#: What "unreachable" looks like, from redis-py, the socket and kombu. Not OSError as a
+#: whole: a file that cannot be read or written is not Redis being away, and retrying
+#: it for a minute would only hide the error.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
-    OSError,
+    ConnectionError,  # the builtin: refused, reset, broken pipe
+    TimeoutError,  # the builtin, socket.timeout
     OperationalError,
 )
 
@@ -41,16 +54,18 @@ def retry_while_unreachable(
     ``deadline_s`` has passed, then raise the last error. ``what`` names the call in a
     warning per retry."""
     deadline = time.monotonic() + deadline_s
-    delay = 0.1
-    while True:
-        try:
-            return call()
-        except errors as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            if what is not None:
-                log.warning(
-                    "event=redis_retry what=%r delay_s=%.1f error=%r", what, delay, str(exc)
-                )
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
+    # ExponentialBackoff waits base * 2**failures: 0.1 s after the first failure.
+    backoff = ExponentialBackoff(cap=MAX_DELAY_S, base=FIRST_DELAY_S / 2)
+    failures = 0
+
+    def give_up_at_the_deadline(exc: Exception) -> None:
+        nonlocal failures
+        failures += 1
+        delay = backoff.compute(failures)  # the wait Retry makes next
+        if time.monotonic() + delay > deadline:
+            raise exc
+        if what is not None:
+            log.warning("event=redis_retry what=%r delay_s=%.1f error=%r", what, delay, str(exc))
+
+    retry = Retry(backoff, retries=-1, supported_errors=errors)  # type: ignore[arg-type]
+    return retry.call_with_retry(call, give_up_at_the_deadline)

@@ -28,3 +28,6 @@ def route_task(
     if model is None and args and len(args) > 2:
         model = args[2]
     return {"queue": queue_for(str(model))} if model else None
+
+#: Name of the dataset chunk task (a planned input range -> one parquet part).
+DATASET_TASK = "embedfleet.embed_range"

@@ -10,7 +10,6 @@ so a result is the float32 size plus a few dozen bytes of framing.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -25,17 +24,23 @@ MAX_TEXTS_PER_CHUNK = 4096
 #: Characters kept of one text; longer texts are cut here (the model truncates
 #: to its own window long before this).
 MAX_CHARS_PER_TEXT = 100_000
-#: Bytes of text (UTF-8, before truncation) one chunk message may carry; bigger chunks
-#: are refused. The producer's chunking stays far below: a chunk holds at most
-#: max_tokens / window = 8192 / 256 = 32 long texts of at most 100,000 characters,
-#: 3.2 MB of ASCII (12.8 MB if every character took 4 bytes).
-MAX_CHUNK_BYTES = int(os.environ.get("EMBEDFLEET_MAX_CHUNK_BYTES", str(32 * 1024 * 1024)))
+#: Bytes of text (UTF-8, before truncation) one chunk message may carry by default
+#: (``EMBEDFLEET_MAX_CHUNK_BYTES``); bigger chunks are refused. The producer's chunking
+#: stays far below: a chunk holds at most max_tokens / window = 8192 / 256 = 32 long
+#: texts of at most 100,000 characters, 3.2 MB of ASCII (12.8 MB if every character
+#: took 4 bytes).
+MAX_CHUNK_BYTES = 32 * 1024 * 1024
 #: Option names a chunk may carry.
 KNOWN_OPTIONS = frozenset({"version", "normalize", "cache"})
 
 
 def validate_request(
-    job_id: Any, index: Any, model: Any, texts: Any, options: Any
+    job_id: Any,
+    index: Any,
+    model: Any,
+    texts: Any,
+    options: Any,
+    max_chunk_bytes: int = MAX_CHUNK_BYTES,
 ) -> tuple[str, int, str, list[str], dict[str, Any]]:
     """Check a chunk message field by field; raise :class:`InvalidRequest` naming the field."""
     if not isinstance(job_id, str) or not job_id or len(job_id) > 128:
@@ -58,9 +63,9 @@ def validate_request(
             size += len(text) if text.isascii() else len(text.encode("utf-8"))
         except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800" in JSON
             raise InvalidRequest(f"texts[{i}] is not valid Unicode: {exc.reason}") from None
-        if size > MAX_CHUNK_BYTES:
+        if size > max_chunk_bytes:
             raise InvalidRequest(
-                f"the chunk holds more than {MAX_CHUNK_BYTES} bytes of text "
+                f"the chunk holds more than {max_chunk_bytes} bytes of text "
                 f"(EMBEDFLEET_MAX_CHUNK_BYTES); send smaller chunks"
             )
     if options is None:

@@ -66,3 +66,20 @@ class KillerHashModel(HashModel):
         if any(KILL_MARKER in t for t in sentences):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().encode(sentences)
+
+
+#: Texts ``POISON-WHILE:<path> ...`` fail while ``<path>`` exists (a fixable poison).
+POISON_WHILE = "POISON-WHILE:"
+
+
+class CurablePoisonModel(HashModel):
+    """:class:`HashModel` that refuses a text ``POISON-WHILE:<path> ...`` while the file
+    ``<path>`` exists: a chunk that fails until the test removes the cause."""
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        for text in sentences:
+            if text.startswith(POISON_WHILE):
+                path = Path(text[len(POISON_WHILE) :].split(" ", 1)[0])
+                if path.exists():
+                    raise ValueError(f"poisoned while {path} exists")
+        return super().encode(sentences)

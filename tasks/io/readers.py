@@ -1,34 +1,99 @@
-"""Input files: .jsonl (field ``text`` unless told), .csv, .parquet, .txt (a line each).
+"""Input files of small (list) jobs: .jsonl (field ``text`` unless told), .csv, .parquet,
+.txt (a line each), read whole, with the same row rule as dataset jobs
+(``tasks.io.rows``): every record is a row, an empty text stays a row.
 
-Every row must be text; a number, null or missing field is refused, naming the line,
-before anything is queued.
+Every row is checked before anything is queued: a number, bytes that are not UTF-8, a
+lone surrogate or a CSV cell over the field limit is one :class:`InputError` naming the
+file and the line.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from tasks.errors import InputError
+from tasks.io import rows
 
 FORMATS = (".jsonl", ".csv", ".parquet", ".txt")
 
 
 def read_texts(path: str | Path, field: str | None = None) -> list[str]:
     """All texts of an input file, in file order."""
+    return read_rows(path, field).texts
+
+
+def read_rows(path: str | Path, field: str | None = None, id_field: str | None = None) -> rows.Rows:
+    """Texts (and ids, when the input has an ``id``/``custom_id`` or ``id_field``)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise InputError(f"{path}: unsupported input format {suffix!r}; use one of {FORMATS}")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    reader = {".jsonl": _jsonl, ".csv": _csv, ".parquet": _parquet, ".txt": _txt}[suffix]
-    texts = reader(path, field)
-    if not texts:
+    url = str(path)
+    if suffix == ".parquet":
+        got = _parquet(path, field, id_field)
+    else:
+        data = path.read_bytes().removeprefix(rows.BOM)
+        if suffix == ".txt":
+            got = rows.parse_txt(data, url, 1)
+        elif suffix == ".jsonl":
+            got = _jsonl(data, url, field or "text", id_field)
+        else:
+            got = _csv(data, url, field, id_field)
+    if not got.texts:
         raise InputError(f"{path}: the input holds no texts")
-    return texts
+    return got
+
+
+def _jsonl(data: bytes, url: str, field: str, id_field: str | None) -> rows.Rows:
+    first = data.split(b"\n", 1)[0].strip()
+    names: set[str] = set()
+    if first:
+        try:
+            record = json.loads(first)
+            names = set(record) if isinstance(record, dict) else set()
+        except ValueError:
+            names = set()  # parse_jsonl names the line
+    return rows.parse_jsonl(data, url, 1, field, rows.pick_id_field(names, id_field, url))
+
+
+def _csv(data: bytes, url: str, field: str | None, id_field: str | None) -> rows.Rows:
+    records = rows.csv_records(rows.decode(data, url, 1), url, 1)
+    if not records:
+        raise InputError(f"{url}: the CSV file is empty")
+    columns = records[0]
+    column = field or ("text" if "text" in columns or len(columns) != 1 else columns[0])
+    if column not in columns:
+        raise InputError(f"{url}: no column {column!r}; columns: {columns}")
+    id_name = rows.pick_id_field(columns, id_field, url)
+    text_at, id_at = columns.index(column), columns.index(id_name) if id_name else -1
+    out = rows.Rows(ids=[] if id_name else None)
+    for record in records[1:]:
+        out.texts.append(record[text_at] if text_at < len(record) else "")
+        if out.ids is not None:
+            value = record[id_at] if id_at < len(record) else ""
+            out.ids.append(value or None)
+    return out
+
+
+def _parquet(path: Path, field: str | None, id_field: str | None) -> rows.Rows:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    column = field or "text"
+    if column not in table.column_names:
+        raise InputError(f"{path}: no column {column!r}; columns: {table.column_names}")
+    id_name = rows.pick_id_field(table.column_names, id_field, str(path))
+    values = table.column(column).to_pylist()
+    out = rows.Rows(
+        texts=[rows.as_text(v, str(path), f"row {i + 1}", column) for i, v in enumerate(values)]
+    )
+    if id_name:
+        out.ids = [rows.as_id(v) for v in table.column(id_name).to_pylist()]
+    return out
 
 
 def check_texts(texts: Any, where: str = "texts") -> list[str]:
@@ -40,60 +105,8 @@ def check_texts(texts: Any, where: str = "texts") -> list[str]:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InputError(f"{where}[{i}] is {type(text).__name__}, not text: {text!r:.60}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}[{i}] holds a lone surrogate (not valid Unicode)") from None
     return list(texts)
-
-
-def _jsonl(path: Path, field: str | None) -> list[str]:
-    field = field or "text"
-    texts = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from exc
-            if not isinstance(row, dict) or field not in row:
-                raise InputError(f"{path}:{lineno}: no field {field!r}")
-            texts.append(_text(row[field], path, lineno, field))
-    return texts
-
-
-def _csv(path: Path, field: str | None) -> list[str]:
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        column = field or ("text" if "text" in columns or len(columns) != 1 else columns[0])
-        if column is None or column not in columns:
-            raise InputError(f"{path}: no column {field or 'text'!r}; columns: {columns}")
-        texts = []
-        for lineno, row in enumerate(reader, 2):
-            value = row.get(column)
-            if value is None or value == "":
-                raise InputError(f"{path}:{lineno}: column {column!r} is empty")
-            texts.append(value)
-    return texts
-
-
-def _parquet(path: Path, field: str | None) -> list[str]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    column = field or "text"
-    if column not in table.column_names:
-        raise InputError(f"{path}: no column {column!r}; columns: {table.column_names}")
-    values = table.column(column).to_pylist()
-    return [_text(v, path, i + 1, column, unit="row") for i, v in enumerate(values)]
-
-
-def _txt(path: Path, field: str | None) -> list[str]:
-    with path.open(encoding="utf-8") as fh:
-        return [line.rstrip("\n") for line in fh if line.strip()]
-
-
-def _text(value: Any, path: Path, lineno: int, field: str, unit: str = "line") -> str:
-    if not isinstance(value, str):
-        shown = "null" if value is None else f"{type(value).__name__} {value!r:.40}"
-        raise InputError(f"{path}: {unit} {lineno}: field {field!r} is {shown}, not text")
-    return value

@@ -11,7 +11,7 @@ import pytest
 
 from tasks import catalog
 from tasks.spec import spec_version
-from tests.support import DEFAULT_MODEL, ROOT, write_config
+from tests.support import DEFAULT_MODEL, ROOT, WorkerProcess, write_config
 from workers.config import load_model_config
 
 pytestmark = pytest.mark.integration
@@ -77,19 +77,25 @@ def test_no_worker_ever_started_is_one_line(redis_server, tmp_path):
     assert len(lines) == 1 and "no worker has published" in lines[0]
 
 
-def test_reload_publishes_the_new_config(worker, client, fleet_config, tmp_path):
-    before = catalog.read(client.redis).workers[worker.node]
-    original = json.loads(fleet_config.read_text())
+def test_reload_publishes_the_new_config(client, tmp_path):
+    # Given a worker of its own (the session worker's config stays untouched)
+    entry = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
+    config = write_config(tmp_path / "models.json", {"hash-one": entry})
+    proc = WorkerProcess(config).wait_ready(client.app)
     try:
-        write_config(fleet_config, {**original, "hash-extra": {**original["hash-model"]}})
-        rows = client.reload(destination=[worker.node], timeout=30)
+        before = catalog.read(client.redis).workers[proc.node]
+        # When its config gains a model and it reloads
+        write_config(config, {"hash-one": entry, "hash-two": entry})
+        rows = client.reload(destination=[proc.node], timeout=30)
         assert rows and rows[0]["ok"], rows
+        # Then its publication carries the new hash and model
         after = catalog.read(client.redis)
-        assert after.workers[worker.node] == rows[0]["config_hash"] != before
-        assert "hash-extra" in after.models
+        assert after.workers[proc.node] == rows[0]["config_hash"] != before
+        assert "hash-two" in after.models
     finally:
-        write_config(fleet_config, original)
-        client.reload(destination=[worker.node], timeout=30)
+        proc.stop()
+    # and a clean stop removes it
+    assert proc.node not in catalog.read(client.redis).workers
 
 
 def test_a_killed_workers_stale_entry_yields_to_live_ones(redis_server, client):

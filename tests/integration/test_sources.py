@@ -269,9 +269,10 @@ def test_two_processes_fetching_at_once_download_once(moto, aws_env, tmp_path):
     uri = "s3://race-bucket/m/model.onnx"
     code = (
         "import logging, sys; logging.basicConfig(level=logging.INFO); "
-        "from workers.sources.s3 import fetch_s3; print(fetch_s3(sys.argv[1]))"
+        "from pathlib import Path; from workers.sources.s3 import fetch_s3; "
+        "print(fetch_s3(sys.argv[1], cache_dir=Path(sys.argv[2])))"
     )
-    env = {**aws_env, "EMBEDFLEET_MODEL_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {**aws_env, "PYTHONPATH": str(ROOT)}
     logs = [tmp_path / f"fetch{i}.log" for i in range(2)]
     key_dir = cache_key_dir(uri, tmp_path)
     key_dir.mkdir(parents=True)
@@ -279,7 +280,7 @@ def test_two_processes_fetching_at_once_download_once(moto, aws_env, tmp_path):
     with locked(key_dir / ".lock", uri):
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", code, uri],
+                [sys.executable, "-c", code, uri, str(tmp_path)],
                 cwd=ROOT,
                 env={**os.environ, **env},
                 stdout=subprocess.PIPE,

@@ -8,8 +8,14 @@ config file.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -133,10 +139,9 @@ def test_flower_runs_with_its_real_options_behind_basic_auth(compose, dockerfile
     flags = dict(arg.removeprefix("--").split("=", 1) for arg in argv[4:])
     known = set(options._options)  # tornado stores names with dashes
     assert {f.replace("_", "-") for f in flags} <= known, flags
-    # the settings file it names is the repository's, copied to /app by the Dockerfile
+    # the settings file it names is in the image, where the Dockerfile's COPYs put it
     assert flags["conf"] == "/app/producers/flowerconfig.py"
-    assert (ROOT / "producers" / "flowerconfig.py").exists()
-    assert "WORKDIR /app" in dockerfile and "COPY producers/ producers/" in dockerfile
+    assert image_tree(dockerfile).joinpath(flags["conf"].lstrip("/")).is_file()
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert "${REDIS_PASSWORD" in flower["environment"]["EMBEDFLEET_REDIS_URL"]
     assert flower["ports"] == ["127.0.0.1:5555:5555"]
@@ -145,9 +150,94 @@ def test_flower_runs_with_its_real_options_behind_basic_auth(compose, dockerfile
 def test_dockerfile_installs_the_pinned_torch_and_the_project(dockerfile):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
-    assert f"pip install --index-url https://download.pytorch.org/whl/cpu {pin}" in dockerfile
-    for package in ("tasks", "workers", "producers"):
-        assert f"COPY {package}/ {package}/" in dockerfile
-    assert "COPY celeryconfig.py" in dockerfile
+    runs = [shlex.split(args) for op, args in instructions(dockerfile) if op == "RUN"]
+    torch_index = ["pip", "install", "--index-url", "https://download.pytorch.org/whl/cpu"]
+    assert [*torch_index, pin] in runs, "the pinned CPU torch is not installed first"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".env" in ignored  # no venv or secrets in the image
+
+
+def test_the_image_tree_holds_the_project_and_imports(dockerfile, tmp_path):
+    # Given the files the Dockerfile's COPYs put in the image (.dockerignore applied)
+    app = image_tree(dockerfile, tmp_path) / "app"
+    # Then `pip install .` there finds every module pyproject.toml names ...
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    for module in pyproject["tool"]["setuptools"]["py-modules"]:
+        assert (app / f"{module}.py").is_file(), module
+    for package in ("tasks", "workers", "producers"):
+        assert (app / package / "__init__.py").is_file(), package
+    # ... the whole contract, worker and CLI import from it alone, with the Celery app ...
+    code = (
+        "import sys, celeryconfig, tasks, producers.cli, workers.serving.boot; "
+        "assert all(m.__file__.startswith(sys.argv[1]) for m in (celeryconfig, tasks)); "
+        "assert tasks.app.conf.broker_transport == 'tasks.transport:Transport'"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDFLEET_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(app)],
+        cwd=app,
+        env={**env, "PYTHONPATH": str(app)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    # ... the demo's sample and the default config are there, the tests are not
+    assert (app / "data" / "sample.jsonl").is_file() and (app / "models.json").is_file()
+    assert not (app / "tests").exists() and not list(app.rglob("__pycache__"))
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(instruction, arguments) of each Dockerfile line, continuations joined."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            op, _, args = line.partition(" ")
+            out.append((op.upper(), args.strip()))
+    return out
+
+
+def image_tree(dockerfile: str, root: Path | None = None) -> Path:
+    """Replay the Dockerfile's WORKDIR and COPY instructions into ``root`` (the
+    image's ``/``); returns ``root``."""
+    import tempfile
+
+    root = root or Path(tempfile.mkdtemp(prefix="image-"))
+    ignored = [p for p in (ROOT / ".dockerignore").read_text().split() if p]
+    workdir = "/"
+    for op, args in instructions(dockerfile):
+        if op == "WORKDIR":
+            workdir = str(Path(workdir, args))
+        elif op == "COPY":
+            *sources, target = shlex.split(args)
+            into = root / Path(workdir, target).relative_to("/")
+            into_folder = target.endswith("/") or len(sources) > 1
+            for source in sources:
+                _copy(ROOT / source, into, ignored, into_folder)
+    return root
+
+
+def _copy(src: Path, dest: Path, ignored: list[str], into_folder: bool) -> None:
+    if _ignored(src.relative_to(ROOT).as_posix(), ignored):
+        return
+    if src.is_dir():  # a folder's contents go into the target folder
+        for child in src.iterdir():
+            _copy(child, dest / child.name, ignored, into_folder=False)
+        return
+    target = dest / src.name if into_folder else dest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target)
+
+
+def _ignored(rel: str, patterns: list[str]) -> bool:
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in patterns:
+        bare = pattern.removeprefix("**/")
+        if any(fnmatch.fnmatch(p, pattern) for p in prefixes):
+            return True
+        if pattern.startswith("**/") and any(fnmatch.fnmatch(part, bare) for part in parts):
+            return True
+    return False

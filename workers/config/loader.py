@@ -9,7 +9,6 @@ that cannot be read at all (missing file, invalid JSON, not an object) raises
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,13 @@ def parse_model_config(
 
 
 def load_model_config(source: str | None = None) -> ModelConfig:
-    """Read and validate the model config from a JSON path or ``ssm:/name``."""
-    source = source or os.environ.get("EMBEDFLEET_MODEL_CONFIG") or DEFAULT_SOURCE
+    """Read and validate the model config from a JSON path or ``ssm:/name``; without a
+    ``source``, the one ``EMBEDFLEET_MODEL_CONFIG`` names (the seed's entry point)."""
+    if not source:
+        from tasks.settings import load_settings
+
+        source = load_settings().config_source
+    source = source or DEFAULT_SOURCE
     if source.startswith(SSM_PREFIX):
         return parse_model_config(read_ssm_config(source[len(SSM_PREFIX) :]), source)
     return read_config_file(source, check_type)

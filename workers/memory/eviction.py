@@ -6,7 +6,6 @@ used. Under both, preloaded models go last. Chosen by ``EMBEDFLEET_EVICTION_POLI
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
@@ -38,14 +37,6 @@ POLICIES: dict[str, Callable[[Evictable], tuple[bool, float, float]]] = {
     "largest": _largest,
     "lru": _lru,
 }
-
-
-def policy_name() -> str:
-    """The configured policy, checked."""
-    name = os.environ.get("EMBEDFLEET_EVICTION_POLICY", DEFAULT_POLICY)
-    if name not in POLICIES:
-        raise ValueError(f"EMBEDFLEET_EVICTION_POLICY={name!r}; choose one of {sorted(POLICIES)}")
-    return name
 
 
 T = TypeVar("T", bound=Evictable)

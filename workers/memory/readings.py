@@ -14,7 +14,6 @@ import ctypes.util
 import functools
 import gc
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,21 +98,13 @@ def cgroup_limit_gb(root: Path = CGROUP_ROOT) -> float | None:
     return reading.limit_gb if reading else None
 
 
-def memory_budget_gb(root: Path = CGROUP_ROOT) -> float:
-    """Model memory budget of one worker: the smaller of the env var and the cgroup
+def memory_budget_gb(limit_gb: float | None = None, root: Path = CGROUP_ROOT) -> float:
+    """Model memory budget of one worker: the smaller of ``limit_gb``
+    (``EMBEDFLEET_MEMORY_LIMIT_GB``, checked > 0 by ``tasks.settings``) and the cgroup
     limit; else 80% of host RAM."""
     limits = []
-    env = os.environ.get("EMBEDFLEET_MEMORY_LIMIT_GB")
-    if env:
-        try:
-            limit = float(env)
-        except ValueError:
-            limit = -1.0
-        if not limit > 0:
-            from workers.errors import ConfigError
-
-            raise ConfigError(f"EMBEDFLEET_MEMORY_LIMIT_GB must be a number of GB > 0, got {env!r}")
-        limits.append(limit)
+    if limit_gb is not None:
+        limits.append(limit_gb)
     cgroup = cgroup_limit_gb(root)
     if cgroup is not None:
         limits.append(cgroup)
@@ -130,12 +121,12 @@ def available_gb(root: Path = CGROUP_ROOT) -> float:
     return min(host, cgroup.available_gb) if cgroup else host
 
 
-def memory_floor_gb(root: Path = CGROUP_ROOT) -> float:
-    """Available memory below which the watchdog evicts: ``EMBEDFLEET_MEMORY_FLOOR_GB``,
-    else the smaller of 0.5 GB and 5% of the limit (cgroup limit, else host RAM)."""
-    env = os.environ.get("EMBEDFLEET_MEMORY_FLOOR_GB")
-    if env:
-        return max(0.0, float(env))
+def memory_floor_gb(floor_gb: float | None = None, root: Path = CGROUP_ROOT) -> float:
+    """Available memory below which the watchdog evicts: ``floor_gb``
+    (``EMBEDFLEET_MEMORY_FLOOR_GB``), else the smaller of 0.5 GB and 5% of the limit
+    (cgroup limit, else host RAM)."""
+    if floor_gb is not None:
+        return max(0.0, floor_gb)
     cgroup = read_cgroup(root)
     total = cgroup.limit_gb if cgroup else float(psutil.virtual_memory().total) / GB
     return min(DEFAULT_FLOOR_GB, DEFAULT_FLOOR_SHARE * total)

@@ -18,7 +18,6 @@ injected readings, no sleeps.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,15 +28,6 @@ from workers.memory.readings import available_gb, memory_floor_gb
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0  # seconds between checks
-
-
-def interval_from_env() -> float:
-    """``EMBEDFLEET_WATCHDOG_INTERVAL_S``, in seconds (> 0)."""
-    raw = os.environ.get("EMBEDFLEET_WATCHDOG_INTERVAL_S")
-    value = float(raw) if raw else DEFAULT_INTERVAL_S
-    if value <= 0:
-        raise ValueError(f"EMBEDFLEET_WATCHDOG_INTERVAL_S={raw!r} must be > 0")
-    return value
 
 
 @dataclass
@@ -68,7 +58,7 @@ class MemoryWatchdog(threading.Thread):
     ) -> None:
         super().__init__(name="embedfleet-watchdog", daemon=True)
         self._cache = cache
-        self.interval_s = interval_s if interval_s is not None else interval_from_env()
+        self.interval_s = interval_s if interval_s is not None else DEFAULT_INTERVAL_S
         self.floor_gb = floor_gb if floor_gb is not None else memory_floor_gb()
         self._available = available
         self._stopped = threading.Event()
@@ -154,11 +144,15 @@ class MemoryWatchdog(threading.Thread):
 _watchdog: MemoryWatchdog | None = None
 
 
-def start_watchdog(cache: ModelCache | Callable[[], ModelCache]) -> MemoryWatchdog:
+def start_watchdog(
+    cache: ModelCache | Callable[[], ModelCache],
+    interval_s: float | None = None,
+    floor_gb: float | None = None,
+) -> MemoryWatchdog:
     """Start this process's watchdog (once); returns it."""
     global _watchdog
     if _watchdog is None or not _watchdog.is_alive():
-        _watchdog = MemoryWatchdog(cache)
+        _watchdog = MemoryWatchdog(cache, interval_s, floor_gb)
         _watchdog.start()
     return _watchdog
 

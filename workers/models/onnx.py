@@ -17,7 +17,6 @@ Threads: ``intra_op_num_threads`` is set explicitly from ``EMBEDFLEET_THREADS`` 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ import numpy as np
 
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
+from workers.models.onnx_threads import onnx_threads
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
@@ -172,14 +172,6 @@ def find_onnx_file(model: str, path: Path) -> Path:
     raise ModelLoadError(
         f"model {model!r}: several .onnx files in {path} ({names}); point model_path at one"
     )
-
-
-def onnx_threads() -> int:
-    """Intra-op threads of one session: ``EMBEDFLEET_THREADS``, else 1."""
-    try:
-        return max(1, int(os.environ.get("EMBEDFLEET_THREADS", "1")))
-    except ValueError:
-        return 1
 
 
 def onnx_providers(model: str, device: str, available: list[str]) -> list[Any]:

@@ -12,9 +12,10 @@ Each request is ``Content-Type: application/json`` with the body
 
 ``normalize`` scales the vectors to unit length. A chunk is split into requests of at
 most ``batch_size`` texts and at most :data:`MAX_PAYLOAD_BYTES` of body (the real-time
-endpoint limit is 6 MB). Throttling, 5xx and connection errors are retried with
-exponential backoff; when they persist the chunk is retried later by Celery
-(``EndpointBusyError``). Any other refusal fails the chunk with the endpoint name, the
+endpoint limit is 6 MB). Throttling, 5xx and connection errors are retried by botocore's
+``adaptive`` retry mode (exponential backoff with jitter, and a client-side rate limit
+that slows down while the endpoint throttles); when they persist the chunk is retried
+later by Celery (``EndpointBusyError``). Any other refusal fails the chunk with the endpoint name, the
 HTTP status, the error code and the message (``EndpointError``).
 """
 
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,6 +51,8 @@ RETRYABLE_CODES = frozenset(
     }
 )
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 530})
+#: Tries per request before giving up (the first one included), botocore's count.
+MAX_ATTEMPTS = 4
 
 
 class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
@@ -59,11 +60,6 @@ class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
 
     #: No local weights: loading makes no endpoint call.
     warm_up = False
-    #: Tries per request before giving up (the first one included).
-    max_attempts = 4
-    #: First backoff, doubled per retry, capped, with full jitter (seconds).
-    backoff_s = 0.5
-    backoff_max_s = 8.0
     #: Body size limit per request (bytes).
     max_payload_bytes = MAX_PAYLOAD_BYTES
 
@@ -79,11 +75,17 @@ class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
             self.client = boto3.session.Session().client(  # own session: thread-safe to build
                 "sagemaker-runtime",
                 region_name=spec.region,
-                # retries are ours (below): the errors they end with name the endpoint
-                config=Config(retries={"total_max_attempts": 1}, read_timeout=120),
+                config=Config(
+                    retries={"mode": "adaptive", "total_max_attempts": MAX_ATTEMPTS},
+                    read_timeout=120,
+                ),
             )
         except BotoCoreError as exc:
             raise ModelLoadError(f"model {name!r}: sagemaker-runtime client: {exc}") from exc
+        # one log line per retry botocore makes (it logs them at DEBUG only)
+        self.client.meta.events.register(
+            "request-created.sagemaker-runtime.InvokeEndpoint", self._log_retry
+        )
         log.info(
             "event=wrapper_ready model=%s endpoint=%s region=%s",
             name,
@@ -101,36 +103,31 @@ class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
         return normalize_rows(vectors) if self.spec.normalize else vectors
 
     def _invoke(self, texts: list[str]) -> np.ndarray:
-        body = request_body(texts)
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.client.invoke_endpoint(
-                    EndpointName=self.endpoint,
-                    Body=body,
-                    ContentType="application/json",
-                    Accept="application/json",
-                )
-                payload = response["Body"].read()
-                break
-            except Exception as exc:
-                retryable, reason = self._classify(exc)
-                if not retryable:
-                    raise EndpointError(reason) from exc
-                if attempt == self.max_attempts:
-                    raise EndpointBusyError(f"{reason} (after {attempt} attempts)") from exc
-                delay = random.uniform(
-                    0, min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
-                )
-                log.warning(
-                    "event=endpoint_retry model=%s endpoint=%s attempt=%d delay_s=%.2f error=%r",
-                    self.name,
-                    self.endpoint,
-                    attempt,
-                    delay,
-                    reason,
-                )
-                time.sleep(delay)
+        try:
+            response = self.client.invoke_endpoint(
+                EndpointName=self.endpoint,
+                Body=request_body(texts),
+                ContentType="application/json",
+                Accept="application/json",
+            )
+            payload = response["Body"].read()
+        except Exception as exc:
+            retryable, reason = self._classify(exc)
+            if not retryable:
+                raise EndpointError(reason) from exc
+            # botocore already retried it: what is left is for Celery to retry later
+            raise EndpointBusyError(f"{reason} (after {_attempts(exc)} attempts)") from exc
         return parse_embeddings(payload, len(texts), self.pooling, self.endpoint)
+
+    def _log_retry(self, request: Any, **_: Any) -> None:
+        attempt = request.context.get("retries", {}).get("attempt", 1)
+        if attempt > 1:
+            log.warning(
+                "event=endpoint_retry model=%s endpoint=%s attempt=%d",
+                self.name,
+                self.endpoint,
+                attempt,
+            )
 
     def _classify(self, exc: Exception) -> tuple[bool, str]:
         """(retryable, message naming the endpoint, status, code and message)."""
@@ -165,6 +162,12 @@ class SageMakerEmbeddingWrapper(BaseEmbeddingModel):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _attempts(exc: Exception) -> int | str:
+    """Tries botocore made before ``exc`` (its ``RetryAttempts`` + 1), when it says."""
+    retries = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("RetryAttempts")
+    return retries + 1 if isinstance(retries, int) else MAX_ATTEMPTS
 
 
 def request_body(texts: list[str]) -> bytes:

@@ -18,7 +18,6 @@ Sizes are in bytes, times in seconds, as Prometheus names want.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -35,11 +34,6 @@ from workers.observability.token_counts import count_tokens
 
 log = logging.getLogger(__name__)
 
-#: Env var: the port the worker serves ``/metrics`` on (0 = no endpoint).
-PORT_ENV = "EMBEDFLEET_METRICS_PORT"
-#: Env var: the address it listens on (all interfaces, so a scraper in another
-#: container reaches it).
-ADDR_ENV = "EMBEDFLEET_METRICS_ADDR"
 GB = 1024**3
 #: Chunk run time buckets, seconds (a 128-text CPU chunk takes ~0.1-5 s).
 ENCODE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -239,24 +233,13 @@ class _CacheEvents(logging.Handler):
 _metrics: WorkerMetrics | None = None
 
 
-def metrics_port() -> int:
-    """``EMBEDFLEET_METRICS_PORT`` as an int; 0 when unset or off."""
-    raw = os.environ.get(PORT_ENV, "").strip() or "0"
-    try:
-        port = int(raw)
-    except ValueError:
-        log.error("event=metrics_disabled reason=%r", f"{PORT_ENV}={raw!r} is not a port")
-        return 0
-    return port if 0 < port < 65536 else 0
-
-
 def start_metrics(port: int, addr: str | None = None) -> WorkerMetrics | None:
     """Serve ``/metrics`` on ``port`` and hook the signals; None if the port is taken."""
     global _metrics
     if _metrics is not None:
         return _metrics
     metrics = WorkerMetrics()
-    addr = addr or os.environ.get(ADDR_ENV, "0.0.0.0")
+    addr = addr or "0.0.0.0"
     try:
         start_http_server(port, addr=addr, registry=metrics.registry)
     except OSError as exc:  # a busy port must not stop the worker from serving
@@ -272,9 +255,3 @@ def start_metrics(port: int, addr: str | None = None) -> WorkerMetrics | None:
     _metrics = metrics
     log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
     return metrics
-
-
-def start_metrics_from_env() -> WorkerMetrics | None:
-    """Start the endpoint when ``EMBEDFLEET_METRICS_PORT`` names a port (worker boot)."""
-    port = metrics_port()
-    return start_metrics(port) if port else None

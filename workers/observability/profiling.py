@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import cProfile
 import logging
-import os
 import pstats
 import threading
 from typing import Any
@@ -24,9 +23,6 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 log = logging.getLogger(__name__)
-
-#: Environment variable naming the output prefix.
-PROFILE_ENV = "EMBEDFLEET_PROFILE"
 
 
 class WorkerProfiler:
@@ -70,9 +66,9 @@ class WorkerProfiler:
         log.info("event=profile_written prefix=%s pool_threads=%d", self.prefix, len(profiles))
 
 
-def start_profiling_from_env() -> WorkerProfiler | None:
-    """Connect a :class:`WorkerProfiler` when ``EMBEDFLEET_PROFILE`` is set."""
-    prefix = os.environ.get(PROFILE_ENV)
+def start_profiling(prefix: str) -> WorkerProfiler | None:
+    """Connect a :class:`WorkerProfiler` writing to ``prefix`` (settings.profile,
+    ``EMBEDFLEET_PROFILE``); nothing when it is empty."""
     if not prefix:
         return None
     profiler = WorkerProfiler(prefix)

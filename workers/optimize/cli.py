@@ -53,14 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``embedfleet optimize`` command."""
+    from tasks.settings import load_settings
     from workers.optimize.pipeline import optimize_model
 
+    settings = getattr(args, "settings", None) or load_settings()
+    store = args.store or (str(settings.model_store) if settings.model_store else None)
     result = optimize_model(
         args.model,
         args.to,
-        config=args.config,
+        config=args.config or settings.config_source,
         name=args.name,
-        store=args.store,
+        store=store,
         probe=args.probe,
         probe_field=args.field,
         probes=args.probes,

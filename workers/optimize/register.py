@@ -11,14 +11,14 @@ from typing import Any
 
 from workers.config.loader import DEFAULT_SOURCE, SSM_PREFIX, parse_model_config
 from workers.errors import ConfigError
-from workers.optimize import STORE_ENV
 
 log = logging.getLogger(__name__)
 
 
 def config_file(config: str | None) -> Path:
-    """The JSON config file to read and register in (``--config``, env, ``models.json``)."""
-    source = config or os.environ.get("EMBEDFLEET_MODEL_CONFIG") or DEFAULT_SOURCE
+    """The JSON config file to read and register in (``--config`` or
+    ``EMBEDFLEET_MODEL_CONFIG``, as the caller resolved it; else ``models.json``)."""
+    source = config or DEFAULT_SOURCE
     if source.startswith(SSM_PREFIX):
         raise ConfigError(
             f"{source}: optimize registers models in a JSON config file; pass --config FILE "
@@ -31,9 +31,9 @@ def config_file(config: str | None) -> Path:
 
 
 def store_root(config: Path, store: str | None) -> Path:
-    """The model store: ``--store``, else ``$EMBEDFLEET_MODEL_STORE``, else ``models/``
-    beside the config file."""
-    chosen = store or os.environ.get(STORE_ENV)
+    """The model store: ``store`` (``--store``, else ``$EMBEDFLEET_MODEL_STORE``, as the
+    caller resolved it), else ``models/`` beside the config file."""
+    chosen = store
     root = Path(chosen).expanduser().resolve() if chosen else config.parent / "models"
     root.mkdir(parents=True, exist_ok=True)
     return root

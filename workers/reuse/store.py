@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -54,19 +53,13 @@ return 1
 """
 
 
-def cache_enabled() -> bool:
-    """``EMBEDFLEET_EMBED_CACHE=0`` turns the cache off for a whole worker."""
-    return os.environ.get("EMBEDFLEET_EMBED_CACHE", "1").lower() not in {"0", "false", "no", "off"}
-
-
 class EmbeddingCache:
     """Get and put embeddings by (model, version, text) in Redis."""
 
     def __init__(self, client: Any, ttl_s: int | None = None, max_bytes: int | None = None) -> None:
         self.client = client
-        self.ttl_s = ttl_s or int(os.environ.get("EMBEDFLEET_EMBED_CACHE_TTL_S", DEFAULT_TTL_S))
-        mb = float(os.environ.get("EMBEDFLEET_EMBED_CACHE_MAX_MB", DEFAULT_MAX_MB))
-        self.max_bytes = max_bytes if max_bytes is not None else int(mb * 1024 * 1024)
+        self.ttl_s = ttl_s or DEFAULT_TTL_S
+        self.max_bytes = max_bytes if max_bytes is not None else DEFAULT_MAX_MB * 1024 * 1024
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self._lock = threading.Lock()

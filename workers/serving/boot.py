@@ -14,12 +14,12 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.embed import install_encoder
-from workers.config.loader import load_model_config
+from tasks.settings import load_settings
 from workers.memory.watchdog import start_watchdog
-from workers.serving.process import embed_texts, get_runtime, set_runtime
+from workers.serving.process import build_runtime, embed_texts, get_runtime, set_runtime
 from workers.serving.publication import start_publisher, stop_publisher
-from workers.serving.runtime import Runtime
 from workers.serving.threads import configure_threads
+from workers.sources.s3 import set_model_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +34,32 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             "use -P threads or -P solo: with prefork, reload broadcasts never reach the "
             "children's model caches",
         )
-    configure_threads(int(getattr(sender, "concurrency", 1) or 1))
-    set_runtime(Runtime(load_model_config()))
+    # The environment is read here, once; what follows takes its values from `settings`.
+    settings = load_settings()
+    configure_threads(int(getattr(sender, "concurrency", 1) or 1), settings.threads)
+    set_model_cache_dir(settings.model_cache)
+    set_runtime(build_runtime(settings))
     install_encoder(embed_texts)
     # Published before the worker consumes, so a producer that sees it ready finds its models.
     app = getattr(sender, "app", None)
     if app is not None:
         start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
-    from workers.observability.metrics import (
-        start_metrics_from_env,  # EMBEDFLEET_METRICS_PORT, 0 = off
-    )
+    if settings.metrics_port:  # 0 = off
+        from workers.observability.metrics import start_metrics
 
-    start_metrics_from_env()
-    from workers.observability.profiling import start_profiling_from_env  # EMBEDFLEET_PROFILE
+        start_metrics(settings.metrics_port, settings.metrics_addr)
+    if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix
+        from workers.observability.profiling import start_profiling
 
-    start_profiling_from_env()
+        start_profiling(settings.profile)
 
 
 @worker_ready.connect
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
-    start_watchdog(lambda: get_runtime().cache)
+    settings = get_runtime().settings
+    start_watchdog(
+        lambda: get_runtime().cache, settings.watchdog_interval_s, settings.memory_floor_gb
+    )
     # Preloads run in the background: the worker consumes as soon as it is ready.
     threading.Thread(target=get_runtime().preload, name="embedfleet-preload", daemon=True).start()
 

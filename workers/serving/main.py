@@ -9,19 +9,32 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from tasks.routing import queue_for
 from workers.errors import ConfigError as UsageError
 
+if TYPE_CHECKING:
+    from tasks.settings import Settings
+
 
 def run_worker(
-    models: str, concurrency: int = 1, name: str | None = None, loglevel: str = "INFO"
+    models: str,
+    concurrency: int = 1,
+    name: str | None = None,
+    loglevel: str = "INFO",
+    settings: Settings | None = None,
 ) -> int:
-    """Run a worker in the foreground until it is stopped; returns its exit code."""
-    from workers.config.loader import load_model_config
+    """Run a worker in the foreground until it is stopped; returns its exit code.
+
+    ``settings`` are the ones the CLI checked (default: read now); the worker's boot
+    reads the same environment, with ``--models`` as ``EMBEDFLEET_WORKER_MODELS``."""
+    from tasks.settings import load_settings
+    from workers.config.loader import DEFAULT_SOURCE, load_model_config
     from workers.serving.selection import SELECTION_ENV, selected_models
 
-    config = load_model_config()
+    settings = settings or load_settings()
+    config = load_model_config(settings.config_source or DEFAULT_SOURCE)
     wanted = selected_models(models)
     if wanted is None:
         served = sorted(config)
@@ -34,14 +47,11 @@ def run_worker(
             )
     if not served:
         raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
-    from workers.memory.readings import memory_budget_gb
-
-    memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _configure_logging(loglevel)
+    _configure_logging(loglevel, settings.log_json)
     from tasks.app import app
 
     argv = [
@@ -65,9 +75,9 @@ def run_worker(
     return 0
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, json_lines: bool) -> None:
     """key=value text lines on stderr (Celery is told not to hijack the root logger);
     JSON lines when ``EMBEDFLEET_LOG_JSON=1``."""
     from tasks.logs import configure_logging
 
-    configure_logging(level, sys.stderr)
+    configure_logging(level, sys.stderr, json_lines)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from workers.config.loader import load_model_config
+from tasks.settings import Settings, load_settings
+from workers.config.loader import DEFAULT_SOURCE, load_model_config
 from workers.serving.runtime import Runtime
 
 _runtime: Runtime | None = None
@@ -16,13 +17,19 @@ _runtime_lock = threading.Lock()
 
 
 def get_runtime() -> Runtime:
-    """This process's runtime, built from ``load_model_config()`` on first use."""
+    """This process's runtime; outside a worker (the seed's entry points) built on
+    first use from the settings the environment gives."""
     global _runtime
     if _runtime is None:
         with _runtime_lock:
             if _runtime is None:
-                _runtime = Runtime(load_model_config())
+                _runtime = build_runtime(load_settings())
     return _runtime
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """A runtime for ``settings``: its config source, budget, policy and caches."""
+    return Runtime(load_model_config(settings.config_source or DEFAULT_SOURCE), settings)
 
 
 def set_runtime(runtime: Runtime | None) -> None:

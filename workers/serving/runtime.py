@@ -15,39 +15,46 @@ from typing import Any
 
 import numpy as np
 
+from tasks.settings import Settings
 from tasks.spec import ModelConfig, spec_version
 from workers.config.versions import VersionBook
 from workers.errors import UnknownModelError
-from workers.memory.eviction import policy_name
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import generate_embeddings
 from workers.observability.encode_cost import EncodeCosts
-from workers.reuse.store import EmbeddingCache, cache_enabled, embed_with_cache
+from workers.reuse.store import EmbeddingCache, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
 
 log = logging.getLogger(__name__)
 
 class Runtime:
-    """Config + cache of one worker process."""
+    """Config + cache of one worker process, set up from the worker's ``settings``."""
 
-    def __init__(self, config: ModelConfig, budget_gb: float | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, settings: Settings | None = None, budget_gb: float | None = None
+    ) -> None:
         self.config = config
+        self.settings = settings = settings or Settings()
         self.cache = ModelCache(
             config.models,
-            budget_gb if budget_gb is not None else memory_budget_gb(),
-            policy=policy_name(),
+            budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),
+            policy=settings.eviction_policy,
         )
         self._reload_lock = threading.Lock()
         self.versions = VersionBook(config)
         #: Seconds per text each model took here, published for the producers' chunk sizes.
         self.encode_costs = EncodeCosts()
         self.embedding_cache: EmbeddingCache | None = None
-        if cache_enabled():
+        if settings.embed_cache:
             from tasks.app import app
 
-            self.embedding_cache = EmbeddingCache(app.backend.client)
+            self.embedding_cache = EmbeddingCache(
+                app.backend.client,
+                ttl_s=settings.embed_cache_ttl_s,
+                max_bytes=int(settings.embed_cache_max_mb * 1024 * 1024),
+            )
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
             config.source,
@@ -94,7 +101,7 @@ class Runtime:
     def served_models(self, config: ModelConfig | None = None) -> list[str]:
         """Models this worker consumes under ``config``: all, or the selected ones."""
         config = config or self.config
-        return served_models(config)
+        return served_models(config, self.settings.worker_models)
 
     # -- reload ----------------------------------------------------------------------
     def reload(self) -> tuple[ConfigChange, ModelConfig]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from tasks.spec import ModelConfig
 
 #: Env var naming the models a worker serves: ``all`` or a comma-separated list.
@@ -17,7 +15,7 @@ def selected_models(selection: str) -> list[str] | None:
     return [m.strip() for m in selection.split(",") if m.strip()]
 
 
-def served_models(config: ModelConfig) -> list[str]:
-    """Models a worker consumes under ``config``: all, or the selected ones."""
-    wanted = selected_models(os.environ.get(SELECTION_ENV, "all"))
+def served_models(config: ModelConfig, selection: str = "all") -> list[str]:
+    """Models a worker consumes under ``config``: all, or the ``selection`` ones."""
+    wanted = selected_models(selection)
     return sorted(config) if wanted is None else sorted(m for m in config if m in wanted)

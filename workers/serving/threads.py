@@ -2,7 +2,7 @@
 
 Default: the cores this process may use divided by the pool concurrency, so two
 tasks encoding at once do not fight over the same cores. ``EMBEDFLEET_THREADS``
-overrides it.
+(``Settings.threads``) overrides it.
 """
 
 from __future__ import annotations
@@ -11,23 +11,24 @@ import logging
 import os
 
 from tasks.host import usable_cores
+from workers.models.onnx_threads import set_onnx_threads
 
 log = logging.getLogger(__name__)
 
 
-def threads_per_task(concurrency: int) -> int:
-    """Intra-op threads one task should use."""
-    env = os.environ.get("EMBEDFLEET_THREADS")
-    if env:
-        return max(1, int(env))
+def threads_per_task(concurrency: int, threads: int | None = None) -> int:
+    """Intra-op threads one task should use: ``threads`` when set, else cores / tasks."""
+    if threads:
+        return max(1, threads)
     return max(1, usable_cores() // max(1, concurrency))
 
 
-def configure_threads(concurrency: int) -> int:
-    """Apply :func:`threads_per_task` to torch (if installed); returns the count."""
-    threads = threads_per_task(concurrency)
+def configure_threads(concurrency: int, threads: int | None = None) -> int:
+    """Apply :func:`threads_per_task` to torch (if installed) and to the onnxruntime
+    sessions this process opens; returns the count."""
+    threads = threads_per_task(concurrency, threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ["EMBEDFLEET_THREADS"] = str(threads)  # read by onnxruntime sessions
+    set_onnx_threads(threads)
     try:
         import torch
 

@@ -19,7 +19,6 @@ the config's ``region`` field overrides the region.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -31,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from workers.errors import ModelLoadError
 
@@ -54,12 +55,22 @@ SIDECAR_FILES = frozenset(
     }
 )
 _PARTIAL = ".partial-"
+#: Root of the local model cache unless the worker's boot sets another.
+DEFAULT_CACHE_DIR = Path("~/.cache/embedfleet/models")
+
+_cache_dir = DEFAULT_CACHE_DIR
+
+
+def set_model_cache_dir(path: Path) -> None:
+    """Root of the local model cache for this process (``EMBEDFLEET_MODEL_CACHE``,
+    set at worker boot)."""
+    global _cache_dir
+    _cache_dir = Path(path)
 
 
 def model_cache_dir() -> Path:
     """Root of the local model cache."""
-    default = Path.home() / ".cache" / "embedfleet" / "models"
-    return Path(os.environ.get("EMBEDFLEET_MODEL_CACHE") or default).expanduser()
+    return _cache_dir.expanduser()
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -192,17 +203,18 @@ def _download(
 
 @contextmanager
 def locked(path: Path, uri: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (released when the process dies, too)."""
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("event=s3_lock_wait uri=%s lock=%s", uri, path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold ``filelock``'s exclusive lock on ``path`` (an OS lock: released when the
+    process dies, too), saying so when another process holds it first."""
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("event=s3_lock_wait uri=%s lock=%s", uri, path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _version(objects: dict[str, tuple[str, str]]) -> str:

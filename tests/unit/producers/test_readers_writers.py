@@ -5,7 +5,7 @@ import pytest
 
 from producers.errors import InputError, UsageError
 from producers.writers import read_embeddings, write_embeddings
-from tasks.io.readers import check_texts, read_texts
+from tasks.io.readers import check_texts, read_rows, read_texts
 
 
 def test_each_input_format(tmp_path):
@@ -13,9 +13,10 @@ def test_each_input_format(tmp_path):
     (tmp_path / "a.csv").write_text('text,other\none,1\n"two, three",2\n')
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     pq.write_table(pa.table({"body": ["one", "two"]}), tmp_path / "a.parquet")
-    assert read_texts(tmp_path / "a.jsonl") == ["one", "two"]
+    # one rule: every record is a row; a blank line or an empty text is the row ""
+    assert read_texts(tmp_path / "a.jsonl") == ["one", "", "two"]
     assert read_texts(tmp_path / "a.csv") == ["one", "two, three"]
-    assert read_texts(tmp_path / "a.txt") == ["one", "two"]
+    assert read_texts(tmp_path / "a.txt") == ["one", "", "two"]
     assert read_texts(tmp_path / "a.parquet", field="body") == ["one", "two"]
 
 
@@ -28,7 +29,8 @@ def test_each_input_format(tmp_path):
         ("a.jsonl", "", "holds no texts"),
         ("a.csv", "text\n", "holds no texts"),
         ("a.csv", "body,other\nok,1\n", "no column 'text'; columns"),
-        ("a.csv", "text,other\n,1\n", "column 'text' is empty"),
+        ("a.jsonl", '{"text": "ok"}\n{"text": "\\ud800"}\n', "line 2: field 'text' holds a lone"),
+        ("a.csv", "text\n" + "x" * 140_000 + "\n", "record 2: a cell is over 128 KiB"),
         ("a.xml", "<x/>", "unsupported input format"),
     ],
 )
@@ -39,6 +41,21 @@ def test_bad_input_names_what_is_wrong(tmp_path, name, content, message):
         read_texts(path)
 
 
+def test_empty_texts_keep_their_rows(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a", "id": 7}\n{"text": "", "id": 8}\n')
+    (tmp_path / "a.csv").write_text('id,text\n1,a\n2,\n3,c\n')
+    got = read_rows(tmp_path / "a.jsonl")
+    assert (got.texts, got.ids) == (["a", ""], ["7", "8"])
+    got = read_rows(tmp_path / "a.csv")
+    assert (got.texts, got.ids) == (["a", "", "c"], ["1", "2", "3"])
+
+
+def test_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"fine\nbad \xff here\n")
+    with pytest.raises(InputError, match="line 2 is not UTF-8"):
+        read_texts(tmp_path / "a.txt")
+
+
 def test_parquet_null_row_is_named(tmp_path):
     pq.write_table(pa.table({"text": ["ok", None]}), tmp_path / "a.parquet")
     with pytest.raises(InputError, match="row 2"):
@@ -47,7 +64,7 @@ def test_parquet_null_row_is_named(tmp_path):
 
 def test_check_texts():
     assert check_texts(["a"]) == ["a"]
-    for bad in ([], "abc", ["a", None], [1]):
+    for bad in ([], "abc", ["a", None], [1], ["\ud800"]):
         with pytest.raises(InputError):
             check_texts(bad)
 

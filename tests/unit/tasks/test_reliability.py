@@ -9,8 +9,9 @@ import pytest
 import celeryconfig
 from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
 from tasks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
-from tasks.errors import InvalidRequest, PermanentError, TooManyDeliveries
+from tasks.errors import ConfigError, InvalidRequest, PermanentError, TooManyDeliveries
 from tasks.routing import EMBED_TASK
+from tasks.settings import load_settings
 from tasks.wire import MAX_CHARS_PER_TEXT, MAX_CHUNK_BYTES, validate_request
 
 
@@ -78,20 +79,22 @@ def test_a_worker_app_runs_the_chunk_task_only():
 
 
 def test_tls_options_verify_the_server_by_default():
-    assert celeryconfig.tls_options("redis://h:6379/0", {}) is None
+    assert celeryconfig.tls_options("redis://h:6379/0", load_settings({})) is None
     options = celeryconfig.tls_options(
         "rediss://h:6380/0",
-        {"EMBEDFLEET_REDIS_TLS_CA_CERTS": "/ca.pem", "EMBEDFLEET_REDIS_TLS_CERTFILE": "/c.pem"},
+        load_settings(
+            {"EMBEDFLEET_REDIS_TLS_CA_CERTS": "/ca.pem", "EMBEDFLEET_REDIS_TLS_CERTFILE": "/c.pem"}
+        ),
     )
     assert options == {
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "ssl_ca_certs": "/ca.pem",
         "ssl_certfile": "/c.pem",
     }
-    relaxed = celeryconfig.tls_options("rediss://h/0", {"EMBEDFLEET_REDIS_TLS_CERT_REQS": "none"})
-    assert relaxed == {"ssl_cert_reqs": ssl.CERT_NONE}
-    with pytest.raises(ValueError, match="EMBEDFLEET_REDIS_TLS_CERT_REQS"):
-        celeryconfig.tls_options("rediss://h/0", {"EMBEDFLEET_REDIS_TLS_CERT_REQS": "maybe"})
+    relaxed = load_settings({"EMBEDFLEET_REDIS_TLS_CERT_REQS": " None "})
+    assert celeryconfig.tls_options("rediss://h/0", relaxed) == {"ssl_cert_reqs": ssl.CERT_NONE}
+    with pytest.raises(ConfigError, match="^EMBEDFLEET_REDIS_TLS_CERT_REQS='maybe': "):
+        load_settings({"EMBEDFLEET_REDIS_TLS_CERT_REQS": "maybe"})
 
 
 def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatch):
@@ -104,10 +107,49 @@ def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatc
     assert make_app("redis://127.0.0.1:6379/0").conf.broker_use_ssl is None
 
 
-def test_only_json_and_msgpack_are_accepted_anywhere():
-    assert celeryconfig.accept_content == ["msgpack", "json"]
-    assert celeryconfig.result_accept_content == ["msgpack", "json"]
-    assert (celeryconfig.task_serializer, celeryconfig.result_serializer) == ("msgpack",) * 2
-    assert celeryconfig.event_serializer == "json"
-    assert celeryconfig.worker_pool_restarts is False
-    assert celeryconfig.broker_transport == "tasks.transport:Transport"
+def test_a_pickle_message_is_refused_and_never_unpickled(tmp_path):
+    # Given a pickled payload that would create a file when unpickled
+    from kombu.exceptions import ContentDisallowed
+    from kombu.serialization import dumps, loads, prepare_accept_content
+
+    from tasks.app import make_app
+    from tests.fault.malformed import pickle_payload
+
+    app = make_app("redis://127.0.0.1:1/0")
+    accept = prepare_accept_content(app.conf.accept_content)  # as the worker's consumer
+    marker = tmp_path / "unpickled"
+    payload = pickle_payload(marker)
+    # When a worker decodes it as a task or a control message (what kombu's consumer
+    # does with the app's accept list), it is refused
+    with pytest.raises(ContentDisallowed, match="pickle"):
+        loads(payload, "application/x-python-serialize", "binary", accept=accept)
+    # ... and when a producer reads it back as a chunk result, it is not unpickled either
+    with pytest.raises(Exception):  # noqa: B017 (msgpack refuses it: any error will do)
+        app.backend.decode(payload)
+    assert not marker.exists()
+    # while what the fleet itself sends (msgpack tasks and results, JSON events) decodes
+    for serializer in (app.conf.task_serializer, app.conf.result_serializer, "json"):
+        content_type, encoding, body = dumps({"texts": ["a"]}, serializer=serializer)
+        assert loads(body, content_type, encoding, accept=accept) == {"texts": ["a"]}
+    assert app.backend.decode(app.backend.encode({"n": 1})) == {"n": 1}
+
+
+def test_remote_pool_restarts_are_refused():
+    # `pool_restart` would import modules named on the wire
+    from types import SimpleNamespace
+
+    from celery.worker.control import pool_restart
+
+    from tasks.app import make_app
+
+    state = SimpleNamespace(app=make_app("redis://127.0.0.1:1/0"), consumer=None)
+    with pytest.raises(ValueError, match="not enabled"):
+        pool_restart(state, modules=["os"], reload=True)
+
+
+def test_the_broker_uses_the_transport_that_refuses_undecodable_items():
+    from tasks.app import make_app
+    from tasks.transport import Transport
+
+    with make_app("redis://127.0.0.1:1/0").connection_for_write() as connection:
+        assert isinstance(connection.transport, Transport)

@@ -67,10 +67,8 @@ def test_long_texts_are_cut_and_others_kept_as_sent():
     assert validate_request("j", 0, "m", same, None)[3] is same  # no copy when none is long
 
 
-def test_chunk_bytes_count_utf8_not_characters(monkeypatch):
-    import tasks.wire
-
-    monkeypatch.setattr(tasks.wire, "MAX_CHUNK_BYTES", 10)
-    validate_request("j", 0, "m", ["abcde", "fghij"], None)  # 10 ASCII bytes: fits
+def test_chunk_bytes_count_utf8_not_characters():
+    validate_request("j", 0, "m", ["abcde", "fghij"], None, max_chunk_bytes=10)  # 10 bytes
     with pytest.raises(InvalidRequest, match="more than 10 bytes"):
-        validate_request("j", 0, "m", ["abcde", "ééé"], None)  # 8 characters, 11 bytes
+        # 8 characters, 11 bytes
+        validate_request("j", 0, "m", ["abcde", "ééé"], None, max_chunk_bytes=10)

@@ -12,6 +12,8 @@ import threading
 import numpy as np
 import pytest
 
+from tasks.errors import ConfigError
+from tasks.settings import load_settings
 from workers.config.loader import parse_model_config
 from workers.errors import (
     ModelLoadError,
@@ -21,7 +23,7 @@ from workers.errors import (
     TransientError,
     UnknownModelError,
 )
-from workers.memory.eviction import eviction_order, policy_name
+from workers.memory.eviction import POLICIES, eviction_order
 from workers.memory.model_cache import ModelCache
 from workers.models.base import BaseEmbeddingModel
 
@@ -140,12 +142,11 @@ def test_policies_order_candidates_and_put_preloaded_last():
     assert [r.name for r in eviction_order(rows, "lru")] == ["old-small", "mid", "new-big", "pre"]
 
 
-def test_policy_comes_from_the_env_and_is_checked(monkeypatch):
-    monkeypatch.setenv("EMBEDFLEET_EVICTION_POLICY", "lru")
-    assert policy_name() == "lru"
-    monkeypatch.setenv("EMBEDFLEET_EVICTION_POLICY", "random")
-    with pytest.raises(ValueError, match="largest"):
-        policy_name()
+def test_policy_comes_from_the_settings_and_is_checked():
+    assert load_settings({"EMBEDFLEET_EVICTION_POLICY": "LRU"}).eviction_policy == "lru"
+    assert set(POLICIES) == {"largest", "lru"}  # what the settings accept
+    with pytest.raises(ConfigError, match="EMBEDFLEET_EVICTION_POLICY='random'.*'largest'"):
+        load_settings({"EMBEDFLEET_EVICTION_POLICY": "random"})
 
 
 def test_making_room_for_a_load_evicts_by_policy():

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tasks.settings import load_settings
 from tests.artifacts import export_onnx, tiny_bert
 from workers.config.loader import parse_model_config
 from workers.errors import ModelLoadError
@@ -69,13 +70,19 @@ def test_input_names_come_from_the_graph(bert_dir, tmp_path):
     assert cosine(model.encode(TEXTS), full.encode(TEXTS)).min() >= 0.9999
 
 
-def test_threads_are_set_explicitly(onnx_dir, monkeypatch):
-    monkeypatch.delenv("EMBEDFLEET_THREADS", raising=False)
-    assert build({"type": "onnx", "model_path": str(onnx_dir)}).threads == 1
-    monkeypatch.setenv("EMBEDFLEET_THREADS", "2")
-    model = build({"type": "onnx", "model_path": str(onnx_dir)})
-    assert model.threads == 2
-    assert model.session.get_session_options().intra_op_num_threads == 2
+def test_threads_are_set_explicitly(onnx_dir):
+    from workers.models.onnx_threads import DEFAULT_THREADS, onnx_threads, set_onnx_threads
+    from workers.serving.threads import configure_threads
+
+    assert build({"type": "onnx", "model_path": str(onnx_dir)}).threads == onnx_threads() == 1
+    try:
+        # the worker's boot: EMBEDFLEET_THREADS=2 reaches the sessions opened after it
+        configure_threads(4, load_settings({"EMBEDFLEET_THREADS": "2"}).threads)
+        model = build({"type": "onnx", "model_path": str(onnx_dir)})
+        assert model.threads == 2
+        assert model.session.get_session_options().intra_op_num_threads == 2
+    finally:
+        set_onnx_threads(DEFAULT_THREADS)
 
 
 def test_max_seq_length_truncates(bert_dir):
@@ -88,21 +95,74 @@ def test_max_seq_length_truncates(bert_dir):
     assert not np.allclose(a, b, atol=1e-3)
 
 
-def test_cuda_is_refused_clearly_where_there_is_none(onnx_dir, bert_dir):
+def _ort_has_cuda() -> bool:
     import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def _torch_has_cuda() -> bool:
     import torch
 
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        with pytest.raises(ModelLoadError, match="CUDAExecutionProvider"):
-            build({"type": "onnx", "model_path": str(onnx_dir), "device": "cuda"})
-        auto = build({"type": "onnx", "model_path": str(onnx_dir), "device": "auto"})
-        assert auto.session.get_providers() == ["CPUExecutionProvider"]
-    if not torch.cuda.is_available():
-        with pytest.raises(ModelLoadError, match="cuda"):
-            build({"type": "bert", "model_path": str(bert_dir), "device": "cuda"})
-        assert (
-            build({"type": "bert", "model_path": str(bert_dir), "device": "auto"}).device == "cpu"
-        )
+    return bool(torch.cuda.is_available())
+
+
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_the_device_choice_on_either_kind_of_host():
+    # Both answers of "is there a GPU?", whatever this host has: every branch runs here
+    from workers.models.device import pick_torch_device
+    from workers.models.onnx import onnx_providers
+
+    assert onnx_providers("m", "cpu", WITH_CUDA) == CPU_ONLY
+    assert onnx_providers("m", "auto", WITH_CUDA) == WITH_CUDA
+    assert onnx_providers("m", "cuda", WITH_CUDA) == WITH_CUDA
+    assert onnx_providers("m", "auto", CPU_ONLY) == CPU_ONLY
+    with pytest.raises(ModelLoadError, match="'m'.*no CUDAExecutionProvider.*onnxruntime-gpu"):
+        onnx_providers("m", "cuda", CPU_ONLY)
+    assert [pick_torch_device(d, cuda_available=True) for d in ("cpu", "auto", "cuda")] == [
+        "cpu",
+        "cuda",
+        "cuda",
+    ]
+    assert pick_torch_device("auto", cuda_available=False) == "cpu"
+    with pytest.raises(ModelLoadError, match="torch sees no CUDA device"):
+        pick_torch_device("cuda", cuda_available=False)
+
+
+@pytest.mark.skipif("_ort_has_cuda()", reason="onnxruntime has a CUDA provider here")
+def test_onnx_cuda_is_refused_clearly_where_there_is_none(onnx_dir):
+    with pytest.raises(ModelLoadError, match="CUDAExecutionProvider"):
+        build({"type": "onnx", "model_path": str(onnx_dir), "device": "cuda"})
+    auto = build({"type": "onnx", "model_path": str(onnx_dir), "device": "auto"})
+    assert auto.session.get_providers() == CPU_ONLY
+
+
+@pytest.mark.skipif("not _ort_has_cuda()", reason="needs onnxruntime-gpu and a GPU")
+def test_onnx_runs_on_cuda_where_there_is_one(onnx_dir):
+    cpu = build({"type": "onnx", "model_path": str(onnx_dir), "device": "cpu"})
+    for device in ("cuda", "auto"):
+        gpu = build({"type": "onnx", "model_path": str(onnx_dir), "device": device})
+        assert gpu.session.get_providers()[0] == "CUDAExecutionProvider"
+        assert cosine(gpu.encode(TEXTS), cpu.encode(TEXTS)).min() >= 0.999
+
+
+@pytest.mark.skipif("_torch_has_cuda()", reason="torch sees a GPU here")
+def test_torch_cuda_is_refused_clearly_where_there_is_none(bert_dir):
+    with pytest.raises(ModelLoadError, match="cuda"):
+        build({"type": "bert", "model_path": str(bert_dir), "device": "cuda"})
+    assert build({"type": "bert", "model_path": str(bert_dir), "device": "auto"}).device == "cpu"
+
+
+@pytest.mark.skipif("not _torch_has_cuda()", reason="needs a GPU torch can see")
+def test_torch_runs_on_cuda_where_there_is_one(bert_dir):
+    cpu = build({"type": "bert", "model_path": str(bert_dir), "device": "cpu"})
+    for device in ("cuda", "auto"):
+        gpu = build({"type": "bert", "model_path": str(bert_dir), "device": device})
+        assert gpu.device == "cuda"
+        assert cosine(gpu.encode(TEXTS), cpu.encode(TEXTS)).min() >= 0.999
 
 
 def test_bad_onnx_models_fail_with_the_reason(onnx_dir, tmp_path):

@@ -15,6 +15,7 @@ from tasks.logs import (
     make_formatter,
     parse_pairs,
 )
+from tasks.settings import load_settings
 
 
 def _record(msg: str, *args: object, name: str = "workers.memory.model_cache") -> logging.LogRecord:
@@ -81,18 +82,17 @@ def test_json_line_has_typed_fields_and_exception():
 @pytest.mark.parametrize(
     ("value", "kind"), [("1", JsonFormatter), ("", KeyValueFormatter), ("0", KeyValueFormatter)]
 )
-def test_env_switches_to_json(monkeypatch, value, kind):
-    monkeypatch.setenv("EMBEDFLEET_LOG_JSON", value)
-    assert type(make_formatter()) is kind
+def test_the_setting_switches_to_json(value, kind):
+    json_lines = load_settings({"EMBEDFLEET_LOG_JSON": value}).log_json
+    assert type(make_formatter(json_lines)) is kind
 
 
-def test_configure_logging_writes_json_lines(monkeypatch):
-    monkeypatch.setenv("EMBEDFLEET_LOG_JSON", "1")
+def test_configure_logging_writes_json_lines():
     stream = io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        configure_logging("info", stream)
+        configure_logging("info", stream, json_lines=True)
         logging.getLogger("workers.test").info(
             "event=config_change config_hash=%s added=%s", "0123", "a,b"
         )

@@ -1,9 +1,12 @@
 """Memory readings against a cgroup fs laid out in a temp dir, and the release loop."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from tasks.settings import load_settings
+from workers.memory import readings
 from workers.memory.readings import (
     GB,
     available_gb,
@@ -55,28 +58,45 @@ def test_no_cgroup_files_means_no_limit(tmp_path):
     assert read_cgroup(tmp_path) is None
 
 
-def test_available_is_capped_by_the_container(tmp_path):
-    tiny = _v2(tmp_path, str(GB), current=GB - GB // 4, inactive=0)
+@pytest.fixture
+def host_8gb_3_available(monkeypatch):
+    """The host's readings, fixed: 8 GB of RAM, 3 GB available (whatever this host has)."""
+    reading = SimpleNamespace(total=8 * GB, available=3 * GB)
+    monkeypatch.setattr(readings.psutil, "virtual_memory", lambda: reading)
+
+
+def test_available_is_the_smaller_of_host_and_container(tmp_path, host_8gb_3_available):
+    # no container: the host's available memory
+    assert available_gb(tmp_path / "none") == pytest.approx(3.0)
+    # a container with less left than the host: the container's
+    tiny = _v2(tmp_path / "tiny", str(GB), current=GB - GB // 4, inactive=0)
     assert available_gb(tiny) == pytest.approx(0.25)
-    assert available_gb(tmp_path / "none") > 0.25  # the host's available memory
+    # a container with more left than the host: still the host's
+    roomy = _v2(tmp_path / "roomy", str(64 * GB), current=GB, inactive=0)
+    assert available_gb(roomy) == pytest.approx(3.0)
 
 
-def test_floor_from_env_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path, monkeypatch):
-    monkeypatch.delenv("EMBEDFLEET_MEMORY_FLOOR_GB", raising=False)
-    assert memory_floor_gb(_v2(tmp_path / "small", str(2 * GB), 0, 0)) == pytest.approx(0.1)
-    assert memory_floor_gb(_v2(tmp_path / "big", str(64 * GB), 0, 0)) == pytest.approx(0.5)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_FLOOR_GB", "1.25")
-    assert memory_floor_gb(tmp_path) == 1.25
+def test_without_a_container_budget_and_floor_follow_host_ram(tmp_path, host_8gb_3_available):
+    none = tmp_path / "none"
+    assert memory_budget_gb(None, none) == pytest.approx(8 * 0.8)  # 80% of RAM
+    assert memory_budget_gb(2.0, none) == pytest.approx(2.0)
+    assert memory_floor_gb(None, none) == pytest.approx(0.4)  # 5% of 8 GB < 0.5 GB
 
 
-def test_budget_is_the_smaller_of_env_and_cgroup(tmp_path, monkeypatch):
+def test_floor_given_else_the_smaller_of_half_a_gb_and_5_percent(tmp_path):
+    small = _v2(tmp_path / "small", str(2 * GB), 0, 0)
+    assert memory_floor_gb(None, small) == pytest.approx(0.1)
+    assert memory_floor_gb(None, _v2(tmp_path / "big", str(64 * GB), 0, 0)) == pytest.approx(0.5)
+    floor = load_settings({"EMBEDFLEET_MEMORY_FLOOR_GB": "1.25"}).memory_floor_gb
+    assert memory_floor_gb(floor, small) == 1.25
+
+
+def test_budget_is_the_smaller_of_the_setting_and_cgroup(tmp_path):
     root = _v2(tmp_path, str(3 * GB), 0, 0)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "5")
-    assert memory_budget_gb(root) == pytest.approx(3.0)
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", "1.5")
-    assert memory_budget_gb(root) == pytest.approx(1.5)
-    monkeypatch.delenv("EMBEDFLEET_MEMORY_LIMIT_GB")
-    assert memory_budget_gb(root) == pytest.approx(3.0)
+    assert memory_budget_gb(5.0, root) == pytest.approx(3.0)
+    limit = load_settings({"EMBEDFLEET_MEMORY_LIMIT_GB": "1.5"}).memory_limit_gb
+    assert memory_budget_gb(limit, root) == pytest.approx(1.5)
+    assert memory_budget_gb(None, root) == pytest.approx(3.0)
 
 
 def test_release_until_retries_until_half_the_model_is_back():
@@ -93,10 +113,8 @@ def test_release_until_gives_up_after_its_rounds():
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "nan"])
-def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(monkeypatch, value):
+def test_a_bad_memory_limit_is_a_config_error_naming_the_variable(value):
     from workers.errors import ConfigError
-    from workers.memory.readings import memory_budget_gb
 
-    monkeypatch.setenv("EMBEDFLEET_MEMORY_LIMIT_GB", value)
     with pytest.raises(ConfigError, match="EMBEDFLEET_MEMORY_LIMIT_GB"):
-        memory_budget_gb()
+        load_settings({"EMBEDFLEET_MEMORY_LIMIT_GB": value})

@@ -10,10 +10,11 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks.errors import JobCancelled
+from tasks.errors import ConfigError, JobCancelled
 from tasks.routing import EMBED_TASK
+from tasks.settings import load_settings
 from workers.config.loader import parse_model_config
-from workers.observability.metrics import WorkerMetrics, metrics_port
+from workers.observability.metrics import WorkerMetrics
 from workers.observability.token_counts import TokenCounter, estimate
 from workers.serving.process import set_runtime
 from workers.serving.runtime import Runtime
@@ -50,12 +51,15 @@ def _run(metrics, task_id, state, retval=None, model="hash", texts=("a b", "c"))
     metrics.on_postrun(task_id=task_id, task=task, kwargs=kwargs, retval=retval, state=state)
 
 
-@pytest.mark.parametrize(
-    ("raw", "port"), [("", 0), ("0", 0), ("9100", 9100), ("x", 0), ("70000", 0)]
-)
-def test_metrics_port_from_env(monkeypatch, raw, port):
-    monkeypatch.setenv("EMBEDFLEET_METRICS_PORT", raw)
-    assert metrics_port() == port
+@pytest.mark.parametrize(("raw", "port"), [("", 0), ("0", 0), ("9100", 9100)])
+def test_metrics_port_from_the_settings(raw, port):
+    assert load_settings({"EMBEDFLEET_METRICS_PORT": raw}).metrics_port == port
+
+
+@pytest.mark.parametrize("raw", ["x", "70000", "-1"])
+def test_a_bad_metrics_port_names_the_variable(raw):
+    with pytest.raises(ConfigError, match="^EMBEDFLEET_METRICS_PORT="):
+        load_settings({"EMBEDFLEET_METRICS_PORT": raw})
 
 
 def test_chunk_outcomes_are_counted_by_model_and_status(metrics):

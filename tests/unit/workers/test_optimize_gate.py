@@ -103,14 +103,11 @@ def test_register_refuses_an_existing_name_and_an_invalid_entry(tmp_path: Path) 
     assert config.read_text() == before
 
 
-def test_the_store_defaults_to_models_beside_the_config(tmp_path: Path, monkeypatch) -> None:
+def test_the_store_defaults_to_models_beside_the_config(tmp_path: Path) -> None:
     config = tmp_path / "models.json"
     config.write_text("{}")
-    monkeypatch.delenv("EMBEDFLEET_MODEL_STORE", raising=False)
 
     assert store_root(config, None) == tmp_path / "models"
-    monkeypatch.setenv("EMBEDFLEET_MODEL_STORE", str(tmp_path / "store"))
-    assert store_root(config, None) == tmp_path / "store"
     assert store_root(config, str(tmp_path / "given")) == tmp_path / "given"
 
 
@@ -119,15 +116,29 @@ def test_optimize_registers_in_json_files_only() -> None:
         config_file("ssm:/embedfleet/models")
 
 
-def test_a_cuda_entry_needs_onnxruntime_s_cuda_provider() -> None:
+def _ort_has_cuda() -> bool:
     import onnxruntime
 
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def test_cpu_and_auto_entries_can_always_be_optimized() -> None:
     from workers.optimize.pipeline import check_device
 
     check_device("m", "cpu")
     check_device("m", "auto")  # CUDA when present, else the CPU
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+
+
+@pytest.mark.skipif("_ort_has_cuda()", reason="onnxruntime has a CUDA provider here")
+def test_a_cuda_entry_is_refused_without_onnxruntime_s_cuda_provider() -> None:
+    from workers.optimize.pipeline import check_device
+
+    with pytest.raises(ModelLoadError, match="'m'.*onnxruntime-gpu"):
         check_device("m", "cuda")
-    else:
-        with pytest.raises(ModelLoadError, match="onnxruntime-gpu"):
-            check_device("m", "cuda")
+
+
+@pytest.mark.skipif("not _ort_has_cuda()", reason="needs onnxruntime-gpu and a GPU")
+def test_a_cuda_entry_is_accepted_with_onnxruntime_s_cuda_provider() -> None:
+    from workers.optimize.pipeline import check_device
+
+    check_device("m", "cuda")

@@ -41,9 +41,7 @@ def build(endpoint: str, **fields):
     config = parse_model_config(
         {"sm": {"type": "sagemaker", "model_path": endpoint, "RAM": 0.01, **fields}}
     )
-    model = build_model("sm", config["sm"])
-    model.backoff_s = 0.01  # the retry schedule, not its length, is under test
-    return model
+    return build_model("sm", config["sm"])
 
 
 def test_region_field_is_honoured(server):
@@ -74,10 +72,15 @@ def test_token_vectors_are_pooled_and_normalize_is_honoured(server):
     np.testing.assert_allclose(vectors, expected, rtol=1e-6)
 
 
-def test_throttling_is_retried_with_backoff(server):
-    vectors = build("throttled").encode(["a"])
+def test_throttling_is_retried_by_botocore_adaptive_mode(server, caplog):
+    model = build("throttled")
+    assert model.client.meta.config.retries["mode"] == "adaptive"
+    with caplog.at_level("WARNING", logger="workers.models.sagemaker"):
+        vectors = model.encode(["a"])
     np.testing.assert_array_equal(vectors, hash_encode(["a"]))
     assert server.endpoints["throttled"].requests == [1, 1, 1]  # two 429s, then served
+    retries = [r.getMessage() for r in caplog.records if "event=endpoint_retry" in r.getMessage()]
+    assert [line.split("attempt=")[1] for line in retries] == ["2", "3"]
 
 
 def test_persistent_throttling_is_transient_and_names_the_endpoint(server):

@@ -6,8 +6,10 @@ import threading
 
 import pytest
 
+from tasks.errors import ConfigError
+from tasks.settings import load_settings
 from tests.unit.workers.test_cache import _cache
-from workers.memory.watchdog import MemoryWatchdog, interval_from_env
+from workers.memory.watchdog import DEFAULT_INTERVAL_S, MemoryWatchdog
 
 
 def _loaded(ram, budget, policy="largest", **kw):
@@ -134,11 +136,8 @@ def test_the_thread_runs_checks_until_stopped():
     assert dog.checks >= 2 and not dog.is_alive()
 
 
-def test_interval_from_env(monkeypatch):
-    monkeypatch.delenv("EMBEDFLEET_WATCHDOG_INTERVAL_S", raising=False)
-    assert interval_from_env() == 5.0
-    monkeypatch.setenv("EMBEDFLEET_WATCHDOG_INTERVAL_S", "0.5")
-    assert interval_from_env() == 0.5
-    monkeypatch.setenv("EMBEDFLEET_WATCHDOG_INTERVAL_S", "0")
-    with pytest.raises(ValueError):
-        interval_from_env()
+def test_interval_from_the_settings():
+    assert load_settings({}).watchdog_interval_s == DEFAULT_INTERVAL_S == 5.0
+    assert load_settings({"EMBEDFLEET_WATCHDOG_INTERVAL_S": "0.5"}).watchdog_interval_s == 0.5
+    with pytest.raises(ConfigError, match="^EMBEDFLEET_WATCHDOG_INTERVAL_S='0': "):
+        load_settings({"EMBEDFLEET_WATCHDOG_INTERVAL_S": "0"})

@@ -1,0 +1,286 @@
+"""Dataset jobs from the producer's side: plan, record, send the window, follow, retry.
+
+``submit`` is a scan (``tasks.io.scan``) plus a few Redis writes: the job id is known
+(and announced) before the first chunk is sent, and the job finishes with no producer
+alive (``tasks.datasets`` explains the window). See docs/DATASETS.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from producers.errors import JobFailedError, UsageError
+from producers.gather import poll_delays
+from tasks import datasets, job_admin, jobstore
+from tasks.io import parts, scan, sources
+from tasks.retry import retry_while_unreachable
+
+if TYPE_CHECKING:
+    from producers.client import EmbeddingClient
+
+log = logging.getLogger(__name__)
+
+#: Seconds between progress polls of a dataset job, at most.
+POLL_S = 0.5
+
+
+def submit_dataset(
+    client: EmbeddingClient,
+    source: str,
+    model: str | None,
+    output: str,
+    fmt: str | None = None,
+    field: str | None = None,
+    id_field: str | None = None,
+    key: str | None = None,
+    cache: bool = False,
+    chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
+    window: int = datasets.DEFAULT_WINDOW,
+    announce: Callable[[str], None] | None = None,
+) -> DatasetJob:
+    """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
+    ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
+    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``)."""
+    if window < 1:
+        raise UsageError("window must be at least 1")
+    files = sources.resolve(source, fmt)
+    dest = parts.normalize(output)
+    try:
+        parts.check_writable(dest)
+    except Exception as exc:  # OSError, or botocore's errors for S3
+        raise UsageError(f"cannot write to {output}: {exc}") from None
+    plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows, model=model)
+    if model is None:
+        model = plan.openai_model
+        if model is None:
+            raise UsageError("no --model given and the input names none (body.model)")
+    job_id = uuid.uuid4().hex
+    model, alias, version = client.resolve_model(model, key or job_id)
+    spec = {
+        "input": source,
+        "output": dest,
+        "format": plan.format,
+        "text_field": plan.text_field,
+        "id_field": plan.id_field,
+        "openai_model": plan.openai_model,
+        "window": window,
+        "cache": cache,
+    }
+    redis = client.redis
+    record = retry_while_unreachable(
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+    )
+    if announce is not None:
+        announce(job_id)
+    job = DatasetJob(client, record)
+    job.send_window(range(min(window, record.total)))
+    return job
+
+
+class DatasetJob:
+    """A dataset job: follow it with :meth:`status`, wait with :meth:`wait` (no vectors
+    are gathered), re-run what failed with :meth:`retry`, drop it with :meth:`delete`."""
+
+    kind = "dataset"
+
+    def __init__(self, client: EmbeddingClient, record: datasets.DatasetRecord) -> None:
+        self.client = client
+        self.record = record
+        self.id = record.id
+        self.model = record.model
+
+    def __repr__(self) -> str:
+        return f"DatasetJob(id={self.id!r}, model={self.model!r}, rows={self.record.n})"
+
+    @property
+    def output(self) -> str:
+        return self.record.output
+
+    def send_window(self, indices: Any, force: bool = False) -> int:
+        """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
+        job is marked failed with the reason and ``retry`` can finish it."""
+        import producers.submitting as submitting
+
+        redis, app = self.client.redis, self.client.app
+        sent = 0
+        try:
+            for index in indices:
+                sent += retry_while_unreachable(
+                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    submitting.SUBMIT_RETRY_S,
+                )
+            retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
+        except Exception as exc:
+            reason = f"submit stopped after {sent} chunk(s): {type(exc).__name__}: {exc}"
+            try:
+                retry_while_unreachable(
+                    lambda: datasets.mark_submitted(redis, self.id, reason), 5.0
+                )
+            except Exception:  # Redis still down: the grace period marks it FAILURE
+                log.warning("event=submit_failed job=%s reason=%r", self.id, reason)
+            raise UsageError(f"job {self.id}: {reason}; run `embedfleet retry {self.id}`") from exc
+        return sent
+
+    def _fresh(self) -> datasets.DatasetRecord:
+        redis = self.client.redis
+        found = retry_while_unreachable(lambda: datasets.load(redis, self.id), 10.0)
+        if found is not None:
+            self.record = found
+        return self.record
+
+    def status(self) -> dict[str, Any]:
+        """The contract's status keys plus rows, times, ETA and failed chunks' rows."""
+        redis = self.client.redis
+        record = self._fresh()
+        _, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id), 10.0)
+        state = datasets.state_of(record, len(failed))
+        plan = datasets.chunks(redis, self.id) if failed else None
+        errors = []
+        for index in sorted(failed):
+            entry: dict[str, Any] = {"chunk": index, "error": failed[index]}
+            if plan is not None and index < plan.size:
+                first = int(plan[index]["first_row"])
+                entry["rows"] = [first, first + int(plan[index]["rows"]) - 1]
+            errors.append(entry)
+        if record.submit_error and state == "FAILURE":
+            errors.append({"chunk": -1, "error": record.submit_error})
+        elif state == "FAILURE" and not failed:
+            errors.append(
+                {
+                    "chunk": -1,
+                    "error": "submit did not finish sending the job; "
+                    f"run `embedfleet retry {self.id}`",
+                }
+            )
+        eta = None
+        if record.started and record.rows_done and state == "RUNNING":
+            rate = record.rows_done / max(1e-6, time.time() - record.started)
+            eta = round((record.n - record.rows_done) / rate, 1)
+        return {
+            "id": self.id,
+            "kind": "dataset",
+            "model": record.model,
+            "version": record.version,
+            "alias": record.alias or None,
+            "state": state,
+            "done": record.done,
+            "total": record.total,
+            "texts": record.n,
+            "rows_done": record.rows_done,
+            "failed": len(failed),
+            "errors": errors,
+            "created": record.created,
+            "started": record.started,
+            "finished": record.finished,
+            "eta_s": eta,
+            "input": record.spec.get("input"),
+            "output": record.output,
+        }
+
+    def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
+        """Block until the job ends; returns its output folder. Raises
+        :class:`JobFailedError` when chunks failed, ``TimeoutError`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.record.n, unit="row", desc=f"{self.model} {self.id[:8]}")
+        delays = poll_delays(POLL_S, first=0.01)
+        try:
+            while True:
+                status = self.status()
+                if bar is not None:
+                    bar.update(status["rows_done"] - bar.n)
+                if status["state"] == "SUCCESS":
+                    return self.output
+                if status["state"] in ("FAILURE", "CANCELLED"):
+                    errors = {e["chunk"]: e["error"] for e in status["errors"]}
+                    raise JobFailedError(self.id, errors or {-1: status["state"]}, status["total"])
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"job {self.id}: {status['done']} of {status['total']} chunks done "
+                        f"after {timeout} s"
+                    )
+                time.sleep(next(delays))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def retry(self) -> int:
+        """Send again the chunks that failed, whose part is missing, or that were never
+        sent; returns how many. Nothing else runs again."""
+        redis = self.client.redis
+        record = self._fresh()
+        if record.cancelled:
+            raise UsageError(_CANCELLED.format(job=self.id))
+        total = record.total
+        done = datasets.bits(redis, self.id, "donebits", total)
+        sent = datasets.bits(redis, self.id, "sent", total)
+        _, failed = jobstore.progress(redis, self.id)
+        present = _present_parts(record.output)
+        lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
+        plan = datasets.chunks(redis, self.id)
+        for index in lost:  # written once, gone now: count it undone
+            job_admin.unmark_done(redis, self.id, int(index), int(plan[index]["rows"]))
+        ended = done | np.isin(np.arange(total), list(failed))
+        predecessor_ended = np.concatenate(
+            [np.ones(min(record.window, total), dtype=bool), ended[: max(0, total - record.window)]]
+        )
+        unsent = np.flatnonzero(~sent & predecessor_ended)
+        todo = sorted({*failed, *map(int, lost), *map(int, unsent)})
+        if not todo and done.all() and record.finished is None:
+            todo = [total - 1]  # every part is in but the manifest is not: redo the last
+        job_admin.clear_for_retry(redis, self.id, todo)
+        self.send_window(todo, force=True)
+        return len(todo)
+
+    def cancel(self) -> int:
+        """Stop the job: chunks not started are skipped; written parts stay."""
+        redis = self.client.redis
+        jobstore.mark_cancelled(redis, self.id)
+        record = self._fresh()
+        pending = [jobstore.chunk_task_id(self.id, i) for i in range(record.total)]
+        sent = datasets.bits(redis, self.id, "sent", record.total)
+        done = datasets.bits(redis, self.id, "donebits", record.total)
+        ids = [pending[i] for i in np.flatnonzero(sent & ~done)]
+        if ids:
+            self.client.app.control.revoke(ids)
+        return len(ids)
+
+    def delete(self) -> int:
+        """Drop the job's keys from Redis now (its parts stay where they were written)."""
+        return job_admin.delete(self.client.redis, self.id, self.record.total)
+
+
+_CANCELLED = (
+    "job {job} was cancelled: the workers hold its chunks as revoked, so it cannot be "
+    "resumed; submit it again (parts already written stay in place)"
+)
+
+
+def _present_parts(output: str) -> list[int]:
+    """Chunk indices whose part is in ``output``."""
+    if output.startswith("s3://"):
+        from tasks.io import s3
+
+        names = [url.rsplit("/", 1)[-1] for url, _ in s3.list_objects(output)]
+    else:
+        from pathlib import Path
+
+        folder = Path(output)
+        names = [p.name for p in folder.glob("part-*.parquet")] if folder.is_dir() else []
+    found = []
+    for name in names:
+        if name.startswith("part-") and name.endswith(".parquet"):
+            try:
+                found.append(int(name[5:-8]))
+            except ValueError:
+                continue
+    return found

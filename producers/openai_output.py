@@ -1,0 +1,88 @@
+"""Writing a finished OpenAI-format dataset job as an OpenAI Batch output file.
+
+One line per request in input order: served requests carry their embeddings, refused
+requests (judged at submit) and requests of chunks that failed carry ``error``. The
+input is read again range by range and each part once, so memory holds one chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks import datasets, jobstore
+from tasks.chunking import estimate_tokens
+from tasks.io import parts, ranges
+
+
+def write_openai_output(job: Any, path: str | Path) -> int:
+    """Write job ``job`` (a finished :class:`DatasetJob`) to ``path``; returns lines."""
+    import pyarrow.parquet as pq
+
+    redis = job.client.redis
+    record = job.record
+    plan = datasets.chunks(redis, job.id)
+    refused = sorted(datasets.refused(redis, job.id), key=lambda e: e["request"])
+    _, failed = jobstore.progress(redis, job.id)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    written, pending = 0, 0
+    with tmp.open("w", encoding="utf-8") as out:
+
+        def emit(line: dict[str, Any]) -> None:
+            nonlocal written
+            out.write(json.dumps(line) + "\n")
+            written += 1
+
+        def refused_before(request: int) -> None:
+            nonlocal pending
+            while pending < len(refused) and refused[pending]["request"] < request:
+                e = refused[pending]
+                emit(_error(e["custom_id"], e["code"], e["message"]))
+                pending += 1
+
+        for index, chunk in enumerate(plan):
+            file = datasets.file(redis, job.id, int(chunk["file"]))
+            got = ranges.read_chunk(record.spec, file, chunk)
+            requests = np.asarray(got.requests, dtype=np.int64)
+            vectors = None
+            if index not in failed:
+                table = pq.read_table(pa_buffer(parts.read(record.output, parts.part_name(index))))
+                table = table.sort_by("row")
+                vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+            starts = np.flatnonzero(np.r_[True, requests[1:] != requests[:-1]])
+            ends = np.r_[starts[1:], requests.size]
+            for s, e in zip(starts, ends, strict=True):
+                request = int(requests[s])
+                refused_before(request)
+                custom_id = got.ids[s] if got.ids else None
+                if vectors is None:
+                    emit(_error(custom_id, "chunk_failed", failed[index]))
+                    continue
+                tokens = int(estimate_tokens(got.texts[s:e]).sum())
+                emit(_response(custom_id, record.model, vectors[s:e], tokens))
+        refused_before(1 << 62)
+    tmp.replace(path)
+    return written
+
+
+def pa_buffer(data: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(data)
+
+
+def _response(custom_id: Any, model: str, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+    from tasks.io.openai import response_line
+
+    return response_line(custom_id, model, vectors, tokens)
+
+
+def _error(custom_id: Any, code: str, message: str) -> dict[str, Any]:
+    from tasks.io.openai import error_line
+
+    return error_line(custom_id, code, message)

@@ -1,0 +1,169 @@
+"""The dataset chunk task: read a planned input range, encode it, write its part.
+
+Thin like the list-path task (``tasks.embed``): the message holds only
+``(job_id, index, model)``; the worker reads the job's spec and its chunk's range
+from Redis (``tasks.datasets``), its rows from the input (``tasks.io.ranges``),
+encodes with the encoder its boot installed, writes ``part-<index>.parquet``
+(``tasks.io.parts``) and marks the chunk done. No vector goes to Redis: the task
+stores no result. The worker that marks the last chunk done writes the manifest.
+Finishing or failing a chunk sends the next one of the job's window.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import Any
+
+from celery import Task
+
+import celeryconfig
+from tasks import datasets, embed
+from tasks.app import app
+from tasks.errors import InputError, InvalidRequest, JobCancelled, PermanentError, TransientError
+from tasks.io import parts, ranges
+from tasks.routing import DATASET_TASK, MODEL_NAME_RE
+
+log = logging.getLogger(__name__)
+
+
+class DatasetChunkTask(Task):  # type: ignore[misc]
+    """Records a failed chunk on its job and keeps the window moving past it."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
+    ) -> None:
+        job_id, index = kwargs.get("job_id"), kwargs.get("index")
+        if not (isinstance(job_id, str) and isinstance(index, int) and index >= 0):
+            return
+        client = self.app.backend.client
+        message = f"{type(exc).__name__}: {exc}"
+
+        def record() -> None:
+            found = datasets.load(client, job_id)
+            if found is None:
+                return
+            from tasks import jobstore
+
+            jobstore.mark_failed(client, job_id, index, message)
+            if not isinstance(exc, JobCancelled):
+                datasets.feed(self.app, client, found, index)
+
+        embed.with_redis_retry(record, "recording a dataset chunk failure")
+
+
+def _check(job_id: Any, index: Any, model: Any) -> tuple[str, int, str]:
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 128:
+        raise InvalidRequest(f"job_id must be a non-empty string, got {job_id!r:.60}")
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidRequest(f"index must be a non-negative integer, got {index!r:.60}")
+    if not isinstance(model, str) or not MODEL_NAME_RE.match(model):
+        raise InvalidRequest(f"model must be a model name, got {model!r:.60}")
+    return job_id, index, model
+
+
+@app.task(
+    name=DATASET_TASK,
+    base=DatasetChunkTask,
+    bind=True,
+    ignore_result=True,
+    track_started=False,
+    autoretry_for=(TransientError,),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=20,
+)
+def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = None) -> None:
+    """Embed chunk ``index`` of dataset job ``job_id`` into its parquet part."""
+    job_id, index, model = _check(job_id, index, model)
+    client = self.app.backend.client
+    retry = embed.with_redis_retry
+    record = retry(lambda: datasets.load(client, job_id), "reading a dataset job")
+    if record is None:
+        log.warning("event=dataset_chunk_orphan job=%s chunk=%d", job_id, index)
+        return  # deleted or expired: nothing to do, nothing to record
+    task_id, attempt = str(self.request.id), self.request.retries
+    deliveries = retry(lambda: embed.count_delivery(client, task_id, attempt), "counting")
+    embed.check_deliveries(deliveries, job_id, index, celeryconfig.MAX_DELIVERIES)
+    if record.cancelled:
+        raise JobCancelled(f"job {job_id} was cancelled")
+    plan = retry(lambda: datasets.chunk(client, job_id, index), "reading the plan")
+    if plan is None:
+        raise InvalidRequest(f"job {job_id} has no chunk {index}")
+    name = parts.part_name(index)
+    output = record.output
+    if retry(lambda: datasets.is_done(client, job_id, index), "checking") and parts.exists(
+        output, name
+    ):
+        log.info("event=dataset_chunk_already_done job=%s chunk=%d", job_id, index)
+        _finish(self, record, index, int(plan["rows"]))
+        return
+    retry(lambda: datasets.mark_started(client, job_id), "marking a job started")
+    started = time.perf_counter()
+    file = retry(lambda: datasets.file(client, job_id, int(plan["file"])), "reading files")
+    try:
+        got = ranges.read_chunk(record.spec, file, plan)
+    except (InputError, PermanentError):
+        raise
+    except OSError as exc:
+        raise PermanentError(
+            f"worker {socket.gethostname()} cannot read {file['url']}: {exc}. Local inputs "
+            f"must be readable by every worker at the same path (same machine or a shared "
+            f"filesystem); use s3:// when workers run elsewhere"
+        ) from exc
+    encoder = embed.current_encoder()
+    if encoder is None:
+        raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
+    options = {"version": record.version, "cache": bool(record.spec.get("cache", False))}
+    try:
+        vectors, _version = encoder(model, got.texts, options)
+    except (PermanentError, TransientError) as exc:
+        raise embed.naming_model(exc, model) from exc.__cause__
+    except Exception as exc:  # a bug in a wrapper: fail the chunk, keep serving
+        log.exception("event=chunk_error job=%s chunk=%s model=%s", job_id, index, model)
+        raise PermanentError(f"model {model!r} failed to encode: {exc}") from exc
+    extra = None
+    if got.requests is not None and got.positions is not None:
+        extra = {"request": got.requests, "index": got.positions}
+    data = parts.part_bytes(int(plan["first_row"]), vectors, got.ids, extra)
+    try:
+        parts.put(output, name, data)
+    except OSError as exc:
+        raise PermanentError(f"cannot write {output}{name}: {exc}") from exc
+    retry(lambda: datasets.set_dimension(client, job_id, int(vectors.shape[1])), "dimension")
+    _finish(self, record, index, int(plan["rows"]))
+    retry(lambda: client.delete(f"{embed.DELIVERIES_PREFIX}{task_id}:{attempt}"), "cleaning")
+    log.info(
+        "event=dataset_chunk_done job=%s chunk=%d rows=%d seconds=%.3f",
+        job_id,
+        index,
+        len(got.texts),
+        time.perf_counter() - started,
+    )
+
+
+def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -> None:
+    """Mark the chunk done, send the next one, and write the manifest after the last."""
+    client = task.app.backend.client
+    retry = embed.with_redis_retry
+    done = retry(lambda: datasets.mark_done(client, record.id, index, rows), "marking done")
+    retry(lambda: datasets.feed(task.app, client, record, index), "sending the next chunk")
+    if done != record.total:
+        return
+    fresh = retry(lambda: datasets.load(client, record.id), "reading a dataset job")
+    if fresh is None or fresh.finished is not None:
+        return
+    body = parts.manifest(
+        record.id,
+        record.model,
+        record.version,
+        fresh.dimension,
+        record.n,
+        record.total,
+        str(record.spec.get("input", "")),
+    )
+    parts.put(record.output, parts.MANIFEST, body)
+    retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")
+    log.info("event=dataset_job_done job=%s rows=%d parts=%d", record.id, record.n, record.total)

@@ -1,0 +1,277 @@
+"""Dataset jobs in Redis: small per-job state, and the window that feeds the queue.
+
+Keys (all expire after ``celeryconfig.RESULT_TTL_S``; ``embedfleet delete`` drops them):
+
+- ``embedfleet:job:<id>``          hash: kind=dataset, model, version, alias, n (rows),
+                                    total (chunks), created, started, finished, spec
+                                    (JSON: format, fields, output, window), done and
+                                    rows_done counters, dimension, submitted, cancelled
+- ``embedfleet:job:<id>:plan``     string: 40 bytes per chunk (``tasks.io.scan``), read
+                                    by a worker with GETRANGE for its own chunk
+- ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, columns}
+- ``embedfleet:job:<id>:donebits`` bitmap: chunk i's part is written
+- ``embedfleet:job:<id>:sent``     bitmap: chunk i's message was sent
+- ``embedfleet:job:<id>:failed``   hash chunk index -> error (failed chunks only)
+- ``embedfleet:job:<id>:refused``  string: JSON list of OpenAI requests refused at scan
+
+No text and no vector is kept: a 2,000,000-row job of 1,024-row chunks holds ~80 KB.
+
+The window: the producer sends chunks ``0 .. window-1``; a worker that finishes (or
+fails) chunk ``i`` sends chunk ``i + window``. So at most ``window`` messages of a job
+wait or run at any time, whatever the input's size, and the job needs no producer after
+``submit``. The ``sent`` bit keeps a chunk redelivered after a worker died from sending
+its successor twice. Dataset chunks travel at priority :data:`DATASET_PRIORITY` (kombu's
+Redis priority lists), behind small jobs' chunks on the same model queue.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+from celery import Celery
+
+import celeryconfig
+from tasks import jobstore
+from tasks.io.scan import CHUNK_DTYPE, Plan
+from tasks.routing import DATASET_TASK, queue_for
+
+#: Chunk messages of one job waiting or running at once.
+DEFAULT_WINDOW = 16
+#: kombu Redis priority step of dataset chunks: 0 is served first and list jobs send 0;
+#: 9 (the default) puts dataset chunks behind them on the same queue
+#: (``EMBEDFLEET_DATASET_PRIORITY``, read by producers and workers alike).
+DATASET_PRIORITY = celeryconfig.DATASET_PRIORITY
+#: Seconds after which a job whose submit never finished sending its window is FAILURE.
+SUBMIT_GRACE_S = 180.0
+
+_MARK_DONE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+local old = redis.call('SETBIT', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if old == 0 then
+  redis.call('HINCRBY', KEYS[2], 'done', 1)
+  redis.call('HINCRBY', KEYS[2], 'rows_done', ARGV[2])
+end
+redis.call('HDEL', KEYS[3], ARGV[1])
+return tonumber(redis.call('HGET', KEYS[2], 'done'))
+"""
+
+
+def key(job_id: str, suffix: str = "") -> str:
+    return jobstore.PREFIX + job_id + (":" + suffix if suffix else "")
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What a dataset job is, as recorded at submit time plus its counters."""
+
+    id: str
+    model: str
+    version: str
+    alias: str
+    n: int
+    total: int
+    created: float
+    spec: dict[str, Any]
+    done: int = 0
+    rows_done: int = 0
+    started: float | None = None
+    finished: float | None = None
+    cancelled: bool = False
+    submitted: bool = False
+    submit_error: str = ""
+    dimension: int = 0
+
+    @property
+    def output(self) -> str:
+        return str(self.spec["output"])
+
+    @property
+    def window(self) -> int:
+        return int(self.spec.get("window", DEFAULT_WINDOW))
+
+
+def is_dataset(client: redis.Redis, job_id: str) -> bool:
+    return client.hget(key(job_id), "kind") == b"dataset"
+
+
+def create(
+    client: redis.Redis,
+    job_id: str,
+    model: str,
+    version: str,
+    alias: str,
+    plan: Plan,
+    spec: dict[str, Any],
+) -> DatasetRecord:
+    """Write a dataset job's record, plan and files (before any chunk is sent)."""
+    created = time.time()
+    ttl = celeryconfig.RESULT_TTL_S
+    pipe = client.pipeline()
+    pipe.hset(
+        key(job_id),
+        mapping={
+            "kind": "dataset",
+            "model": model,
+            "version": version,
+            "alias": alias,
+            "n": plan.rows,
+            "total": int(plan.chunks.size),
+            "created": repr(created),
+            "spec": json.dumps(spec),
+            "done": 0,
+            "rows_done": 0,
+        },
+    )
+    pipe.set(key(job_id, "plan"), plan.chunks.astype(CHUNK_DTYPE).tobytes())
+    pipe.hset(key(job_id, "files"), mapping={i: json.dumps(f) for i, f in enumerate(plan.files)})
+    if plan.errors:
+        pipe.set(key(job_id, "refused"), json.dumps(plan.errors))
+    for suffix in ("", "plan", "files", "refused"):
+        pipe.expire(key(job_id, suffix), ttl)
+    pipe.zadd(jobstore.JOBS_KEY, {job_id: created})
+    pipe.zremrangebyrank(jobstore.JOBS_KEY, 0, -jobstore.JOBS_INDEX_SIZE - 1)
+    pipe.execute()
+    return DatasetRecord(
+        job_id, model, version, alias, plan.rows, int(plan.chunks.size), created, spec
+    )
+
+
+def load(client: redis.Redis, job_id: str) -> DatasetRecord | None:
+    raw: dict[bytes, bytes] = client.hgetall(key(job_id))  # type: ignore[assignment]
+    if raw.get(b"kind") != b"dataset":
+        return None
+
+    def num(name: bytes) -> float | None:
+        return float(raw[name]) if name in raw else None
+
+    return DatasetRecord(
+        id=job_id,
+        model=raw[b"model"].decode(),
+        version=raw.get(b"version", b"").decode(),
+        alias=raw.get(b"alias", b"").decode(),
+        n=int(raw[b"n"]),
+        total=int(raw[b"total"]),
+        created=float(raw[b"created"]),
+        spec=json.loads(raw[b"spec"]),
+        done=int(raw.get(b"done", 0)),
+        rows_done=int(raw.get(b"rows_done", 0)),
+        started=num(b"started"),
+        finished=num(b"finished"),
+        cancelled=raw.get(b"cancelled") == b"1",
+        submitted=b"submitted" in raw,
+        submit_error=raw.get(b"submit_error", b"").decode(),
+        dimension=int(raw.get(b"dimension", 0)),
+    )
+
+
+def chunk(client: redis.Redis, job_id: str, index: int) -> np.void | None:
+    """Chunk ``index`` of the plan, or None when the job has no such chunk."""
+    size = CHUNK_DTYPE.itemsize
+    raw = client.getrange(key(job_id, "plan"), index * size, (index + 1) * size - 1)
+    if len(raw) != size:
+        return None
+    return np.frombuffer(raw, dtype=CHUNK_DTYPE)[0]
+
+
+def chunks(client: redis.Redis, job_id: str) -> np.ndarray:
+    """The whole plan (producers: status, retry, result)."""
+    return np.frombuffer(client.get(key(job_id, "plan")) or b"", dtype=CHUNK_DTYPE)
+
+
+def file(client: redis.Redis, job_id: str, index: int) -> dict[str, Any]:
+    raw = client.hget(key(job_id, "files"), index)
+    if raw is None:
+        raise KeyError(f"job {job_id} has no file {index}")
+    return dict(json.loads(raw))
+
+
+def refused(client: redis.Redis, job_id: str) -> list[dict[str, Any]]:
+    raw = client.get(key(job_id, "refused"))
+    return list(json.loads(raw)) if raw else []
+
+
+def bits(client: redis.Redis, job_id: str, name: str, total: int) -> np.ndarray:
+    """Bitmap ``name`` (``donebits`` or ``sent``) as a bool array of ``total`` chunks."""
+    raw = client.get(key(job_id, name)) or b""
+    flags = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[:total].astype(bool)
+    return np.concatenate([flags, np.zeros(total - flags.size, dtype=bool)])
+
+
+def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
+    return bool(client.getbit(key(job_id, "donebits"), index))
+
+
+def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
+    """Record chunk ``index`` as written (once, however often it ran); returns the number
+    of chunks done, or -1 when the job is gone (deleted or expired)."""
+    keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
+    done = client.eval(_MARK_DONE, 3, *keys, index, rows, celeryconfig.RESULT_TTL_S)
+    return int(done)  # type: ignore[arg-type]
+
+
+def mark_started(client: redis.Redis, job_id: str) -> None:
+    client.hsetnx(key(job_id), "started", repr(time.time()))
+
+
+def set_dimension(client: redis.Redis, job_id: str, dimension: int) -> None:
+    client.hsetnx(key(job_id), "dimension", dimension)
+
+
+def mark_finished(client: redis.Redis, job_id: str) -> None:
+    client.hsetnx(key(job_id), "finished", repr(time.time()))
+
+
+def mark_submitted(client: redis.Redis, job_id: str, error: str = "") -> None:
+    """The producer sent its window (or gave up with ``error``)."""
+    if error:
+        client.hset(key(job_id), "submit_error", error)
+    else:
+        client.hset(key(job_id), "submitted", repr(time.time()))
+        client.hdel(key(job_id), "submit_error")
+
+
+def send(
+    app: Celery, client: redis.Redis, job_id: str, index: int, model: str, force: bool = False
+) -> bool:
+    """Send chunk ``index`` unless it was sent already (``force``: retry sends again)."""
+    if not force and client.getbit(key(job_id, "sent"), index):
+        return False
+    app.send_task(
+        DATASET_TASK,
+        kwargs={"job_id": job_id, "index": index, "model": model},
+        task_id=jobstore.chunk_task_id(job_id, index),
+        queue=queue_for(model),
+        priority=DATASET_PRIORITY,
+    )
+    pipe = client.pipeline()
+    pipe.setbit(key(job_id, "sent"), index, 1)
+    pipe.expire(key(job_id, "sent"), celeryconfig.RESULT_TTL_S)
+    pipe.execute()
+    return True
+
+
+def feed(app: Celery, client: redis.Redis, record: DatasetRecord, index: int) -> None:
+    """Chunk ``index`` left the window: send its successor ``index + window``."""
+    successor = index + record.window
+    if successor < record.total and not record.cancelled:
+        send(app, client, record.id, successor, record.model)
+
+
+def state_of(record: DatasetRecord, failed: int, now: float | None = None) -> str:
+    """PENDING|RUNNING|SUCCESS|FAILURE|CANCELLED of a dataset job."""
+    now = time.time() if now is None else now
+    if record.finished is not None:
+        return "SUCCESS"
+    if record.cancelled:
+        return "CANCELLED"
+    if record.submit_error or (not record.submitted and now - record.created > SUBMIT_GRACE_S):
+        return "FAILURE"
+    if failed and record.done + failed >= record.total:
+        return "FAILURE"
+    return "RUNNING" if (record.done or failed or record.started) else "PENDING"

@@ -1,0 +1,119 @@
+"""Dataset job output: one parquet part per chunk in a folder or under an S3 prefix.
+
+``part-<chunk index, 6+ digits>.parquet`` holds columns ``row`` (int64, the row's
+number over the whole input), ``embedding`` (fixed-size list of float32) and ``id``
+(string) when the input carries ids; OpenAI batch jobs add ``request`` and ``index``.
+Each part is written atomically: a temporary name then a rename on a filesystem, one
+PUT on S3; so a reader never sees half a part, and a chunk run twice writes the same
+bytes twice. ``_manifest.json`` is written the same way once every part is in.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks.io import s3
+
+MANIFEST = "_manifest.json"
+#: Digits of a part's chunk index (more when a job has a million chunks or more).
+PART_DIGITS = 6
+
+
+def is_folder_target(dest: str) -> bool:
+    """True when ``dest`` names a dataset output: ``s3://...``, a path ending in ``/``,
+    or an existing directory."""
+    return dest.startswith("s3://") or dest.endswith(("/", os.sep)) or Path(dest).is_dir()
+
+
+def normalize(dest: str) -> str:
+    """``dest`` as stored with a job: an absolute folder path or an ``s3://`` prefix,
+    ending in ``/``."""
+    if dest.startswith("s3://"):
+        return dest if dest.endswith("/") else dest + "/"
+    return str(Path(dest).resolve()) + "/"
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:0{PART_DIGITS}d}.parquet"
+
+
+def put(dest: str, name: str, data: bytes) -> None:
+    """Write ``data`` as ``dest + name`` atomically."""
+    if dest.startswith("s3://"):
+        s3.put(dest + name, data)
+        return
+    folder = Path(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, folder / name)
+
+
+def exists(dest: str, name: str) -> bool:
+    if dest.startswith("s3://"):
+        return s3.head(dest + name) is not None
+    return (Path(dest) / name).is_file()
+
+
+def read(dest: str, name: str) -> bytes:
+    if dest.startswith("s3://"):
+        size = s3.head(dest + name)
+        return s3.read_range(dest + name, 0, size or 0)
+    return (Path(dest) / name).read_bytes()
+
+
+def check_writable(dest: str) -> None:
+    """Fail now, not in a worker, when ``dest`` cannot be written (a probe file)."""
+    probe = f".probe-{uuid.uuid4().hex}"
+    put(dest, probe, b"")
+    if dest.startswith("s3://"):
+        s3.delete(dest + probe)
+    else:
+        (Path(dest) / probe).unlink()
+
+
+def part_bytes(
+    first_row: int,
+    vectors: np.ndarray,
+    ids: list[str | None] | None = None,
+    extra: dict[str, list[int]] | None = None,
+) -> bytes:
+    """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = data.shape
+    columns: dict[str, Any] = {
+        "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), dim),
+    }
+    if ids is not None:
+        columns["id"] = pa.array(ids, type=pa.string())
+    for name, values in (extra or {}).items():
+        columns[name] = pa.array(np.asarray(values, dtype=np.int64))
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    return sink.getvalue()
+
+
+def manifest(
+    job: str, model: str, version: str, dimension: int, rows: int, parts: int, source: str
+) -> bytes:
+    body = {
+        "job": job,
+        "model": model,
+        "version": version,
+        "dimension": dimension,
+        "rows": rows,
+        "parts": parts,
+        "input": source,
+    }
+    return (json.dumps(body, indent=2) + "\n").encode()

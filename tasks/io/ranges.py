@@ -1,0 +1,79 @@
+"""Reading one planned chunk of a dataset job: the worker side of ``tasks.io.scan``.
+
+Line formats read their byte range (one seek and read, or one ranged GET on S3);
+parquet reads the row groups the range overlaps and keeps the last group decoded
+(consecutive chunks of a big row group then decode it once per worker thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from tasks.errors import InputError
+from tasks.io import openai, rows, sources
+
+_parquet_cache = threading.local()
+
+
+def read_chunk(spec: dict[str, Any], file: dict[str, Any], chunk: Any) -> rows.Rows:
+    """Rows of ``chunk`` (one record of ``tasks.io.scan.CHUNK_DTYPE``)."""
+    fmt, url = spec["format"], file["url"]
+    start, stop = int(chunk["start"]), int(chunk["stop"])
+    first = int(chunk["first_record"])
+    if fmt == "parquet":
+        got = _parquet(url, int(file["size"]), start, stop, spec["text_field"], spec["id_field"])
+    else:
+        data = sources.read_range(url, start, stop)
+        if start == 0:
+            data = data.removeprefix(rows.BOM)
+        if fmt == "txt":
+            got = rows.parse_txt(data, url, first + 1)
+        elif fmt == "jsonl":
+            got = rows.parse_jsonl(data, url, first + 1, spec["text_field"], spec["id_field"])
+        elif fmt == "csv":
+            got = rows.parse_csv(
+                data, url, first + 2, file["columns"], spec["text_field"], spec["id_field"]
+            )
+        elif fmt == "openai":
+            got = openai.parse(data, url, 1, first, spec.get("openai_model"))
+        else:
+            raise InputError(f"unknown input format {fmt!r}")
+    if len(got.texts) != int(chunk["rows"]):
+        raise InputError(
+            f"{url}: bytes {start}-{stop} hold {len(got.texts)} rows, the plan says "
+            f"{int(chunk['rows'])}: the input changed since it was submitted"
+        )
+    return got
+
+
+def _parquet(
+    url: str, size: int, start: int, stop: int, text_field: str, id_field: str | None
+) -> rows.Rows:
+    import pyarrow.parquet as pq
+
+    columns = [text_field] + ([id_field] if id_field else [])
+    cached = getattr(_parquet_cache, "entry", None)
+    if cached is not None and cached[0] == url and cached[1] <= start and stop <= cached[2]:
+        table, offset = cached[3], cached[1]
+    else:
+        with sources.open_seekable(url, size) as fh:
+            pf = pq.ParquetFile(fh)
+            groups, offset, at = [], None, 0
+            for g in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if at < stop and start < at + n:
+                    groups.append(g)
+                    offset = at if offset is None else offset
+                at += n
+            table = pf.read_row_groups(groups, columns=columns)
+        offset = offset or 0
+        _parquet_cache.entry = (url, offset, offset + table.num_rows, table)
+    part = table.slice(start - offset, stop - start)
+    texts = part.column(text_field).to_pylist()
+    out = rows.Rows(
+        texts=[rows.as_text(t, url, f"row {start + i}", text_field) for i, t in enumerate(texts)]
+    )
+    if id_field:
+        out.ids = [rows.as_id(v) for v in part.column(id_field).to_pylist()]
+    return out

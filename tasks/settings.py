@@ -1,0 +1,178 @@
+"""Every ``EMBEDFLEET_*`` environment variable, read and checked in one place.
+
+:func:`load_settings` reads the environment once at a start (the CLI's ``main``, the
+worker's boot, ``celeryconfig``) and hands back a frozen :class:`Settings`; what needs a
+value takes it as an argument, as dramatiq's ``RedisBroker(client=...)`` takes its
+client, so nothing deeper reads the environment. A bad value is a :class:`ConfigError`
+of one line naming the variable (the CLI exits 2 on it).
+
+Both sides read this module: it imports neither workers nor producers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.errors import ConfigError
+
+PREFIX = "EMBEDFLEET_"
+MIB = 1024 * 1024
+DAY_S = 24 * 3600  # seconds
+
+
+class Settings(BaseSettings):
+    """The environment of one process, typed. Field ``x`` is ``EMBEDFLEET_X``, except
+    ``config_source`` (``EMBEDFLEET_MODEL_CONFIG``). Each description is the README's."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_ignore_empty=True,  # VAR= means unset, as before
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # -- broker and delivery ------------------------------------------------------------
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="broker and result backend (`rediss://` for TLS, `redis://:password@host`)",
+    )
+    visibility_timeout_s: int = Field(
+        3600, gt=0, description="seconds before an unacked chunk of a dead worker is redelivered"
+    )
+    result_ttl_s: int = Field(
+        7 * DAY_S, gt=0, description="seconds job records and chunk results stay in Redis"
+    )
+    max_deliveries: int = Field(
+        3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
+    )
+    max_chunk_bytes: int = Field(32 * MIB, gt=0, description="text bytes one chunk may carry")
+    dataset_priority: int = Field(
+        9,
+        ge=0,
+        le=9,
+        description="Redis priority step of dataset chunks (0 first, 9 last: small jobs go "
+        "first); the same on producers and workers",
+    )
+    redis_sentinel_master: str = Field(
+        "mymaster", min_length=1, description="master name for `sentinel://` URLs"
+    )
+    redis_tls_ca_certs: str | None = Field(None, description="CA file for `rediss://` URLs")
+    redis_tls_certfile: str | None = Field(None, description="client certificate (`rediss://`)")
+    redis_tls_keyfile: str | None = Field(None, description="client key (`rediss://`)")
+    redis_tls_cert_reqs: Literal["required", "optional", "none"] = Field(
+        "required", description="server certificate check for `rediss://` URLs"
+    )
+
+    # -- models and memory (workers) ----------------------------------------------------
+    config_source: str | None = Field(
+        None,
+        validation_alias="EMBEDFLEET_MODEL_CONFIG",
+        description="JSON path, or `ssm:/parameter/name` (or `ssm:/prefix/`)",
+    )
+    worker_models: str = Field(
+        "all", min_length=1, description="models a worker serves: `all` or `a,b` (`--models`)"
+    )
+    memory_limit_gb: float | None = Field(
+        None, gt=0, description="model memory budget of one worker"
+    )
+    memory_floor_gb: float | None = Field(
+        None, ge=0, description="evict idle models when available memory drops below this"
+    )
+    eviction_policy: Literal["largest", "lru"] = Field(
+        "largest", description="`largest` (seed: highest RAM first) or `lru`"
+    )
+    watchdog_interval_s: float = Field(5.0, gt=0, description="seconds between memory checks")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads per task")
+    model_cache: Path = Field(
+        Path("~/.cache/embedfleet/models"), description="where S3 models are downloaded"
+    )
+    model_store: Path | None = Field(
+        None, description="where `embedfleet optimize` writes models (default `models/`)"
+    )
+    embed_cache: bool = Field(True, description="fleet-wide embedding cache on/off")
+    embed_cache_ttl_s: int = Field(7 * DAY_S, gt=0, description="embedding cache TTL, seconds")
+    embed_cache_max_mb: float = Field(1024, gt=0, description="embedding cache memory cap, MB")
+
+    # -- observability and local fleet --------------------------------------------------
+    metrics_port: int = Field(0, ge=0, le=65535, description="worker Prometheus port (0 = off)")
+    metrics_addr: str = Field("0.0.0.0", min_length=1, description="address metrics listen on")
+    profile: str = Field("", description="worker cProfile output prefix (bench; empty = off)")
+    log_level: str = Field("WARNING", description="log level of the CLI")
+    log_json: bool = Field(False, description="`1`: JSON log lines instead of key=value text")
+    state_dir: Path = Field(Path("~/.embedfleet"), description="pid files and logs of `up`/`demo`")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any, **__: Any
+    ) -> tuple[Any, ...]:
+        # Only what load_settings passes: it reads the environment (or a given mapping)
+        # itself, so a test's mapping is honoured exactly and nothing else is read.
+        return (init_settings,)
+
+    @field_validator("redis_tls_cert_reqs", "eviction_policy", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        level = str(value).strip().upper()
+        if not isinstance(logging.getLevelNamesMapping().get(level), int):
+            raise ValueError(f"must be one of {sorted(_LEVELS)}")
+        return level
+
+    @field_validator("model_cache", "model_store", "state_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else PREFIX + field.upper()
+
+
+def env_names() -> list[str]:
+    """Every ``EMBEDFLEET_*`` variable embedfleet reads, sorted."""
+    return sorted(env_name(field) for field in Settings.model_fields)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings ``environ`` (default ``os.environ``) gives; :class:`ConfigError`
+    of one line naming the variable for a bad value."""
+    env = os.environ if environ is None else environ
+    values = {
+        name: env[name] for name in env_names() if name in env and str(env[name]).strip() != ""
+    }
+    try:
+        return Settings(**_by_field(values))
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, values)) from None
+
+
+def _by_field(values: dict[str, str]) -> dict[str, Any]:
+    fields = {env_name(f): f for f in Settings.model_fields}
+    return {fields[name]: value for name, value in values.items()}
+
+
+def _one_line(exc: ValidationError, values: dict[str, str]) -> str:
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = env_name(field) if field in Settings.model_fields else field
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}={values.get(name, '')!r}: {message}")
+    return "; ".join(parts)

@@ -1,0 +1,23 @@
+"""Intra-op threads of the onnxruntime sessions this process opens.
+
+Like ``torch.set_num_threads``, a process-wide number: the worker's boot sets it from
+``EMBEDFLEET_THREADS`` or cores / concurrency (``workers.serving.threads``); sessions
+opened before or without a boot use 1.
+"""
+
+from __future__ import annotations
+
+DEFAULT_THREADS = 1
+
+_threads = DEFAULT_THREADS
+
+
+def set_onnx_threads(threads: int) -> None:
+    """Threads each session opened from now on uses (at least 1)."""
+    global _threads
+    _threads = max(1, int(threads))
+
+
+def onnx_threads() -> int:
+    """Intra-op threads of one session."""
+    return _threads
