@@ -114,11 +114,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
+#: Process id of the server :func:`server` started (for CPU accounting).
+SERVER_PID = 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def server() -> Iterator[str]:
     from producers.server import start_server
 
+    global SERVER_PID
     handle = start_server(_PORT, _WORK / "server")
+    SERVER_PID = handle.pid
     try:
         yield handle.url
     finally:

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 from celery import Celery
+from redis.exceptions import RedisError
 
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from tasks import catalog as fleet_catalog
 from tasks import jobstore
-from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.chunking import budget_for, plan_chunks
 from tasks.io.readers import check_texts
 from tasks.retry import retry_while_unreachable
 from tasks.settings import Settings, load_settings
@@ -95,8 +96,8 @@ class EmbeddingClient:
         self,
         texts: Sequence[str],
         model: str,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-        max_texts: int = DEFAULT_MAX_TEXTS,
+        max_tokens: int | None = None,
+        max_texts: int | None = None,
         key: str | None = None,
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
@@ -109,7 +110,9 @@ class EmbeddingClient:
         gets the same target. The job is pinned to the version of the model it resolved
         now. ``cache=False`` bypasses the fleet-wide embedding cache. ``announce(job_id)``
         runs once the job is recorded, before its first chunk is sent; ``source`` (path,
-        field) lets ``retry`` re-read chunks the submit could not send.
+        field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
+        ``max_texts`` bound a chunk; by default they follow the model's cost per text as
+        its workers publish it (``tasks.chunking.budget_for``).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -119,6 +122,9 @@ class EmbeddingClient:
         job_id = uuid.uuid4().hex
         model, alias, version = self.resolve_model(model, key or job_id)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if max_tokens is None or max_texts is None:
+            tokens, count = budget_for(self.seconds_per_text(model), len(texts))
+            max_tokens, max_texts = max_tokens or tokens, max_texts or count
         order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
         record = retry_while_unreachable(
             lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
@@ -134,6 +140,17 @@ class EmbeddingClient:
         job = Job(self, record, texts)
         job.send_chunks(range(record.total), cache=cache)
         return job
+
+    def seconds_per_text(self, model: str) -> float | None:
+        """What one text costs ``model`` in the fleet, as its workers publish it (None when
+        unknown, or when this client reads a local config)."""
+        if self.config_source is not None:
+            return None
+        try:
+            served = fleet_catalog.read(self.redis).models.get(model)
+        except RedisError:  # sizing is an optimisation: the defaults serve
+            return None
+        return served.seconds_per_text if served is not None else None
 
     def submit_dataset(self, source: str, model: str | None, output: str, **options: Any) -> Any:
         """Queue a dataset job: rows from ``source`` (file, folder, glob, ``s3://``), one

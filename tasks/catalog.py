@@ -41,6 +41,9 @@ class FleetModel:
     type: str
     worker: str
     published: float
+    #: Seconds one text cost the publishing worker's encode (None until it encoded one):
+    #: producers size chunks of cheap models from it (``tasks.chunking.budget_for``).
+    seconds_per_text: float | None = None
 
 
 @dataclass
@@ -62,9 +65,11 @@ class Catalog:
         return sorted([*self.models, *self.aliases])
 
 
-def entry_for(worker: str, config: ModelConfig, served: list[str]) -> dict[str, Any]:
-    """The publication of one worker serving ``config``."""
-    return {
+def entry_for(
+    worker: str, config: ModelConfig, served: list[str], costs: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """The publication of one worker serving ``config`` (``costs``: seconds per text)."""
+    entry = {
         "worker": worker,
         "config_hash": config.config_hash,
         "published": time.time(),
@@ -77,20 +82,36 @@ def entry_for(worker: str, config: ModelConfig, served: list[str]) -> dict[str, 
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
         "errors": dict(config.errors),
     }
+    _set_costs(entry, costs)
+    return entry
 
 
-def publish(client: redis.Redis, worker: str, config: ModelConfig, served: list[str]) -> None:
+def _set_costs(entry: dict[str, Any], costs: dict[str, float] | None) -> None:
+    for name, seconds in (costs or {}).items():
+        if name in entry["models"]:
+            entry["models"][name]["seconds_per_text"] = seconds
+
+
+def publish(
+    client: redis.Redis,
+    worker: str,
+    config: ModelConfig,
+    served: list[str],
+    costs: dict[str, float] | None = None,
+) -> None:
     """Record what ``worker`` serves now (boot, reload)."""
-    client.hset(CATALOG_KEY, worker, json.dumps(entry_for(worker, config, served)))
+    client.hset(CATALOG_KEY, worker, json.dumps(entry_for(worker, config, served, costs)))
 
 
-def heartbeat(client: redis.Redis, worker: str) -> bool:
-    """Refresh ``worker``'s heartbeat; False when it has no publication to refresh."""
+def heartbeat(client: redis.Redis, worker: str, costs: dict[str, float] | None = None) -> bool:
+    """Refresh ``worker``'s heartbeat (and its models' ``costs``); False when it has no
+    publication to refresh."""
     raw = client.hget(CATALOG_KEY, worker)
     if raw is None:
         return False
     entry = json.loads(raw)  # type: ignore[arg-type]
     entry["heartbeat"] = time.time()
+    _set_costs(entry, costs)
     client.hset(CATALOG_KEY, worker, json.dumps(entry))
     return True
 
@@ -119,8 +140,14 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
         worker, published = str(entry.get("worker")), float(entry.get("published", 0))
         catalog.workers[worker] = str(entry.get("config_hash"))
         for name, model in (entry.get("models") or {}).items():
+            cost = model.get("seconds_per_text")
             catalog.models[name] = FleetModel(
-                name, str(model["version"]), str(model["type"]), worker, published
+                name,
+                str(model["version"]),
+                str(model["type"]),
+                worker,
+                published,
+                float(cost) if isinstance(cost, int | float) and cost > 0 else None,
             )
         for name, reason in (entry.get("errors") or {}).items():
             catalog.errors[str(name)] = str(reason)

@@ -23,13 +23,54 @@ DEFAULT_WINDOW = 256
 BYTES_PER_TOKEN = 4.0
 #: Special tokens added per text ([CLS], [SEP]).
 SPECIAL_TOKENS = 2
+#: Seconds of model time a chunk of a cheap model should hold at least. The fleet's
+#: own cost per chunk (message, delivery count, result, marks, events) is a few ms
+#: (bench/fleet_cost.py); at 50 ms of encoding it stays under ~10% of a chunk.
+TARGET_CHUNK_S = 0.05
+#: Texts a chunk of a cheap model may hold (the wire's limit, tasks.wire).
+MAX_CHEAP_TEXTS = 4096
+#: Chunks a job of a cheap model is cut into at least, so its chunks overlap: the
+#: producer sends, workers encode and the producer gathers at the same time, and the
+#: job spreads over that many worker threads.
+MIN_CHUNKS = 8
 
 
-def estimate_tokens(texts: list[str], window: int = DEFAULT_WINDOW) -> np.ndarray:
-    """Estimated tokens of each text, capped at the model window."""
-    lengths = np.fromiter((len(t.encode("utf-8")) for t in texts), dtype=np.int64, count=len(texts))
+def utf8_lengths(texts: list[str]) -> np.ndarray:
+    """UTF-8 bytes of each text (one encode per text; ASCII texts skip it)."""
+    return np.fromiter(
+        (len(t) if t.isascii() else len(t.encode("utf-8")) for t in texts),
+        dtype=np.int64,
+        count=len(texts),
+    )
+
+
+def estimate_tokens(
+    texts: list[str], window: int = DEFAULT_WINDOW, lengths: np.ndarray | None = None
+) -> np.ndarray:
+    """Estimated tokens of each text, capped at the model window (``lengths``: UTF-8
+    bytes of each text, when the caller has them)."""
+    lengths = utf8_lengths(texts) if lengths is None else lengths
     est = np.ceil(lengths / BYTES_PER_TOKEN).astype(np.int64) + SPECIAL_TOKENS
     return np.minimum(est, window)
+
+
+def budget_for(seconds_per_text: float | None, job_texts: int | None = None) -> tuple[int, int]:
+    """``(max_tokens, max_texts)`` for a model that encodes a text in ``seconds_per_text``
+    (as its workers measured it; None when unknown), for a job of ``job_texts`` texts.
+
+    Models slower than ``TARGET_CHUNK_S / DEFAULT_MAX_TEXTS`` (all transformers on CPU)
+    keep the defaults; cheaper ones get chunks of ``TARGET_CHUNK_S`` of work, up to
+    :data:`MAX_CHEAP_TEXTS` texts and no more than a job's :data:`MIN_CHUNKS`-th part,
+    with the token budget grown in proportion.
+    """
+    if seconds_per_text is None or seconds_per_text <= 0:
+        return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
+    texts = min(MAX_CHEAP_TEXTS, int(TARGET_CHUNK_S / seconds_per_text))
+    if job_texts is not None:
+        texts = min(texts, -(-job_texts // MIN_CHUNKS))
+    if texts <= DEFAULT_MAX_TEXTS:
+        return DEFAULT_MAX_TOKENS, DEFAULT_MAX_TEXTS
+    return DEFAULT_MAX_TOKENS * texts // DEFAULT_MAX_TEXTS, texts
 
 
 def plan_chunks(
@@ -43,9 +84,10 @@ def plan_chunks(
     holds rows ``order[bounds[i]:bounds[i+1]]``."""
     if max_tokens < 1 or max_texts < 1:
         raise ValueError("max_tokens and max_texts must be positive")
-    tokens = estimate_tokens(texts, window)
+    lengths = utf8_lengths(texts)
+    tokens = estimate_tokens(texts, window, lengths)
     order = np.argsort(-tokens, kind="stable").astype(np.int64)
-    sizes = np.fromiter((len(texts[i].encode("utf-8")) for i in order), np.int64, len(texts))
+    sizes = lengths[order]
     cumulative = np.concatenate([[0], np.cumsum(sizes)])
     bounds = [0]
     start = 0

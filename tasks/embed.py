@@ -84,6 +84,23 @@ def check_deliveries(deliveries: int, job_id: str, index: int, limit: int) -> No
         )
 
 
+def cancelled_else_started(client: redis.Redis, job_id: str) -> bool:
+    """True when the job was cancelled; else note that it started (once per job).
+
+    One ``HMGET`` per chunk once the job is marked started, instead of a round trip to
+    check the cancel flag and two to mark the start (``jobstore.is_cancelled`` and
+    ``jobstore.mark_started`` did that for every chunk).
+    """
+    cancelled, started, model = client.hmget(
+        jobstore.PREFIX + job_id, "cancelled", "started", "model"
+    )
+    if cancelled == b"1":
+        return True
+    if model is not None and started is None:  # only jobs that exist get the mark
+        jobstore.mark_started(client, job_id)
+    return False
+
+
 def keep_only_chunk_tasks(celery_app: Celery) -> list[str]:
     """Unregister every task but the chunk task; return the names removed.
 
@@ -186,9 +203,8 @@ def embed_chunk(
             celeryconfig.MAX_DELIVERIES,
         )
     check_deliveries(deliveries, job_id, index, celeryconfig.MAX_DELIVERIES)
-    if with_redis_retry(lambda: jobstore.is_cancelled(client, job_id), "checking cancel"):
+    if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    with_redis_retry(lambda: jobstore.mark_started(client, job_id), "marking a job started")
     encode = _encoder
     if encode is None:
         raise PermanentError(

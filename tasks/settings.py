@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     # -- observability and local fleet --------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, description="worker Prometheus port (0 = off)")
     metrics_addr: str = Field("0.0.0.0", min_length=1, description="address metrics listen on")
+    profile: str = Field("", description="worker cProfile output prefix (bench; empty = off)")
     log_level: str = Field("WARNING", description="log level of the CLI")
     log_json: bool = Field(False, description="`1`: JSON log lines instead of key=value text")
     state_dir: Path = Field(Path("~/.embedfleet"), description="pid files and logs of `up`/`demo`")

@@ -59,8 +59,8 @@ def validate_request(
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidRequest(f"texts[{i}] must be a string, got {_short(text)}")
-        try:
-            size += len(text.encode("utf-8"))
+        try:  # ASCII text is its own UTF-8 (and cannot hold a lone surrogate)
+            size += len(text) if text.isascii() else len(text.encode("utf-8"))
         except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800" in JSON
             raise InvalidRequest(f"texts[{i}] is not valid Unicode: {exc.reason}") from None
         if size > max_chunk_bytes:
@@ -83,7 +83,8 @@ def validate_request(
         raise InvalidRequest(
             f"options.normalize must be a boolean, got {_short(options['normalize'])}"
         )
-    texts = [t if len(t) <= MAX_CHARS_PER_TEXT else t[:MAX_CHARS_PER_TEXT] for t in texts]
+    if max(map(len, texts)) > MAX_CHARS_PER_TEXT:  # one C pass; copies only when needed
+        texts = [t if len(t) <= MAX_CHARS_PER_TEXT else t[:MAX_CHARS_PER_TEXT] for t in texts]
     return job_id, index, model, texts, options
 
 

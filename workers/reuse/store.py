@@ -8,6 +8,12 @@ Memory cap: the broker's Redis runs ``noeviction``, so the cache bounds itself. 
 are counted per TTL window; every live entry was written in the current or the previous
 window, so when those two counters reach ``EMBEDFLEET_EMBED_CACHE_MAX_MB`` the cache
 stops writing (reads go on) until old entries have expired.
+
+Cost per chunk, not per text (issue 16): a chunk's keys are hashed in one pass, read
+with one ``MGET`` and written with one server-side script (:data:`PUT_SCRIPT`) that gets
+the chunk's vectors as one float32 blob, checks the cap and sets every key with its TTL,
+so a write is one round trip and one argument per text instead of a ``SET`` command per
+text. A server without scripting gets the same writes as one pipeline of ``SET``.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,22 @@ PREFIX = "embedfleet:emb:"
 DEFAULT_TTL_S = 7 * 24 * 3600
 #: Megabytes of vectors the cache may hold.
 DEFAULT_MAX_MB = 1024
+
+#: KEYS: the current and previous window counters, then one key per row.
+#: ARGV: TTL (s), cap (bytes), bytes per row, the rows' float32 bytes back to back.
+#: Returns 1 when written, 0 when the cap stopped the write (nothing written).
+PUT_SCRIPT = """
+local ttl, cap, size, blob = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local used = tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(redis.call('GET', KEYS[2]) or '0')
+if used + #blob > cap then return 0 end
+for i = 3, #KEYS do
+  local at = (i - 3) * size
+  redis.call('SET', KEYS[i], string.sub(blob, at + 1, at + size), 'EX', ttl)
+end
+redis.call('INCRBY', KEYS[1], #blob)
+redis.call('EXPIRE', KEYS[1], 2 * ttl)
+return 1
+"""
 
 
 class EmbeddingCache:
@@ -41,44 +63,72 @@ class EmbeddingCache:
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._script: Any = client.register_script(PUT_SCRIPT)
+        self._scripting = True
 
     @staticmethod
     def key(model: str, version: str, text: str) -> str:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         return f"{PREFIX}{model}:{version}:{digest}"
 
-    def get_many(self, model: str, version: str, texts: list[str]) -> list[np.ndarray | None]:
-        """Cached vector of each text, or None where it is not cached."""
-        raw = self.client.mget([self.key(model, version, t) for t in texts])
-        found: list[np.ndarray | None] = [
-            None if value is None else np.frombuffer(value, dtype="<f4") for value in raw
-        ]
-        hits = sum(v is not None for v in found)
+    @staticmethod
+    def keys(model: str, version: str, texts: list[str]) -> list[str]:
+        """:meth:`key` of every text, in one pass."""
+        prefix, sha256 = f"{PREFIX}{model}:{version}:", hashlib.sha256
+        return [prefix + sha256(t.encode("utf-8", "surrogatepass")).hexdigest() for t in texts]
+
+    def lookup(self, model: str, keys: list[str]) -> list[bytes | None]:
+        """The cached float32 bytes under each key (one ``MGET``), None where absent."""
+        raw: list[bytes | None] = self.client.mget(keys)
+        hits = len(keys) - raw.count(None)
         with self._lock:
             self.hits[model] += hits
-            self.misses[model] += len(texts) - hits
-        return found
+            self.misses[model] += len(keys) - hits
+        return raw
+
+    def get_many(self, model: str, version: str, texts: list[str]) -> list[np.ndarray | None]:
+        """Cached vector of each text, or None where it is not cached."""
+        raw = self.lookup(model, self.keys(model, version, texts))
+        return [None if value is None else np.frombuffer(value, dtype="<f4") for value in raw]
 
     def put_many(self, model: str, version: str, texts: list[str], vectors: np.ndarray) -> bool:
         """Store vectors of ``texts``; False when the memory cap stopped the write."""
+        return self.store(model, self.keys(model, version, texts), vectors)
+
+    def store(self, model: str, keys: list[str], vectors: np.ndarray) -> bool:
+        """Store the rows of ``vectors`` under ``keys``; False when the cap stopped it."""
         data = np.ascontiguousarray(vectors, dtype="<f4")
-        nbytes = data.nbytes
+        if data.ndim != 2 or data.shape[0] != len(keys):
+            raise ValueError(f"{len(keys)} keys for vectors of shape {data.shape}")
+        if not keys:
+            return True
         window = int(time.time() // self.ttl_s)
-        current, previous = f"{PREFIX}bytes:{window}", f"{PREFIX}bytes:{window - 1}"
-        used = sum(int(v or 0) for v in self.client.mget([current, previous]))
-        if used + nbytes > self.max_bytes:
+        counters = [f"{PREFIX}bytes:{window}", f"{PREFIX}bytes:{window - 1}"]
+        written = True
+        if self._scripting:
+            try:
+                args = [self.ttl_s, self.max_bytes, data.shape[1] * 4, data.tobytes()]
+                written = bool(self._script(keys=counters + keys, args=args))
+            except ResponseError as exc:  # scripting disabled on this server
+                log.warning("event=embed_cache_no_scripting error=%r", str(exc))
+                self._scripting = False
+        if not self._scripting:
+            written = self._store_pipelined(counters, keys, data)
+        if not written:
             log.warning(
-                "event=embed_cache_full model=%s used_mb=%.1f max_mb=%.1f",
-                model,
-                used / 2**20,
-                self.max_bytes / 2**20,
+                "event=embed_cache_full model=%s max_mb=%.1f", model, self.max_bytes / 2**20
             )
+        return written
+
+    def _store_pipelined(self, counters: list[str], keys: list[str], data: np.ndarray) -> bool:
+        used = sum(int(v or 0) for v in self.client.mget(counters))
+        if used + data.nbytes > self.max_bytes:
             return False
         pipe = self.client.pipeline(transaction=False)
-        for text, row in zip(texts, data, strict=True):
-            pipe.set(self.key(model, version, text), row.tobytes(), ex=self.ttl_s)
-        pipe.incrby(current, nbytes)
-        pipe.expire(current, 2 * self.ttl_s)
+        for key, row in zip(keys, data, strict=True):
+            pipe.set(key, row.tobytes(), ex=self.ttl_s)
+        pipe.incrby(counters[0], data.nbytes)
+        pipe.expire(counters[0], 2 * self.ttl_s)
         pipe.execute()
         return True
 
@@ -103,19 +153,38 @@ def embed_with_cache(
     texts: list[str],
     encode: Any,
 ) -> np.ndarray:
-    """Vectors of ``texts``: cached ones from Redis, the misses encoded with ``encode``."""
+    """Vectors of ``texts``: cached ones from Redis, the misses encoded with ``encode``.
+
+    One ``MGET`` for the chunk, the misses encoded in one call and written in one
+    round trip; the hits are joined into the (n, dim) matrix with two copies, no
+    array per text. A cached value of the wrong size (another dimension) is a miss.
+    """
+    keys = cache.keys(model, version, texts)
     try:
-        found = cache.get_many(model, version, texts)
+        raw = cache.lookup(model, keys)
     except RedisError as exc:  # the cache is an optimisation: compute instead
         log.warning("event=embed_cache_unavailable op=get model=%s error=%r", model, str(exc))
-        found = [None] * len(texts)
-    missing = [i for i, v in enumerate(found) if v is None]
-    if missing:
-        fresh = encode([texts[i] for i in missing])
-        try:
-            cache.put_many(model, version, [texts[i] for i in missing], fresh)
-        except RedisError as exc:
-            log.warning("event=embed_cache_unavailable op=put model=%s error=%r", model, str(exc))
-        for row, i in enumerate(missing):
-            found[i] = fresh[row]
-    return np.ascontiguousarray(np.stack(found), dtype=np.float32)
+        raw = [None] * len(texts)
+    sizes = {len(v) for v in raw if v is not None}
+    if len(sizes) > 1 or 0 in sizes or any(s % 4 for s in sizes):
+        raw = [None] * len(texts)  # unreadable entries: recompute the chunk
+    missing = [i for i, value in enumerate(raw) if value is None]
+    if not missing:
+        return np.frombuffer(b"".join(raw), dtype="<f4").reshape(len(texts), -1).copy()  # type: ignore[arg-type]
+    fresh = np.ascontiguousarray(encode([texts[i] for i in missing]), dtype=np.float32)
+    try:
+        cache.store(model, [keys[i] for i in missing], fresh)
+    except RedisError as exc:
+        log.warning("event=embed_cache_unavailable op=put model=%s error=%r", model, str(exc))
+    if len(missing) == len(texts):
+        return fresh
+    if sizes and sizes != {fresh.shape[1] * 4}:  # cached under another dimension
+        return np.ascontiguousarray(encode(texts), dtype=np.float32)
+    out = np.empty((len(texts), fresh.shape[1]), dtype=np.float32)
+    out[missing] = fresh
+    hit = np.ones(len(texts), dtype=bool)
+    hit[missing] = False
+    out[hit] = np.frombuffer(b"".join(v for v in raw if v is not None), dtype="<f4").reshape(
+        -1, fresh.shape[1]
+    )
+    return out

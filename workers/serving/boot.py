@@ -49,6 +49,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
     if settings.metrics_port:  # 0 = off
         start_metrics(settings.metrics_port, get_runtime, settings.metrics_addr)
+    if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix
+        from workers.observability.profiling import start_profiling
+
+        start_profiling(settings.profile)
 
 
 @worker_ready.connect

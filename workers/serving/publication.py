@@ -35,7 +35,13 @@ class Publisher:
         """Write the entry now; False (logged) when Redis cannot be reached."""
         runtime = self.runtime()
         try:
-            catalog.publish(self.client, self.worker, runtime.config, runtime.served_models())
+            catalog.publish(
+                self.client,
+                self.worker,
+                runtime.config,
+                runtime.served_models(),
+                runtime.encode_costs.snapshot(),
+            )
         except Exception as exc:  # Redis away: the next beat publishes again
             log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))
             return False
@@ -49,7 +55,7 @@ class Publisher:
     def beat(self) -> None:
         """Refresh the heartbeat (publishing again if the entry is missing)."""
         try:
-            if catalog.heartbeat(self.client, self.worker):
+            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.snapshot()):
                 return
         except Exception as exc:
             log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))

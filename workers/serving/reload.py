@@ -51,8 +51,10 @@ def apply_reload(runtime: Runtime) -> tuple[ConfigChange, ModelConfig]:
     runtime.cache.specs = runtime.versions.specs(new)
     for name in change.removed:
         runtime.cache.unload(name, reason="removed by reload")
+        runtime.encode_costs.forget(name)
     for name in change.changed:
         runtime.cache.unload(name, reason="changed by reload")
+        runtime.encode_costs.forget(name)
     log.info(
         "event=config_reloaded source=%s config_hash=%s old_hash=%s added=%s "
         "removed=%s changed=%s",

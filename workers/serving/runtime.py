@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import generate_embeddings
+from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events
 from workers.reuse.store import EmbeddingCache, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
@@ -48,6 +50,8 @@ class Runtime:
         )
         self._reload_lock = threading.Lock()
         self.versions = VersionBook(config)
+        #: Seconds per text each model took here, published for the producers' chunk sizes.
+        self.encode_costs = EncodeCosts()
         self.embedding_cache: EmbeddingCache | None = None
         if settings.embed_cache:
             from tasks.app import app
@@ -86,16 +90,17 @@ class Runtime:
         key = self.versions.cache_key(model, options.get("version"), self)
         with self.cache.lease(key) as loaded:
             version = spec_version(loaded.spec)
+
+            def encode(batch: list[str]) -> np.ndarray:
+                started = time.perf_counter()
+                vectors = generate_embeddings(loaded, batch)
+                self.encode_costs.record(model, len(batch), time.perf_counter() - started)
+                return vectors
+
             if options.get("cache", True) and self.embedding_cache is not None:
-                vectors = embed_with_cache(
-                    self.embedding_cache,
-                    model,
-                    version,
-                    texts,
-                    lambda misses: generate_embeddings(loaded, misses),
-                )
+                vectors = embed_with_cache(self.embedding_cache, model, version, texts, encode)
             else:
-                vectors = generate_embeddings(loaded, texts)
+                vectors = encode(texts)
             return vectors, version
 
     # -- serving selection ------------------------------------------------------------

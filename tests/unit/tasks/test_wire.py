@@ -55,3 +55,20 @@ def test_routing_sends_chunks_to_their_model_queue():
         "queue": "embed.mini"
     }
     assert route_task("other", (), {}, {}) is None
+
+
+def test_long_texts_are_cut_and_others_kept_as_sent():
+    from tasks.wire import MAX_CHARS_PER_TEXT
+
+    long = "é" * (MAX_CHARS_PER_TEXT + 5)
+    _, _, _, texts, _ = validate_request("j", 0, "m", ["short", long, "ascii"], None)
+    assert texts == ["short", long[:MAX_CHARS_PER_TEXT], "ascii"]
+    same = ["a", "b"]
+    assert validate_request("j", 0, "m", same, None)[3] is same  # no copy when none is long
+
+
+def test_chunk_bytes_count_utf8_not_characters():
+    validate_request("j", 0, "m", ["abcde", "fghij"], None, max_chunk_bytes=10)  # 10 bytes
+    with pytest.raises(InvalidRequest, match="more than 10 bytes"):
+        # 8 characters, 11 bytes
+        validate_request("j", 0, "m", ["abcde", "ééé"], None, max_chunk_bytes=10)

@@ -1,0 +1,47 @@
+"""What one text costs a model here: seconds of encoding per text, per model.
+
+The runtime records every encode (texts, seconds); the worker publishes the running
+figure in the fleet catalog (``tasks.catalog``), and producers size the chunks of cheap
+models from it (``tasks.chunking.budget_for``): a model that encodes a text in
+microseconds gets chunks of thousands of texts, so the fleet's fixed cost per chunk
+(message, result, marks) stays small next to the model's own work.
+"""
+
+from __future__ import annotations
+
+import threading
+
+#: Weight kept by the past at each new encode (a moving average over ~10 chunks).
+DECAY = 0.9
+
+
+class EncodeCosts:
+    """Decayed sums of (seconds, texts) per model; thread-safe."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, model: str, texts: int, seconds: float) -> None:
+        """Note that ``model`` encoded ``texts`` texts in ``seconds``."""
+        if texts <= 0 or seconds < 0:
+            return
+        with self._lock:
+            spent, count = self._sums.get(model, (0.0, 0.0))
+            self._sums[model] = (spent * DECAY + seconds, count * DECAY + texts)
+
+    def seconds_per_text(self, model: str) -> float | None:
+        """The running cost of one text, or None before the first encode."""
+        with self._lock:
+            spent, count = self._sums.get(model, (0.0, 0.0))
+        return spent / count if count else None
+
+    def snapshot(self) -> dict[str, float]:
+        """model -> seconds per text, for every model encoded so far."""
+        with self._lock:
+            return {m: s / n for m, (s, n) in self._sums.items() if n}
+
+    def forget(self, model: str) -> None:
+        """Drop a model's figure (its config changed: the old cost says nothing)."""
+        with self._lock:
+            self._sums.pop(model, None)
