@@ -119,6 +119,8 @@ class ChunkTask(Task):  # type: ignore[misc]
 
     #: Results are kilobytes of float32 bytes: keep their repr in logs and events short.
     resultrepr_maxsize = 160
+    #: Checks body and headers before Celery's trace setup can raise on them.
+    Request = "tasks.request:ChunkRequest"
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")

@@ -3,7 +3,8 @@
 Three sources, none of which the cache or the chunk task needs to know about:
 
 - Celery signals (``task_prerun`` / ``task_postrun`` / ``task_revoked``) count chunks,
-  texts and tokens and time each chunk, by model.
+  texts and tokens and time each chunk, by model; ``task_rejected`` counts messages
+  refused unrun (Celery's consumer and ``tasks.transport`` both send it).
 - The cache's own ``event=model_loaded|model_evicted|model_unloaded`` log records, heard
   by a logging handler, count loads, load seconds, evictions and unloads by model: the
   metrics follow exactly what the log lines report. (Renaming those events means
@@ -24,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from celery.signals import task_postrun, task_prerun, task_revoked
+from celery.signals import task_postrun, task_prerun, task_rejected, task_revoked
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -98,6 +99,11 @@ class WorkerMetrics:
             ["model"],
             registry=r,
         )
+        self.refused = Counter(
+            "embedfleet_messages_refused",
+            "Queue messages refused without running (malformed envelope, body or headers)",
+            registry=r,
+        )
         r.register(RuntimeCollector())
         self._started: dict[str, float] = {}  # task id -> perf_counter at prerun
         self._local = threading.local()  # load seconds of the running task's thread
@@ -144,6 +150,9 @@ class WorkerMetrics:
             return
         kwargs = getattr(request, "kwargs", None) or {}
         self.chunks.labels(str(kwargs.get("model") or "unknown"), "revoked").inc()
+
+    def on_rejected(self, **_: Any) -> None:
+        self.refused.inc()
 
     def _count_tokens(self, model: str, texts: list[str]) -> int:
         try:
@@ -265,6 +274,7 @@ def start_metrics(port: int, addr: str | None = None) -> WorkerMetrics | None:
     task_prerun.connect(metrics.on_prerun, weak=False)
     task_postrun.connect(metrics.on_postrun, weak=False)
     task_revoked.connect(metrics.on_revoked, weak=False)
+    task_rejected.connect(metrics.on_rejected, weak=False)
     cache_log = logging.getLogger(CACHE_LOGGER)
     cache_log.addHandler(_CacheEvents(metrics))
     if not cache_log.isEnabledFor(logging.INFO):
