@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--timeout", type=float, default=10.0)
     sp.add_argument("--worker", action="append", help="only this worker (repeatable)")
+    sp.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a config without any model (workers then serve nothing)",
+    )
 
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
     sp.add_argument("--json", action="store_true")
@@ -220,7 +225,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    rows = _client().reload(timeout=args.timeout, destination=args.worker)
+    rows = _client().reload(
+        timeout=args.timeout, destination=args.worker, allow_empty=args.allow_empty
+    )
     print(json.dumps(rows) if args.json else output.reload_text(rows))
     if not rows:
         return EXIT_FAILED

@@ -56,14 +56,20 @@ def test_bad_entries_are_named_and_good_ones_keep_serving(make_fleet, tmp_path: 
     assert "model 'unknown-type': field 'type'" in log and "unknown type 'no_such_type'" in log
     assert "model 'negative-ram': field 'RAM'" in log
     (reply,) = client.models(timeout=1)
-    assert set(reply["config_errors"]) == {"unknown-type", "negative-ram"}
+    # (entries whose type or source does not resolve are set aside at start too)
+    assert set(reply["config_errors"]) == {
+        "unknown-type",
+        "negative-ram",
+        "missing-path",
+        "unreachable-s3",
+    }
     # ... a producer refuses jobs for them, naming the reason
     with pytest.raises(UnknownModelError, match=r"'negative-ram'.*greater than 0"):
         client.submit(["text"], model="negative-ram")
-    with pytest.raises(UnknownModelError, match=r"'unknown-type'.*unknown type"):
-        client.submit(["text"], model="unknown-type")
-    # ... entries that are valid but cannot load fail their chunks, saying why
+    # ... jobs sent to entries whose source does not resolve fail at once, saying why
+    # (a type name is checked by the workers' registry, which producers do not import)
     for model, reason in (
+        ("unknown-type", "unknown type 'no_such_type'"),
         ("missing-path", "/nonexistent/embedfleet/model"),
         ("unreachable-s3", "s3://embedfleet-test/m.onnx"),
     ):

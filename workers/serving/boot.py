@@ -15,6 +15,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.embed import install_encoder
 from workers.config.loader import load_model_config
+from workers.config.preflight import set_aside
 from workers.memory.watchdog import start_watchdog
 from workers.serving.process import embed_texts, get_runtime, set_runtime
 from workers.serving.publication import start_publisher, stop_publisher
@@ -35,7 +36,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             "children's model caches",
         )
     configure_threads(int(getattr(sender, "concurrency", 1) or 1))
-    set_runtime(Runtime(load_model_config()))
+    set_runtime(Runtime(set_aside(load_model_config())))
     install_encoder(embed_texts)
     from workers.observability.metrics import (
         start_metrics_from_env,  # EMBEDFLEET_METRICS_PORT, 0 = off

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tasks.routing import queue_for
+from tasks.routing import MODEL_NAME_RE, queue_for
 from workers.errors import ConfigError as UsageError
 
 
@@ -19,21 +19,28 @@ def run_worker(
 ) -> int:
     """Run a worker in the foreground until it is stopped; returns its exit code."""
     from workers.config.loader import load_model_config
+    from workers.config.preflight import set_aside
     from workers.serving.selection import SELECTION_ENV, selected_models
 
-    config = load_model_config()
+    config = set_aside(load_model_config())  # the same checks as a reload's
     wanted = selected_models(models)
     if wanted is None:
         served = sorted(config)
     else:
         served = wanted
         unknown = [m for m in served if m not in config]
+        invalid = [config.errors[m] for m in served if m in config.errors]
+        if invalid:
+            raise UsageError("; ".join(invalid))
         if unknown:
             raise UsageError(
                 f"unknown model(s) {', '.join(unknown)}; configured: {', '.join(sorted(config))}"
             )
     if not served:
         raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
+    # Entries set aside (invalid, or their type or source does not resolve) are consumed
+    # too, so a chunk sent to one fails at once naming the reason instead of waiting.
+    queues = served + sorted(m for m in config.errors if wanted is None or m in wanted)
     from workers.memory.readings import memory_budget_gb
 
     memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
@@ -51,7 +58,7 @@ def run_worker(
         "--concurrency",
         str(concurrency),
         "--queues",
-        ",".join(queue_for(m) for m in served),
+        ",".join(queue_for(m) for m in queues if MODEL_NAME_RE.match(m)),
         "--hostname",
         name or "embedfleet@%h",
         "--loglevel",

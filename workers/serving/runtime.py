@@ -92,10 +92,10 @@ class Runtime:
         return served_models(config)
 
     # -- reload ----------------------------------------------------------------------
-    def reload(self) -> tuple[ConfigChange, ModelConfig]:
+    def reload(self, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
         """Re-read the config source and apply the difference (``workers.serving.reload``)."""
         with self._reload_lock:
-            return apply_reload(self)
+            return apply_reload(self, allow_empty=allow_empty)
 
     def preload(self, names: list[str] | None = None) -> None:
         """Load the served models marked ``preload: true`` (or just ``names``)."""
