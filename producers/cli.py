@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.logs import configure_logging
 
     configure_logging(os.environ.get("EMBEDFLEET_LOG_LEVEL", "WARNING"))
+    import celeryconfig
+
+    problem = celeryconfig.url_problem(celeryconfig.REDIS_URL)
+    if problem:
+        print(f"embedfleet: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(args.func(args) or EXIT_OK)
     except JobFailedError as exc:
@@ -43,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from producers.fleet import describe_url
 
         print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file that cannot be read or written (never Redis: above)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"embedfleet: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -177,10 +187,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from producers.writers import check_output
+    from producers.writers import check_writable
     from tasks.io.readers import read_texts
 
-    out = check_output(args.output) if args.output else None
+    out = check_writable(args.output) if args.output else None  # before the job is queued
     texts = read_texts(args.input, args.field) if args.input else args.text
     job = _client().submit(texts, model=args.model, key=args.key, cache=not args.no_cache)
     print(job.id, flush=True)  # scripts read the id before the wait ends
@@ -200,9 +210,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    from producers.writers import check_output
+    from producers.writers import check_writable
 
-    path = check_output(args.output)
+    path = check_writable(args.output)
     job = _client().job(args.job)
     partial = args.partial or job.status()["state"] == "CANCELLED"
     output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)

@@ -6,6 +6,8 @@ Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding`
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,23 @@ def check_output(path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise UsageError(f"{path}: unsupported output format; use one of {FORMATS}")
+    return path
+
+
+def check_writable(path: str | Path) -> Path:
+    """:func:`check_output`, and the file can be created there: checked before a job is
+    queued, so an unwritable path is one clear line, not a job that ran for nothing."""
+    path = check_output(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; name an output file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(path))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the output here: {exc.strerror or exc}") from exc
     return path
 
 

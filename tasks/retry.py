@@ -8,6 +8,7 @@ reconnects), and a worker must not fail a chunk because Redis blinked.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -20,11 +21,15 @@ log = logging.getLogger(__name__)
 
 #: Seconds a call is retried while Redis is unreachable.
 REDIS_RETRY_S = 60.0
-#: What "unreachable" looks like, from redis-py, the OS and kombu.
+#: What "unreachable" looks like, from redis-py, the OS's sockets and kombu. Not every
+#: OSError: a file that cannot be written (PermissionError, ENOSPC, ...) is no reason
+#: to wait for Redis, and is raised at once.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
-    OSError,
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,
+    socket.gaierror,
     OperationalError,
 )
 
