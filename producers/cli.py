@@ -175,6 +175,13 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from producers import fleet
 
+    queued = fleet.queued_on_embedded_server()
+    if queued:
+        print(
+            f"embedfleet: warning: stopping the embedded server while it holds {queued} "
+            "chunk(s) of unfinished jobs; `embedfleet up` again to finish them",
+            file=sys.stderr,
+        )
     stopped = fleet.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return EXIT_OK
@@ -214,8 +221,13 @@ def _result(args: argparse.Namespace) -> int:
 
     path = check_writable(args.output)
     job = _client().job(args.job)
-    partial = args.partial or job.status()["state"] == "CANCELLED"
-    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)
+    # Rows of failed or cancelled chunks would be NaN: only with --partial (else exit 1)
+    partial = bool(args.partial)
+    try:
+        output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial)
+    except JobFailedError as exc:
+        print(f"embedfleet: {exc} (--partial writes the rest, those rows NaN)", file=sys.stderr)
+        return EXIT_FAILED
     if partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)

@@ -15,6 +15,10 @@ task message"), rejects the message without requeue (it leaves the unacked index
 sends ``task_rejected``, which the worker's metrics count. The chunk's own fields are
 checked later, inside the task (``tasks.wire.validate_request``), where a bad field
 fails the chunk with a recorded error.
+
+It also keeps chunk texts (user data, often personal) out of what a worker shows of a
+request: ``celery inspect active|reserved``, task events (Flower) and log lines get a
+summary (job, chunk, model, number of texts), never the texts.
 """
 
 from __future__ import annotations
@@ -135,3 +139,28 @@ class ChunkRequest(Request):  # type: ignore[misc]
                 raise InvalidTaskError(f"body does not decode: {exc}") from exc
         check_body(payload)
         super().__init__(message, *args, body=body, headers=headers, decoded=decoded, **kwargs)
+        # Chunk texts are user data: what inspect, events (Flower) and logs show of a
+        # request is a summary made here, whatever repr the sender put on the wire.
+        self._argsrepr = f"<{len(self._args)} positional>" if self._args else "()"
+        self._kwargsrepr = summarize(self._kwargs)
+
+    def info(self, safe: bool = False) -> dict[str, Any]:
+        """What ``celery inspect active|reserved`` shows: always the summaries."""
+        return dict(super().info(safe=True))
+
+
+def summarize(kwargs: dict[str, Any]) -> str:
+    """A chunk's kwargs without its texts, in the producer's kwargsrepr form
+    (``{'job_id': 'j', 'index': 0, 'model': 'm', 'texts': <2 texts>}``)."""
+    texts = kwargs.get("texts")
+    count = len(texts) if isinstance(texts, list) else "?"
+    shown = [f"{k!r}: {_short(kwargs[k])!r}" for k in ("job_id", "index", "model") if k in kwargs]
+    return "{" + ", ".join([*shown, f"'texts': <{count} texts>"]) + "}"
+
+
+def _short(value: Any) -> Any:
+    return (
+        value
+        if isinstance(value, int) or (isinstance(value, str) and len(value) <= 130)
+        else "<...>"
+    )

@@ -11,13 +11,14 @@ it) is looked up in the config source itself. Anything else fails with
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from tasks.spec import ModelConfig, ModelSpec, spec_version
 from workers.config.loader import load_model_config
-from workers.errors import ModelChangedError
+from workers.errors import ConfigError, ModelChangedError
 
 if TYPE_CHECKING:
     from workers.serving.runtime import Runtime
@@ -28,6 +29,44 @@ log = logging.getLogger(__name__)
 KEEP_PER_MODEL = 3
 #: Seconds between two reads of the config source to find a pinned version.
 SOURCE_LOOKUP_INTERVAL_S = 5.0
+#: Env var: seconds an old ``name@version`` copy stays loaded after its last chunk.
+OLD_IDLE_ENV = "EMBEDFLEET_OLD_VERSION_IDLE_S"
+#: Its default: a job pinned to the old version sends chunks far more often than this.
+OLD_IDLE_S = 60.0
+
+
+def old_version_idle_s() -> float:
+    """``EMBEDFLEET_OLD_VERSION_IDLE_S`` (seconds, > 0), else :data:`OLD_IDLE_S`."""
+    raw = os.environ.get(OLD_IDLE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else OLD_IDLE_S
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{OLD_IDLE_ENV} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def unload_idle_old_versions(cache: Any, idle_s: float, now: float | None = None) -> list[str]:
+    """Unload the ``name@version`` copies that no chunk leases and none used for
+    ``idle_s`` seconds: the jobs pinned to them have finished here. Returns their names.
+
+    A reload keeps the old version's *spec* (cheap) so a job pinned to it never mixes
+    versions; its loaded *copy* is what costs memory, and is let go here rather than
+    when memory runs short.
+    """
+    now = time.time() if now is None else now
+    gone = [
+        row["name"]
+        for row in cache.snapshot()
+        if "@" in row["name"]
+        and row["loaded"]
+        and not row["leases"]
+        and now - (row["last_used"] or now) >= idle_s
+    ]
+    for name in gone:
+        cache.unload(name, reason=f"old version idle for {idle_s:g} s: its jobs finished")
+    return gone
 
 
 class VersionBook:

@@ -46,6 +46,7 @@ def run_worker(
     memory_budget_gb()  # a bad EMBEDFLEET_MEMORY_LIMIT_GB stops here with one line, exit 2
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    check_redis_credentials()
     os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel)
@@ -78,3 +79,37 @@ def _configure_logging(level: str) -> None:
     from tasks.logs import configure_logging
 
     configure_logging(level, sys.stderr)
+
+
+def check_redis_credentials() -> None:
+    """Stop with one line when Redis refuses this worker's password or user.
+
+    Celery retries a lost broker for ever (it may be restarting); a password that is
+    wrong never becomes right, so it is a configuration error (exit 2), not a wait.
+    Redis that does not answer at all is left to Celery's retries.
+    """
+    import redis
+
+    from tasks.app import app
+
+    try:
+        app.backend.client.ping()
+    except redis.AuthenticationError as exc:
+        raise UsageError(f"Redis refused this worker's credentials ({_where()}): {exc}") from None
+    except redis.ResponseError as exc:
+        if any(word in str(exc) for word in ("WRONGPASS", "NOAUTH", "NOPERM", "password")):
+            raise UsageError(
+                f"Redis refused this worker's credentials ({_where()}): {exc}"
+            ) from None
+        raise
+    except redis.RedisError:
+        return  # unreachable for now: Celery retries until it answers
+
+
+def _where() -> str:
+    import re
+
+    import celeryconfig
+
+    masked = re.sub(r"//([^@/]*)@", "//***@", celeryconfig.REDIS_URL)  # no password in logs
+    return f"EMBEDFLEET_REDIS_URL={masked}"

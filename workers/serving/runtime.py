@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.spec import ModelConfig, spec_version
-from workers.config.versions import VersionBook
+from workers.config.versions import VersionBook, old_version_idle_s, unload_idle_old_versions
 from workers.errors import UnknownModelError
 from workers.memory.eviction import policy_name
 from workers.memory.model_cache import ModelCache
@@ -38,6 +38,7 @@ class Runtime:
             policy=policy_name(),
         )
         self._reload_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
         self.versions = VersionBook(config)
         self.embedding_cache: EmbeddingCache | None = None
         if cache_enabled():
@@ -95,7 +96,31 @@ class Runtime:
     def reload(self, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
         """Re-read the config source and apply the difference (``workers.serving.reload``)."""
         with self._reload_lock:
-            return apply_reload(self, allow_empty=allow_empty)
+            result = apply_reload(self, allow_empty=allow_empty)
+        if result[0].changed or result[0].removed:
+            self._start_old_version_sweeper()
+        return result
+
+    def _start_old_version_sweeper(self) -> None:
+        """Once a reload retired a version: let its loaded copies go when their jobs end."""
+        with self._reload_lock:
+            if self._sweeper is not None:
+                return
+            idle_s = old_version_idle_s()
+            self._sweeper = threading.Thread(
+                target=self._sweep_old_versions,
+                args=(idle_s,),
+                name="embedfleet-old-versions",
+                daemon=True,
+            )
+        self._sweeper.start()
+
+    def _sweep_old_versions(self, idle_s: float) -> None:
+        while not threading.Event().wait(min(5.0, idle_s / 2)):
+            try:
+                unload_idle_old_versions(self.cache, idle_s)
+            except Exception as exc:  # never let the sweeper die on one bad unload
+                log.error("event=old_version_sweep_failed error=%r", str(exc))
 
     def preload(self, names: list[str] | None = None) -> None:
         """Load the served models marked ``preload: true`` (or just ``names``)."""
