@@ -320,7 +320,8 @@ def _resolve_in_catalog(
     served = catalog.models.get(model)
     if served is None:
         known = ", ".join(catalog.names()) or "none"
-        raise UnknownModelError(f"unknown model {model!r}; the fleet serves: {known}")
+        why = f" ({catalog.errors[model]})" if model in catalog.errors else ""
+        raise UnknownModelError(f"unknown model {model!r}{why}; the fleet serves: {known}")
     return model, alias, served.version
 
 

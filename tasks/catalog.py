@@ -50,6 +50,9 @@ class Catalog:
     models: dict[str, FleetModel] = field(default_factory=dict)
     aliases: dict[str, AliasSpec] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)  # worker -> config hash
+    #: Entries workers set aside, with the reason (an invalid entry, a source that does
+    #: not resolve), so a producer refusing such a model can say why.
+    errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -73,6 +76,7 @@ def entry_for(worker: str, config: ModelConfig, served: list[str]) -> dict[str, 
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
+        "errors": dict(config.errors),
     }
 
 
@@ -119,6 +123,8 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
             catalog.models[name] = FleetModel(
                 name, str(model["version"]), str(model["type"]), worker, published
             )
+        for name, error in (entry.get("errors") or {}).items():
+            catalog.errors[str(name)] = str(error)
         for name, alias in (entry.get("aliases") or {}).items():
             catalog.aliases[name] = AliasSpec.model_validate(alias)
             newest_alias[name] = published
