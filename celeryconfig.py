@@ -122,6 +122,9 @@ result_serializer = "msgpack"
 accept_content = ["msgpack", "json"]
 result_accept_content = ["msgpack", "json"]
 event_serializer = "json"
+# The threads pool (reload reaches the model cache), with a net under Celery's trace
+# setup: a message it raises on is refused, never left holding a slot (tasks/pool.py).
+worker_pool = "tasks.pool:ThreadPool"
 # `pool_restart` would import modules named on the wire: keep it off.
 worker_pool_restarts = False
 

@@ -53,9 +53,7 @@ def run_worker(
     from tasks.app import app
 
     argv = [
-        "worker",
-        "--pool",
-        "threads",
+        "worker",  # the pool: celeryconfig.worker_pool (threads, guarded: tasks/pool.py)
         "--concurrency",
         str(concurrency),
         "--queues",
