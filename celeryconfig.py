@@ -50,6 +50,22 @@ _TRANSPORT_OPTIONS = {
 }
 
 
+#: URL schemes the fleet speaks (Redis, Redis over TLS, Redis Sentinel, a Unix socket).
+REDIS_SCHEMES = ("redis", "rediss", "sentinel", "redis+socket")
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the broker and result backend, or None when it can."""
+    scheme = urlparse(url.split(";")[0]).scheme
+    if scheme not in REDIS_SCHEMES:
+        shown = scheme + "://" if scheme else repr(url.split("@")[-1][:60])
+        return (
+            f"EMBEDFLEET_REDIS_URL must be a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)}"
+            f"), got {shown}...; e.g. redis://127.0.0.1:6379/0"
+        )
+    return None
+
+
 def tls_options(url: str, settings: Settings = SETTINGS) -> dict[str, Any] | None:
     """SSL options for a ``rediss://`` URL from ``EMBEDFLEET_REDIS_TLS_*``; None otherwise.
 
@@ -113,6 +129,9 @@ result_serializer = "msgpack"
 accept_content = ["msgpack", "json"]
 result_accept_content = ["msgpack", "json"]
 event_serializer = "json"
+# The threads pool (reload reaches the model cache), with a net under Celery's trace
+# setup: a message it raises on is refused, never left holding a slot (tasks/pool.py).
+worker_pool = "tasks.pool:ThreadPool"
 # `pool_restart` would import modules named on the wire: keep it off.
 worker_pool_restarts = False
 

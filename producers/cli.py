@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
         args.settings = load_settings()
         configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
+        from celeryconfig import url_problem
+
+        problem = url_problem(args.settings.redis_url)
+        if problem:
+            print(f"embedfleet: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         return int(args.func(args) or EXIT_OK)
     except JobFailedError as exc:
         print(f"embedfleet: {exc}", file=sys.stderr)
@@ -46,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from producers.fleet import describe_url
 
         print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a file that cannot be read or written (never Redis: above)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"embedfleet: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -133,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--timeout", type=float, default=10.0)
     sp.add_argument("--worker", action="append", help="only this worker (repeatable)")
+    sp.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a config without any model (workers then serve nothing)",
+    )
 
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
     sp.add_argument("--json", action="store_true")
@@ -183,6 +198,13 @@ def _up(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     from producers import fleet
 
+    queued = fleet.queued_on_embedded_server()
+    if queued:
+        print(
+            f"embedfleet: warning: stopping the embedded server while it holds {queued} "
+            "chunk(s) of unfinished jobs; `embedfleet up` again to finish them",
+            file=sys.stderr,
+        )
     stopped = fleet.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return EXIT_OK
@@ -196,14 +218,14 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from producers import dataset_cli
-    from producers.writers import check_output, check_writable
+    from producers.writers import check_writable
     from tasks.io.readers import read_rows
 
     if dataset_cli.is_dataset(args):
         return dataset_cli.submit(args, _client())
     if not args.model:
         raise UsageError("--model is required")
-    out = check_writable(check_output(args.output)) if args.output else None
+    out = check_writable(args.output) if args.output else None  # before the job is queued
     rows = read_rows(args.input, args.field, args.id_field) if args.input else None
     texts = rows.texts if rows is not None else args.text
     job = _client().submit(
@@ -235,17 +257,24 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    from producers.writers import check_output
+    from producers.writers import check_writable
 
+    path = check_writable(args.output)  # before anything is fetched
     job = _client().job(args.job)
     if getattr(job, "kind", "list") == "dataset":
         return _dataset_result(job, args)
     from producers.submitting import recorded_ids
 
-    path = check_output(args.output)
-    partial = args.partial or job.status()["state"] == "CANCELLED"
+    # Rows of failed or cancelled chunks would be NaN: only with --partial (else exit 1)
+    partial = bool(args.partial)
     ids = recorded_ids(job) if path.suffix.lower() != ".npy" else None
-    output.write_job(job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids)
+    try:
+        output.write_job(
+            job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids
+        )
+    except JobFailedError as exc:
+        print(f"embedfleet: {exc} (--partial writes the rest, those rows NaN)", file=sys.stderr)
+        return EXIT_FAILED
     if partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
@@ -296,7 +325,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    rows = _client().reload(timeout=args.timeout, destination=args.worker)
+    rows = _client().reload(
+        timeout=args.timeout, destination=args.worker, allow_empty=args.allow_empty
+    )
     print(json.dumps(rows) if args.json else output.reload_text(rows))
     if not rows:
         return EXIT_FAILED

@@ -201,9 +201,14 @@ class EmbeddingClient:
         return sorted(rows, key=lambda r: r["worker"])
 
     def reload(
-        self, timeout: float = 10.0, destination: list[str] | None = None
+        self,
+        timeout: float = 10.0,
+        destination: list[str] | None = None,
+        allow_empty: bool = False,
     ) -> list[dict[str, Any]]:
         """Broadcast ``reload_models``: every worker re-reads its config and applies it.
+
+        A config without any model is refused (``ok: false``) unless ``allow_empty``.
 
         Returns one row per worker: ``{"worker","ok","config_hash","added","removed",
         "changed","error"}``. ``destination`` limits it to the named workers.
@@ -214,6 +219,7 @@ class EmbeddingClient:
         replies = retry_while_unreachable(
             lambda: self.app.control.broadcast(
                 "reload_models",
+                arguments={"allow_empty": True} if allow_empty else None,
                 reply=True,
                 timeout=timeout,
                 limit=expected or None,
@@ -389,7 +395,8 @@ def _resolve_in_catalog(
         )
     if served is None:
         known = ", ".join(catalog.names()) or "none"
-        raise UnknownModelError(f"unknown model {model!r}; the fleet serves: {known}")
+        why = f" ({catalog.errors[model]})" if model in catalog.errors else ""
+        raise UnknownModelError(f"unknown model {model!r}{why}; the fleet serves: {known}")
     return model, alias, served.version
 
 

@@ -232,6 +232,21 @@ def down() -> list[str]:
     return stopped
 
 
+def queued_on_embedded_server() -> int:
+    """Chunks waiting on the embedded server ``up`` started (queued or taken but not
+    acknowledged); 0 when ``up`` started none or it does not answer."""
+    if not _pidfile("server").exists():
+        return 0
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url(), socket_timeout=2, socket_connect_timeout=2)
+        queues = list(client.scan_iter(match="embed.*", _type="list"))
+        return sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
+    except redis.RedisError:
+        return 0
+
+
 def describe_url() -> str:
     return redact(redis_url())
 

@@ -123,7 +123,13 @@ def write_job(
     def allocate(n: int, dim: int) -> np.ndarray:
         return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
 
-    out = job.wait(timeout=timeout, progress=progress, allocate=allocate, allow_failed=allow_failed)
+    try:
+        out = job.wait(
+            timeout=timeout, progress=progress, allocate=allocate, allow_failed=allow_failed
+        )
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed job leaves no half-written output behind
+        raise
     if isinstance(out, np.memmap):
         out.flush()
         del out

@@ -7,6 +7,8 @@ Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding`
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +26,20 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def check_writable(path: Path) -> Path:
-    """Refuse an output path that cannot be written, before the job is queued."""
+def check_writable(path: str | Path) -> Path:
+    """:func:`check_output`, and the file can be created there: checked before a job is
+    queued, so an unwritable path is one clear line, not a job that ran for nothing."""
+    path = check_output(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; name an output file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.probe")
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(path))
     except OSError as exc:
-        raise UsageError(f"{path}: cannot write the output there: {exc.strerror or exc}") from None
+        raise UsageError(f"{path}: cannot write the output here: {exc.strerror or exc}") from exc
     return path
 
 

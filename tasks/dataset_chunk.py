@@ -19,7 +19,7 @@ from typing import Any
 from celery import Task
 
 import celeryconfig
-from tasks import datasets, embed
+from tasks import datasets, deliveries, embed
 from tasks.app import app
 from tasks.errors import InputError, InvalidRequest, JobCancelled, PermanentError, TransientError
 from tasks.io import parts, ranges
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 class DatasetChunkTask(Task):  # type: ignore[misc]
     """Records a failed chunk on its job and keeps the window moving past it."""
+
+    #: Hostile bodies and headers are refused before Celery's trace setup (tasks/request.py).
+    Request = "tasks.request:ChunkRequest"
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
@@ -85,8 +88,20 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         log.warning("event=dataset_chunk_orphan job=%s chunk=%d", job_id, index)
         return  # deleted or expired: nothing to do, nothing to record
     task_id, attempt = str(self.request.id), self.request.retries
-    deliveries = retry(lambda: embed.count_delivery(client, task_id, attempt), "counting")
-    embed.check_deliveries(deliveries, job_id, index, celeryconfig.MAX_DELIVERIES)
+    delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
+    try:
+        embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+        _run_range(self, record, job_id, index, model)
+    finally:
+        retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+
+
+def _run_range(
+    self: Task, record: datasets.DatasetRecord, job_id: str, index: int, model: str
+) -> None:
+    """Read, encode and write chunk ``index`` (its delivery is being counted)."""
+    client = self.app.backend.client
+    retry = embed.with_redis_retry
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
     plan = retry(lambda: datasets.chunk(client, job_id, index), "reading the plan")
@@ -134,7 +149,6 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         raise PermanentError(f"cannot write {output}{name}: {exc}") from exc
     retry(lambda: datasets.set_dimension(client, job_id, int(vectors.shape[1])), "dimension")
     _finish(self, record, index, int(plan["rows"]))
-    retry(lambda: client.delete(f"{embed.DELIVERIES_PREFIX}{task_id}:{attempt}"), "cleaning")
     log.info(
         "event=dataset_chunk_done job=%s chunk=%d rows=%d seconds=%.3f",
         job_id,

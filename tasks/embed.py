@@ -3,11 +3,11 @@
 Thin on purpose: model logic lives in ``workers``, whose boot installs the encoder
 (:func:`install_encoder`); this module imports no worker code, so producers never load torch.
 
-Every delivery of a chunk is counted in Redis (``INCR`` + ``EXPIRE`` on
-``embedfleet:deliveries:<task id>:<retry>``) before the model runs. A chunk that comes
-back more than ``EMBEDFLEET_MAX_DELIVERIES`` times killed its worker on every earlier
-delivery (acks_late: only a finished chunk is acknowledged), so it is failed with
-:class:`TooManyDeliveries` instead of killing the next worker.
+Every delivery of a chunk is counted in Redis before the model runs, and blamed on the
+chunk only for the worker deaths that caught it running (``tasks.deliveries``). A chunk
+whose blame reaches ``EMBEDFLEET_MAX_DELIVERIES`` is failed with
+:class:`TooManyDeliveries` instead of killing the next worker. A chunk already done (a
+late redelivery) is neither counted nor run: its stored result is returned again.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from celery import Celery, Task
 from celery.signals import worker_init
 
 import celeryconfig
-from tasks import jobstore
+from tasks import deliveries, jobstore
 from tasks.app import app
+from tasks.deliveries import Delivery
 from tasks.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
 from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
 from tasks.wire import pack_embeddings, validate_request
 
 log = logging.getLogger(__name__)
-
-#: Prefix of the per-delivery counters.
-DELIVERIES_PREFIX = "embedfleet:deliveries:"
 
 T = TypeVar("T")
 
@@ -64,23 +62,14 @@ def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS
         raise TransientError(f"Redis unreachable while {what}: {exc}") from exc
 
 
-def count_delivery(client: redis.Redis, task_id: str, attempt: Any) -> int:
-    """Count one more delivery of attempt ``attempt`` of task ``task_id``; return the count."""
-    key = f"{DELIVERIES_PREFIX}{task_id}:{attempt}"
-    pipe = client.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, celeryconfig.RESULT_TTL_S)
-    count, _ = pipe.execute()
-    return int(count)
-
-
-def check_deliveries(deliveries: int, job_id: str, index: int, limit: int) -> None:
-    """Raise :class:`TooManyDeliveries` once a chunk came back more than ``limit`` times."""
-    if deliveries > limit:
+def check_deliveries(delivery: Delivery, job_id: str, index: int, limit: int) -> None:
+    """Raise :class:`TooManyDeliveries` once a chunk's blame reaches ``limit`` deaths."""
+    if delivery.blame >= limit - 1e-9:
         raise TooManyDeliveries(
-            f"chunk {index} of job {job_id} was delivered {deliveries} times and no worker "
-            f"finished it: each delivery died with its worker (killed, out of memory or "
-            f"crashed); given up after EMBEDFLEET_MAX_DELIVERIES={limit}"
+            f"chunk {index} of job {job_id} was delivered {delivery.number} times and no "
+            f"worker finished it: its workers died while running it (killed, out of memory "
+            f"or crashed; blame {delivery.blame:.2f}, a death shared by the chunks the "
+            f"worker held); given up after EMBEDFLEET_MAX_DELIVERIES={limit}"
         )
 
 
@@ -99,6 +88,12 @@ def cancelled_else_started(client: redis.Redis, job_id: str) -> bool:
     if model is not None and started is None:  # only jobs that exist get the mark
         jobstore.mark_started(client, job_id)
     return False
+
+
+def stored_result(celery_app: Celery, task_id: str) -> Any:
+    """The result a finished chunk stored, or None when there is none."""
+    meta = celery_app.backend.get_task_meta(task_id)
+    return meta.get("result") if meta.get("status") == "SUCCESS" else None
 
 
 def keep_only_chunk_tasks(celery_app: Celery) -> list[str]:
@@ -141,6 +136,8 @@ class ChunkTask(Task):  # type: ignore[misc]
 
     #: Results are kilobytes of float32 bytes: keep their repr in logs and events short.
     resultrepr_maxsize = 160
+    #: Checks body and headers before Celery's trace setup can raise on them.
+    Request = "tasks.request:ChunkRequest"
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
@@ -191,18 +188,41 @@ def embed_chunk(
     )
     client = self.app.backend.client
     task_id, attempt = str(self.request.id), self.request.retries
-    deliveries = with_redis_retry(
-        lambda: count_delivery(client, task_id, attempt), "counting a delivery"
+    if with_redis_retry(lambda: jobstore.is_done(client, job_id, index), "checking done"):
+        previous = with_redis_retry(lambda: stored_result(self.app, task_id), "reading a result")
+        if previous is not None:  # a late redelivery of a finished chunk: nothing to do
+            log.info("event=chunk_already_done job=%s chunk=%d", job_id, index)
+            return previous  # type: ignore[no-any-return]
+    delivery = with_redis_retry(
+        lambda: deliveries.begin(client, task_id, attempt), "counting a delivery"
     )
-    if deliveries > 1:
+    try:
+        return _run_chunk(self, delivery, job_id, index, model, texts, options)
+    finally:
+        with_redis_retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+
+
+def _run_chunk(
+    self: Task,
+    delivery: Delivery,
+    job_id: str,
+    index: int,
+    model: str,
+    texts: list[str],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    client = self.app.backend.client
+    if delivery.number > 1:
         log.warning(
-            "event=chunk_redelivered job=%s chunk=%d delivery=%d max=%d",
+            "event=chunk_redelivered job=%s chunk=%d delivery=%d blame=%.2f share=%.2f max=%d",
             job_id,
             index,
-            deliveries,
+            delivery.number,
+            delivery.blame,
+            delivery.share,
             celeryconfig.MAX_DELIVERIES,
         )
-    check_deliveries(deliveries, job_id, index, celeryconfig.MAX_DELIVERIES)
+    check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
     encode = _encoder

@@ -138,6 +138,11 @@ def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
     pipe.execute()
 
 
+def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
+    """Whether chunk ``index`` of the job was recorded as finished."""
+    return bool(client.sismember(PREFIX + job_id + ":done", index))
+
+
 def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
     """Record why chunk ``index`` failed."""
     failed_key = PREFIX + job_id + ":failed"

@@ -12,6 +12,7 @@ until ``deadline_s`` (60 s) would pass, then the last error is raised.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,6 +39,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     RedisTimeoutError,
     ConnectionError,  # the builtin: refused, reset, broken pipe
     TimeoutError,  # the builtin, socket.timeout
+    socket.gaierror,  # a host name that does not resolve (DNS blinked)
     OperationalError,
 )
 

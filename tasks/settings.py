@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
     )
     max_chunk_bytes: int = Field(32 * MIB, gt=0, description="text bytes one chunk may carry")
+    old_version_idle_s: float = Field(
+        60.0,
+        gt=0,
+        description="seconds an old `name@version` copy stays loaded after its last chunk "
+        "once a reload replaced it",
+    )
     dataset_priority: int = Field(
         9,
         ge=0,

@@ -8,7 +8,9 @@ left the message in the ``unacked`` hash, so it came back after the visibility
 timeout and killed the next worker too.
 
 Here every such message is refused once: logged with the reason, removed from the
-unacked index, never delivered again. Bodies are still decoded only by kombu's
+unacked index, never delivered again, and counted (Celery's ``task_rejected`` signal,
+which the worker's metrics hear). Bodies and headers that kombu decodes but Celery's
+trace setup would raise on are refused one step later, by ``tasks.request``. Bodies are still decoded only by kombu's
 serializer registry with the app's ``accept_content`` (msgpack, JSON), so pickle and
 YAML are refused before anything is decoded. ``celeryconfig`` selects this transport
 for ``redis://`` and ``rediss://`` URLs.
@@ -20,11 +22,18 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from celery.signals import task_rejected
+from kombu.exceptions import ContentDisallowed
+from kombu.serialization import loads, prepare_accept_content
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual.base import Empty
 
+import celeryconfig
+
 log = logging.getLogger(__name__)
 
+#: Content types a body may have (never pickle): the app's own list.
+ACCEPT = prepare_accept_content(celeryconfig.accept_content)
 #: Characters of a refused item kept in the log line.
 LOGGED_CHARS = 200
 
@@ -56,6 +65,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 "queue item is not a kombu envelope (JSON)",
                 f"{type(exc).__name__}: {exc}",
             )
+            task_rejected.send(sender=self, message=None, exc=exc)
             return True
 
     def basic_consume(
@@ -90,6 +100,27 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                     f"{type(exc).__name__}: {exc}",
                     _excerpt(raw_message),
                 )
+                task_rejected.send(sender=self, message=None, exc=exc)
+                return None
+            try:
+                # Decoded here, with the app's accept list (kombu sets the consumer's own
+                # only later), so an undecodable body is refused and counted like the rest.
+                message._decoded_cache = loads(
+                    message.body, message.content_type, message.content_encoding, accept=ACCEPT
+                )
+            except ContentDisallowed:
+                pass  # pickle, YAML: Celery refuses these itself, naming the content type
+            except Exception as exc:
+                log.error(
+                    "event=message_refused queue=%s reason=%r error=%r headers=%s",
+                    queue,
+                    "the body does not decode",
+                    f"{type(exc).__name__}: {exc}",
+                    _excerpt(getattr(message, "headers", None)),
+                )
+                if not no_ack:
+                    message.reject(requeue=False)
+                task_rejected.send(sender=self, message=message, exc=exc)
                 return None
             try:
                 return callback(message)
@@ -105,6 +136,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 )
                 if not no_ack and not message.acknowledged:
                     message.reject(requeue=False)  # drop it from the unacked index
+                task_rejected.send(sender=self, message=message, exc=exc)
                 return None
 
         return deliver

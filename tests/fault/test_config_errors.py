@@ -60,18 +60,34 @@ def test_bad_entries_are_named_and_good_ones_keep_serving(make_fleet, tmp_path: 
     assert "model 'unknown-type': field 'type'" in log and "unknown type 'no_such_type'" in log
     assert "model 'negative-ram': field 'RAM'" in log
     (reply,) = client.models(timeout=1)
-    assert set(reply["config_errors"]) == {"unknown-type", "negative-ram"}
-    # ... a producer refuses jobs for them, naming the reason
-    with pytest.raises(UnknownModelError, match=r"'negative-ram'.*greater than 0"):
-        client.submit(["text"], model="negative-ram")
-    with pytest.raises(UnknownModelError, match=r"'unknown-type'.*unknown type"):
-        client.submit(["text"], model="unknown-type")
-    # ... entries that are valid but cannot load fail their chunks, saying why
+    # (entries whose type or source does not resolve are set aside at start too)
+    assert set(reply["config_errors"]) == {
+        "unknown-type",
+        "negative-ram",
+        "missing-path",
+        "unreachable-s3",
+    }
+    # ... a producer learning the models from the fleet refuses jobs for them at submit,
+    # naming the worker's reason
     for model, reason in (
+        ("negative-ram", "greater than 0"),
+        ("unknown-type", "unknown type 'no_such_type'"),
         ("missing-path", "/nonexistent/embedfleet/model"),
         ("unreachable-s3", "s3://embedfleet-test/m.onnx"),
     ):
-        job = client.submit(["text"], model=model)
+        with pytest.raises(UnknownModelError, match=f"'{model}'.*refused by the fleet"):
+            client.submit(["text"], model=model)
+        assert reason in client.redis.hget(  # the reason the worker published
+            "embedfleet:fleet:catalog", worker.node
+        ).decode()
+    # ... and a producer with a config file of its own (which cannot check types or
+    # sources) gets its chunks failed at once by the worker, saying why
+    for model, reason in (
+        ("unknown-type", "unknown type 'no_such_type'"),
+        ("missing-path", "/nonexistent/embedfleet/model"),
+        ("unreachable-s3", "s3://embedfleet-test/m.onnx"),
+    ):
+        job = fleet.client.submit(["text"], model=model)
         with pytest.raises(JobFailedError):
             job.wait(timeout=60)
         (error,) = job.status()["errors"]

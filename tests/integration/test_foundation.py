@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from producers.errors import UnknownModelError
 from producers.writers import read_embeddings
 from tasks.io.readers import read_texts
 from tasks.routing import queue_for
@@ -113,11 +114,10 @@ def test_failed_chunk_is_named_and_the_rest_of_the_job_survives(client, worker):
     np.testing.assert_array_equal(again[0], hash_vector("still alive"))
 
 
-def test_model_that_cannot_load_fails_its_chunks_with_the_reason(client, worker):
-    job = client.submit(["a", "b"], model="broken-model")
-    with pytest.raises(Exception, match="nonexistent"):
-        job.wait(timeout=120)
-    assert "does not exist" in job.status()["errors"][0]["error"]
+def test_model_whose_source_does_not_resolve_is_refused_with_the_reason(client, worker):
+    # the worker set it aside at start (workers.config.preflight) and says why
+    with pytest.raises(UnknownModelError, match="'/nonexistent/model-folder' does not exist"):
+        client.submit(["a", "b"], model="broken-model")
     # other models keep serving
     assert client.embed(["fine"], model="hash-model", timeout=60).shape == (1, 16)
 
@@ -158,7 +158,10 @@ def test_models_lists_the_worker_and_its_loaded_model(client, worker):
     assert models[DEFAULT_MODEL]["loaded"] is True
     assert models[DEFAULT_MODEL]["ram_gb_measured"] is not None
     assert models[DEFAULT_MODEL]["hits"] >= 1
-    assert set(models) == {DEFAULT_MODEL, "hash-model", "broken-model"}
+    assert set(models) == {DEFAULT_MODEL, "hash-model"}
+    # the entry whose path does not exist is set aside with its reason
+    (reply,) = [r for r in client.models(timeout=5) if r["worker"] == worker.node]
+    assert "does not exist" in reply["config_errors"]["broken-model"]
 
 
 def test_importing_producers_loads_no_torch():

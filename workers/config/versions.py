@@ -28,6 +28,26 @@ log = logging.getLogger(__name__)
 KEEP_PER_MODEL = 3
 #: Seconds between two reads of the config source to find a pinned version.
 SOURCE_LOOKUP_INTERVAL_S = 5.0
+def unload_idle_old_versions(cache: Any, idle_s: float, now: float | None = None) -> list[str]:
+    """Unload the ``name@version`` copies that no chunk leases and none used for
+    ``idle_s`` seconds: the jobs pinned to them have finished here. Returns their names.
+
+    A reload keeps the old version's *spec* (cheap) so a job pinned to it never mixes
+    versions; its loaded *copy* is what costs memory, and is let go here rather than
+    when memory runs short.
+    """
+    now = time.time() if now is None else now
+    gone = [
+        row["name"]
+        for row in cache.snapshot()
+        if "@" in row["name"]
+        and row["loaded"]
+        and not row["leases"]
+        and now - (row["last_used"] or now) >= idle_s
+    ]
+    for name in gone:
+        cache.unload(name, reason=f"old version idle for {idle_s:g} s: its jobs finished")
+    return gone
 
 
 class VersionBook:

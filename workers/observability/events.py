@@ -151,6 +151,13 @@ class ChunkFinished:
     seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class MessageRefused:
+    """A queue message was refused without running (malformed envelope, body or headers)."""
+
+    name: ClassVar[str] = "message_refused"
+
+
 Event = (
     ModelLoaded
     | ModelEvicted
@@ -161,6 +168,7 @@ Event = (
     | WatchdogShort
     | WatchdogRecovered
     | ChunkFinished
+    | MessageRefused
 )
 
 
@@ -193,6 +201,9 @@ class Subscriber:
 
     def on_chunk_finished(self, event: ChunkFinished) -> None:
         """Called after a chunk task ended (any outcome)."""
+
+    def on_message_refused(self, event: MessageRefused) -> None:
+        """Called when a queue message was refused without running."""
 
 
 class Events:

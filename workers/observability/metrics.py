@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from workers.observability.events import (
     ChunkFinished,
+    MessageRefused,
     ModelEvicted,
     ModelLoaded,
     ModelUnloaded,
@@ -91,6 +92,11 @@ class WorkerMetrics(Subscriber):
             ["model"],
             registry=r,
         )
+        self.refused = Counter(
+            "embedfleet_messages_refused",
+            "Queue messages refused without running (malformed envelope, body or headers)",
+            registry=r,
+        )
         self.watchdog_short = Counter(
             "embedfleet_watchdog_short",
             "Watchdog checks that found memory short, by reason (over budget, low "
@@ -123,6 +129,9 @@ class WorkerMetrics(Subscriber):
     def on_watchdog_short(self, event: WatchdogShort) -> None:
         for reason in event.reasons:
             self.watchdog_short.labels(reason).inc()
+
+    def on_message_refused(self, event: MessageRefused) -> None:
+        self.refused.inc()
 
     def _count_tokens(self, model: str, texts: list[str]) -> int:
         try:

@@ -14,11 +14,17 @@ import threading
 import time
 from typing import Any
 
-from celery.signals import task_postrun, task_prerun, task_revoked
+from celery.signals import task_postrun, task_prerun, task_rejected, task_revoked
 
 from tasks.errors import JobCancelled
 from tasks.routing import EMBED_TASK
-from workers.observability.events import ChunkFinished, Events, ModelLoaded, Subscriber
+from workers.observability.events import (
+    ChunkFinished,
+    Events,
+    MessageRefused,
+    ModelLoaded,
+    Subscriber,
+)
 from workers.observability.hub import process_events
 
 
@@ -35,12 +41,15 @@ class ChunkSignals(Subscriber):
         task_prerun.connect(self.on_prerun, weak=False)
         task_postrun.connect(self.on_postrun, weak=False)
         task_revoked.connect(self.on_revoked, weak=False)
+        # Celery's consumer and tasks.transport send it for a message refused unrun.
+        task_rejected.connect(self.on_rejected, weak=False)
         self.events.subscribe(self)
 
     def disconnect(self) -> None:
         task_prerun.disconnect(self.on_prerun)
         task_postrun.disconnect(self.on_postrun)
         task_revoked.disconnect(self.on_revoked)
+        task_rejected.disconnect(self.on_rejected)
         self.events.unsubscribe(self)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
@@ -89,6 +98,10 @@ class ChunkSignals(Subscriber):
         kwargs = getattr(request, "kwargs", None) or {}
         model = str(kwargs.get("model") or "unknown")
         self.events.emit(ChunkFinished(model=model, status="revoked", texts=()))
+
+
+    def on_rejected(self, **_: Any) -> None:
+        self.events.emit(MessageRefused())
 
 
 _signals: ChunkSignals | None = None

@@ -1,7 +1,8 @@
 """Remote-control commands, run in the worker's main process (where the cache lives).
 
-``reload_models`` takes no arguments from the wire: a worker re-reads the config
-source it was started with, nothing else. ``embedfleet_models`` reports the cache.
+``reload_models`` takes no path or code from the wire: a worker re-reads the config
+source it was started with, nothing else (its one argument, ``allow_empty``, is a
+boolean). ``embedfleet_models`` reports the cache.
 """
 
 from __future__ import annotations
@@ -45,14 +46,18 @@ def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
 
 
 @control_command(name="reload_models")  # type: ignore[misc]
-def reload_models(state: Any, **_: Any) -> dict[str, Any]:
-    """Re-read this worker's model config and apply it live; one reply row."""
+def reload_models(state: Any, allow_empty: Any = False, **_: Any) -> dict[str, Any]:
+    """Re-read this worker's model config and apply it live; one reply row.
+
+    ``allow_empty`` (true only when it is the JSON ``true``) lets a config without any
+    model through: it stops this worker serving every model.
+    """
     from workers.serving.process import get_runtime
 
     runtime = get_runtime()
     served_before = set(runtime.served_models())
     try:
-        change, _old = runtime.reload()
+        change, _old = runtime.reload(allow_empty=allow_empty is True)
     except Exception as exc:  # ConfigError, or a source that broke: keep serving, say why
         if not isinstance(exc, ConfigError):
             exc = ConfigError(f"{type(exc).__name__}: {exc}")

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from tasks.routing import queue_for
+from tasks.routing import MODEL_NAME_RE, queue_for
 from workers.errors import ConfigError as UsageError
 
 if TYPE_CHECKING:
@@ -31,37 +31,44 @@ def run_worker(
     reads the same environment, with ``--models`` as ``EMBEDFLEET_WORKER_MODELS``."""
     from tasks.settings import load_settings
     from workers.config.loader import DEFAULT_SOURCE, load_model_config
+    from workers.config.preflight import set_aside
     from workers.serving.selection import SELECTION_ENV, selected_models
 
     settings = settings or load_settings()
-    config = load_model_config(settings.config_source or DEFAULT_SOURCE)
+    # the same checks as a reload's
+    config = set_aside(load_model_config(settings.config_source or DEFAULT_SOURCE))
     wanted = selected_models(models)
     if wanted is None:
         served = sorted(config)
     else:
         served = wanted
         unknown = [m for m in served if m not in config]
+        invalid = [config.errors[m] for m in served if m in config.errors]
+        if invalid:
+            raise UsageError("; ".join(invalid))
         if unknown:
             raise UsageError(
                 f"unknown model(s) {', '.join(unknown)}; configured: {', '.join(sorted(config))}"
             )
     if not served:
         raise UsageError(f"{config.source}: no valid model to serve; errors: {config.errors}")
+    # Entries set aside (invalid, or their type or source does not resolve) are consumed
+    # too, so a chunk sent to one fails at once naming the reason instead of waiting.
+    queues = served + sorted(m for m in config.errors if wanted is None or m in wanted)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    check_redis_credentials()
     os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel, settings.log_json)
     from tasks.app import app
 
     argv = [
-        "worker",
-        "--pool",
-        "threads",
+        "worker",  # the pool: celeryconfig.worker_pool (threads, guarded: tasks/pool.py)
         "--concurrency",
         str(concurrency),
         "--queues",
-        ",".join(queue_for(m) for m in served),
+        ",".join(queue_for(m) for m in queues if MODEL_NAME_RE.match(m)),
         "--hostname",
         name or "embedfleet@%h",
         "--loglevel",
@@ -81,3 +88,37 @@ def _configure_logging(level: str, json_lines: bool) -> None:
     from tasks.logs import configure_logging
 
     configure_logging(level, sys.stderr, json_lines)
+
+
+def check_redis_credentials() -> None:
+    """Stop with one line when Redis refuses this worker's password or user.
+
+    Celery retries a lost broker for ever (it may be restarting); a password that is
+    wrong never becomes right, so it is a configuration error (exit 2), not a wait.
+    Redis that does not answer at all is left to Celery's retries.
+    """
+    import redis
+
+    from tasks.app import app
+
+    try:
+        app.backend.client.ping()
+    except redis.AuthenticationError as exc:
+        raise UsageError(f"Redis refused this worker's credentials ({_where()}): {exc}") from None
+    except redis.ResponseError as exc:
+        if any(word in str(exc) for word in ("WRONGPASS", "NOAUTH", "NOPERM", "password")):
+            raise UsageError(
+                f"Redis refused this worker's credentials ({_where()}): {exc}"
+            ) from None
+        raise
+    except redis.RedisError:
+        return  # unreachable for now: Celery retries until it answers
+
+
+def _where() -> str:
+    import re
+
+    import celeryconfig
+
+    masked = re.sub(r"//([^@/]*)@", "//***@", celeryconfig.REDIS_URL)  # no password in logs
+    return f"EMBEDFLEET_REDIS_URL={masked}"

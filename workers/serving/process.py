@@ -10,6 +10,7 @@ import numpy as np
 
 from tasks.settings import Settings, load_settings
 from workers.config.loader import DEFAULT_SOURCE, load_model_config
+from workers.config.preflight import set_aside
 from workers.serving.runtime import Runtime
 
 _runtime: Runtime | None = None
@@ -28,8 +29,11 @@ def get_runtime() -> Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """A runtime for ``settings``: its config source, budget, policy and caches."""
-    return Runtime(load_model_config(settings.config_source or DEFAULT_SOURCE), settings)
+    """A runtime for ``settings``: its config source, budget, policy and caches. Models
+    whose type or source does not resolve are set aside with their reason, as a reload
+    would refuse them (``workers.config.preflight``)."""
+    config = set_aside(load_model_config(settings.config_source or DEFAULT_SOURCE))
+    return Runtime(config, settings)
 
 
 def set_runtime(runtime: Runtime | None) -> None:

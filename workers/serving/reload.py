@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from tasks.spec import ModelConfig
 from workers.config.loader import load_model_config
+from workers.config.preflight import check_sources
 from workers.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,13 +27,15 @@ class ConfigChange:
     changed: list[str] = field(default_factory=list)
 
 
-def apply_reload(runtime: Runtime) -> tuple[ConfigChange, ModelConfig]:
-    """Re-read the config source and apply the difference.
+def apply_reload(runtime: Runtime, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
+    """Re-read the config source, check it can serve, and apply the difference.
 
-    All or nothing: if the source cannot be read or any entry is invalid, raise
-    :class:`ConfigError` and keep serving the old config. Removed models are unloaded
-    once their leases end; for a changed model, running tasks finish on the old
-    instance and new tasks load the new one.
+    All or nothing: if the source cannot be read, any entry is invalid, an added or
+    changed model's type or source does not resolve (``workers.config.preflight``), or
+    the config holds no model at all and ``allow_empty`` was not given, raise
+    :class:`ConfigError` and keep serving the old config, exactly as before. Removed
+    models are unloaded once their leases end; for a changed model, running tasks
+    finish on the old instance and new tasks load the new one.
 
     The caller holds the runtime's reload lock.
     """
@@ -40,12 +43,21 @@ def apply_reload(runtime: Runtime) -> tuple[ConfigChange, ModelConfig]:
     if new.errors:
         raise ConfigError("; ".join(new.errors[name] for name in sorted(new.errors)))
     old = runtime.config
+    if not new.models and old.models and not allow_empty:
+        raise ConfigError(
+            f"{new.source}: the config holds no model; reloading it would stop this worker "
+            "serving every model: refused (reload with allow_empty, `embedfleet reload "
+            "--allow-empty`, to mean it)"
+        )
     change = ConfigChange(
         config_hash=new.config_hash,
         added=sorted(set(new) - set(old)),
         removed=sorted(set(old) - set(new)),
         changed=sorted(n for n in set(new) & set(old) if new[n] != old[n]),
     )
+    problems = check_sources(new, change.added + change.changed)
+    if problems:
+        raise ConfigError("; ".join(problems[name] for name in sorted(problems)))
     runtime.versions.retire(old, change.changed + change.removed)
     runtime.config = new
     runtime.cache.specs = runtime.versions.specs(new)

@@ -17,7 +17,7 @@ import numpy as np
 
 from tasks.settings import Settings
 from tasks.spec import ModelConfig, spec_version
-from workers.config.versions import VersionBook
+from workers.config.versions import VersionBook, unload_idle_old_versions
 from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
@@ -49,6 +49,7 @@ class Runtime:
             events=events,
         )
         self._reload_lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
         self.versions = VersionBook(config)
         #: Seconds per text each model took here, published for the producers' chunk sizes.
         self.encode_costs = EncodeCosts()
@@ -110,10 +111,34 @@ class Runtime:
         return served_models(config, self.settings.worker_models)
 
     # -- reload ----------------------------------------------------------------------
-    def reload(self) -> tuple[ConfigChange, ModelConfig]:
+    def reload(self, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
         """Re-read the config source and apply the difference (``workers.serving.reload``)."""
         with self._reload_lock:
-            return apply_reload(self)
+            result = apply_reload(self, allow_empty=allow_empty)
+        if result[0].changed or result[0].removed:
+            self._start_old_version_sweeper()
+        return result
+
+    def _start_old_version_sweeper(self) -> None:
+        """Once a reload retired a version: let its loaded copies go when their jobs end."""
+        with self._reload_lock:
+            if self._sweeper is not None:
+                return
+            idle_s = self.settings.old_version_idle_s
+            self._sweeper = threading.Thread(
+                target=self._sweep_old_versions,
+                args=(idle_s,),
+                name="embedfleet-old-versions",
+                daemon=True,
+            )
+        self._sweeper.start()
+
+    def _sweep_old_versions(self, idle_s: float) -> None:
+        while not threading.Event().wait(min(5.0, idle_s / 2)):
+            try:
+                unload_idle_old_versions(self.cache, idle_s)
+            except Exception as exc:  # never let the sweeper die on one bad unload
+                log.error("event=old_version_sweep_failed error=%r", str(exc))
 
     def preload(self, names: list[str] | None = None) -> None:
         """Load the served models marked ``preload: true`` (or just ``names``)."""

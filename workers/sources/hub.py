@@ -21,16 +21,16 @@ def hub_model_dir(hub_id: str, revision: str | None = None) -> Path:
         return Path(snapshot_download(hub_id, revision=revision, local_files_only=True))
     except LocalEntryNotFoundError:
         if offline:
-            raise ModelLoadError(_not_cached(hub_id)) from None
+            raise ModelLoadError(not_cached(hub_id)) from None
     except Exception as exc:  # a malformed cache entry or id
         raise ModelLoadError(f"Hugging Face Hub id {hub_id!r}: {exc}") from exc
     try:
         return Path(snapshot_download(hub_id, revision=revision))
     except Exception as exc:
-        raise ModelLoadError(f"{_not_cached(hub_id)} (download failed: {exc})") from exc
+        raise ModelLoadError(f"{not_cached(hub_id)} (download failed: {exc})") from exc
 
 
-def _not_cached(hub_id: str) -> str:
+def not_cached(hub_id: str) -> str:
     from huggingface_hub.constants import HF_HUB_CACHE
 
     return (

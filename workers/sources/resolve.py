@@ -29,7 +29,7 @@ def resolve_model_dir(
     for path in candidates:
         if path.exists():
             return path.resolve()
-    if _looks_local(model_path):
+    if looks_local(model_path):
         raise ModelLoadError(f"model path {model_path!r} does not exist")
     packaged = packaged_model_dir(model_path)
     if packaged is not None:
@@ -37,5 +37,5 @@ def resolve_model_dir(
     return hub_model_dir(model_path)
 
 
-def _looks_local(model_path: str) -> bool:
+def looks_local(model_path: str) -> bool:
     return model_path.startswith(("/", "./", "../", "~")) or model_path.count("/") > 1

@@ -100,9 +100,9 @@ def fetch_s3(uri: str, region: str | None = None, cache_dir: Path | None = None)
         "s3", region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 3})
     )
     try:
-        objects, single = _listing(client, bucket, key)
+        objects, single = list_objects(client, bucket, key)
     except ClientError as exc:
-        raise ModelLoadError(f"{uri}: {_describe(exc)}") from exc
+        raise ModelLoadError(f"{uri}: {describe_error(exc)}") from exc
     except BotoCoreError as exc:
         cached = _newest_version(key_dir)
         if cached is None:
@@ -126,7 +126,9 @@ def fetch_s3(uri: str, region: str | None = None, cache_dir: Path | None = None)
     return target / single if single else target
 
 
-def _listing(client: Any, bucket: str, key: str) -> tuple[dict[str, tuple[str, str]], str | None]:
+def list_objects(
+    client: Any, bucket: str, key: str
+) -> tuple[dict[str, tuple[str, str]], str | None]:
     """({local relative path: (s3 key, etag)}, file name when ``key`` is a single file)."""
     from botocore.exceptions import ClientError
 
@@ -189,7 +191,7 @@ def _download(
         os.rename(tmp, target)
     except (ClientError, BotoCoreError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        reason = _describe(exc) if isinstance(exc, ClientError) else str(exc)
+        reason = describe_error(exc) if isinstance(exc, ClientError) else str(exc)
         raise ModelLoadError(f"{uri}: download failed: {reason}") from exc
     log.info(
         "event=s3_downloaded uri=%s version=%s files=%d bytes=%d seconds=%.2f",
@@ -238,7 +240,7 @@ def _status(exc: Any) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
-def _describe(exc: Any) -> str:
+def describe_error(exc: Any) -> str:
     error = exc.response.get("Error", {})
     status, code = _status(exc), error.get("Code", "")
     message = error.get("Message", "") or str(exc)
@@ -248,3 +250,8 @@ def _describe(exc: Any) -> str:
             "and the bucket policy"
         )
     return f"HTTP {status} {code}: {message}"
+
+
+def newest_cached(uri: str, cache_dir: Path | None = None) -> Path | None:
+    """The newest cached version folder of ``uri``, or None when nothing is cached."""
+    return _newest_version(cache_key_dir(uri, cache_dir))

@@ -8,6 +8,7 @@ import pytest
 
 import celeryconfig
 from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.deliveries import Delivery
 from tasks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
 from tasks.errors import ConfigError, InvalidRequest, PermanentError, TooManyDeliveries
 from tasks.routing import EMBED_TASK
@@ -52,10 +53,11 @@ def test_option_values_are_typed(options, match):
         request(["a"], options)
 
 
-def test_deliveries_beyond_the_limit_fail_saying_why():
-    check_deliveries(3, "j", 4, limit=3)  # the third delivery still runs
+def test_blame_reaching_the_limit_fails_saying_why():
+    check_deliveries(Delivery(3, 2.0, 1.0), "j", 4, limit=3)  # two deaths: still runs
+    check_deliveries(Delivery(9, 2.99, 0.33), "j", 4, limit=3)  # shared deaths count less
     with pytest.raises(TooManyDeliveries) as info:
-        check_deliveries(4, "j", 4, limit=3)
+        check_deliveries(Delivery(4, 3.0, 1.0), "j", 4, limit=3)
     message = str(info.value)
     assert "chunk 4 of job j was delivered 4 times" in message
     assert "EMBEDFLEET_MAX_DELIVERIES=3" in message

@@ -1,0 +1,147 @@
+"""Delivery accounting that blames a chunk only for the worker deaths it can have caused.
+
+Every delivery of a chunk is counted (``embedfleet:deliveries:<task id>:<retry>``, an
+``INCR``) and records which worker process took it. A worker process is
+``host:pid:boot-token``; while it runs chunks it keeps ``embedfleet:alive:<worker>``
+fresh (every :data:`HEARTBEAT_S`, expiring after :data:`ALIVE_TTL_S`) and holds the
+chunks it is running in ``embedfleet:running:<worker>``.
+
+When a chunk comes back, its previous delivery is judged:
+
+- its worker is still alive (the chunk ran past the visibility timeout, or kombu gave
+  it back while the worker was busy): **no blame**;
+- its worker is gone but had finished this chunk (it died between the result and the
+  acknowledgement): **no blame**;
+- its worker is gone while running this chunk among ``k`` chunks: **1/k blame** (a
+  worker of concurrency 3 killed holding 3 chunks puts 1/3 on each).
+
+A chunk whose blame reaches ``EMBEDFLEET_MAX_DELIVERIES`` is failed with
+:class:`~tasks.errors.TooManyDeliveries`. A chunk that kills every worker it runs on
+takes at least ``1/concurrency`` on each death, so it is stopped after at most
+``MAX_DELIVERIES x concurrency`` deaths (``MAX_DELIVERIES`` when it runs alone); a
+healthy chunk whose workers die for unrelated reasons gathers blame only from deaths
+that caught it running, shared with the others the dead worker held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+import celeryconfig
+
+log = logging.getLogger(__name__)
+
+#: Prefix of the per-delivery counters (``<prefix><task id>:<retry>``).
+DELIVERIES_PREFIX = "embedfleet:deliveries:"
+#: Prefix of the blame a chunk has gathered (a float, same suffix).
+BLAME_PREFIX = "embedfleet:blame:"
+#: Prefix of the worker that took a chunk's last delivery (same suffix).
+LAST_PREFIX = "embedfleet:delivered-to:"
+#: Prefix of a worker's liveness key.
+ALIVE_PREFIX = "embedfleet:alive:"
+#: Prefix of the set of chunks a worker is running.
+RUNNING_PREFIX = "embedfleet:running:"
+#: Seconds between two liveness writes of a worker (shorter than the visibility
+#: timeout, so a worker that died is seen dead before its chunks come back).
+HEARTBEAT_S = max(0.5, min(5.0, celeryconfig.VISIBILITY_TIMEOUT_S / 4))
+#: Seconds a liveness write lasts.
+ALIVE_TTL_S = 3 * HEARTBEAT_S
+
+_BEGIN = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local blame = tonumber(redis.call('GET', KEYS[2]) or '0')
+local share = 0
+local last = redis.call('GET', KEYS[3])
+if last and last ~= ARGV[1] then
+  local running = ARGV[5] .. last
+  if redis.call('EXISTS', ARGV[4] .. last) == 0
+      and redis.call('SISMEMBER', running, ARGV[2]) == 1 then
+    share = 1 / math.max(redis.call('SCARD', running), 1)
+    blame = tonumber(redis.call('INCRBYFLOAT', KEYS[2], share))
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+  end
+end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])
+return {n, tostring(blame), tostring(share)}
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of a chunk: its number, the chunk's blame so far, this one's share."""
+
+    number: int
+    blame: float
+    share: float
+
+
+_boot = uuid.uuid4().hex[:8]
+_heartbeat_lock = threading.Lock()
+_heartbeat_pid: int | None = None
+
+
+def worker_id() -> str:
+    """This process as a worker: ``host:pid:boot-token`` (a restart is a new worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_boot}"
+
+
+def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
+    """Count a delivery of ``task_id`` (retry ``attempt``) taken by this process, judge
+    the previous one (module docstring), and note this chunk as running here."""
+    me, member = worker_id(), f"{task_id}:{attempt}"
+    keys = [
+        DELIVERIES_PREFIX + member,
+        BLAME_PREFIX + member,
+        LAST_PREFIX + member,
+        RUNNING_PREFIX + me,
+        ALIVE_PREFIX + me,
+    ]
+    args = [
+        me,
+        member,
+        celeryconfig.RESULT_TTL_S,
+        ALIVE_PREFIX,
+        RUNNING_PREFIX,
+        int(ALIVE_TTL_S * 1000),
+    ]
+    number, blame, share = client.eval(_BEGIN, len(keys), *keys, *args)
+    _ensure_heartbeat(client)
+    return Delivery(int(number), float(blame), float(share))
+
+
+def end(client: redis.Redis, task_id: str, attempt: object) -> None:
+    """The chunk finished here (done, failed or retried): a death now is not its fault."""
+    client.srem(RUNNING_PREFIX + worker_id(), f"{task_id}:{attempt}")
+
+
+def _ensure_heartbeat(client: redis.Redis) -> None:
+    """Start this process's liveness thread once (again after a fork)."""
+    global _heartbeat_pid
+    with _heartbeat_lock:
+        if _heartbeat_pid == os.getpid():
+            return
+        _heartbeat_pid = os.getpid()
+    thread = threading.Thread(
+        target=_beat, args=(client, worker_id()), name="embedfleet-alive", daemon=True
+    )
+    thread.start()
+
+
+def _beat(client: redis.Redis, me: str) -> None:
+    stop = threading.Event()
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            client.set(ALIVE_PREFIX + me, "1", px=int(ALIVE_TTL_S * 1000))
+        except redis.RedisError as exc:  # Redis restarting: the next beat tries again
+            log.debug("event=heartbeat_failed error=%r", str(exc))

@@ -1,0 +1,87 @@
+"""The threads pool, with a net under Celery's trace setup.
+
+``tasks.request.ChunkRequest`` refuses every body and header shape known to make
+Celery's trace setup raise (``trace_task_ret`` / ``fast_trace_task``: decoding the body,
+``request.update(**embed)``), before a thread runs it. Should another shape get through,
+the exception would end in the thread's future, unseen: the request would never be
+acknowledged and its prefetch slot would stay taken for good (a worker of concurrency 1
+stops). This pool catches it there: the message is rejected without requeue (it leaves
+the unacked index), the request is marked done, the refusal is logged once and counted
+(``task_rejected``), and the thread serves the next message.
+
+``celeryconfig.worker_pool`` names this class, so ``embedfleet worker`` and a plain
+``celery -A tasks worker`` both run it; ``--pool threads`` would choose Celery's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery.concurrency.thread import TaskPool
+from celery.signals import task_rejected
+from celery.worker.state import task_ready
+
+log = logging.getLogger(__name__)
+
+#: What a guarded target returns for a refused message (its callback is then skipped).
+REFUSED = object()
+
+
+def guard(target: Callable[..., Any], callback: Any) -> Callable[..., Any]:
+    """``target`` (Celery's trace entry point), refusing its message if it raises."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return target(*args, **kwargs)
+        except Exception as exc:
+            request = getattr(callback, "__self__", None)
+            log.error(
+                "event=message_refused reason=%r task_id=%s error=%r",
+                "Celery's trace setup raised before the task ran",
+                getattr(request, "id", "?"),
+                f"{type(exc).__name__}: {exc}",
+            )
+            if request is not None:
+                try:
+                    request.reject(requeue=False)
+                finally:
+                    task_ready(request)
+            task_rejected.send(sender=None, message=getattr(request, "message", None), exc=exc)
+            return REFUSED
+
+    return run
+
+
+def skip_refused(callback: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """``callback``, not called for a refused message (there is no result to report)."""
+    if callback is None:
+        return None
+
+    def call(result: Any) -> Any:
+        return None if result is REFUSED else callback(result)
+
+    return call
+
+
+class ThreadPool(TaskPool):  # type: ignore[misc]
+    """Celery's threads pool whose targets never leave a message unacknowledged."""
+
+    def on_apply(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        callback: Callable[..., Any] | None = None,
+        accept_callback: Callable[..., Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        return super().on_apply(
+            guard(target, callback),
+            args,
+            kwargs,
+            skip_refused(callback),
+            accept_callback,
+            **options,
+        )
