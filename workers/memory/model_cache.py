@@ -133,7 +133,8 @@ class ModelCache:
         log.info(
             "event=model_loaded model=%s type=%s seconds=%.2f ram_gb_config=%.3f "
             "ram_gb_measured=%.3f ram_gb=%.3f used_gb_before=%.3f used_gb_after=%.3f "
-            "budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f models_loaded=%d",
+            "budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f models_loaded=%d "
+            "precision=%s",
             name,
             spec.type,
             seconds,
@@ -146,6 +147,7 @@ class ModelCache:
             before,
             after,
             loaded,
+            precision_fields(entry.model)["precision"],
         )
         return entry
 
@@ -270,6 +272,20 @@ class ModelCache:
                         "last_used": entry.last_used if entry else None,
                         "leases": entry.leases if entry else 0,
                         "load_seconds": round(entry.load_seconds, 3) if entry else None,
+                        **precision_fields(entry.model if entry else None),
                     }
                 )
             return rows
+
+
+def precision_fields(model: BaseEmbeddingModel | None) -> dict[str, Any]:
+    """The load record's precision in effect and fidelity probe minimum (None: n/a)."""
+    record = model.precision_record if model is not None else None
+    return {
+        "precision": record.precision if record else None,
+        "probe_min_cosine": (
+            round(record.probe_min_cosine, 6)
+            if record and record.probe_min_cosine is not None
+            else None
+        ),
+    }

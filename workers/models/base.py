@@ -10,6 +10,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
+    from workers.models.fidelity import PrecisionRecord
 
 
 class BaseEmbeddingModel(ABC):
@@ -22,6 +23,9 @@ class BaseEmbeddingModel(ABC):
     #: Encode one text right after loading, so the measured RAM includes weights that
     #: are memory-mapped and only read on first use. Remote models set this False.
     warm_up: bool = True
+    #: The precision the model runs in and what the fidelity probe measured
+    #: (``workers.models.fidelity``); None for types that have no choice (remote ones).
+    precision_record: PrecisionRecord | None = None
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         self.name = name

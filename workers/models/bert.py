@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +18,9 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
+from workers.models.fidelity import settle_precision
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.precision import detect_hardware
 from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
@@ -52,15 +55,25 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
         self.pooling = get_pooling(pooling)
         hidden = getattr(self.model.config, "hidden_size", None)
         self._dim = int(hidden) if isinstance(hidden, int) else None
+        self.precision_record = settle_precision(
+            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
+        )
         log.info(
-            "event=wrapper_ready model=%s path=%s device=%s pooling=%s normalize=%s window=%d",
+            "event=wrapper_ready model=%s path=%s device=%s precision=%s pooling=%s "
+            "normalize=%s window=%d",
             name,
             path,
             self.device,
+            self.precision_record.precision,
             pooling,
             self.normalize,
             self.window,
         )
+
+    def _lower(self, precision: str) -> Callable[[], None]:
+        from workers.models.lowering import lower_linears
+
+        return lower_linears(self.model, precision)
 
     @property
     def dimension(self) -> int | None:

@@ -23,6 +23,7 @@ from workers.sources.s3 import fetch_s3
 
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
+    from workers.models.fidelity import PrecisionRecord
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class S3ModelWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self.inner.dimension
+
+    @property  # type: ignore[override]
+    def precision_record(self) -> PrecisionRecord | None:
+        return self.inner.precision_record
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)

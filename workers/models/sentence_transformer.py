@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
+from workers.models.fidelity import settle_precision
+from workers.models.precision import detect_hardware
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -40,7 +43,25 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         self.model.eval()
         if spec.max_seq_length:
             self.model.max_seq_length = spec.max_seq_length
-        log.info("event=wrapper_ready model=%s path=%s device=%s", name, path, self.device)
+        self.precision_record = settle_precision(
+            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
+        )
+        log.info(
+            "event=wrapper_ready model=%s path=%s device=%s precision=%s",
+            name,
+            path,
+            self.device,
+            self.precision_record.precision,
+        )
+
+    def _lower(self, precision: str) -> Callable[[], None]:
+        """Lower the transformer (not the pooling / normalize / dense heads): see
+        ``workers.models.lowering``."""
+        from workers.models.lowering import lower_linears
+
+        first = self.model[0] if len(self.model) else None
+        encoder = getattr(first, "auto_model", None)
+        return lower_linears(encoder if encoder is not None else self.model, precision)
 
     @property
     def dimension(self) -> int | None:

@@ -189,14 +189,28 @@ class RuntimeCollector(Collector):
         leases = GaugeMetricFamily(
             "embedfleet_model_leases", "Tasks encoding with the model now", labels=["model"]
         )
+        precision = GaugeMetricFamily(
+            "embedfleet_model_precision",
+            "1 per loaded model, labelled with the precision it runs in (remote: none)",
+            labels=["model", "precision"],
+        )
+        probe = GaugeMetricFamily(
+            "embedfleet_model_probe_min_cosine",
+            "Lowest cosine to fp32 over the fidelity probe at load (models that ran it)",
+            labels=["model"],
+        )
         for row in cache.snapshot():
             name = row["name"]
+            if row["loaded"]:
+                precision.add_metric([name, str(row.get("precision") or "none")], 1.0)
+            if row.get("probe_min_cosine") is not None:
+                probe.add_metric([name], float(row["probe_min_cosine"]))
             loaded.add_metric([name], 1.0 if row["loaded"] else 0.0)
             ram_cfg.add_metric([name], float(row["ram_gb_config"]) * GB)
             if row.get("ram_gb_measured") is not None:
                 ram_meas.add_metric([name], float(row["ram_gb_measured"]) * GB)
             leases.add_metric([name], float(row.get("leases", 0)))
-        yield from (loaded, ram_cfg, ram_meas, leases)
+        yield from (loaded, ram_cfg, ram_meas, leases, precision, probe)
         yield GaugeMetricFamily(
             "embedfleet_worker_rss_bytes", "Resident memory of the worker", value=rss_gb() * GB
         )
