@@ -56,7 +56,8 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
                 "ONNX Runtime runs the graph in the precision it was exported in; use 'auto' "
                 "or 'fp32' (or `embedfleet optimize --to onnx-int8`)"
             )
-        self.precision_record = PrecisionRecord(spec.precision, "fp32")
+        quantized = ((spec.provenance or {}).get("quantization") or {}).get("weights")
+        self.precision_record = PrecisionRecord(spec.precision, str(quantized or "fp32"))
 
         self.path = find_onnx_file(
             name, resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
