@@ -14,7 +14,7 @@ side by side in one run, on real texts, with the CPU flags that decided.
    config >= 1.4x in-process fp32 (AMX: >= 2.2x), every row cosine >= 0.9999.
 
     .venv/bin/python bench/precision.py [--texts 300] [--rounds 3] [--threads 2]
-        [--no-int8] [--no-variants]
+        [--no-int8] [--no-variants] [--no-fleet]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from throughput import fleet, in_process, in_process_model
 INT8 = f"{_fleet.MODEL}-onnx-int8"
 FP32 = f"{_fleet.MODEL}-fp32"
 Encode = Callable[[list[str]], np.ndarray]
+#: Texts per interleaved slice (a multiple of the largest batch compared).
+SLICE = 64
 
 
 def min_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,19 +102,34 @@ def variants(threads: int, int8: Any) -> dict[str, Encode]:
 
 
 def in_process_table(texts: list[str], rounds: int, ways: dict[str, Encode]) -> None:
+    """Every way runs on the same slice of SLICE texts, one after another in rotating order,
+    slice by slice: on a shared machine whose load swings within seconds, each way then
+    sees the same load. Times are summed over the slices, per round."""
     names = list(ways)
     for name in names:  # warm
         ways[name](texts[:8])
     took: dict[str, list[float]] = {n: [] for n in names}
-    vectors: dict[str, np.ndarray] = {}
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            vectors[name] = ways[name](texts)
-            took[name].append(time.perf_counter() - t0)
+        spent = dict.fromkeys(names, 0.0)
+        for k, start in enumerate(range(0, len(texts), SLICE)):
+            piece = texts[start : start + SLICE]
+            shift = (r + k) % len(names)
+            for name in names[shift:] + names[:shift]:
+                t0 = time.perf_counter()
+                out = ways[name](piece)
+                spent[name] += time.perf_counter() - t0
+                if r == 0:
+                    parts[name].append(out)
+        for name in names:
+            took[name].append(spent[name])
+    vectors = {n: np.concatenate(parts[n]) for n in names}
     ref = names[0]
     base = _fleet.median(took[ref])
-    print(f"-- in-process, {len(texts)} texts, median of {rounds} rounds ({_fleet.load_avg()})")
+    print(
+        f"-- in-process, {len(texts)} texts in slices of 64 interleaved across the ways, "
+        f"median of {rounds} rounds ({_fleet.load_avg()})"
+    )
     print(f"{'way':42} {'texts/s':>8} {'vs fp32':>8} {'min cosine to fp32':>19}")
     for name in names:
         med = _fleet.median(took[name])
@@ -193,6 +210,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
     parser.add_argument("--no-int8", action="store_true", help="skip optimize --to onnx-int8")
     parser.add_argument("--no-variants", action="store_true", help="skip the in-process table")
+    parser.add_argument("--no-fleet", action="store_true", help="skip the fleet table")
     args = parser.parse_args()
     import os
 
@@ -222,7 +240,8 @@ def main() -> None:
         in_process_table(texts, args.rounds, variants(args.threads, int8))
     del int8
     models = [FP32, _fleet.MODEL] + ([] if args.no_int8 else [INT8])
-    fleet_table(texts, args.rounds, args.threads, config, models)
+    if not args.no_fleet:
+        fleet_table(texts, args.rounds, args.threads, config, models)
     _fleet.footer()
 
 
