@@ -12,7 +12,7 @@ from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
 from workers.models.fidelity import settle_precision
-from workers.models.precision import detect_hardware
+from workers.models.precision import batch_size_for, detect_hardware
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -43,15 +43,18 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         self.model.eval()
         if spec.max_seq_length:
             self.model.max_seq_length = spec.max_seq_length
+        self.batch_size = spec.batch_size
         self.precision_record = settle_precision(
             name, spec.precision, detect_hardware(self.device), self.encode, self._lower
         )
+        self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
         log.info(
-            "event=wrapper_ready model=%s path=%s device=%s precision=%s",
+            "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d",
             name,
             path,
             self.device,
             self.precision_record.precision,
+            self.batch_size,
         )
 
     def _lower(self, precision: str) -> Callable[[], None]:
@@ -74,7 +77,7 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         with torch.inference_mode():
             return self.model.encode(
                 sentences,
-                batch_size=self.spec.batch_size,
+                batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=bool(self.spec.normalize),
                 show_progress_bar=False,

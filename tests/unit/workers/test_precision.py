@@ -199,7 +199,7 @@ def test_bert_runs_its_linear_layers_in_bf16_when_the_probe_passes(bert_dir, bf1
     assert layers and all(
         m.weight.dtype.is_floating_point and m.weight.itemsize == 2 for m in layers
     )
-    assert model.encode(["hello"]).dtype == np.float32
+    assert model.encode(["hello"]).dtype == np.float32 and model.batch_size == 16
 
 
 def test_bert_falls_back_to_its_exact_fp32_weights_when_the_probe_fails(
@@ -223,3 +223,18 @@ def test_onnx_stays_fp32_and_refuses_an_explicit_lower_precision(tmp_path):
     )
     with pytest.raises(ModelLoadError, match="precision 'bf16' is not offered for type onnx"):
         OnnxEmbeddingWrapper("o", config["o"])
+
+
+def test_bf16_on_a_cpu_batches_16_texts_unless_the_config_says_otherwise():
+    from workers.models.precision import batch_size_for
+
+    config = parse_model_config(
+        {
+            "a": {"type": "bert", "model_path": "x", "RAM": 1},
+            "b": {"type": "bert", "model_path": "x", "RAM": 1, "batch_size": 64},
+        }
+    )
+    assert batch_size_for(config["a"], "bf16", "cpu") == 16
+    assert batch_size_for(config["a"], "fp32", "cpu") == 32
+    assert batch_size_for(config["a"], "fp16", "cuda") == 32
+    assert batch_size_for(config["b"], "bf16", "cpu") == 64
