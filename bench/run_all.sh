@@ -19,3 +19,4 @@ run scale --texts 1000
 run breakdown --texts 1000
 run optimize --texts 1000 --rounds 3
 run quant_variants --texts 512
+run precision --texts 256 --rounds 3
