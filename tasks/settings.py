@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
     )
     max_chunk_bytes: int = Field(32 * MIB, gt=0, description="text bytes one chunk may carry")
+    precision_min_cosine: float = Field(
+        0.9999,
+        gt=0,
+        le=1,
+        description="the fidelity probe's bar: every probe row's cosine to fp32 in a lower "
+        "precision, else the model runs fp32",
+    )
     old_version_idle_s: float = Field(
         60.0,
         gt=0,

@@ -59,6 +59,8 @@ class ModelSpec(BaseModel):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     batch_size: int = Field(default=32, gt=0, le=4096)
     trust_remote_code: bool = False
+    #: Numeric precision of torch-based types (``workers.models.precision``).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     #: Where the model came from (``embedfleet optimize``: source, method, quality, speed).
     provenance: dict[str, Any] | None = None
     _base_dir: Path | None = PrivateAttr(default=None)

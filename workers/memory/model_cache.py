@@ -154,6 +154,7 @@ class ModelCache:
                 rss_gb_before=before,
                 rss_gb_after=after,
                 models_loaded=loaded,
+                precision=precision_fields(entry.model)["precision"],
             )
         )
         return entry
@@ -288,6 +289,7 @@ class ModelCache:
                         "last_used": entry.last_used if entry else None,
                         "leases": entry.leases if entry else 0,
                         "load_seconds": round(entry.load_seconds, 3) if entry else None,
+                        **precision_fields(entry.model if entry else None),
                     }
                 )
             return rows
@@ -298,3 +300,16 @@ def _measured_gb(entry: CachedModel | None) -> float | None:
     if entry is None or entry.ram_method == "remote":
         return None
     return round(entry.ram_measured_gb, 6)  # GB to the KB: a tiny model is not 0
+
+
+def precision_fields(model: BaseEmbeddingModel | None) -> dict[str, Any]:
+    """The load record's precision in effect and fidelity probe minimum (None: n/a)."""
+    record = model.precision_record if model is not None else None
+    return {
+        "precision": record.precision if record else None,
+        "probe_min_cosine": (
+            round(record.probe_min_cosine, 6)
+            if record and record.probe_min_cosine is not None
+            else None
+        ),
+    }

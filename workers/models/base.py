@@ -18,6 +18,7 @@ from workers.models.sizes import object_bytes
 
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
+    from workers.models.fidelity import PrecisionRecord
 
 
 class BaseEmbeddingModel(ABC):
@@ -42,6 +43,9 @@ class BaseEmbeddingModel(ABC):
     #: the types that set this, lowest first (more specific formats lower), and the first
     #: whose :meth:`recognizes` says yes serves it (``workers.models.s3``).
     s3_format_order: ClassVar[int | None] = None
+    #: The precision the model runs in and what the fidelity probe measured
+    #: (``workers.models.fidelity``); None for types that have no choice (remote ones).
+    precision_record: PrecisionRecord | None = None
 
     def __init__(self, name: str, spec: ModelSpec) -> None:
         self.name = name

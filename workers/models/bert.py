@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,9 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
+from workers.models.fidelity import settle_precision
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
+from workers.models.precision import batch_size_for, detect_hardware
 from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
@@ -67,15 +70,28 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
         self.pooling = get_pooling(pooling)
         hidden = getattr(self.model.config, "hidden_size", None)
         self._dim = int(hidden) if isinstance(hidden, int) else None
+        self.batch_size = spec.batch_size
+        self.precision_record = settle_precision(
+            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
+        )
+        self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
         log.info(
-            "event=wrapper_ready model=%s path=%s device=%s pooling=%s normalize=%s window=%d",
+            "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d "
+            "pooling=%s normalize=%s window=%d",
             name,
             path,
             self.device,
+            self.precision_record.precision,
+            self.batch_size,
             pooling,
             self.normalize,
             self.window,
         )
+
+    def _lower(self, precision: str) -> Callable[[], None]:
+        from workers.models.lowering import lower_linears
+
+        return lower_linears(self.model, precision)
 
     @property
     def dimension(self) -> int | None:
@@ -85,7 +101,7 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
         return {"tensors": torch_bytes(self.model), "tokenizer": tokenizer_bytes(self.tokenizer)}
 
     def encode(self, sentences: list[str]) -> np.ndarray:
-        return encode_in_batches(sentences, self.spec.batch_size, self._encode_batch, self._dim)
+        return encode_in_batches(sentences, self.batch_size, self._encode_batch, self._dim)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         import torch

@@ -25,6 +25,7 @@ import numpy as np
 
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
+from workers.models.fidelity import PrecisionRecord
 from workers.models.onnx_threads import onnx_threads
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.sizes import onnx_initializer_bytes, tokenizer_bytes
@@ -59,6 +60,15 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     def __init__(self, name: str, spec: ModelSpec) -> None:
         super().__init__(name, spec)
         import onnxruntime as ort
+
+        if spec.precision in ("bf16", "fp16"):
+            raise ModelLoadError(
+                f"model {name!r}: precision {spec.precision!r} is not offered for type onnx: "
+                "ONNX Runtime runs the graph in the precision it was exported in; use 'auto' "
+                "or 'fp32' (or `embedfleet optimize --to onnx-int8`)"
+            )
+        quantized = ((spec.provenance or {}).get("quantization") or {}).get("weights")
+        self.precision_record = PrecisionRecord(spec.precision, str(quantized or "fp32"))
 
         self.path = find_onnx_file(
             name, resolve_model_dir(spec.model_path, spec.base_dir, spec.region)

@@ -24,6 +24,7 @@ from workers.sources.s3 import fetch_s3
 
 if TYPE_CHECKING:
     from tasks.spec import ModelSpec
+    from workers.models.fidelity import PrecisionRecord
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class S3ModelWrapper(BaseEmbeddingModel):
 
     def held_bytes(self) -> dict[str, int] | None:
         return self.inner.held_bytes()
+
+    @property  # type: ignore[override]
+    def precision_record(self) -> PrecisionRecord | None:
+        return self.inner.precision_record
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
+from workers.models.fidelity import settle_precision
+from workers.models.precision import batch_size_for, detect_hardware
 from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.sources import resolve_model_dir
 
@@ -50,7 +53,28 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         self.model.eval()
         if spec.max_seq_length:
             self.model.max_seq_length = spec.max_seq_length
-        log.info("event=wrapper_ready model=%s path=%s device=%s", name, path, self.device)
+        self.batch_size = spec.batch_size
+        self.precision_record = settle_precision(
+            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
+        )
+        self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
+        log.info(
+            "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d",
+            name,
+            path,
+            self.device,
+            self.precision_record.precision,
+            self.batch_size,
+        )
+
+    def _lower(self, precision: str) -> Callable[[], None]:
+        """Lower the transformer (not the pooling / normalize / dense heads): see
+        ``workers.models.lowering``."""
+        from workers.models.lowering import lower_linears
+
+        first = self.model[0] if len(self.model) else None
+        encoder = getattr(first, "auto_model", None)
+        return lower_linears(encoder if encoder is not None else self.model, precision)
 
     @property
     def dimension(self) -> int | None:
@@ -70,7 +94,7 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         with torch.inference_mode():
             return self.model.encode(
                 sentences,
-                batch_size=self.spec.batch_size,
+                batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=bool(self.spec.normalize),
                 show_progress_bar=False,

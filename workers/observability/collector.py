@@ -107,12 +107,26 @@ def model_gauges(rows: Iterable[Mapping[str, Any]]) -> list[Metric]:
     leases = GaugeMetricFamily(
         "embedfleet_model_leases", "Tasks encoding with the model now", labels=["model"]
     )
+    precision = GaugeMetricFamily(
+        "embedfleet_model_precision",
+        "1 per loaded model, labelled with the precision it runs in (remote: none)",
+        labels=["model", "precision"],
+    )
+    probe = GaugeMetricFamily(
+        "embedfleet_model_probe_min_cosine",
+        "Lowest cosine to fp32 over the fidelity probe at load (models that ran it)",
+        labels=["model"],
+    )
     for row in rows:
         name = row["name"]
+        if row["loaded"]:
+            precision.add_metric([name, str(row.get("precision") or "none")], 1.0)
+        if row.get("probe_min_cosine") is not None:
+            probe.add_metric([name], float(row["probe_min_cosine"]))
         loaded.add_metric([name], 1.0 if row["loaded"] else 0.0)
         ram_cfg.add_metric([name], float(row["ram_gb_config"]) * GB)
         if row.get("ram_gb_measured") is not None:
             method = str(row.get("ram_method") or "rss")
             ram_meas.add_metric([name, method], float(row["ram_gb_measured"]) * GB)
         leases.add_metric([name], float(row.get("leases", 0)))
-    return [loaded, ram_cfg, ram_meas, leases]
+    return [loaded, ram_cfg, ram_meas, leases, precision, probe]

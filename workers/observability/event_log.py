@@ -40,7 +40,7 @@ class LogSubscriber(Subscriber):
             "event=model_loaded model=%s type=%s seconds=%.2f ram_gb_config=%.3f "
             "ram_gb_measured=%.3f ram_method=%s ram_gb=%.3f used_gb_before=%.3f "
             "used_gb_after=%.3f budget_gb=%.3f rss_gb_before=%.3f rss_gb_after=%.3f "
-            "models_loaded=%d",
+            "models_loaded=%d precision=%s",
             e.model,
             e.type,
             e.seconds,
@@ -54,6 +54,7 @@ class LogSubscriber(Subscriber):
             e.rss_gb_before,
             e.rss_gb_after,
             e.models_loaded,
+            e.precision or "-",
         )
 
     def on_model_evicted(self, e: ModelEvicted) -> None:

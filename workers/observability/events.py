@@ -44,6 +44,8 @@ class ModelLoaded:
     rss_gb_before: float
     rss_gb_after: float
     models_loaded: int
+    #: The precision the model runs in (``workers.models.fidelity``); None when n/a.
+    precision: str | None = None
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,8 @@ def _gate_and_measure(
     from workers.models.base import generate_embeddings
     from workers.models.registry import build_model
 
-    source = build_model(model, spec)
+    # The gate's reference is the model in fp32, whatever precision it is served in.
+    source = build_model(model, spec.model_copy(update={"precision": "fp32"}))
     before = rss_gb()
     candidate = build_model(name, cand_spec)
     try:

@@ -16,6 +16,7 @@ import workers.serving.control  # noqa: F401  (registers the remote-control comm
 from tasks.embed import install_encoder
 from tasks.settings import load_settings
 from workers.memory.watchdog import start_watchdog
+from workers.models.fidelity import set_min_cosine_bar
 from workers.observability.endpoint import start_metrics
 from workers.serving.chunk_events import install_chunk_events
 from workers.serving.process import build_runtime, embed_texts, get_runtime, set_runtime
@@ -40,6 +41,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = load_settings()
     configure_threads(int(getattr(sender, "concurrency", 1) or 1), settings.threads)
     set_model_cache_dir(settings.model_cache)
+    set_min_cosine_bar(settings.precision_min_cosine)
     set_runtime(build_runtime(settings))
     install_encoder(embed_texts)
     install_chunk_events()  # Celery task signals -> chunk_finished events
