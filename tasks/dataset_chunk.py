@@ -37,9 +37,10 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
     ) -> None:
-        job_id, index = kwargs.get("job_id"), kwargs.get("index")
-        if not (isinstance(job_id, str) and isinstance(index, int) and index >= 0):
+        chunk = embed.chunk_of(kwargs)
+        if chunk is None:
             return
+        job_id, index = chunk
         client = self.app.backend.client
         message = f"{type(exc).__name__}: {exc}"
 

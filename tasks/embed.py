@@ -126,6 +126,15 @@ def naming_model(exc: Exception, model: str) -> Exception:
         return exc
 
 
+def chunk_of(kwargs: dict[str, Any]) -> tuple[str, int] | None:
+    """(job id, chunk index) a chunk task's kwargs name; None for a malformed message,
+    whose failure must not touch any job's keys."""
+    job_id, index = kwargs.get("job_id"), kwargs.get("index")
+    if isinstance(job_id, str) and isinstance(index, int) and not isinstance(index, bool):
+        return (job_id, index) if index >= 0 else None
+    return None
+
+
 class ChunkTask(Task):  # type: ignore[misc]
     """Records chunk progress on the job once the result is stored.
 
@@ -150,9 +159,10 @@ class ChunkTask(Task):  # type: ignore[misc]
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
     ) -> None:
-        job_id, index = kwargs.get("job_id"), kwargs.get("index")
-        if not (isinstance(job_id, str) and isinstance(index, int) and index >= 0):
+        chunk = chunk_of(kwargs)
+        if chunk is None:
             return
+        job_id, index = chunk
         client = self.app.backend.client
         message = f"{type(exc).__name__}: {exc}"
 
