@@ -28,7 +28,10 @@ _PAIR = re.compile(r"(\w+)=('[^']*'|\S+)")
 @pytest.fixture(scope="module")
 def memory_fleet(redis_server, tmp_path_factory):
     entries = {
-        name: default_entry(RAM=RAM_GB, preload=False, version=name, max_seq_length=128 + i)
+        # fp32: the figures below are checked against the fp32 weights (~0.085 GB)
+        name: default_entry(
+            RAM=RAM_GB, preload=False, version=name, max_seq_length=128 + i, precision="fp32"
+        )
         for i, name in enumerate(MODELS)
     }
     entries["mem-huge"] = default_entry(RAM=4.0, preload=False)
