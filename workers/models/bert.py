@@ -75,6 +75,10 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
             name, spec.precision, detect_hardware(self.device), self.encode, self._lower
         )
         self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
+        if self.precision_record.precision != "fp32":
+            from workers.models.lowering import let_the_weights_file_go
+
+            let_the_weights_file_go(self.model)
         log.info(
             "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d "
             "pooling=%s normalize=%s window=%d",

@@ -87,3 +87,12 @@ def own_storage(module: nn.Module) -> int:
                 setattr(sub, name, buf.clone())
                 copied += 1
     return copied
+
+
+def let_the_weights_file_go(module: nn.Module) -> None:
+    """After a lowering the probe kept: :func:`own_storage`, then give the probe's
+    freed heap back, so the model's RSS is what it now holds."""
+    from workers.memory.readings import release_memory
+
+    own_storage(module)
+    release_memory()

@@ -59,11 +59,9 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         )
         self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
         if self.precision_record.precision != "fp32":
-            from workers.memory.readings import release_memory
-            from workers.models.lowering import own_storage
+            from workers.models.lowering import let_the_weights_file_go
 
-            own_storage(self.model)  # let the memory-mapped fp32 file go
-            release_memory()  # and the probe's fp32 activations
+            let_the_weights_file_go(self.model)
         log.info(
             "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d",
             name,
