@@ -21,7 +21,7 @@ from workers.config.versions import VersionBook, unload_idle_old_versions
 from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
-from workers.models.base import generate_embeddings
+from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events
 from workers.reuse.store import EmbeddingCache, embed_with_cache
@@ -99,7 +99,9 @@ class Runtime:
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
-                vectors = embed_with_cache(self.embedding_cache, model, version, texts, encode)
+                vectors = embed_with_cache(
+                    self.embedding_cache, model, reuse_version(loaded, version), texts, encode
+                )
             else:
                 vectors = encode(texts)
             return vectors, version
@@ -150,3 +152,14 @@ class Runtime:
                 self.cache.load(name)
             except Exception as exc:  # a bad model must not stop the worker
                 log.error("event=preload_failed model=%s error=%r", name, str(exc))
+
+
+def reuse_version(model: BaseEmbeddingModel, version: str) -> str:
+    """The version the embedding cache keys ``model``'s vectors under: its version, plus
+    the precision it runs in when that is not fp32. A fleet mixing bf16 and fp32 workers
+    then never hands out one's vectors for the other's (they agree to ~1e-5 in cosine,
+    but a hit must be bit-identical to what this worker would compute)."""
+    record = model.precision_record
+    if record is None or record.precision == "fp32":
+        return version
+    return f"{version}+{record.precision}"
