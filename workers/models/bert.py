@@ -19,9 +19,7 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
-from workers.models.fidelity import settle_precision
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
-from workers.models.precision import batch_size_for, detect_hardware
 from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
@@ -71,14 +69,11 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
         hidden = getattr(self.model.config, "hidden_size", None)
         self._dim = int(hidden) if isinstance(hidden, int) else None
         self.batch_size = spec.batch_size
-        self.precision_record = settle_precision(
-            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
-        )
-        self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
-        if self.precision_record.precision != "fp32":
-            from workers.models.lowering import let_the_weights_file_go
+        from workers.models.lowering import settle_torch_precision
 
-            let_the_weights_file_go(self.model)
+        self.precision_record, self.batch_size = settle_torch_precision(
+            name, spec, self.device, self.model, self.encode, self._lower
+        )
         log.info(
             "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d "
             "pooling=%s normalize=%s window=%d",

@@ -21,10 +21,17 @@ fp32 weights of the swapped layers are freed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tasks.spec import ModelSpec
+    from workers.models.fidelity import PrecisionRecord
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -96,3 +103,23 @@ def let_the_weights_file_go(module: nn.Module) -> None:
 
     own_storage(module)
     release_memory()
+
+
+def settle_torch_precision(
+    name: str,
+    spec: ModelSpec,
+    device: str,
+    module: nn.Module,
+    encode: Callable[[list[str]], np.ndarray],
+    lower: Callable[[str], Callable[[], None]],
+) -> tuple[PrecisionRecord, int]:
+    """A torch wrapper's precision at load: the probe's verdict
+    (``workers.models.fidelity``) and the batch size for it; after a lowering the probe
+    kept, the weights file is let go (:func:`let_the_weights_file_go`)."""
+    from workers.models.fidelity import settle_precision
+    from workers.models.precision import batch_size_for, detect_hardware
+
+    record = settle_precision(name, spec.precision, detect_hardware(device), encode, lower)
+    if record.precision != "fp32":
+        let_the_weights_file_go(module)
+    return record, batch_size_for(spec, record.precision, device)

@@ -12,8 +12,6 @@ import numpy as np
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
-from workers.models.fidelity import settle_precision
-from workers.models.precision import batch_size_for, detect_hardware
 from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.sources import resolve_model_dir
 
@@ -54,14 +52,11 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         if spec.max_seq_length:
             self.model.max_seq_length = spec.max_seq_length
         self.batch_size = spec.batch_size
-        self.precision_record = settle_precision(
-            name, spec.precision, detect_hardware(self.device), self.encode, self._lower
-        )
-        self.batch_size = batch_size_for(spec, self.precision_record.precision, self.device)
-        if self.precision_record.precision != "fp32":
-            from workers.models.lowering import let_the_weights_file_go
+        from workers.models.lowering import settle_torch_precision
 
-            let_the_weights_file_go(self.model)
+        self.precision_record, self.batch_size = settle_torch_precision(
+            name, spec, self.device, self.model, self.encode, self._lower
+        )
         log.info(
             "event=wrapper_ready model=%s path=%s device=%s precision=%s batch_size=%d",
             name,
