@@ -145,18 +145,9 @@ def _weight_gb(path: Path) -> float:
         from workers.models.sizes import onnx_initializer_bytes
 
         return onnx_initializer_bytes(path) / 1024**3
-    from safetensors import safe_open
+    from workers.models.sizes import safetensors_bytes
 
-    sizes = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
-    total = 0
-    with safe_open(str(path / "model.safetensors"), "np") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-            part = f.get_slice(key)
-            count = 1
-            for dim in part.get_shape():
-                count *= dim
-            total += count * sizes[part.get_dtype()]
-    return total / 1024**3
+    return safetensors_bytes(path / "model.safetensors") / 1024**3
 
 
 def run_types(rounds: int, ram_gb: float) -> list[dict]:

@@ -54,6 +54,23 @@ def onnx_initializer_bytes(path: Path) -> int:
     return total
 
 
+#: Bytes of one element of each safetensors dtype the models here use.
+SAFETENSORS_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
+
+
+def safetensors_bytes(path: Path) -> int:
+    """Bytes of every tensor a ``.safetensors`` file holds, read from its header (what a
+    model's tensors should add up to: the reference the measured RAM is checked against)."""
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(path), "np") as f:
+        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            part = f.get_slice(key)
+            total += math.prod(part.get_shape()) * SAFETENSORS_DTYPE_BYTES[part.get_dtype()]
+    return total
+
+
 def tokenizer_bytes(tokenizer: Any) -> int:
     """Serialised size of a fast tokenizer (0 when it cannot say)."""
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)

@@ -14,27 +14,15 @@ from workers.memory.loading import measure
 from workers.memory.model_cache import ModelCache
 from workers.models.base import BaseEmbeddingModel
 from workers.models.registry import build_model
-from workers.models.sizes import onnx_initializer_bytes, torch_bytes
+from workers.models.sizes import onnx_initializer_bytes, safetensors_bytes, torch_bytes
 from workers.observability.events import Events, ModelLoaded, Subscriber
 
 GB = 1024**3
 #: Bytes per element of the safetensors dtypes the model uses.
-DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I64": 8}
-
 
 def weight_bytes(folder: Path) -> int:
     """Bytes of every tensor in ``folder/model.safetensors``, from its header."""
-    from safetensors import safe_open
-
-    total = 0
-    with safe_open(str(folder / "model.safetensors"), "np") as f:
-        for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-            part = f.get_slice(key)
-            count = 1
-            for dim in part.get_shape():
-                count *= dim
-            total += count * DTYPE_BYTES[part.get_dtype()]
-    return total
+    return safetensors_bytes(folder / "model.safetensors")
 
 
 class Loads(Subscriber):
