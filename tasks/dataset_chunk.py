@@ -73,11 +73,7 @@ def _check(job_id: Any, index: Any, model: Any) -> tuple[str, int, str]:
     bind=True,
     ignore_result=True,
     track_started=False,
-    autoretry_for=(TransientError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
+    **embed.CHUNK_RETRY,
 )
 def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = None) -> None:
     """Embed chunk ``index`` of dataset job ``job_id`` into its parquet part."""

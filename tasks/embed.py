@@ -174,16 +174,18 @@ class ChunkTask(Task):  # type: ignore[misc]
         with_redis_retry(record, "recording a chunk failure")
 
 
-@app.task(
-    name=EMBED_TASK,
-    base=ChunkTask,
-    bind=True,
-    autoretry_for=(TransientError,),
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
-    max_retries=20,
-)
+#: How every chunk task (list and dataset) retries a :class:`TransientError`: backoff
+#: from 2 s doubling to 60 s, with jitter, 20 times at most.
+CHUNK_RETRY: dict[str, Any] = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
+
+
+@app.task(name=EMBED_TASK, base=ChunkTask, bind=True, **CHUNK_RETRY)
 def embed_chunk(
     self: Task,
     job_id: Any = None,
