@@ -1,4 +1,4 @@
-"""Every Celery setting of embedfleet, from the typed settings (``tasks.settings``).
+"""Every Celery setting of embedfleet, from the typed settings (``tasks.contract.settings``).
 
 Loaded by ``tasks.app`` with ``config_from_object``, also under
 ``celery -A tasks worker|inspect|flower``: import time reads and checks the
@@ -12,7 +12,7 @@ import ssl
 from typing import Any
 from urllib.parse import urlparse
 
-from tasks.settings import Settings, load_settings
+from tasks.contract.settings import Settings, load_settings
 
 #: This process's settings, read once; the values below come from it.
 SETTINGS = load_settings()
@@ -31,10 +31,10 @@ MAX_DELIVERIES = SETTINGS.max_deliveries
 #: Seconds that chunk results and job records stay in Redis.
 RESULT_TTL_S = SETTINGS.result_ttl_s
 
-#: Bytes of text one chunk message may carry (``tasks.wire.validate_request``).
+#: Bytes of text one chunk message may carry (``tasks.contract.wire.validate_request``).
 MAX_CHUNK_BYTES = SETTINGS.max_chunk_bytes
 
-#: Redis priority step of dataset chunks (tasks/datasets.py): 9 = after list jobs.
+#: Redis priority step of dataset chunks (tasks/jobs/datasets.py): 9 = after list jobs.
 DATASET_PRIORITY = SETTINGS.dataset_priority
 
 # kombu scans for unacked messages of dead consumers every
@@ -91,7 +91,7 @@ def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
 
     - ``rediss://``: TLS for broker and result backend alike (:func:`tls_options`).
     - ``redis://`` / ``rediss://``: kombu's Redis transport with undecodable queue items
-      refused instead of crashing the worker (tasks/transport.py).
+      refused instead of crashing the worker (tasks/guards/transport.py).
     - ``sentinel://h1:26379;sentinel://h2:26379/0``: Redis Sentinel for HA; the master's
       name comes from ``EMBEDFLEET_REDIS_SENTINEL_MASTER`` (default ``mymaster``).
     """
@@ -104,9 +104,9 @@ def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
         "redis_backend_use_ssl": tls_options(url, settings),
     }
     if scheme in ("redis", "rediss"):
-        conf["broker_transport"] = "tasks.transport:Transport"
+        conf["broker_transport"] = "tasks.guards.transport:Transport"
     elif scheme == "sentinel":
-        conf["broker_transport"] = "tasks.transport:SentinelTransport"
+        conf["broker_transport"] = "tasks.guards.transport:SentinelTransport"
         options["master_name"] = settings.redis_sentinel_master
     conf["broker_transport_options"] = options
     conf["result_backend_transport_options"] = dict(options)
@@ -130,8 +130,8 @@ accept_content = ["msgpack", "json"]
 result_accept_content = ["msgpack", "json"]
 event_serializer = "json"
 # The threads pool (reload reaches the model cache), with a net under Celery's trace
-# setup: a message it raises on is refused, never left holding a slot (tasks/pool.py).
-worker_pool = "tasks.pool:ThreadPool"
+# setup: a message it raises on is refused, never left holding a slot (tasks/guards/pool.py).
+worker_pool = "tasks.guards.pool:ThreadPool"
 # `pool_restart` would import modules named on the wire: keep it off.
 worker_pool_restarts = False
 

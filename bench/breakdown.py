@@ -50,7 +50,7 @@ def by_chars(rows: np.ndarray, texts: list[str]) -> list[int]:
 
 
 def padding_report(texts: list[str], real: np.ndarray) -> None:
-    from tasks.chunking import estimate_tokens, plan_chunks
+    from tasks.contract.chunking import estimate_tokens, plan_chunks
 
     total = int(real.sum())
     whole = by_chars(np.arange(len(texts)), texts)
@@ -77,14 +77,14 @@ def padding_report(texts: list[str], real: np.ndarray) -> None:
 
 
 def chunks_of(texts: list[str], max_tokens: int) -> list[list[str]]:
-    from tasks.chunking import plan_chunks
+    from tasks.contract.chunking import plan_chunks
 
     order, bounds = plan_chunks(texts, max_tokens=max_tokens)
     return [[texts[r] for r in order[bounds[i] : bounds[i + 1]]] for i in range(len(bounds) - 1)]
 
 
 def runtime() -> Any:
-    from tasks.settings import Settings
+    from tasks.contract.settings import Settings
     from workers.config.loader import parse_model_config
     from workers.serving.runtime import Runtime
     from workers.serving.threads import configure_threads
@@ -151,7 +151,7 @@ def sweep(rt: Any, texts: list[str], budgets: list[int]) -> None:
 
 def producer_costs(texts: list[str], vectors: np.ndarray) -> None:
     from producers import EmbeddingClient
-    from tasks.wire import pack_embeddings, unpack_embeddings
+    from tasks.contract.wire import pack_embeddings, unpack_embeddings
 
     config = _fleet.write_config({_fleet.MODEL: _fleet.model_entry()})
     with _fleet.server():

@@ -45,7 +45,7 @@ def main() -> None:
     results = {}
     with _fleet.server():
         from producers import EmbeddingClient
-        from tasks import datasets
+        from tasks.jobs import datasets
 
         client = EmbeddingClient(config_source=str(config))
         for mode in ("list", "window", "priority"):

@@ -94,7 +94,7 @@ def fleet(
 
 def warm_up(client: Any) -> float | None:
     """Run a job so the worker measures the model; wait for the cost in the catalog."""
-    from tasks import catalog
+    from tasks.contract import catalog
 
     client.submit(make_texts(8192, "warm-"), model=MODEL, cache=False).wait(timeout=600)
     deadline = time.monotonic() + 2 * catalog.HEARTBEAT_S
@@ -275,7 +275,7 @@ def main() -> None:
     args = parser.parse_args()
     _fleet.header("fleet cost: micro-hash model (~23 us/text), fleet vs in-process")
     from bench._micromodel import MicroHashModel
-    from tasks.spec import parse_model_config
+    from tasks.contract.spec import parse_model_config
 
     spec = parse_model_config({MODEL: ENTRY})[MODEL]
     model = MicroHashModel(MODEL, spec)
@@ -347,7 +347,7 @@ def main() -> None:
         if not args.no_profile:
             # A fresh worker has published no cost yet: the profiled job gets the chunk
             # size the measured worker's cost gave.
-            from tasks.chunking import budget_for
+            from tasks.contract.chunking import budget_for
 
             tokens, texts = budget_for(cost, args.profile_texts)
             profile_run(

@@ -29,7 +29,7 @@ import _fleet
 
 
 def one_job(client: Any, text: str) -> dict[str, float]:
-    from tasks.jobstore import chunk_task_id
+    from tasks.jobs.jobstore import chunk_task_id
 
     t0 = time.time()
     p0 = time.perf_counter()

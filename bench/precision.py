@@ -64,7 +64,7 @@ def variants(threads: int, int8: Any) -> dict[str, Encode]:
     """The in-process ways, by name; the first is the fp32 reference."""
     import torch
 
-    from tasks.spec import parse_model_config
+    from tasks.contract.spec import parse_model_config
     from workers.models.lowering import lower_linears
     from workers.models.registry import build_model
 

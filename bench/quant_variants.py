@@ -29,7 +29,7 @@ import numpy as np
 
 
 def encode_chunks(model: Any, texts: list[str], sort: bool = False) -> tuple[np.ndarray, float]:
-    from tasks.chunking import plan_chunks
+    from tasks.contract.chunking import plan_chunks
 
     order, bounds = plan_chunks(texts)
     out = np.zeros((len(texts), 384), dtype=np.float32)
@@ -50,7 +50,7 @@ def main() -> None:
     _fleet.header("quantization variants of all-MiniLM-L6-v2 (in-process, same threads)")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
     from workers.models.registry import build_model
     from workers.optimize.export import export_onnx, read_layout
     from workers.serving.threads import configure_threads

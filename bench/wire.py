@@ -46,7 +46,7 @@ def main() -> None:
     config = _fleet.write_config({_fleet.MODEL: _fleet.model_entry()})
     with _fleet.server(), _fleet.workers(config):
         from producers import EmbeddingClient
-        from tasks.jobstore import chunk_task_id
+        from tasks.jobs.jobstore import chunk_task_id
 
         client = EmbeddingClient(config_source=str(config))
         _fleet.warm(client, _fleet.MODEL, texts, 1)

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from producers import output
 from producers.errors import JobFailedError, UsageError
-from tasks.errors import EmbedfleetError
+from tasks.contract.errors import EmbedfleetError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from tasks.logs import configure_logging
-    from tasks.settings import load_settings
+    from tasks.contract.logs import configure_logging
+    from tasks.contract.settings import load_settings
 
     try:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.

@@ -1,6 +1,6 @@
 """The Python API: ``EmbeddingClient`` submits jobs, ``Job`` follows and gathers them.
 
-A job is found again by id from any process: its record (``tasks.jobstore``) and its
+A job is found again by id from any process: its record (``tasks.jobs.jobstore``) and its
 chunk results (the Celery result backend) live in Redis.
 """
 
@@ -17,14 +17,14 @@ from redis.exceptions import RedisError
 
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
-from tasks import catalog as fleet_catalog
-from tasks import jobstore
-from tasks.chunking import budget_for, plan_chunks
+from tasks.contract import catalog as fleet_catalog
+from tasks.contract.chunking import budget_for, plan_chunks
+from tasks.contract.settings import Settings, load_settings
+from tasks.contract.spec import read_local_config, spec_version
+from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
-from tasks.retry import retry_while_unreachable
-from tasks.settings import Settings, load_settings
-from tasks.spec import read_local_config, spec_version
-from tasks.wire import MAX_CHARS_PER_TEXT
+from tasks.jobs import jobstore
+from tasks.jobs.redis_retry import retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
 #: ``producers.gather.FIRST_POLL_S`` and grow up to this.
@@ -63,7 +63,7 @@ class EmbeddingClient:
     def resolve_model(self, model: str, key: str) -> tuple[str, str, str]:
         """``(model, alias, version)`` of a job for ``model`` (a model or an A/B alias).
 
-        From the fleet's own publication (``tasks.catalog``) unless this client was given
+        From the fleet's own publication (``tasks.contract.catalog``) unless this client was given
         a ``config_source``; a local ``EMBEDFLEET_MODEL_CONFIG``, when set, is consulted
         only for a model the fleet does not publish (e.g. no worker has started yet).
         ``key`` picks an alias's target.
@@ -112,7 +112,7 @@ class EmbeddingClient:
         runs once the job is recorded, before its first chunk is sent; ``source`` (path,
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
-        its workers publish it (``tasks.chunking.budget_for``).
+        its workers publish it (``tasks.contract.chunking.budget_for``).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -163,7 +163,7 @@ class EmbeddingClient:
     def job(self, job_id: str) -> Any:
         """A job submitted earlier, by any process (a :class:`Job`, or a
         :class:`producers.datasets.DatasetJob` for a dataset job)."""
-        from tasks import datasets
+        from tasks.jobs import datasets
 
         found = retry_while_unreachable(lambda: datasets.load(self.redis, job_id), STATUS_RETRY_S)
         if found is not None:
@@ -274,7 +274,7 @@ class Job:
 
     def delete(self) -> int:
         """Drop the job's keys and chunk results from Redis now."""
-        from tasks import job_admin
+        from tasks.jobs import job_admin
 
         return job_admin.delete(self.client.redis, self.id, self.record.total)
 

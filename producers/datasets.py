@@ -2,7 +2,7 @@
 
 ``submit`` is a scan (``tasks.io.scan``) plus a few Redis writes: the job id is known
 (and announced) before the first chunk is sent, and the job finishes with no producer
-alive (``tasks.datasets`` explains the window). See docs/DATASETS.md.
+alive (``tasks.jobs.datasets`` explains the window). See docs/DATASETS.md.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
-from tasks import datasets, job_admin, jobstore
 from tasks.io import parts, scan, sources
-from tasks.retry import retry_while_unreachable
+from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
     from producers.client import EmbeddingClient

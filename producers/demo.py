@@ -17,8 +17,8 @@ import numpy as np
 from producers import fleet
 from producers.client import EmbeddingClient
 from producers.writers import check_output, write_embeddings
+from tasks.contract.spec import read_local_config
 from tasks.io.readers import read_texts
-from tasks.spec import read_local_config
 
 #: The sample: descriptions of Debian packages (real text, ~80 tokens each).
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.jsonl"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import EmbedfleetError, InputError, UsageError
+from tasks.contract.errors import EmbedfleetError, InputError, UsageError
 
 __all__ = [
     "InputError",

@@ -18,8 +18,8 @@ from pathlib import Path
 import psutil
 
 from producers.server import ServerHandle, ensure_server, redact
-from tasks.host import usable_cores
-from tasks.settings import Settings
+from tasks.contract.host import usable_cores
+from tasks.contract.settings import Settings
 
 #: Seconds a worker may take to answer its first ping (imports torch, reads config).
 WORKER_START_TIMEOUT_S = 180.0

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from celery import Celery
 
-from tasks import jobstore
-from tasks.errors import InvalidRequest
-from tasks.wire import unpack_embeddings
+from tasks.contract.errors import InvalidRequest
+from tasks.contract.wire import unpack_embeddings
+from tasks.jobs import jobstore
 
 #: Chunk results fetched per round trip.
 FETCH_BATCH = 64

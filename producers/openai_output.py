@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from tasks import datasets, jobstore
-from tasks.chunking import estimate_tokens
+from tasks.contract.chunking import estimate_tokens
 from tasks.io import parts, ranges
+from tasks.jobs import datasets, jobstore
 
 
 def write_openai_output(job: Any, path: str | Path) -> int:

@@ -1,7 +1,7 @@
 """Sending a list job's chunks so that no outage leaves an orphan.
 
 The job is recorded (and its id announced) before the first chunk is sent. Sends retry
-while Redis is unreachable (``tasks.retry.REDIS_RETRY_S``); when it stays down, the
+while Redis is unreachable (``tasks.jobs.redis_retry.REDIS_RETRY_S``); when it stays down, the
 chunks not sent are recorded as failed with the reason, so the job is FAILURE (never
 PENDING for ever) and ``retry`` sends exactly those. A producer killed mid-submit
 leaves a job whose heartbeat stops: after :data:`SUBMIT_GRACE_S` it reads as FAILURE.
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import celeryconfig
 from producers.errors import UsageError
-from tasks import datasets, job_admin, jobstore
-from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
+from tasks.contract.wire import MAX_CHARS_PER_TEXT
+from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
-from tasks.wire import MAX_CHARS_PER_TEXT
 
 if TYPE_CHECKING:
     from producers.client import Job

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.errors import ConfigError, EmbedfleetError, PermanentError, TransientError
+from tasks.contract.errors import ConfigError, EmbedfleetError, PermanentError, TransientError
 
 
 class UnknownModelError(PermanentError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import openai, rows, sources
 
 _parquet_cache = threading.local()

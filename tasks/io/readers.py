@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import rows
 
 FORMATS = (".jsonl", ".csv", ".parquet", ".txt")

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 
 #: Characters one CSV cell may hold (Python's csv default is 128 KiB); bigger is refused.
 CSV_FIELD_LIMIT = 131072

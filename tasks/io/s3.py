@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 
 #: Bytes of one streamed read while scanning an object.
 STREAM_BLOCK = 8 * 1024 * 1024

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import openai, rows, sources
 from tasks.io.plan import CHUNK_DTYPE, DEFAULT_CHUNK_ROWS, DEFAULT_MAX_BYTES, HEAD_BYTES, Plan
 from tasks.io.scan_openai import plan_openai

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import openai, rows, sources
 from tasks.io.plan import CHUNK_DTYPE, Plan
 from tasks.io.sources import InputFile

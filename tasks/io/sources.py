@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import s3
 
 #: Input formats by file extension.

@@ -132,7 +132,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def delivery_counts(redis_client: Any, job_id: str) -> dict[int, int]:
     """Chunk index -> deliveries counted by the chunk task (first attempt)."""
-    from tasks.deliveries import DELIVERIES_PREFIX
+    from tasks.jobs.deliveries import DELIVERIES_PREFIX
 
     counts = {}
     for key in redis_client.scan_iter(f"{DELIVERIES_PREFIX}{job_id}.*"):

@@ -157,7 +157,7 @@ def malformed_messages(queue: str, model: str, marker: Path, max_chunk_bytes: in
         "celery.map",
         "celery.chord_unlock",
         "celery.backend_cleanup",
-        "tasks.embed.embed_chunk",
+        "tasks.chunks.embed.embed_chunk",
         EMBED_TASK + " ",
         "",
         5,

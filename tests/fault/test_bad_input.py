@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from producers.errors import InputError
+from tasks.contract.wire import MAX_CHARS_PER_TEXT, unpack_embeddings
 from tasks.routing import EMBED_TASK, queue_for
-from tasks.wire import MAX_CHARS_PER_TEXT, unpack_embeddings
 from tests.fault.conftest import HASH, wait_for
 from tests.fault.malformed import malformed_messages, pickle_payload
 from tests.plugins import hash_vector

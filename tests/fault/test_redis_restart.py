@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from producers.server import start_server
-from tasks import jobstore
+from tasks.jobs import jobstore
 from tests.fault.conftest import SLOW, wait_for
 from tests.plugins import SLOW_ENV, hash_vector
 

@@ -1,4 +1,4 @@
-"""Producers learn the fleet's models from what workers publish (tasks/catalog.py)."""
+"""Producers learn the fleet's models from what workers publish (tasks/contract/catalog.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from tasks import catalog
-from tasks.spec import spec_version
+from tasks.contract import catalog
+from tasks.contract.spec import spec_version
 from tests.support import DEFAULT_MODEL, ROOT, WorkerProcess, write_config
 from workers.config import load_model_config
 

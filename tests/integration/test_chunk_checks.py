@@ -1,4 +1,4 @@
-"""The chunk task's one-round-trip cancel check and start mark (tasks.embed)."""
+"""The chunk task's one-round-trip cancel check and start mark (tasks.chunks.embed)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import redis
 
-from tasks import jobstore
-from tasks.embed import cancelled_else_started
+from tasks.chunks.embed import cancelled_else_started
+from tasks.jobs import jobstore
 
 pytestmark = pytest.mark.integration
 

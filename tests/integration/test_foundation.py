@@ -166,7 +166,7 @@ def test_models_lists_the_worker_and_its_loaded_model(client, worker):
 
 def test_importing_producers_loads_no_torch():
     code = (
-        "import sys, producers, producers.cli, producers.client, tasks, tasks.embed, "
+        "import sys, producers, producers.cli, producers.client, tasks, tasks.chunks.embed, "
         "workers.config.loader; "
         "bad = [m for m in ('torch', 'transformers', 'onnxruntime', 'sentence_transformers') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from producers import EmbeddingClient
-from tasks import jobstore
+from tasks.jobs import jobstore
 from tests.plugins import hash_vector
 from tests.support import WorkerProcess, run_cli, write_config
 

@@ -316,7 +316,7 @@ def reference_vectors(reference_model) -> np.ndarray:
 def test_worker_read_its_config_from_ssm_with_the_json_hash(
     sources_client, sources_worker, json_config
 ):
-    from tasks.spec import ModelConfig
+    from tasks.contract.spec import ModelConfig
     from workers.config.loader import load_model_config
 
     rows = {r["worker"]: r for r in sources_client.models()}

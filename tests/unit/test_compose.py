@@ -170,7 +170,7 @@ def test_the_image_tree_holds_the_project_and_imports(dockerfile, tmp_path):
     code = (
         "import sys, celeryconfig, tasks, producers.cli, workers.serving.boot; "
         "assert all(m.__file__.startswith(sys.argv[1]) for m in (celeryconfig, tasks)); "
-        "assert tasks.app.conf.broker_transport == 'tasks.transport:Transport'"
+        "assert tasks.app.conf.broker_transport == 'tasks.guards.transport:Transport'"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDFLEET_")}
     proc = subprocess.run(

@@ -1,10 +1,10 @@
 """Model config on the worker side: reading it (JSON file, SSM), versions.
 
 The seed's entry point ``workers.config.load_model_config(source=None)`` lives here; the
-schema of an entry is the contract's (``tasks.spec``).
+schema of an entry is the contract's (``tasks.contract.spec``).
 """
 
-from tasks.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
+from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 from workers.config.loader import load_model_config, parse_model_config
 
 __all__ = [

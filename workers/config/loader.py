@@ -1,7 +1,7 @@
 """Reading the worker's model config: a JSON file or AWS SSM Parameter Store.
 
 ``load_model_config()`` validates each entry on its own (the schema is the contract's,
-``tasks.spec``; type names are checked against this worker's registry): a bad entry is
+``tasks.contract.spec``; type names are checked against this worker's registry): a bad entry is
 reported (by model and field) in ``config.errors`` while the valid ones load. A config
 that cannot be read at all (missing file, invalid JSON, not an object) raises
 :class:`ConfigError`.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.spec import ModelConfig, read_config_file
-from tasks.spec import parse_model_config as parse_spec
+from tasks.contract.spec import ModelConfig, read_config_file
+from tasks.contract.spec import parse_model_config as parse_spec
 from workers.config.ssm import read_ssm_config
 from workers.models.registry import check_format, check_type
 
@@ -33,7 +33,7 @@ def load_model_config(source: str | None = None) -> ModelConfig:
     """Read and validate the model config from a JSON path or ``ssm:/name``; without a
     ``source``, the one ``EMBEDFLEET_MODEL_CONFIG`` names (the seed's entry point)."""
     if not source:
-        from tasks.settings import load_settings
+        from tasks.contract.settings import load_settings
 
         source = load_settings().config_source
     source = source or DEFAULT_SOURCE

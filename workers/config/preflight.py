@@ -1,6 +1,6 @@
 """Before a config serves: every model's type imports and every model's source resolves.
 
-The schema (``tasks.spec``) checks the shape of an entry; this module checks that it
+The schema (``tasks.contract.spec``) checks the shape of an entry; this module checks that it
 can serve, without loading it:
 
 - a dotted ``type`` (``package.module:Class``) imports and subclasses
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tasks.spec import ModelConfig, ModelSpec
+from tasks.contract.spec import ModelConfig, ModelSpec
 from workers.errors import ConfigError, ModelLoadError
 from workers.models.registry import TYPES, resolve_class
 

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from tasks.spec import ModelConfig, ModelSpec, spec_version
+from tasks.contract.spec import ModelConfig, ModelSpec, spec_version
 from workers.config.loader import load_model_config
 from workers.errors import ModelChangedError
 

@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tasks.spec import ModelSpec
+from tasks.contract.spec import ModelSpec
 from workers.errors import EmbedfleetError, ModelLoadError
 from workers.memory.readings import release_until
 from workers.models.base import BaseEmbeddingModel, generate_embeddings

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from tasks.spec import ModelSpec
+from tasks.contract.spec import ModelSpec
 from workers.errors import ModelTooLargeError, NoRoomError, UnknownModelError
 from workers.memory.eviction import eviction_order
 from workers.memory.loading import CachedModel, Factory, import_type, let_go, load_measured

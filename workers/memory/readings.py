@@ -100,7 +100,7 @@ def cgroup_limit_gb(root: Path = CGROUP_ROOT) -> float | None:
 
 def memory_budget_gb(limit_gb: float | None = None, root: Path = CGROUP_ROOT) -> float:
     """Model memory budget of one worker: the smaller of ``limit_gb``
-    (``EMBEDFLEET_MEMORY_LIMIT_GB``, checked > 0 by ``tasks.settings``) and the cgroup
+    (``EMBEDFLEET_MEMORY_LIMIT_GB``, checked > 0 by ``tasks.contract.settings``) and the cgroup
     limit; else 80% of host RAM."""
     limits = []
     if limit_gb is not None:

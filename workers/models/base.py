@@ -17,7 +17,7 @@ import numpy as np
 from workers.models.sizes import object_bytes
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
     from workers.models.fidelity import PrecisionRecord
 
 

@@ -25,7 +25,7 @@ from workers.models.tokenizing import load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

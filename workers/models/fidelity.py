@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: The bar every probe row must reach: cosine to the fp32 vector.
 MIN_COSINE = 0.9999
-#: Env var overriding :data:`MIN_COSINE` (a float in (0, 1]), read by ``tasks.settings``.
+#: Env var overriding :data:`MIN_COSINE` (a float in (0, 1]), read by ``tasks.contract.settings``.
 MIN_COSINE_ENV = "EMBEDFLEET_PRECISION_MIN_COSINE"
 PROBE_FILE = Path(__file__).with_name("probe_texts.txt")
 

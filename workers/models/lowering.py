@@ -30,7 +30,7 @@ from torch import nn
 if TYPE_CHECKING:
     import numpy as np
 
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
     from workers.models.fidelity import PrecisionRecord
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

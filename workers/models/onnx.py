@@ -33,7 +33,7 @@ from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_windo
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

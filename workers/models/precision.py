@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from workers.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from workers.errors import ConfigError
 from workers.models.base import BaseEmbeddingModel
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 TYPES: dict[str, str] = {
     "sentence_transformer": "workers.models.sentence_transformer:SentenceTransformerWrapper",
@@ -35,7 +35,7 @@ def is_known_type(type_name: str) -> bool:
 
 
 def check_type(type_name: str) -> None:
-    """The config schema's type check (``tasks.spec.TypeCheck``): ValueError if unknown."""
+    """The config schema's type check (``tasks.contract.spec.TypeCheck``): ValueError if unknown."""
     if not is_known_type(type_name):
         raise ValueError(f"unknown type {type_name!r}; known: {', '.join(sorted(TYPES))}")
 

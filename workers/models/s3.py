@@ -23,7 +23,7 @@ from workers.models.registry import TYPES, resolve_class
 from workers.sources.s3 import fetch_s3
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
     from workers.models.fidelity import PrecisionRecord
 
 log = logging.getLogger(__name__)

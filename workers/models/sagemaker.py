@@ -32,7 +32,7 @@ from workers.models.base import BaseEmbeddingModel
 from workers.models.pooling import get_pooling, normalize_rows
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from workers.models.sizes import tokenizer_bytes, torch_bytes
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from workers.memory.readings import rss_gb
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 GB = 1024**3
 
@@ -33,7 +33,7 @@ class CacheView(Protocol):
 
 
 class ConfigView(Protocol):
-    """What the collector reads of the config (``tasks.spec.ModelConfig``)."""
+    """What the collector reads of the config (``tasks.contract.spec.ModelConfig``)."""
 
     config_hash: str
     source: str

@@ -1,8 +1,8 @@
 """What one text costs a model here: seconds of encoding per text, per model.
 
 The runtime records every encode (texts, seconds); the worker publishes the running
-figure in the fleet catalog (``tasks.catalog``), and producers size the chunks of cheap
-models from it (``tasks.chunking.budget_for``): a model that encodes a text in
+figure in the fleet catalog (``tasks.contract.catalog``), and producers size the chunks of cheap
+models from it (``tasks.contract.chunking.budget_for``): a model that encodes a text in
 microseconds gets chunks of thousands of texts, so the fleet's fixed cost per chunk
 (message, result, marks) stays small next to the model's own work.
 """

@@ -30,7 +30,7 @@ from workers.observability.events import (
 from workers.observability.token_counts import TokenCounter
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ fast tokenizer counts 128 short texts in ~50 ms on one core, against seconds to
 encode them on CPU, so the count is real rather than estimated wherever the model
 folder holds a Hugging Face tokenizer (types whose class declares ``hf_tokenizer``, or
 any entry with a ``tokenizer`` path). Other types (remote endpoints,
-plugins) fall back to the producer's estimate (``tasks.chunking``: UTF-8 bytes / 4
+plugins) fall back to the producer's estimate (``tasks.contract.chunking``: UTF-8 bytes / 4
 + 2, capped at the window). Which method a model uses is logged once.
 """
 
@@ -23,7 +23,7 @@ from workers.models.registry import resolve_class
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
 
 if TYPE_CHECKING:
-    from tasks.spec import ModelSpec
+    from tasks.contract.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TokenCounter:
 
 def estimate(texts: list[str], window: int) -> int:
     """The producer's estimate: UTF-8 bytes / 4 + 2 special tokens, capped at ``window``."""
-    from tasks.chunking import estimate_tokens
+    from tasks.contract.chunking import estimate_tokens
 
     return int(estimate_tokens(texts, window).sum())
 

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The ``embedfleet optimize`` command."""
-    from tasks.settings import load_settings
+    from tasks.contract.settings import load_settings
     from workers.optimize.pipeline import optimize_model
 
     settings = getattr(args, "settings", None) or load_settings()

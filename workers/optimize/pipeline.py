@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.contract.spec import ModelSpec, spec_version
 from tasks.routing import MODEL_NAME_RE
-from tasks.spec import ModelSpec, spec_version
 from workers.config.loader import load_model_config
 from workers.errors import ConfigError
 from workers.optimize import DEFAULT_MAX_RETRIEVAL_DROP, DEFAULT_MIN_COSINE, METHODS
@@ -179,7 +179,7 @@ def _gate_and_measure(
     max_drop: float,
     say: Callable[[str], None],
 ) -> tuple[Quality, dict[str, float], float]:
-    from tasks.chunking import plan_chunks
+    from tasks.contract.chunking import plan_chunks
     from workers.memory.readings import rss_gb
     from workers.models.base import generate_embeddings
     from workers.models.registry import build_model

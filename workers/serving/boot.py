@@ -13,8 +13,8 @@ from typing import Any
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
-from tasks.embed import install_encoder
-from tasks.settings import load_settings
+from tasks.chunks.embed import install_encoder
+from tasks.contract.settings import load_settings
 from workers.memory.watchdog import start_watchdog
 from workers.models.fidelity import set_min_cosine_bar
 from workers.observability.endpoint import start_metrics

@@ -1,6 +1,6 @@
 """The chunk path's events: Celery's task signals, turned into ``chunk_finished``.
 
-The chunk task lives in the contract (``tasks.embed``), which imports no worker code;
+The chunk task lives in the contract (``tasks.chunks.embed``), which imports no worker code;
 the worker's boot installs :class:`ChunkSignals`, which hears ``task_prerun`` /
 ``task_postrun`` / ``task_revoked`` for the chunk task and emits one
 :class:`~workers.observability.events.ChunkFinished` per outcome. It also subscribes to
@@ -16,7 +16,7 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun, task_rejected, task_revoked
 
-from tasks.errors import JobCancelled
+from tasks.contract.errors import JobCancelled
 from tasks.routing import EMBED_TASK
 from workers.observability.events import (
     ChunkFinished,
@@ -41,7 +41,7 @@ class ChunkSignals(Subscriber):
         task_prerun.connect(self.on_prerun, weak=False)
         task_postrun.connect(self.on_postrun, weak=False)
         task_revoked.connect(self.on_revoked, weak=False)
-        # Celery's consumer and tasks.transport send it for a message refused unrun.
+        # Celery's consumer and tasks.guards.transport send it for a message refused unrun.
         task_rejected.connect(self.on_rejected, weak=False)
         self.events.subscribe(self)
 

@@ -15,7 +15,7 @@ from tasks.routing import MODEL_NAME_RE, queue_for
 from workers.errors import ConfigError as UsageError
 
 if TYPE_CHECKING:
-    from tasks.settings import Settings
+    from tasks.contract.settings import Settings
 
 
 def run_worker(
@@ -29,7 +29,7 @@ def run_worker(
 
     ``settings`` are the ones the CLI checked (default: read now); the worker's boot
     reads the same environment, with ``--models`` as ``EMBEDFLEET_WORKER_MODELS``."""
-    from tasks.settings import load_settings
+    from tasks.contract.settings import load_settings
     from workers.config.loader import DEFAULT_SOURCE, load_model_config
     from workers.config.preflight import set_aside
     from workers.serving.selection import SELECTION_ENV, selected_models
@@ -64,7 +64,7 @@ def run_worker(
     from tasks.app import app
 
     argv = [
-        "worker",  # the pool: celeryconfig.worker_pool (threads, guarded: tasks/pool.py)
+        "worker",  # the pool: celeryconfig.worker_pool (threads, guarded: tasks/guards/pool.py)
         "--concurrency",
         str(concurrency),
         "--queues",
@@ -85,7 +85,7 @@ def run_worker(
 def _configure_logging(level: str, json_lines: bool) -> None:
     """key=value text lines on stderr (Celery is told not to hijack the root logger);
     JSON lines when ``EMBEDFLEET_LOG_JSON=1``."""
-    from tasks.logs import configure_logging
+    from tasks.contract.logs import configure_logging
 
     configure_logging(level, sys.stderr, json_lines)
 

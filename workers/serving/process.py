@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.settings import Settings, load_settings
+from tasks.contract.settings import Settings, load_settings
 from workers.config.loader import DEFAULT_SOURCE, load_model_config
 from workers.config.preflight import set_aside
 from workers.serving.runtime import Runtime

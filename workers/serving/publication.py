@@ -1,4 +1,4 @@
-"""Publishing what this worker serves to the fleet catalog (``tasks.catalog``).
+"""Publishing what this worker serves to the fleet catalog (``tasks.contract.catalog``).
 
 At boot and after every reload the worker writes its config hash, models, versions and
 aliases; a daemon thread refreshes the heartbeat every ``HEARTBEAT_S`` seconds; a clean
@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tasks import catalog
+from tasks.contract import catalog
 from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tasks.spec import ModelConfig
+from tasks.contract.spec import ModelConfig
 from workers.config.loader import load_model_config
 from workers.config.preflight import check_sources
 from workers.errors import ConfigError

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.settings import Settings
-from tasks.spec import ModelConfig, spec_version
+from tasks.contract.settings import Settings
+from tasks.contract.spec import ModelConfig, spec_version
 from workers.config.versions import VersionBook, unload_idle_old_versions
 from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache

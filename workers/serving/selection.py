@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.spec import ModelConfig
+from tasks.contract.spec import ModelConfig
 
 #: Env var naming the models a worker serves: ``all`` or a comma-separated list.
 SELECTION_ENV = "EMBEDFLEET_WORKER_MODELS"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from tasks.host import usable_cores
+from tasks.contract.host import usable_cores
 from workers.models.onnx_threads import set_onnx_threads
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.chunking import estimate_tokens, plan_chunks
+from tasks.contract.chunking import estimate_tokens, plan_chunks
 
 
 def _chunks(texts, **kw):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.retry import retry_while_unreachable
+from tasks.jobs.redis_retry import retry_while_unreachable
 from tests.support import run_cli
 
 #: Nothing listens here: a command that reached for Redis would say "cannot reach Redis".

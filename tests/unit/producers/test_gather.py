@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from producers.gather import FIRST_POLL_S, Gatherer, poll_delays
-from tasks.errors import InvalidRequest
-from tasks.jobstore import JobRecord, chunk_task_id
-from tasks.wire import pack_embeddings
+from tasks.contract.errors import InvalidRequest
+from tasks.contract.wire import pack_embeddings
+from tasks.jobs.jobstore import JobRecord, chunk_task_id
 
 
 def test_poll_pauses_grow_from_the_first_up_to_the_cap() -> None:

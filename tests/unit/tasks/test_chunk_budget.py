@@ -1,8 +1,8 @@
-"""Chunk sizes follow what a text costs the model (tasks.chunking.budget_for)."""
+"""Chunk sizes follow what a text costs the model (tasks.contract.chunking.budget_for)."""
 
 from __future__ import annotations
 
-from tasks.chunking import (
+from tasks.contract.chunking import (
     DEFAULT_MAX_TEXTS,
     DEFAULT_MAX_TOKENS,
     MAX_CHEAP_TEXTS,
@@ -25,7 +25,7 @@ def test_cheap_models_get_chunks_of_the_target_work():
 
 
 def test_a_cheap_models_job_keeps_several_chunks():
-    from tasks.chunking import MIN_CHUNKS
+    from tasks.contract.chunking import MIN_CHUNKS
 
     assert budget_for(1e-6, job_texts=20_000)[1] == -(-20_000 // MIN_CHUNKS)
     assert budget_for(1e-6, job_texts=10)[1] == DEFAULT_MAX_TEXTS  # small jobs: the defaults
@@ -33,7 +33,7 @@ def test_a_cheap_models_job_keeps_several_chunks():
 
 
 def test_the_cheapest_models_stop_at_the_wire_limit():
-    from tasks.wire import MAX_TEXTS_PER_CHUNK
+    from tasks.contract.wire import MAX_TEXTS_PER_CHUNK
 
     assert budget_for(1e-9)[1] == MAX_CHEAP_TEXTS <= MAX_TEXTS_PER_CHUNK
 
@@ -53,7 +53,7 @@ def test_encode_costs_average_recent_chunks_and_forget():
 
 
 class _Hash:
-    """The three hash commands tasks.catalog uses, on a dict."""
+    """The three hash commands tasks.contract.catalog uses, on a dict."""
 
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
@@ -69,8 +69,8 @@ class _Hash:
 
 
 def test_workers_publish_costs_that_producers_read():
-    from tasks import catalog
-    from tasks.spec import parse_model_config
+    from tasks.contract import catalog
+    from tasks.contract.spec import parse_model_config
 
     config = parse_model_config(
         {"cheap": {"type": "tests.plugins:HashModel", "model_path": "-", "RAM": 0.01}}

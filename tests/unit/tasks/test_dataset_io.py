@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.errors import InputError
+from tasks.contract.errors import InputError
 from tasks.io import parts, ranges, scan, sources
 from tasks.io.readers import read_rows
 

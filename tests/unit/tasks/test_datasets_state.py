@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tasks.datasets import SUBMIT_GRACE_S, DatasetRecord, state_of
+from tasks.jobs.datasets import SUBMIT_GRACE_S, DatasetRecord, state_of
 
 BASE = DatasetRecord("j", "m", "v", "", n=100, total=10, created=1000.0, spec={}, submitted=True)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.jobstore import state_of
+from tasks.jobs.jobstore import state_of
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The net under Celery's trace setup (tasks/pool.py): a target that raises has its
+"""The net under Celery's trace setup (tasks/guards/pool.py): a target that raises has its
 message rejected, its request marked done, and the thread lives on; the real path (a
 worker process fed hostile bodies) is tests/fault/test_hostile_bodies.py."""
 
@@ -9,7 +9,7 @@ from typing import Any
 from celery.signals import task_rejected
 from celery.worker import state
 
-from tasks.pool import REFUSED, ThreadPool, guard
+from tasks.guards.pool import REFUSED, ThreadPool, guard
 
 
 class Request:

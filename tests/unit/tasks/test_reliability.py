@@ -7,13 +7,13 @@ import ssl
 import pytest
 
 import celeryconfig
-from tasks.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
-from tasks.deliveries import Delivery
-from tasks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
-from tasks.errors import ConfigError, InvalidRequest, PermanentError, TooManyDeliveries
+from tasks.chunks.embed import check_deliveries, keep_only_chunk_tasks, naming_model
+from tasks.contract.chunking import DEFAULT_MAX_TEXTS, DEFAULT_MAX_TOKENS, plan_chunks
+from tasks.contract.errors import ConfigError, InvalidRequest, PermanentError, TooManyDeliveries
+from tasks.contract.settings import load_settings
+from tasks.contract.wire import MAX_CHARS_PER_TEXT, MAX_CHUNK_BYTES, validate_request
+from tasks.jobs.deliveries import Delivery
 from tasks.routing import EMBED_TASK
-from tasks.settings import load_settings
-from tasks.wire import MAX_CHARS_PER_TEXT, MAX_CHUNK_BYTES, validate_request
 
 
 def request(texts, options=None):
@@ -112,7 +112,7 @@ def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatc
 def test_a_sentinel_url_takes_its_master_name_from_the_settings():
     settings = load_settings({"EMBEDFLEET_REDIS_SENTINEL_MASTER": "embedmaster"})
     conf = celeryconfig.url_settings("sentinel://s1:26379;sentinel://s2:26379/0", settings)
-    assert conf["broker_transport"] == "tasks.transport:SentinelTransport"
+    assert conf["broker_transport"] == "tasks.guards.transport:SentinelTransport"
     assert conf["broker_transport_options"]["master_name"] == "embedmaster"
     assert conf["result_backend_transport_options"]["master_name"] == "embedmaster"
     default = celeryconfig.url_settings("sentinel://s1:26379/0", load_settings({}))
@@ -161,7 +161,7 @@ def test_remote_pool_restarts_are_refused():
 
 def test_the_broker_uses_the_transport_that_refuses_undecodable_items():
     from tasks.app import make_app
-    from tasks.transport import Transport
+    from tasks.guards.transport import Transport
 
     with make_app("redis://127.0.0.1:1/0").connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)

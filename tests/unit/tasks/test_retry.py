@@ -1,4 +1,4 @@
-"""tasks.retry: redis-py's Retry with backoff inside a deadline; only "unreachable"
+"""tasks.jobs.redis_retry: redis-py's Retry with backoff inside a deadline; only "unreachable"
 errors are retried."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import redis
 from kombu.exceptions import OperationalError
 
-from tasks import retry as retry_module
-from tasks.retry import retry_while_unreachable
+from tasks.jobs import redis_retry as retry_module
+from tasks.jobs.redis_retry import retry_while_unreachable
 
 
 class Clock:
@@ -99,7 +99,7 @@ def test_other_errors_are_raised_at_once(clock: Clock, error: BaseException):
 
 def test_each_retry_is_logged_when_the_call_is_named(clock: Clock, caplog):
     call, _ = failing(2, redis.ConnectionError("refused"))
-    with caplog.at_level("WARNING", logger="tasks.retry"):
+    with caplog.at_level("WARNING", logger="tasks.jobs.redis_retry"):
         retry_while_unreachable(call, what="storing chunk 3")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and all("what='storing chunk 3'" in line for line in lines)

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tasks.errors import ConfigError
-from tasks.settings import PREFIX, Settings, env_names, load_settings
+from tasks.contract.errors import ConfigError
+from tasks.contract.settings import PREFIX, Settings, env_names, load_settings
 from tests.support import ROOT, run_cli
 
 #: One bad value for each variable whose type can be wrong.

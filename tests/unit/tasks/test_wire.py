@@ -2,9 +2,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from tasks.errors import InvalidRequest
+from tasks.contract.errors import InvalidRequest
+from tasks.contract.wire import pack_embeddings, unpack_embeddings, validate_request
 from tasks.routing import queue_for, route_task
-from tasks.wire import pack_embeddings, unpack_embeddings, validate_request
 
 
 def test_result_round_trips_through_msgpack_with_little_overhead():
@@ -58,7 +58,7 @@ def test_routing_sends_chunks_to_their_model_queue():
 
 
 def test_long_texts_are_cut_and_others_kept_as_sent():
-    from tasks.wire import MAX_CHARS_PER_TEXT
+    from tasks.contract.wire import MAX_CHARS_PER_TEXT
 
     long = "é" * (MAX_CHARS_PER_TEXT + 5)
     _, _, _, texts, _ = validate_request("j", 0, "m", ["short", long, "ascii"], None)

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from tasks.errors import ConfigError
-from tasks.settings import load_settings
+from tasks.contract.errors import ConfigError
+from tasks.contract.settings import load_settings
 from workers.config.loader import parse_model_config
 from workers.errors import (
     ModelLoadError,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tasks.spec import spec_version
+from tasks.contract.spec import spec_version
 from workers.config.loader import load_model_config, parse_model_config
 from workers.errors import ConfigError
 

@@ -8,14 +8,14 @@ import logging
 
 import pytest
 
-from tasks.logs import (
+from tasks.contract.logs import (
     JsonFormatter,
     KeyValueFormatter,
     configure_logging,
     make_formatter,
     parse_pairs,
 )
-from tasks.settings import load_settings
+from tasks.contract.settings import load_settings
 
 
 def _record(msg: str, *args: object, name: str = "workers.memory.model_cache") -> logging.LogRecord:

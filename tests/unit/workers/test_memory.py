@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks.settings import load_settings
+from tasks.contract.settings import load_settings
 from workers.memory import readings
 from workers.memory.readings import (
     GB,

@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tasks.errors import ConfigError, JobCancelled
+from tasks.contract.errors import ConfigError, JobCancelled
+from tasks.contract.settings import Settings, load_settings
 from tasks.routing import EMBED_TASK
-from tasks.settings import Settings, load_settings
 from workers.config.loader import parse_model_config
 from workers.memory.model_cache import ModelCache
 from workers.memory.watchdog import MemoryWatchdog

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.settings import load_settings
+from tasks.contract.settings import load_settings
 from tests.artifacts import tiny_bert
 from workers.config.loader import parse_model_config
 from workers.errors import ConfigError, ModelLoadError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.spec import parse_model_config
+from tasks.contract.spec import parse_model_config
 from workers.models.base import BaseEmbeddingModel
 from workers.models.fidelity import PrecisionRecord
 from workers.serving.runtime import reuse_version

@@ -9,7 +9,7 @@ import gc
 import numpy as np
 import pytest
 
-from tasks.settings import Settings
+from tasks.contract.settings import Settings
 from tests.plugins import hash_vector
 from workers.cache import LeasedModel, free_memory, load_embedding_model
 from workers.config.loader import parse_model_config

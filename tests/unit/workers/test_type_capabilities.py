@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from tasks.spec import parse_model_config as parse_shape_only
+from tasks.contract.spec import parse_model_config as parse_shape_only
 from workers.config.loader import parse_model_config
 from workers.memory.loading import import_type
 from workers.models import registry

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tasks.errors import ConfigError
-from tasks.settings import load_settings
+from tasks.contract.errors import ConfigError
+from tasks.contract.settings import load_settings
 from tests.unit.workers.test_cache import _cache
 from workers.memory.watchdog import DEFAULT_INTERVAL_S, MemoryWatchdog
 

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.errors import ConfigError
+from tasks.contract.errors import ConfigError
 from tasks.routing import MODEL_NAME_RE
 
 log = logging.getLogger(__name__)

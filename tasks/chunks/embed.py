@@ -4,7 +4,7 @@ Thin on purpose: model logic lives in ``workers``, whose boot installs the encod
 (:func:`install_encoder`); this module imports no worker code, so producers never load torch.
 
 Every delivery of a chunk is counted in Redis before the model runs, and blamed on the
-chunk only for the worker deaths that caught it running (``tasks.deliveries``). A chunk
+chunk only for the worker deaths that caught it running (``tasks.jobs.deliveries``). A chunk
 whose blame reaches ``EMBEDFLEET_MAX_DELIVERIES`` is failed with
 :class:`TooManyDeliveries` instead of killing the next worker. A chunk already done (a
 late redelivery) is neither counted nor run: its stored result is returned again.
@@ -22,13 +22,13 @@ from celery import Celery, Task
 from celery.signals import worker_init
 
 import celeryconfig
-from tasks import deliveries, jobstore
 from tasks.app import app
-from tasks.deliveries import Delivery
-from tasks.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
-from tasks.retry import REDIS_RETRY_S, retry_while_unreachable
+from tasks.contract.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
+from tasks.contract.wire import pack_embeddings, validate_request
+from tasks.jobs import deliveries, jobstore
+from tasks.jobs.deliveries import Delivery
+from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
-from tasks.wire import pack_embeddings, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class ChunkTask(Task):  # type: ignore[misc]
     #: Results are kilobytes of float32 bytes: keep their repr in logs and events short.
     resultrepr_maxsize = 160
     #: Checks body and headers before Celery's trace setup can raise on them.
-    Request = "tasks.request:ChunkRequest"
+    Request = "tasks.guards.request:ChunkRequest"
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
@@ -194,7 +194,7 @@ def embed_chunk(
     texts: Any = None,
     options: Any = None,
 ) -> dict[str, Any]:
-    """Embed one chunk of a job; the result is ``tasks.wire`` framing of float32 bytes."""
+    """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32 bytes."""
     job_id, index, model, texts, options = validate_request(
         job_id, index, model, texts, options, celeryconfig.MAX_CHUNK_BYTES
     )

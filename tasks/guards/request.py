@@ -13,7 +13,7 @@ message stopped the next worker too.
 constructor instead: Celery's consumer then logs the refusal once ("Received invalid
 task message"), rejects the message without requeue (it leaves the unacked index) and
 sends ``task_rejected``, which the worker's metrics count. The chunk's own fields are
-checked later, inside the task (``tasks.wire.validate_request``), where a bad field
+checked later, inside the task (``tasks.contract.wire.validate_request``), where a bad field
 fails the chunk with a recorded error.
 
 It also keeps chunk texts (user data, often personal) out of what a worker shows of a

@@ -27,7 +27,7 @@ SPECIAL_TOKENS = 2
 #: own cost per chunk (message, delivery count, result, marks, events) is a few ms
 #: (bench/fleet_cost.py); at 50 ms of encoding it stays under ~10% of a chunk.
 TARGET_CHUNK_S = 0.05
-#: Texts a chunk of a cheap model may hold (the wire's limit, tasks.wire).
+#: Texts a chunk of a cheap model may hold (the wire's limit, tasks.contract.wire).
 MAX_CHEAP_TEXTS = 4096
 #: Chunks a job of a cheap model is cut into at least, so its chunks overlap: the
 #: producer sends, workers encode and the producer gathers at the same time, and the

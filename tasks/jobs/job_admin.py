@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from tasks import jobstore
-from tasks.datasets import key
+from tasks.jobs import jobstore
+from tasks.jobs.datasets import key
 
 
 def delete(client: redis.Redis, job_id: str, total: int) -> int:

@@ -16,7 +16,7 @@ When a chunk comes back, its previous delivery is judged:
   worker of concurrency 3 killed holding 3 chunks puts 1/3 on each).
 
 A chunk whose blame reaches ``EMBEDFLEET_MAX_DELIVERIES`` is failed with
-:class:`~tasks.errors.TooManyDeliveries`. A chunk that kills every worker it runs on
+:class:`~tasks.contract.errors.TooManyDeliveries`. A chunk that kills every worker it runs on
 takes at least ``1/concurrency`` on each death, so it is stopped after at most
 ``MAX_DELIVERIES x concurrency`` deaths (``MAX_DELIVERIES`` when it runs alone); a
 healthy chunk whose workers die for unrelated reasons gathers blame only from deaths

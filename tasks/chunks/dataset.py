@@ -1,8 +1,8 @@
 """The dataset chunk task: read a planned input range, encode it, write its part.
 
-Thin like the list-path task (``tasks.embed``): the message holds only
+Thin like the list-path task (``tasks.chunks.embed``): the message holds only
 ``(job_id, index, model)``; the worker reads the job's spec and its chunk's range
-from Redis (``tasks.datasets``), its rows from the input (``tasks.io.ranges``),
+from Redis (``tasks.jobs.datasets``), its rows from the input (``tasks.io.ranges``),
 encodes with the encoder its boot installed, writes ``part-<index>.parquet``
 (``tasks.io.parts``) and marks the chunk done. No vector goes to Redis: the task
 stores no result. The worker that marks the last chunk done writes the manifest.
@@ -19,10 +19,17 @@ from typing import Any
 from celery import Task
 
 import celeryconfig
-from tasks import datasets, deliveries, embed
 from tasks.app import app
-from tasks.errors import InputError, InvalidRequest, JobCancelled, PermanentError, TransientError
+from tasks.chunks import embed
+from tasks.contract.errors import (
+    InputError,
+    InvalidRequest,
+    JobCancelled,
+    PermanentError,
+    TransientError,
+)
 from tasks.io import parts, ranges
+from tasks.jobs import datasets, deliveries
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -31,8 +38,8 @@ log = logging.getLogger(__name__)
 class DatasetChunkTask(Task):  # type: ignore[misc]
     """Records a failed chunk on its job and keeps the window moving past it."""
 
-    #: Hostile bodies and headers are refused before Celery's trace setup (tasks/request.py).
-    Request = "tasks.request:ChunkRequest"
+    #: Hostile bodies and headers are refused before Celery's trace setup (tasks/guards/request.py).
+    Request = "tasks.guards.request:ChunkRequest"
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: dict[str, Any], einfo: Any
@@ -48,7 +55,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
             found = datasets.load(client, job_id)
             if found is None:
                 return
-            from tasks import jobstore
+            from tasks.jobs import jobstore
 
             jobstore.mark_failed(client, job_id, index, message)
             if not isinstance(exc, JobCancelled):

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tasks.errors import ConfigError
+from tasks.contract.errors import ConfigError
 
 PREFIX = "EMBEDFLEET_"
 MIB = 1024 * 1024

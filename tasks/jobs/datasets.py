@@ -36,8 +36,8 @@ import redis
 from celery import Celery
 
 import celeryconfig
-from tasks import jobstore
 from tasks.io.scan import CHUNK_DTYPE, Plan
+from tasks.jobs import jobstore
 from tasks.routing import DATASET_TASK, queue_for
 
 #: Chunk messages of one job waiting or running at once.

@@ -21,7 +21,7 @@ class TransientError(EmbedfleetError):
 
 
 class InvalidRequest(PermanentError):
-    """Raised when a chunk message does not follow the wire format (``tasks.wire``)."""
+    """Raised when a chunk message does not follow the wire format (``tasks.contract.wire``)."""
 
 
 class JobCancelled(PermanentError):

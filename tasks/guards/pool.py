@@ -1,6 +1,6 @@
 """The threads pool, with a net under Celery's trace setup.
 
-``tasks.request.ChunkRequest`` refuses every body and header shape known to make
+``tasks.guards.request.ChunkRequest`` refuses every body and header shape known to make
 Celery's trace setup raise (``trace_task_ret`` / ``fast_trace_task``: decoding the body,
 ``request.update(**embed)``), before a thread runs it. Should another shape get through,
 the exception would end in the thread's future, unseen: the request would never be

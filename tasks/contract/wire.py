@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import InvalidRequest
+from tasks.contract.errors import InvalidRequest
 from tasks.routing import MODEL_NAME_RE
 
 #: The only dtype results travel in.

@@ -10,7 +10,7 @@ timeout and killed the next worker too.
 Here every such message is refused once: logged with the reason, removed from the
 unacked index, never delivered again, and counted (Celery's ``task_rejected`` signal,
 which the worker's metrics hear). Bodies and headers that kombu decodes but Celery's
-trace setup would raise on are refused one step later, by ``tasks.request``. Bodies are still decoded only by kombu's
+trace setup would raise on are refused one step later, by ``tasks.guards.request``. Bodies are still decoded only by kombu's
 serializer registry with the app's ``accept_content`` (msgpack, JSON), so pickle and
 YAML are refused before anything is decoded. ``celeryconfig`` selects this transport
 for ``redis://`` and ``rediss://`` URLs.

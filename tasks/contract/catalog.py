@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from tasks.spec import AliasSpec, ModelConfig, spec_version
+from tasks.contract.spec import AliasSpec, ModelConfig, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
@@ -42,7 +42,7 @@ class FleetModel:
     worker: str
     published: float
     #: Seconds one text cost the publishing worker's encode (None until it encoded one):
-    #: producers size chunks of cheap models from it (``tasks.chunking.budget_for``).
+    #: producers size chunks of cheap models from it (``tasks.contract.chunking.budget_for``).
     seconds_per_text: float | None = None
 
 

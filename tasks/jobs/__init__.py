@@ -1,0 +1,1 @@
+"""Job records in Redis: list and dataset jobs, delivery accounting, retry/delete bookkeeping."""
