@@ -163,3 +163,23 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
     for name in [*catalog.models, *catalog.aliases]:
         catalog.errors.pop(name, None)  # served somewhere: not an error of the fleet
     return catalog
+
+
+def live_workers(
+    client: redis.Redis, model: str | None = None, now: float | None = None
+) -> list[str]:
+    """Workers whose heartbeat is fresh (within :data:`LIVE_S`) and, when ``model`` is
+    given, that consume its queue. The one answer to "is anyone serving this?" for
+    producers, the CLI and the gateway."""
+    now = time.time() if now is None else now
+    raw: dict[bytes, bytes] = client.hgetall(CATALOG_KEY)  # type: ignore[assignment]
+    live = []
+    for value in raw.values():
+        try:
+            entry = json.loads(value)
+            fresh = now - float(entry.get("heartbeat", 0)) <= LIVE_S
+        except (ValueError, TypeError, AttributeError):
+            continue
+        if fresh and (model is None or model in (entry.get("served") or [])):
+            live.append(str(entry.get("worker")))
+    return sorted(live)

@@ -1,0 +1,33 @@
+"""tasks.contract.catalog.live_workers: fresh heartbeats only, filtered by served model."""
+
+from __future__ import annotations
+
+import json
+
+from tasks.contract import catalog
+
+
+class _Hash:
+    """The one Redis call live_workers makes, over a dict (no server needed)."""
+
+    def __init__(self, entries: dict[str, dict]) -> None:
+        self.raw = {k.encode(): json.dumps(v).encode() for k, v in entries.items()}
+
+    def hgetall(self, key: str) -> dict[bytes, bytes]:
+        assert key == catalog.CATALOG_KEY
+        return self.raw
+
+
+def test_only_fresh_workers_serving_the_model_count() -> None:
+    now = 1_000.0
+    fake = _Hash(
+        {
+            "w1": {"worker": "w1", "heartbeat": now - 1, "served": ["a", "b"]},
+            "w2": {"worker": "w2", "heartbeat": now - catalog.LIVE_S - 1, "served": ["a"]},
+            "w3": {"worker": "w3", "heartbeat": now, "served": ["b"]},
+        }
+    )
+    fake.raw[b"junk"] = b"not json"
+    assert catalog.live_workers(fake, now=now) == ["w1", "w3"]  # type: ignore[arg-type]
+    assert catalog.live_workers(fake, "a", now=now) == ["w1"]  # type: ignore[arg-type]
+    assert catalog.live_workers(fake, "c", now=now) == []  # type: ignore[arg-type]
