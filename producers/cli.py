@@ -12,7 +12,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from producers import output
+from producers import embed_options, output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
 
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
     sp.add_argument("--timeout", type=float, default=3600)
+    embed_options.add_arguments(sp)
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
@@ -236,6 +237,7 @@ def _submit(args: argparse.Namespace) -> int:
         # scripts read the id before the first chunk is sent
         announce=lambda job_id: print(job_id, flush=True),
         source=(os.path.abspath(args.input), args.field) if args.input else None,
+        **embed_options.from_args(args),
     )
     progress = sys.stderr.isatty() or args.wait
     if out is not None:

@@ -15,6 +15,7 @@ import numpy as np
 from celery import Celery
 from redis.exceptions import RedisError
 
+from producers import embed_options
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from tasks.contract import catalog as fleet_catalog
@@ -102,6 +103,7 @@ class EmbeddingClient:
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
         source: tuple[str, str | None] | None = None,
+        dimensions: int | None = None,
     ) -> Job:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -113,6 +115,8 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
+        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
+        normalizes (refused when larger than the model's dimension).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -121,6 +125,7 @@ class EmbeddingClient:
             )
         job_id = uuid.uuid4().hex
         model, alias, version = self.resolve_model(model, key or job_id)
+        options = embed_options.options_for(self, model, dimensions=dimensions)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if max_tokens is None or max_texts is None:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
@@ -129,6 +134,7 @@ class EmbeddingClient:
         record = retry_while_unreachable(
             lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
         )
+        embed_options.record(self, job_id, options)
         if source is not None:  # `retry` re-reads the file for chunks that were never sent
             retry_while_unreachable(
                 lambda: self.redis.hset(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from producers import embed_options
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, scan, sources
@@ -43,10 +44,12 @@ def submit_dataset(
     chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
+    **embed: Any,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
-    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``)."""
+    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
+    ``embed``: the embedding options (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
     files = sources.resolve(source, fmt)
@@ -62,6 +65,7 @@ def submit_dataset(
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
     model, alias, version = client.resolve_model(model, key or job_id)
+    options = embed_options.options_for(client, model, **embed)
     spec = {
         "input": source,
         "output": dest,
@@ -71,6 +75,7 @@ def submit_dataset(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        "embed": options.to_wire(),
     }
     redis = client.redis
     record = retry_while_unreachable(
