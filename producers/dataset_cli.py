@@ -63,6 +63,7 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
         **embed_options.from_args(args),
+        idempotency_key=args.idempotency_key,
     )
     if not (args.wait or jsonl_out):
         return 0
