@@ -12,7 +12,8 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from producers import embed_options, output
+import producers.embed_options as embed_options
+from producers import output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from producers import embed_options
+import producers.embed_options as embed_options
 from tasks.io import parts
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from producers import embed_options, idempotency
+import producers.embed_options as embed_options
+import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
