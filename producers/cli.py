@@ -112,13 +112,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--format", help="input format: jsonl, csv, parquet, txt or openai")
     sp.add_argument("--id-field", help="field carried as `id` (default: id or custom_id)")
-    sp.add_argument("--chunk-rows", type=int, default=1024, help="dataset job: rows a part")
+    sp.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help="dataset job: rows a part (default: sized to the job and the live workers, "
+        "see docs/DATASETS.md)",
+    )
     sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
     sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
+    )
+    sp.add_argument(
+        "--idempotency-key",
+        help="a retried submit with this key and the same request gets the job the first "
+        "made, and queues nothing (e.g. the orchestrator's run id); another request under "
+        "the key is refused",
+    )
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
@@ -251,6 +265,7 @@ def _submit(args: argparse.Namespace) -> int:
         # scripts read the id before the first chunk is sent
         announce=lambda job_id: print(job_id, flush=True),
         source=(os.path.abspath(args.input), args.field) if args.input else None,
+        idempotency_key=args.idempotency_key,
     )
     progress = sys.stderr.isatty() or args.wait
     if out is not None:
