@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", default=None, help="worker node name (default embedfleet@%%h)")
     sp.add_argument("--loglevel", default="INFO")
 
+    sp = cmd("serve", _serve, "the OpenAI-compatible HTTP gateway (embeddings, files, batches)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without API keys (only on a loopback address)",
+    )
+
     sp = cmd("submit", _submit, "submit an embedding job")
     sp.add_argument("--model", help="model or alias (OpenAI batch input: body.model)")
     src = sp.add_mutually_exclusive_group(required=True)
@@ -230,6 +239,12 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.serving.main import run_worker
 
     return run_worker(args.models, args.concurrency, args.name, args.loglevel, args.settings)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.serve import run_gateway
+
+    return run_gateway(args.settings, args.host, args.port, args.no_auth)
 
 
 def _submit(args: argparse.Namespace) -> int:
