@@ -15,7 +15,7 @@ import numpy as np
 from celery import Celery
 from redis.exceptions import RedisError
 
-from producers import idempotency
+import producers.idempotency as idempotency
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from tasks.contract import catalog as fleet_catalog
