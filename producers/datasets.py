@@ -98,6 +98,8 @@ def submit_dataset(
     try:
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -134,6 +136,7 @@ def _record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),

@@ -3,11 +3,13 @@ recorded with the job, sent with every chunk (``tasks.contract.options``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from tasks.contract import catalog as fleet_catalog
+from tasks.contract.errors import UsageError
 from tasks.contract.options import EmbedOptions, check_for_model
 from tasks.contract.spec import read_local_config
 from tasks.jobs import jobstore
@@ -44,6 +46,21 @@ def options_for(client: EmbeddingClient, model: str, **given: Any) -> EmbedOptio
     if options.to_wire():
         check_for_model(options, model, model_facts(client, model))
     return options
+
+
+def for_batch(
+    client: EmbeddingClient, model: str, options: EmbedOptions, dimensions: int
+) -> EmbedOptions:
+    """``options`` with the ``body.dimensions`` an OpenAI batch file asks for; refused when
+    the job's own ``dimensions`` says otherwise."""
+    if options.dimensions not in (None, dimensions):
+        raise UsageError(
+            f"the batch's requests ask for dimensions {dimensions}, the job for "
+            f"{options.dimensions}"
+        )
+    merged = replace(options, dimensions=dimensions)
+    check_for_model(merged, model, model_facts(client, model))
+    return merged
 
 
 def record(client: EmbeddingClient, job_id: str, options: EmbedOptions) -> None:

@@ -8,6 +8,7 @@ is compared with what ``SentenceTransformer`` computes in this process.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -138,3 +139,45 @@ def test_dimensions_in_a_dataset_job_and_the_cli(fleet, reference, tmp_path):
     refused = run_cli("submit", "--model", MRL, "--text", "a", "--dimensions", "999", env=env)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].endswith("dimension 384")
+
+
+def test_openai_batch_bodies_dimensions_and_base64(fleet, reference, tmp_path):
+    _, config = fleet
+
+    def request(custom_id: str, text: str, **body: object) -> dict[str, object]:
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": MRL, "input": text, **body},
+        }
+
+    batch = tmp_path / "batch.jsonl"
+    lines_in = [
+        request("a", TEXTS[0], dimensions=128),
+        request("b", TEXTS[1], dimensions=128, encoding_format="base64"),
+        request("c", TEXTS[2], dimensions=256),  # another size than the batch's
+        request("d", TEXTS[2], dimensions=128, encoding_format="hex"),
+    ]
+    batch.write_text("".join(json.dumps(r) + "\n" for r in lines_in))
+    out = tmp_path / "results.jsonl"
+    done = run_cli(
+        "submit",
+        "--input",
+        str(batch),
+        "--output",
+        str(out),
+        env={"EMBEDFLEET_MODEL_CONFIG": str(config)},
+    )
+    assert done.returncode == 0, done.stderr
+    a, b, c, d = (json.loads(x) for x in out.read_text().splitlines())
+    want = reference.encode(TEXTS[:2], truncate_dim=128, normalize_embeddings=True)
+    # body.dimensions is honoured: 128 floats, the reference's truncate_dim
+    np.testing.assert_allclose(a["response"]["body"]["data"][0]["embedding"], want[0], atol=2e-6)
+    # encoding_format base64: base64 of little-endian float32, as OpenAI sends it
+    encoded = b["response"]["body"]["data"][0]["embedding"]
+    assert isinstance(encoded, str)
+    decoded = np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+    np.testing.assert_allclose(decoded, want[1], atol=2e-6)
+    assert c["response"] is None and "differs from the batch's 128" in c["error"]["message"]
+    assert d["response"] is None and "encoding_format" in d["error"]["message"]
