@@ -78,6 +78,9 @@ def recorded(redis: Any, job_id: str) -> EmbedOptions:
 
 def add_arguments(parser: Any) -> None:
     """The embedding-option flags of ``embedfleet submit``."""
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt-name", help="a prompt the model declares (e5: query, passage)")
+    prompt.add_argument("--prompt", help="a literal prompt put before each text")
     parser.add_argument(
         "--dimensions",
         type=int,
@@ -87,4 +90,8 @@ def add_arguments(parser: Any) -> None:
 
 def from_args(args: Any) -> dict[str, Any]:
     """The keywords ``submit`` / ``submit_dataset`` take from the parsed flags."""
-    return {"dimensions": args.dimensions}
+    return {
+        "dimensions": args.dimensions,
+        "prompt_name": args.prompt_name,
+        "prompt": args.prompt,
+    }
