@@ -23,7 +23,7 @@ from tasks.contract.settings import Settings, load_settings
 from tasks.contract.spec import read_local_config, spec_version
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
-from tasks.jobs import jobstore
+from tasks.jobs import jobstore, reclaim
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -311,6 +311,7 @@ class Job:
             "texts": record.n,
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+            "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
         }
 
     def wait(

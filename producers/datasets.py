@@ -18,7 +18,7 @@ import numpy as np
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs import datasets, job_admin, jobstore, reclaim
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -181,6 +182,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -220,6 +222,7 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -239,7 +242,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""
