@@ -23,7 +23,7 @@ from tasks.contract.settings import Settings, load_settings
 from tasks.contract.spec import read_local_config, spec_version
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
-from tasks.jobs import jobstore, reclaim
+from tasks.jobs import jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -296,6 +296,7 @@ class Job:
             record.total, len(done), len(failed), record.cancelled, record.started
         )
         from producers.submitting import submit_stalled
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         stalled = submit_stalled(redis, self.id, state)
         if stalled:

@@ -18,7 +18,7 @@ import numpy as np
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore, reclaim
+from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -162,6 +162,8 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
         waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
@@ -222,6 +224,8 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
         given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)

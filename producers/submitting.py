@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import celeryconfig
 from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
-from tasks.jobs import datasets, job_admin, jobstore, reclaim
+from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
 
@@ -116,6 +116,8 @@ def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
             f"job {job.id} was cancelled: the workers hold its chunks as revoked, so it "
             f"cannot be resumed; submit it again"
         )
+    from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
     # Chunks a dead worker holds go back on their queue now (their messages carry the texts).
     given_back = reclaim.reclaim_job(redis, job.client.app.connection_for_write, job.id)
     done, failed = jobstore.progress(redis, job.id)

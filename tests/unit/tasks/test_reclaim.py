@@ -99,7 +99,19 @@ def test_a_live_workers_message_stays_and_a_held_lock_waits(broker):
 def test_retry_gives_back_a_dead_workers_chunks_of_that_job_at_once(broker):
     client, connect, queue = broker
     conn, message = take(connect, queue)
+    assert reclaim.lapsed_chunks(client, "job7") == [3]  # what `status` shows
     assert reclaim.reclaim_job(client, connect, "job8") == 0
     assert reclaim.reclaim_job(client, connect, "job7") == 1
     assert not client.hexists("unacked", message.delivery_tag)
+    assert reclaim.lapsed_chunks(client, "job7") == []
     conn.release()
+
+
+def test_status_text_names_the_chunks_waiting_on_a_dead_worker():
+    from producers.output import status_text
+
+    status = {"id": "j1", "model": "m", "state": "RUNNING", "done": 1, "total": 4}
+    text = status_text({**status, "failed": 0, "errors": [], "waiting_on_dead_worker": [2, 3]})
+    assert "2 chunk(s) wait on a dead worker (2, 3)" in text
+    assert "`embedfleet retry j1`" in text
+    assert "dead worker" not in status_text({**status, "failed": 0, "errors": []})
