@@ -17,6 +17,7 @@ import numpy as np
 
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from tasks.contract.signing import key_of
 from tasks.io import parts, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -73,8 +74,9 @@ def submit_dataset(
         "cache": cache,
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     record = retry_while_unreachable(
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
     if announce is not None:
         announce(job_id)
