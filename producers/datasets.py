@@ -20,6 +20,7 @@ import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
 from tasks.io import parts, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -139,8 +140,9 @@ def _record(
         "embed": options.to_wire(),
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
 
 
