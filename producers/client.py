@@ -345,6 +345,7 @@ class Job:
             record.total, len(done), len(failed), record.cancelled, record.started
         )
         from producers.submitting import submit_stalled
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         stalled = submit_stalled(redis, self.id, state)
         if stalled:
@@ -360,6 +361,7 @@ class Job:
             "texts": record.n,
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+            "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
         }
 
     def wait(

@@ -20,6 +20,7 @@ import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
 from tasks.io import parts, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -142,8 +143,9 @@ def _record(
         "embed": options.to_wire(),
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
 
 
@@ -226,6 +228,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -245,6 +250,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -284,6 +290,9 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -303,7 +312,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

@@ -26,10 +26,12 @@ from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = 5.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
-LIVE_S = 3 * HEARTBEAT_S
+#: Six beats, the default ``EMBEDFLEET_WORKER_LAPSE_S`` (30 s) after which the fleet
+#: gives a silent worker's chunks to others (``tasks.jobs.reclaim``).
+LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
 FACT_KEYS = frozenset({"dimension", "dimensions_supported", "prompts", "default_prompt_name"})
 

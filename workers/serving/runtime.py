@@ -64,7 +64,11 @@ class Runtime:
             self.embedding_cache = EmbeddingCache(
                 app.backend.client,
                 ttl_s=settings.embed_cache_ttl_s,
-                max_bytes=int(settings.embed_cache_max_mb * 1024 * 1024),
+                max_bytes=(
+                    None
+                    if settings.embed_cache_max_mb is None
+                    else int(settings.embed_cache_max_mb * 1024 * 1024)
+                ),
             )
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
