@@ -25,7 +25,7 @@ from tasks.contract.settings import Settings, load_settings
 from tasks.contract.spec import read_local_config, spec_version
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
-from tasks.jobs import jobstore
+from tasks.jobs import jobstore, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -305,6 +305,9 @@ class Job:
         self.id = record.id
         self.model = record.model
         self._texts = texts  # kept by the submitting process, for retry
+        #: After :meth:`wait`: per input row, ``tokens`` (int32, what the model saw,
+        #: prompt and special tokens included) and ``truncated`` (bool).
+        self.columns: dict[str, np.ndarray] = {}
 
     def send_chunks(self, indices: Any, cache: bool = True) -> None:
         """Send chunks ``indices``, retrying while Redis is unreachable; when it stays
@@ -362,6 +365,7 @@ class Job:
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
             "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
+            "usage": usage.totals(redis, self.id),
         }
 
     def wait(
@@ -392,6 +396,7 @@ class Job:
                 fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
                 if bar is not None and fetched:
                     bar.update(fetched)
+                self.columns = gatherer.columns
                 if len(gatherer.fetched) == self.record.total:
                     return gatherer.array()
                 if failed and len(done) + len(failed) >= self.record.total:

@@ -22,7 +22,7 @@ from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs import datasets, job_admin, jobstore, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -251,6 +251,7 @@ class DatasetJob:
             "input": record.spec.get("input"),
             "output": record.output,
             "waiting_on_dead_worker": waiting,
+            "usage": usage.totals(redis, self.id),
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:

@@ -16,6 +16,9 @@ def status_text(s: dict[str, Any]) -> str:
         f"state    {s['state']}",
         f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed ({s.get('texts', '?')} texts)",
     ]
+    usage = s.get("usage")
+    if usage:
+        lines.append(f"tokens   {usage['tokens']} ({usage['truncated']} rows truncated)")
     for err in s["errors"]:
         lines.append(f"  chunk {err['chunk']}: {err['error']}")
     lines += waiting_text(s)
@@ -128,7 +131,7 @@ def write_job(
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors, ids)
+        write_embeddings(path, vectors, ids, getattr(job, "columns", None))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

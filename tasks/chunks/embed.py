@@ -25,7 +25,7 @@ import celeryconfig
 from tasks.app import app
 from tasks.contract.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
 from tasks.contract.wire import pack_embeddings, validate_request
-from tasks.jobs import deliveries, jobstore
+from tasks.jobs import deliveries, jobstore, usage
 from tasks.jobs.deliveries import Delivery
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: ``(model, texts, options) -> (vectors, version)``: what encodes a chunk. The contract
+#: ``(model, texts, options) -> (vectors, version[, columns])``: what encodes a chunk;
+#: ``columns`` (per output row: ``tokens``, ``truncated``) travel beside the vectors. The contract
 #: imports no worker code; the worker's boot installs its runtime here
 #: (``workers.serving.boot``), so producers importing this module never load torch.
-Encoder = Callable[[str, list[str], dict[str, Any]], tuple[Any, str]]
+Encoder = Callable[[str, list[str], dict[str, Any]], tuple[Any, ...]]
 _encoder: Encoder | None = None
 
 
@@ -247,7 +248,7 @@ def _run_chunk(
     try:
         # The embedding reuse store, the runtime's only Redis use, computes instead when
         # Redis is unreachable (workers.reuse.store.embed_with_cache).
-        vectors, version = encode(model, texts, options)
+        vectors, version, *more = encode(model, texts, options)
     except (PermanentError, TransientError) as exc:
         raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving
@@ -261,4 +262,6 @@ def _run_chunk(
         len(texts),
         time.perf_counter() - started,
     )
-    return pack_embeddings(vectors, model=model, version=version)
+    columns = more[0] if more else {}
+    with_redis_retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    return pack_embeddings(vectors, model=model, version=version, columns=columns)

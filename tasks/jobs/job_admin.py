@@ -22,7 +22,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
         idempotency.free(client, held.decode(), job_id)
     names = [
         key(job_id, s)
-        for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done")
+        for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done", "usage")
     ]
     names += [f"celery-task-meta-{jobstore.chunk_task_id(job_id, i)}" for i in range(total)]
     names += [
