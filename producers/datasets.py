@@ -17,7 +17,7 @@ import numpy as np
 
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
-from tasks.io import parts, scan, sources
+from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -71,6 +71,8 @@ def submit_dataset(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
     record = retry_while_unreachable(
