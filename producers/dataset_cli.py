@@ -61,6 +61,7 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         chunk_rows=args.chunk_rows,
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
+        idempotency_key=args.idempotency_key,
     )
     if not (args.wait or jsonl_out):
         return 0

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, pinning, scan, sources
@@ -40,28 +41,83 @@ def submit_dataset(
     id_field: str | None = None,
     key: str | None = None,
     cache: bool = False,
-    chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
+    idempotency_key: str | None = None,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
-    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``)."""
+    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
+    ``idempotency_key``: a submit retried with the same key and request gets the job
+    the first made (``producers.idempotency``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     files = sources.resolve(source, fmt)
     dest = parts.normalize(output)
     try:
         parts.check_writable(dest)
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
-    plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows, model=model)
-    if model is None:
+    asked = model
+    rows_per_chunk = chunk_rows or scan.DEFAULT_CHUNK_ROWS
+    plan = None
+    if model is None:  # OpenAI batch input names its model
+        plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=None)
         model = plan.openai_model
         if model is None:
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
-    model, alias, version = client.resolve_model(model, key or job_id)
+    model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    if idempotency_key is not None:
+        wanted = idempotency.digest(
+            str(asked or model),
+            version,
+            idempotency.files_digest(files),
+            dest,
+            {
+                "key": key,
+                "format": fmt,
+                "field": field,
+                "id_field": id_field,
+                "chunk_rows": chunk_rows,
+                "cache": cache,
+            },
+        )
+        held = idempotency.claim(client, idempotency_key, job_id, wanted)
+        if held is not None:
+            return idempotency.existing_job(client, held, announce)  # type: ignore[no-any-return]
+    try:
+        if plan is None:
+            plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        record = _record(client, job_id, model, version, alias, plan, source, dest, window, cache)
+    except BaseException:
+        if idempotency_key is not None:
+            idempotency.release(client, idempotency_key, job_id)
+        raise
+    if idempotency_key is not None:
+        idempotency.attach(client, idempotency_key, job_id)
+    if announce is not None:
+        announce(job_id)
+    job = DatasetJob(client, record)
+    job.send_window(range(min(window, record.total)))
+    return job
+
+
+def _record(
+    client: EmbeddingClient,
+    job_id: str,
+    model: str,
+    version: str,
+    alias: str,
+    plan: scan.Plan,
+    source: str,
+    dest: str,
+    window: int,
+    cache: bool,
+) -> datasets.DatasetRecord:
     spec = {
         "input": source,
         "output": dest,
@@ -75,14 +131,9 @@ def submit_dataset(
         "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
-    record = retry_while_unreachable(
+    return retry_while_unreachable(  # type: ignore[no-any-return]
         lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
     )
-    if announce is not None:
-        announce(job_id)
-    job = DatasetJob(client, record)
-    job.send_window(range(min(window, record.total)))
-    return job
 
 
 class DatasetJob:

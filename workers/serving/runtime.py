@@ -23,7 +23,7 @@ from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.observability.encode_cost import EncodeCosts
-from workers.observability.events import Events
+from workers.observability.events import Events, TextsEncoded
 from workers.reuse.store import EmbeddingCache, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
@@ -104,6 +104,7 @@ class Runtime:
                 )
             else:
                 vectors = encode(texts)
+            self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
             return vectors, version
 
     # -- serving selection ------------------------------------------------------------
