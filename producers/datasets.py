@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -45,12 +48,14 @@ def submit_dataset(
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
+    **embed: Any,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
     ``idempotency_key``: a submit retried with the same key and request gets the job
-    the first made (``producers.idempotency``)."""
+    the first made (``producers.idempotency``). ``embed``: the embedding options
+    (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
     if idempotency_key is not None:
@@ -71,6 +76,7 @@ def submit_dataset(
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
     model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    options = embed_options.options_for(client, model, **embed)
     if idempotency_key is not None:
         wanted = idempotency.digest(
             str(asked or model),
@@ -84,6 +90,7 @@ def submit_dataset(
                 "id_field": id_field,
                 "chunk_rows": chunk_rows,
                 "cache": cache,
+                "embed": options.to_wire(),
             },
         )
         held = idempotency.claim(client, idempotency_key, job_id, wanted)
@@ -92,7 +99,9 @@ def submit_dataset(
     try:
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
-        record = _record(client, job_id, model, version, alias, plan, source, dest, window, cache)
+        record = _record(
+            client, job_id, model, version, alias, plan, source, dest, window, cache, options
+        )
     except BaseException:
         if idempotency_key is not None:
             idempotency.release(client, idempotency_key, job_id)
@@ -117,6 +126,7 @@ def _record(
     dest: str,
     window: int,
     cache: bool,
+    options: EmbedOptions,
 ) -> datasets.DatasetRecord:
     spec = {
         "input": source,
@@ -127,12 +137,14 @@ def _record(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        "embed": options.to_wire(),
         # what the input was at submit (tasks.io.pinning): the manifest copies it
         "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
 
 
