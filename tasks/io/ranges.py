@@ -45,7 +45,8 @@ def read_chunk(spec: dict[str, Any], file: dict[str, Any], chunk: Any) -> rows.R
             )
         elif fmt == "openai":
             skip = frozenset(file.get("skip", ()))
-            got = openai.parse(data, url, 1, first, spec.get("openai_model"), skip)
+            model, dimensions = spec.get("openai_model"), spec.get("openai_dimensions")
+            got = openai.parse(data, url, 1, first, model, dimensions, skip)
         else:
             raise InputError(f"unknown input format {fmt!r}")
     if len(got.texts) != int(chunk["rows"]):

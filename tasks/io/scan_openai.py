@@ -43,6 +43,7 @@ def plan_openai(
     errors: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
     judge_model, request, total = None, 0, 0
+    judge_dimensions: int | None = None  # set by the first served request
     seen: dict[str, int] = {}
     for index, f in enumerate(files):
         entry = pinning.snapshot(f.url)
@@ -51,13 +52,13 @@ def plan_openai(
         start, pending, first_request, last_end = 0, 0, request, 0
         for end, raw in _lines(f.url, entry):
             if pending and (pending >= chunk_rows or end - start > max_bytes):
-                out.append((index, pending, start, last_end, total, first_request))
+                out.append((index, pending, start, last_end, total, first_request, 0))
                 total += pending
                 start, pending, first_request = last_end, 0, request
             last_end = end
             if not raw.strip():
                 continue
-            judged = openai.judge(rows.decode(raw, f.url, 1), judge_model)
+            judged = openai.judge(rows.decode(raw, f.url, 1), judge_model, judge_dimensions)
             if judged.custom_id is not None and not judged.error:
                 if judged.custom_id in seen:
                     judged = openai.duplicate(judged.custom_id, seen[judged.custom_id])
@@ -73,8 +74,11 @@ def plan_openai(
                         "message": judged.error[1],
                     }
                 )
-            elif model is None and judge_model is None and judged.model:
-                judge_model = judged.model
+            else:
+                if model is None and judge_model is None and judged.model:
+                    judge_model = judged.model
+                if judge_dimensions is None:
+                    judge_dimensions = judged.dimensions or 0
             pending += len(judged.texts)
             request += 1
         if pending:
@@ -98,6 +102,7 @@ def plan_openai(
         np.array(out, dtype=CHUNK_DTYPE),
         total,
         openai_model=judge_model if model is None else None,
+        openai_dimensions=judge_dimensions,
         errors=errors,
     )
 
