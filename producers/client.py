@@ -15,6 +15,7 @@ import numpy as np
 from celery import Celery
 from redis.exceptions import RedisError
 
+import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
@@ -103,7 +104,10 @@ class EmbeddingClient:
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
         source: tuple[str, str | None] | None = None,
+        dimensions: int | None = None,
         idempotency_key: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> Job:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -115,6 +119,9 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
+        Embedding options (``tasks.contract.options``): ``prompt_name`` (one the model
+        declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
+        first N dimensions, re-normalized when the model normalizes.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -129,6 +136,9 @@ class EmbeddingClient:
         if idempotency_key is not None:
             idempotency.check_key(idempotency_key)
         model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
+        options = embed_options.options_for(
+            self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
+        )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if idempotency_key is not None:
             wanted = idempotency.digest(
@@ -136,7 +146,13 @@ class EmbeddingClient:
                 version,
                 idempotency.texts_digest(texts),
                 "",
-                {"key": key, "cache": cache, "max_tokens": max_tokens, "max_texts": max_texts},
+                {
+                    "key": key,
+                    "cache": cache,
+                    "max_tokens": max_tokens,
+                    "max_texts": max_texts,
+                    "embed": options.to_wire(),
+                },
             )
             held = idempotency.claim(self, idempotency_key, job_id, wanted)
             if held is not None:
@@ -155,6 +171,7 @@ class EmbeddingClient:
             raise
         if idempotency_key is not None:
             idempotency.attach(self, idempotency_key, job_id)
+        embed_options.record(self, job_id, options)
         if source is not None:  # `retry` re-reads the file for chunks that were never sent
             retry_while_unreachable(
                 lambda: self.redis.hset(
@@ -328,6 +345,7 @@ class Job:
             record.total, len(done), len(failed), record.cancelled, record.started
         )
         from producers.submitting import submit_stalled
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         stalled = submit_stalled(redis, self.id, state)
         if stalled:
@@ -343,6 +361,7 @@ class Job:
             "texts": record.n,
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+            "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
         }
 
     def wait(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
 from workers.config.versions import VersionBook, unload_idle_old_versions
@@ -22,13 +23,16 @@ from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
+from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
-from workers.reuse.store import EmbeddingCache, embed_with_cache
+from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
+from workers.serving.shaping import shape_vectors
 
 log = logging.getLogger(__name__)
+
 
 class Runtime:
     """Config + cache of one worker process, set up from the worker's ``settings``."""
@@ -60,7 +64,11 @@ class Runtime:
             self.embedding_cache = EmbeddingCache(
                 app.backend.client,
                 ttl_s=settings.embed_cache_ttl_s,
-                max_bytes=int(settings.embed_cache_max_mb * 1024 * 1024),
+                max_bytes=(
+                    None
+                    if settings.embed_cache_max_mb is None
+                    else int(settings.embed_cache_max_mb * 1024 * 1024)
+                ),
             )
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
@@ -79,9 +87,11 @@ class Runtime:
         worker serving another version loads the pinned one if it still can (a version
         it served before a reload, or one its config source holds now), else the chunk
         fails with :class:`ModelChangedError`; versions are never mixed in a job.
-        ``options["cache"]`` (default true) uses the fleet-wide embedding cache.
+        ``options["cache"]`` (default true) uses the fleet-wide embedding cache. The
+        job's embedding options (``tasks.contract.options``) shape the vectors after it.
         """
         options = options or {}
+        embed_options = EmbedOptions.from_wire(options)
         if model not in self.config:
             reason = self.config.errors.get(model)
             if reason:
@@ -92,20 +102,26 @@ class Runtime:
         with self.cache.lease(key) as loaded:
             version = spec_version(loaded.spec)
 
+            prompt = prompt_text(embed_options, model, loaded.prompts, loaded.default_prompt_name)
+
             def encode(batch: list[str]) -> np.ndarray:
                 started = time.perf_counter()
-                vectors = generate_embeddings(loaded, batch)
+                vectors = generate_embeddings(loaded, batch, prompt)
                 self.encode_costs.record(model, len(batch), time.perf_counter() - started)
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
                 vectors = embed_with_cache(
-                    self.embedding_cache, model, reuse_version(loaded, version), texts, encode
+                    self.embedding_cache,
+                    model,
+                    reuse_key(reuse_version(loaded, version), prompt),
+                    texts,
+                    encode,
                 )
             else:
                 vectors = encode(texts)
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
-            return vectors, version
+            return shape_vectors(vectors, embed_options, loaded), version
 
     # -- serving selection ------------------------------------------------------------
     def served_models(self, config: ModelConfig | None = None) -> list[str]:

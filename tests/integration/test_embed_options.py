@@ -1,0 +1,223 @@
+"""Embedding options end to end (issue 23), against sentence-transformers itself.
+
+A real worker serves two copies of the shipped all-MiniLM-L6-v2 weights: ``mini-e5``, a
+copy of the model folder whose config_sentence_transformers.json declares e5-style
+prompts, and ``mini-mrl``, which declares Matryoshka sizes in models.json. Every vector
+is compared with what ``SentenceTransformer`` computes in this process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from producers import EmbeddingClient
+from producers.errors import UsageError
+from tests.support import WorkerProcess, run_cli, write_config
+from workers.sources.packaged import packaged_model_dir
+
+pytestmark = pytest.mark.integration
+
+E5 = "mini-e5"
+MRL = "mini-mrl"
+PROMPTS = {"query": "query: ", "passage": "passage: "}
+TEXTS = [
+    "Unix process pipeline manipulation library",
+    "command-line tools for the iPod family of portable music players",
+    "library implementing DNS resolution and validation",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def e5_folder(tmp_path_factory) -> Path:
+    """The shipped model folder, copied, with e5-style prompts declared in its own config."""
+    shipped = packaged_model_dir("sentence-transformers/all-MiniLM-L6-v2")
+    assert shipped is not None
+    folder = tmp_path_factory.mktemp("e5") / "mini-e5"
+    shutil.copytree(shipped, folder)
+    config = json.loads((folder / "config_sentence_transformers.json").read_text())
+    config.update({"prompts": PROMPTS, "default_prompt_name": "passage"})
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fleet(redis_server, tmp_path_factory, e5_folder):
+    folder = tmp_path_factory.mktemp("options")
+    config = write_config(
+        folder / "models.json",
+        {
+            E5: {
+                "type": "sentence_transformer",
+                "model_path": str(e5_folder),
+                "RAM": 0.5,
+                "precision": "fp32",  # compared with the fp32 reference to float rounding
+            },
+            MRL: {
+                "type": "sentence_transformer",
+                "model_path": "sentence-transformers/all-MiniLM-L6-v2",
+                "RAM": 0.5,
+                "precision": "fp32",
+                "dimension": 384,
+                "dimensions_supported": [64, 128, 256],
+            },
+        },
+    )
+    client = EmbeddingClient(config_source=str(config))
+    worker = WorkerProcess(config, models=f"{E5},{MRL}", log_dir=folder).wait_ready(client.app)
+    yield client, config
+    worker.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from sentence_transformers import SentenceTransformer
+
+    shipped = packaged_model_dir("sentence-transformers/all-MiniLM-L6-v2")
+    return SentenceTransformer(str(shipped), device="cpu")
+
+
+def test_dimensions_equal_sentence_transformers_truncate_dim(fleet, reference):
+    client, _ = fleet
+    # When a job asks for 128 of the model's 384 dimensions
+    got = client.submit(TEXTS, model=MRL, dimensions=128).wait(timeout=300)
+    # Then each row is what sentence-transformers gives with truncate_dim=128: the first
+    # 128 dimensions re-normalized (the model normalizes)
+    want = reference.encode(TEXTS, truncate_dim=128, normalize_embeddings=True)
+    assert got.shape == (len(TEXTS), 128) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.norm(got[:3], axis=1), 1.0, atol=1e-6)
+
+
+def test_dimensions_the_model_cannot_give_are_refused_at_submit(fleet):
+    client, _ = fleet
+    with pytest.raises(UsageError, match="dimensions=512 is larger than model 'mini-mrl'"):
+        client.submit(TEXTS, model=MRL, dimensions=512)
+    with pytest.raises(UsageError, match=r"dimensions_supported: \[64, 128, 256\]"):
+        client.submit(TEXTS, model=MRL, dimensions=100)
+    with pytest.raises(UsageError, match="dimensions must be a positive integer"):
+        client.submit(TEXTS, model=MRL, dimensions=0)
+
+
+def test_dimensions_in_a_dataset_job_and_the_cli(fleet, reference, tmp_path):
+    client, config = fleet
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    want = reference.encode(TEXTS, truncate_dim=64, normalize_embeddings=True)
+    # A dataset job writes 64-wide vectors and says so in its manifest
+    job = client.submit_dataset(str(source), MRL, str(tmp_path / "out") + "/", dimensions=64)
+    job.wait(timeout=300)
+    table = pq.read_table(tmp_path / "out" / "part-000000.parquet").sort_by("row")
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(vectors, want, atol=2e-6)
+    manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
+    assert manifest["dimension"] == 64
+    # And the CLI takes --dimensions for a list job written to .npy
+    out = tmp_path / "cli.npy"
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    done = run_cli(
+        "submit",
+        "--model",
+        MRL,
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--dimensions",
+        "64",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(out), want, atol=2e-6)
+    refused = run_cli("submit", "--model", MRL, "--text", "a", "--dimensions", "999", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].endswith("dimension 384")
+
+
+def test_openai_batch_bodies_dimensions_and_base64(fleet, reference, tmp_path):
+    _, config = fleet
+
+    def request(custom_id: str, text: str, **body: object) -> dict[str, object]:
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": MRL, "input": text, **body},
+        }
+
+    batch = tmp_path / "batch.jsonl"
+    lines_in = [
+        request("a", TEXTS[0], dimensions=128),
+        request("b", TEXTS[1], dimensions=128, encoding_format="base64"),
+        request("c", TEXTS[2], dimensions=256),  # another size than the batch's
+        request("d", TEXTS[2], dimensions=128, encoding_format="hex"),
+    ]
+    batch.write_text("".join(json.dumps(r) + "\n" for r in lines_in))
+    out = tmp_path / "results.jsonl"
+    done = run_cli(
+        "submit",
+        "--input",
+        str(batch),
+        "--output",
+        str(out),
+        env={"EMBEDFLEET_MODEL_CONFIG": str(config)},
+    )
+    assert done.returncode == 0, done.stderr
+    a, b, c, d = (json.loads(x) for x in out.read_text().splitlines())
+    want = reference.encode(TEXTS[:2], truncate_dim=128, normalize_embeddings=True)
+    # body.dimensions is honoured: 128 floats, the reference's truncate_dim
+    np.testing.assert_allclose(a["response"]["body"]["data"][0]["embedding"], want[0], atol=2e-6)
+    # encoding_format base64: base64 of little-endian float32, as OpenAI sends it
+    encoded = b["response"]["body"]["data"][0]["embedding"]
+    assert isinstance(encoded, str)
+    decoded = np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+    np.testing.assert_allclose(decoded, want[1], atol=2e-6)
+    assert c["response"] is None and "differs from the batch's 128" in c["error"]["message"]
+    assert d["response"] is None and "encoding_format" in d["error"]["message"]
+
+
+def test_prompts_equal_sentence_transformers_prompt_name(fleet, e5_folder):
+    from sentence_transformers import SentenceTransformer
+
+    client, _ = fleet
+    e5 = SentenceTransformer(str(e5_folder), device="cpu")
+    # A named prompt, the folder's default prompt, a literal prompt, and none at all
+    query = client.submit(TEXTS, model=E5, prompt_name="query").wait(timeout=300)
+    default = client.submit(TEXTS, model=E5).wait(timeout=300)
+    literal = client.submit(TEXTS, model=E5, prompt="search_query: ").wait(timeout=300)
+    bare = client.submit(TEXTS, model=E5, prompt="").wait(timeout=300)
+    np.testing.assert_allclose(query, e5.encode(TEXTS, prompt_name="query"), atol=2e-6)
+    np.testing.assert_allclose(default, e5.encode(TEXTS, prompt_name="passage"), atol=2e-6)
+    np.testing.assert_allclose(literal, e5.encode(TEXTS, prompt="search_query: "), atol=2e-6)
+    np.testing.assert_allclose(bare, e5.encode(TEXTS, prompt=""), atol=2e-6)
+    assert not np.allclose(query, default, atol=1e-3)  # the prompt changed the vectors
+
+
+def test_unknown_prompt_name_refused_at_submit_from_the_fleet_catalog(fleet, tmp_path):
+    _, config = fleet
+    # A producer with no models.json learns the model's prompts from the catalog
+    producer = EmbeddingClient()
+    producer.settings = producer.settings.model_copy(update={"config_source": None})
+    with pytest.raises(UsageError, match="has no prompt 'document'; its prompts: passage, query"):
+        producer.submit(TEXTS, model=E5, prompt_name="document")
+    with pytest.raises(UsageError, match="has no prompt 'query'; its prompts: none"):
+        producer.submit(TEXTS, model=MRL, prompt_name="query")
+    done = run_cli(
+        "submit",
+        "--model",
+        E5,
+        "--text",
+        "a",
+        "--prompt-name",
+        "nope",
+        env={"EMBEDFLEET_MODEL_CONFIG": str(config)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("its prompts: passage, query")
