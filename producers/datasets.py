@@ -21,7 +21,7 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
-from tasks.io import parts, scan, sources
+from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -141,6 +141,8 @@ def _record(
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
     job_key = key_of(client.settings)  # workers refuse a record it did not sign
