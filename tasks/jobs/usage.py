@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-import celeryconfig
 from tasks.jobs import jobstore
 
 
@@ -27,7 +26,7 @@ def record(client: Any, job_id: str, index: int, columns: dict[str, np.ndarray])
     truncated = int(np.count_nonzero(columns.get("truncated", ())))
     pipe = client.pipeline()
     pipe.hset(key(job_id), str(index), f"{tokens} {truncated}")
-    pipe.expire(key(job_id), celeryconfig.RESULT_TTL_S)
+    pipe.expire(key(job_id), jobstore._ttl_s())
     pipe.execute()
 
 
