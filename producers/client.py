@@ -10,6 +10,7 @@ the one place their parameters are spelled.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 from celery import Celery
 
+import producers.embed_options as embed_options
 import producers.fleet_admin as fleet_admin
+import producers.idempotency as idempotency
 import producers.resolving as resolving
 from producers.datasets import DatasetJob, submit_dataset
 from producers.errors import InputError, JobNotFoundError
@@ -27,7 +30,7 @@ from tasks.contract.chunking import budget_for, plan_chunks
 from tasks.contract.settings import Settings, load_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
-from tasks.jobs import datasets, jobstore
+from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 __all__ = ["POLL_INTERVAL_S", "STATUS_RETRY_S", "EmbeddingClient", "Job", "ListJob"]
@@ -73,6 +76,8 @@ class EmbeddingClient:
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
         source: tuple[str, str | None] | None = None,
+        dimensions: int | None = None,
+        idempotency_key: str | None = None,
     ) -> ListJob:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -84,6 +89,11 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
+        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
+        normalizes (refused when larger than the model's dimension).
+
+        ``idempotency_key``: a submit retried with the same key and the same request gets
+        the job the first one made, and queues nothing (``producers.idempotency``).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -91,15 +101,44 @@ class EmbeddingClient:
                 f"{len(texts)} texts in one job; the limit is {MAX_TEXTS_PER_JOB}: split the input"
             )
         job_id = uuid.uuid4().hex
-        model, alias, version = self.resolve_model(model, key or job_id)
+        asked = model
+        if idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+        model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
+        options = embed_options.options_for(self, model, dimensions=dimensions)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if idempotency_key is not None:
+            wanted = idempotency.digest(
+                asked,
+                version,
+                idempotency.texts_digest(texts),
+                "",
+                {
+                    "key": key,
+                    "cache": cache,
+                    "max_tokens": max_tokens,
+                    "max_texts": max_texts,
+                    "embed": options.to_wire(),
+                },
+            )
+            held = idempotency.claim(self, idempotency_key, job_id, wanted)
+            if held is not None:
+                return idempotency.existing_job(self, held, announce)  # type: ignore[no-any-return]
         if max_tokens is None or max_texts is None:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
-        order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
-        record = retry_while_unreachable(
-            lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
-        )
+        try:
+            order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+            record = retry_while_unreachable(
+                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+            )
+        except BaseException:
+            if idempotency_key is not None:
+                idempotency.release(self, idempotency_key, job_id)
+            raise
+        if idempotency_key is not None:
+            idempotency.attach(self, idempotency_key, job_id)
+        embed_options.record(self, job_id, options)
         if source is not None:  # `retry` re-reads the file for chunks that were never sent
             retry_while_unreachable(
                 lambda: self.redis.hset(
@@ -135,6 +174,10 @@ class EmbeddingClient:
             return DatasetJob(self, found)
         record = retry_while_unreachable(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
         if record is None:
+            when = retry_while_unreachable(lambda: job_admin.deleted_at(self.redis, job_id))
+            if when is not None:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+                raise JobNotFoundError(f"job {job_id!r} was deleted at {stamp}")
             raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
         return ListJob(self, record)
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import producers.embed_options as embed_options
+from producers.output import waiting_text
 from tasks.io import parts
 
 
@@ -61,6 +63,8 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         chunk_rows=args.chunk_rows,
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
+        **embed_options.from_args(args),
+        idempotency_key=args.idempotency_key,
     )
     if not (args.wait or jsonl_out):
         return 0
@@ -118,4 +122,5 @@ def status_text(s: dict[str, Any]) -> str:
     for err in s["errors"]:
         rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
         lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")
+    lines += waiting_text(s)
     return "\n".join(lines)

@@ -15,10 +15,14 @@ from typing import Any
 
 import numpy as np
 
+import producers.embed_options as embed_options
+import producers.idempotency as idempotency
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from producers.job import JobClient, JobKind
+from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
 from tasks.io import parts, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -39,28 +43,90 @@ def submit_dataset(
     id_field: str | None = None,
     key: str | None = None,
     cache: bool = False,
-    chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
+    idempotency_key: str | None = None,
+    **embed: Any,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
-    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``)."""
+    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
+    ``idempotency_key``: a submit retried with the same key and request gets the job
+    the first made (``producers.idempotency``). ``embed``: the embedding options
+    (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     files = sources.resolve(source, fmt)
     dest = parts.normalize(output)
     try:
         parts.check_writable(dest)
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
-    plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows, model=model)
-    if model is None:
+    asked = model
+    rows_per_chunk = chunk_rows or scan.DEFAULT_CHUNK_ROWS
+    plan = None
+    if model is None:  # OpenAI batch input names its model
+        plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=None)
         model = plan.openai_model
         if model is None:
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
-    model, alias, version = client.resolve_model(model, key or job_id)
+    model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    options = embed_options.options_for(client, model, **embed)
+    if idempotency_key is not None:
+        wanted = idempotency.digest(
+            str(asked or model),
+            version,
+            idempotency.files_digest(files),
+            dest,
+            {
+                "key": key,
+                "format": fmt,
+                "field": field,
+                "id_field": id_field,
+                "chunk_rows": chunk_rows,
+                "cache": cache,
+                "embed": options.to_wire(),
+            },
+        )
+        held = idempotency.claim(client, idempotency_key, job_id, wanted)
+        if held is not None:
+            return idempotency.existing_job(client, held, announce)  # type: ignore[no-any-return]
+    try:
+        if plan is None:
+            plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        record = _record(
+            client, job_id, model, version, alias, plan, source, dest, window, cache, options
+        )
+    except BaseException:
+        if idempotency_key is not None:
+            idempotency.release(client, idempotency_key, job_id)
+        raise
+    if idempotency_key is not None:
+        idempotency.attach(client, idempotency_key, job_id)
+    if announce is not None:
+        announce(job_id)
+    job = DatasetJob(client, record)
+    job.send_window(range(min(window, record.total)))
+    return job
+
+
+def _record(
+    client: JobClient,
+    job_id: str,
+    model: str,
+    version: str,
+    alias: str,
+    plan: scan.Plan,
+    source: str,
+    dest: str,
+    window: int,
+    cache: bool,
+    options: EmbedOptions,
+) -> datasets.DatasetRecord:
     spec = {
         "input": source,
         "output": dest,
@@ -70,16 +136,13 @@ def submit_dataset(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        "embed": options.to_wire(),
     }
     redis = client.redis
-    record = retry_while_unreachable(
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
+    return retry_while_unreachable(  # type: ignore[no-any-return]
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
-    if announce is not None:
-        announce(job_id)
-    job = DatasetJob(client, record)
-    job.send_window(range(min(window, record.total)))
-    return job
 
 
 class DatasetJob:
@@ -162,6 +225,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -181,6 +247,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -220,6 +287,9 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -239,7 +309,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

@@ -192,8 +192,12 @@ def up(
 ) -> Started:
     """Start the server if needed, ``workers`` workers and optionally Flower.
 
-    With ``EMBEDFLEET_METRICS_PORT`` set, worker i serves its metrics on that port + i.
+    With ``EMBEDFLEET_METRICS_PORT`` set, ``worker<i>`` (1-based) serves its metrics on
+    that port + i - 1.
     """
+    from tasks.contract.signing import key_of
+
+    key_of(settings())  # the state folder's job key, made once before any worker races for it
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]
     metrics_base = settings().metrics_port

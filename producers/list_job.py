@@ -60,16 +60,25 @@ class ListJob:
     def retry(self, texts: Sequence[str] | None = None) -> int:
         """Send again the chunks that failed (or were never sent); returns how many.
         Texts come from ``texts``, the submitting process, or the input file recorded."""
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
         redis = self.client.redis
+        if jobstore.is_cancelled(redis, self.id):
+            raise UsageError(
+                f"job {self.id} was cancelled: the workers hold its chunks as revoked, so it "
+                f"cannot be resumed; submit it again"
+            )
+        # Chunks a dead worker holds go back on their queue now (their messages carry the texts).
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         todo = submitting.chunks_to_retry(redis, self.record)
         if not todo:
-            return 0
+            return given_back
         given = texts if texts is not None else self._texts
         self._texts = submitting.texts_for_retry(redis, self.record, given)
         job_admin.clear_for_retry(redis, self.id, todo)
         redis.hdel(jobstore.PREFIX + self.id, "submitted")
         self.send_chunks(sorted(todo))
-        return len(todo)
+        return len(todo) + given_back
 
     def recorded_ids(self) -> list[str | None] | None:
         """The ids of the job's rows, from the input file the CLI recorded (or None)."""
@@ -93,6 +102,8 @@ class ListJob:
         state = jobstore.state_of(
             record.total, len(done), len(failed), record.cancelled, record.started
         )
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
         stalled = submitting.submit_stalled(redis, self.id, state)
         if stalled:
             state, failed = "FAILURE", {**failed, -1: stalled}
@@ -107,6 +118,7 @@ class ListJob:
             "texts": record.n,
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+            "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
         }
 
     def wait(

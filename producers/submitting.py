@@ -15,6 +15,7 @@ from typing import Any
 
 from celery import Celery
 
+from producers.embed_options import recorded
 from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.jobs import datasets, jobstore
@@ -44,6 +45,7 @@ def send_list_chunks(
     key = jobstore.PREFIX + job_id
     queue = queue_for(model)
     position = 0
+    embed = retry_while_unreachable(lambda: recorded(redis, job_id)).to_wire()
 
     def send_rest() -> None:
         nonlocal position
@@ -58,7 +60,7 @@ def send_list_chunks(
                         "index": index,
                         "model": model,
                         "texts": [texts[r] for r in rows],
-                        "options": {"version": record.version, "cache": bool(cache)},
+                        "options": {"version": record.version, "cache": bool(cache), **embed},
                     },
                     task_id=jobstore.chunk_task_id(job_id, index),
                     queue=queue,
@@ -116,11 +118,6 @@ def chunks_to_retry(redis: Any, record: jobstore.JobRecord) -> set[int]:
     """The chunks of a list job to send again: those that failed, and (when its submit
     stalled, so which were sent is unknown) every chunk not done."""
     job_id = record.id
-    if jobstore.is_cancelled(redis, job_id):
-        raise UsageError(
-            f"job {job_id} was cancelled: the workers hold its chunks as revoked, so it "
-            f"cannot be resumed; submit it again"
-        )
     done, failed = jobstore.progress(redis, job_id)
     todo = {i for i in failed if i >= 0}
     if submit_stalled(redis, job_id, "PENDING"):

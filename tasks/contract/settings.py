@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.contract.errors import ConfigError
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     )
     result_ttl_s: int = Field(
         7 * DAY_S, gt=0, description="seconds job records and chunk results stay in Redis"
+    )
+    worker_lapse_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds without a heartbeat after which a worker counts as dead and a "
+        "live worker puts its unacked chunks back on their queues (capped at 3/4 of the "
+        "visibility timeout)",
     )
     max_deliveries: int = Field(
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
@@ -112,7 +119,24 @@ class Settings(BaseSettings):
     )
     embed_cache: bool = Field(True, description="fleet-wide embedding cache on/off")
     embed_cache_ttl_s: int = Field(7 * DAY_S, gt=0, description="embedding cache TTL, seconds")
-    embed_cache_max_mb: float = Field(1024, gt=0, description="embedding cache memory cap, MB")
+    embed_cache_max_mb: float | None = Field(
+        None,
+        gt=0,
+        description="embedding cache memory cap, MB (default: a quarter of the server's "
+        "`maxmemory`, 1024 when it has none)",
+    )
+
+    # -- gateway (`embedfleet serve`) -----------------------------------------------------
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="comma-separated keys `embedfleet serve` accepts as `Authorization: Bearer "
+        "KEY` (none: it refuses to start unless `--no-auth` on a loopback address)",
+    )
+    file_store: str | None = Field(
+        None,
+        description="where `embedfleet serve` keeps uploaded files and batch output: a "
+        "folder the workers can read, or an `s3://bucket/prefix/`",
+    )
 
     # -- observability and local fleet --------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, description="worker Prometheus port (0 = off)")
@@ -121,6 +145,18 @@ class Settings(BaseSettings):
     log_level: str = Field("WARNING", description="log level of the CLI")
     log_json: bool = Field(False, description="`1`: JSON log lines instead of key=value text")
     state_dir: Path = Field(Path("~/.embedfleet"), description="pid files and logs of `up`/`demo`")
+
+    # -- trust (tasks/contract/signing.py, tasks/io/data_roots.py) ----------------------
+    job_key: SecretStr | None = Field(
+        None,
+        description="the key producers sign dataset jobs with and workers check (the same "
+        "everywhere; unset: `job.key` in the state folder, one machine)",
+    )
+    data_roots: str = Field(
+        "",
+        description="comma-separated folders and `s3://` prefixes workers may read inputs "
+        "from and write parts to (empty: anywhere but /proc, /sys, /dev)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -143,13 +179,32 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {sorted(_LEVELS)}")
         return level
 
+    @field_validator("job_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("model_cache", "model_store", "state_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The gateway's API keys (``api_keys`` split on commas, blanks dropped)."""
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def files_at(self) -> str:
+        """The gateway's file store: ``file_store``, else ``<state_dir>/files/``."""
+        return self.file_store or str(self.state_dir / "files") + "/"
+
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: Variables whose value an error never shows.
+_SECRETS = {PREFIX + "JOB_KEY"}
 
 
 def env_name(field: str) -> str:
@@ -187,5 +242,6 @@ def _one_line(exc: ValidationError, values: dict[str, str]) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         name = env_name(field) if field in Settings.model_fields else field
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}={values.get(name, '')!r}: {message}")
+        shown = "***" if name in _SECRETS else values.get(name, "")
+        parts.append(f"{name}={shown!r}: {message}")
     return "; ".join(parts)

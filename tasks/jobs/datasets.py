@@ -4,8 +4,9 @@ Keys (all expire after ``EMBEDFLEET_RESULT_TTL_S``; ``embedfleet delete`` drops 
 
 - ``embedfleet:job:<id>``          hash: kind=dataset, model, version, alias, n (rows),
                                     total (chunks), created, started, finished, spec
-                                    (JSON: format, fields, output, window), done and
-                                    rows_done counters, dimension, submitted, cancelled
+                                    (JSON: format, fields, output, window), sig (the
+                                    job key's signature, ``tasks.contract.signing``), done
+                                    and rows_done counters, dimension, submitted, cancelled
 - ``embedfleet:job:<id>:plan``     string: 40 bytes per chunk (``tasks.io.scan``), read
                                     by a worker with GETRANGE for its own chunk
 - ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, columns}
@@ -35,9 +36,10 @@ import numpy as np
 import redis
 from celery import Celery
 
+from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
-from tasks.routing import DATASET_TASK, queue_for
+from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
@@ -81,6 +83,9 @@ class DatasetRecord:
     submitted: bool = False
     submit_error: str = ""
     dimension: int = 0
+    #: The spec as stored (the bytes the job key signed) and the signature.
+    spec_json: str = ""
+    signature: str = ""
 
     @property
     def output(self) -> str:
@@ -103,28 +108,32 @@ def create(
     alias: str,
     plan: Plan,
     spec: dict[str, Any],
+    job_key: bytes,
 ) -> DatasetRecord:
-    """Write a dataset job's record, plan and files (before any chunk is sent)."""
+    """Write a dataset job's record, plan and files (before any chunk is sent), signed
+    with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise."""
     created = time.time()
     ttl = jobstore.result_ttl_s()
+    total = int(plan.chunks.size)
+    fields = signing.job_fields(job_id, model, version, alias, plan.rows, total, json.dumps(spec))
+    plan_bytes = plan.chunks.astype(CHUNK_DTYPE).tobytes()
+    files = {i: json.dumps(f) for i, f in enumerate(plan.files)}
+    signed = signing.message(fields, signing.digest(plan_bytes), signing.files_digest(files))
+    signature = signing.sign(job_key, signed)
     pipe = client.pipeline()
     pipe.hset(
         key(job_id),
         mapping={
             "kind": "dataset",
-            "model": model,
-            "version": version,
-            "alias": alias,
-            "n": plan.rows,
-            "total": int(plan.chunks.size),
+            **{name: value for name, value in fields.items() if name != "job"},
             "created": repr(created),
-            "spec": json.dumps(spec),
+            "sig": signature,
             "done": 0,
             "rows_done": 0,
         },
     )
-    pipe.set(key(job_id, "plan"), plan.chunks.astype(CHUNK_DTYPE).tobytes())
-    pipe.hset(key(job_id, "files"), mapping={i: json.dumps(f) for i, f in enumerate(plan.files)})
+    pipe.set(key(job_id, "plan"), plan_bytes)
+    pipe.hset(key(job_id, "files"), mapping=files)  # type: ignore[arg-type]
     if plan.errors:
         pipe.set(key(job_id, "refused"), json.dumps(plan.errors))
     for suffix in ("", "plan", "files", "refused"):
@@ -133,7 +142,16 @@ def create(
     pipe.zremrangebyrank(jobstore.JOBS_KEY, 0, -jobstore.JOBS_INDEX_SIZE - 1)
     pipe.execute()
     return DatasetRecord(
-        job_id, model, version, alias, plan.rows, int(plan.chunks.size), created, spec
+        job_id,
+        model,
+        version,
+        alias,
+        plan.rows,
+        int(plan.chunks.size),
+        created,
+        spec,
+        spec_json=fields["spec"],
+        signature=signature,
     )
 
 
@@ -162,6 +180,8 @@ def load(client: redis.Redis, job_id: str) -> DatasetRecord | None:
         submitted=b"submitted" in raw,
         submit_error=raw.get(b"submit_error", b"").decode(),
         dimension=int(raw.get(b"dimension", 0)),
+        spec_json=raw[b"spec"].decode(),
+        signature=raw.get(b"sig", b"").decode(),
     )
 
 
@@ -253,12 +273,19 @@ def send(
     ``priority`` (default :func:`dataset_priority`)."""
     if not force and client.getbit(key(job_id, "sent"), index):
         return False
+    planned = chunk(client, job_id, index)
+    rows = "?"
+    if planned is not None:
+        first = int(planned["first_row"])
+        rows = f"{first}-{first + max(int(planned['rows']), 1) - 1}"
     app.send_task(
         DATASET_TASK,
         kwargs={"job_id": job_id, "index": index, "model": model},
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
         priority=dataset_priority() if priority is None else priority,
+        # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
+        headers={ROWS_HEADER: rows},
     )
     pipe = client.pipeline()
     pipe.setbit(key(job_id, "sent"), index, 1)
