@@ -78,6 +78,8 @@ class EmbeddingClient:
         source: tuple[str, str | None] | None = None,
         dimensions: int | None = None,
         idempotency_key: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> ListJob:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -89,8 +91,9 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
-        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
-        normalizes (refused when larger than the model's dimension).
+        Embedding options (``tasks.contract.options``): ``prompt_name`` (one the model
+        declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
+        first N dimensions, re-normalized when the model normalizes.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -105,7 +108,9 @@ class EmbeddingClient:
         if idempotency_key is not None:
             idempotency.check_key(idempotency_key)
         model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
-        options = embed_options.options_for(self, model, dimensions=dimensions)
+        options = embed_options.options_for(
+            self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
+        )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if idempotency_key is not None:
             wanted = idempotency.digest(

@@ -23,7 +23,7 @@ from producers.gather import poll_delays
 from producers.job import JobClient, JobKind
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
-from tasks.io import parts, scan, sources
+from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -98,6 +98,8 @@ def submit_dataset(
     try:
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -134,9 +136,12 @@ def _record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
     job_key = key_of(client.settings)  # workers refuse a record it did not sign
