@@ -19,6 +19,7 @@ for ``redis://`` and ``rediss://`` URLs.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +28,11 @@ from kombu.exceptions import ContentDisallowed
 from kombu.serialization import loads, prepare_accept_content
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual.base import Empty
+from kombu.utils.json import dumps
 
 import celeryconfig
 from tasks.guards.holders import HolderQoS
+from tasks.jobs import redis_full
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ log = logging.getLogger(__name__)
 ACCEPT = prepare_accept_content(celeryconfig.accept_content)
 #: Characters of a refused item kept in the log line.
 LOGGED_CHARS = 200
+#: Seconds a worker waits after Redis refused a message it took for memory.
+FULL_PAUSE_S = 2.0
 
 
 def _excerpt(raw: Any) -> str:
@@ -84,6 +89,32 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self.connection._callbacks[queue] = self._guarded_callback(queue, no_ack, callback)
         return result
 
+    def _give_back_for_memory(self, queue: str, raw_message: Any, exc: Exception) -> None:
+        """Redis refused to record the message taken (full): put it back where it was,
+        first in line, and pause before taking the next one."""
+        try:
+            priority = self._get_message_priority(raw_message, reverse=False)
+            with self.conn_or_acquire() as client:
+                redis_full.give_back(client, self._q_for_pri(queue, priority), dumps(raw_message))
+        except Exception as error:  # nothing more can be done for it: say so loudly
+            log.critical(
+                "event=message_lost queue=%s reason=%r error=%r item=%s",
+                queue,
+                "Redis is out of memory and refused to take the message back",
+                str(error),
+                _excerpt(raw_message),
+            )
+            return
+        log.error(
+            "event=redis_full queue=%s step=%r action=%r pause_s=%.0f error=%r",
+            queue,
+            "taking a message",
+            "put back on its queue",
+            FULL_PAUSE_S,
+            str(exc),
+        )
+        time.sleep(FULL_PAUSE_S)
+
     def _guarded_callback(
         self, queue: str, no_ack: bool, callback: Callable[[Any], Any]
     ) -> Callable[[Any], Any]:
@@ -97,6 +128,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             except self._broken_link_errors:
                 raise
             except Exception as exc:
+                if redis_full.is_redis_full(exc):
+                    return self._give_back_for_memory(queue, raw_message, exc)
                 log.error(
                     "event=message_refused queue=%s reason=%r error=%r item=%s",
                     queue,

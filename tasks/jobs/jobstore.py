@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from tasks.jobs import redis_full
+
 PREFIX = "embedfleet:job:"
 JOBS_KEY = "embedfleet:jobs"
 #: Recent jobs kept in the ``embedfleet jobs`` index.
@@ -143,13 +145,14 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.sismember(PREFIX + job_id + ":done", index))
 
 
-def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
-    """Record why chunk ``index`` failed."""
-    failed_key = PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, _ttl_s())
-    pipe.execute()
+def mark_failed(
+    client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
+) -> None:
+    """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
+    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason."""
+    redis_full.mark_failed(
+        client, PREFIX + job_id + ":failed", [index], error, _ttl_s(), keep_existing
+    )
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:
