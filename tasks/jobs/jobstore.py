@@ -121,7 +121,9 @@ def load(client: redis.Redis, job_id: str) -> JobRecord | None:
 
 def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]]:
     """Return (indices of finished chunks, {failed chunk index: error})."""
-    pipe = client.pipeline()
+    # Not MULTI: a Redis out of memory refuses every command queued in a transaction,
+    # reads too, and `status` must say what happened then.
+    pipe = client.pipeline(transaction=False)
     pipe.smembers(PREFIX + job_id + ":done")
     pipe.hgetall(PREFIX + job_id + ":failed")
     done_raw, failed_raw = pipe.execute()

@@ -65,13 +65,18 @@ return 1
 """
 
 
+#: What the server says when it refuses a command for memory (kombu wraps it at times).
+OOM_TEXT = "used memory > 'maxmemory'"
+#: Seconds a producer keeps trying a send that a full Redis refuses (workers may drain
+#: the queues meanwhile) before it records the rest as not sent.
+FULL_RETRY_S = 10.0
+
+
 def is_redis_full(exc: BaseException | None) -> bool:
     """True when ``exc`` (or what caused it) is Redis refusing a write for memory."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, OutOfMemoryError):
-            return True
-        if isinstance(exc, ResponseError) and "maxmemory" in str(exc):
+        if isinstance(exc, OutOfMemoryError) or OOM_TEXT in str(exc):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
