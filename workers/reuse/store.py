@@ -187,6 +187,18 @@ class EmbeddingCache:
             }
 
 
+def reuse_key(version: str, prompt: str = "", window: str = "") -> str:
+    """The version part of the cache keys of vectors computed with ``prompt`` put before
+    each text (and, for long texts, under windowing ``window``): a prompt changes the
+    vector, so it keys the entry; dimensions and quantization are applied after the
+    cache and do not."""
+    if prompt:
+        version += "+p" + hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    if window:
+        version += "+w" + window
+    return version
+
+
 def embed_with_cache(
     cache: EmbeddingCache,
     model: str,
