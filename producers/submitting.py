@@ -19,7 +19,7 @@ from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
-from tasks.routing import EMBED_TASK, queue_for
+from tasks.routing import EMBED_TASK, SENT_HEADER, queue_for
 
 if TYPE_CHECKING:
     from producers.client import Job
@@ -61,6 +61,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
                     task_id=jobstore.chunk_task_id(job.id, index),
                     queue=queue,
                     producer=producer,
+                    headers={SENT_HEADER: time.time()},  # the gateway's oldest-chunk age
                     kwargsrepr=f"{{'job_id': '{job.id}', 'index': {index}, "
                     f"'model': '{job.model}', 'texts': <{len(rows)} texts>}}",
                 )
