@@ -20,7 +20,7 @@ from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.jobs import datasets, jobstore, redis_full
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
-from tasks.routing import EMBED_TASK, queue_for
+from tasks.routing import EMBED_TASK, SENT_HEADER, queue_for
 
 #: Seconds without a submit heartbeat after which an unfinished submit is a failure.
 SUBMIT_GRACE_S = datasets.SUBMIT_GRACE_S
@@ -65,6 +65,7 @@ def send_list_chunks(
                     task_id=jobstore.chunk_task_id(job_id, index),
                     queue=queue,
                     producer=producer,
+                    headers={SENT_HEADER: time.time()},  # the gateway's oldest-chunk age
                     kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, "
                     f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
                 )
