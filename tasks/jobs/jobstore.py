@@ -143,13 +143,19 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.sismember(PREFIX + job_id + ":done", index))
 
 
+_MARK_FAILED = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
 def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
-    """Record why chunk ``index`` failed."""
-    failed_key = PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, _ttl_s())
-    pipe.execute()
+    """Record why chunk ``index`` failed (nothing when the job is gone: deleted or
+    expired, so a chunk failing after ``delete`` leaves no key behind)."""
+    keys = [PREFIX + job_id + ":failed", PREFIX + job_id]
+    client.eval(_MARK_FAILED, 2, *keys, index, error, _ttl_s())
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:
