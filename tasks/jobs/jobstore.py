@@ -90,7 +90,7 @@ def create(
             "alias": alias,
         },
     )
-    pipe.expire(key, _ttl_s())
+    pipe.expire(key, result_ttl_s())
     pipe.zadd(JOBS_KEY, {job_id: created})
     pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
     pipe.execute()
@@ -134,7 +134,7 @@ def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
     pipe = client.pipeline()
     pipe.sadd(done_key, index)
     pipe.hdel(failed_key, index)
-    pipe.expire(done_key, _ttl_s())
+    pipe.expire(done_key, result_ttl_s())
     pipe.execute()
 
 
@@ -155,7 +155,7 @@ def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> Non
     """Record why chunk ``index`` failed (nothing when the job is gone: deleted or
     expired, so a chunk failing after ``delete`` leaves no key behind)."""
     keys = [PREFIX + job_id + ":failed", PREFIX + job_id]
-    client.eval(_MARK_FAILED, 2, *keys, index, error, _ttl_s())
+    client.eval(_MARK_FAILED, 2, *keys, index, error, result_ttl_s())
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:
@@ -190,9 +190,12 @@ def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool)
     return "RUNNING" if (done or failed or started) else "PENDING"
 
 
-def _ttl_s() -> int:
+def result_ttl_s() -> int:
     """``EMBEDFLEET_RESULT_TTL_S``, from the settings celeryconfig read (at first use,
     not at import: importing the contract reads no settings)."""
     import celeryconfig
 
     return celeryconfig.RESULT_TTL_S
+
+
+_ttl_s = result_ttl_s  # the name it had before: code in flight on other branches still calls it
