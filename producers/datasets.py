@@ -11,21 +11,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
+import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from producers.job import JobClient, JobKind
 from tasks.contract.options import EmbedOptions
-from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.contract.signing import key_of
+from tasks.io import parts, pinning, scan, sources
+from tasks.jobs import datasets, job_admin, jobstore, redis_full
 from tasks.jobs.redis_retry import retry_while_unreachable
-
-if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ POLL_S = 0.5
 
 
 def submit_dataset(
-    client: EmbeddingClient,
+    client: JobClient,
     source: str,
     model: str | None,
     output: str,
@@ -98,6 +98,8 @@ def submit_dataset(
     try:
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -115,7 +117,7 @@ def submit_dataset(
 
 
 def _record(
-    client: EmbeddingClient,
+    client: JobClient,
     job_id: str,
     model: str,
     version: str,
@@ -134,13 +136,17 @@ def _record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
 
 
@@ -148,9 +154,9 @@ class DatasetJob:
     """A dataset job: follow it with :meth:`status`, wait with :meth:`wait` (no vectors
     are gathered), re-run what failed with :meth:`retry`, drop it with :meth:`delete`."""
 
-    kind = "dataset"
+    kind: JobKind = "dataset"
 
-    def __init__(self, client: EmbeddingClient, record: datasets.DatasetRecord) -> None:
+    def __init__(self, client: JobClient, record: datasets.DatasetRecord) -> None:
         self.client = client
         self.record = record
         self.id = record.id
@@ -166,19 +172,24 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        import producers.submitting as submitting
-
         redis, app = self.client.redis, self.client.app
+        priority = self.client.settings.dataset_priority
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
-                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    lambda i=int(index): datasets.send(
+                        app, redis, self.id, i, self.model, force, priority
+                    ),
                     submitting.SUBMIT_RETRY_S,
                 )
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
         except Exception as exc:
             reason = f"submit stopped after {sent} chunk(s): {type(exc).__name__}: {exc}"
+            if redis_full.is_redis_full(exc):
+                reason = f"submit stopped after {sent} chunk(s): " + redis_full.reason(
+                    "sending chunks", self.id
+                )
             try:
                 retry_while_unreachable(
                     lambda: datasets.mark_submitted(redis, self.id, reason), 5.0
@@ -223,6 +234,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -242,6 +256,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -281,6 +296,9 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -300,7 +318,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from tasks.jobs import redis_full
+
 PREFIX = "embedfleet:job:"
 JOBS_KEY = "embedfleet:jobs"
 #: Recent jobs kept in the ``embedfleet jobs`` index.
@@ -90,7 +92,7 @@ def create(
             "alias": alias,
         },
     )
-    pipe.expire(key, _ttl_s())
+    pipe.expire(key, result_ttl_s())
     pipe.zadd(JOBS_KEY, {job_id: created})
     pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
     pipe.execute()
@@ -119,7 +121,9 @@ def load(client: redis.Redis, job_id: str) -> JobRecord | None:
 
 def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]]:
     """Return (indices of finished chunks, {failed chunk index: error})."""
-    pipe = client.pipeline()
+    # Not MULTI: a Redis out of memory refuses every command queued in a transaction,
+    # reads too, and `status` must say what happened then.
+    pipe = client.pipeline(transaction=False)
     pipe.smembers(PREFIX + job_id + ":done")
     pipe.hgetall(PREFIX + job_id + ":failed")
     done_raw, failed_raw = pipe.execute()
@@ -134,7 +138,7 @@ def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
     pipe = client.pipeline()
     pipe.sadd(done_key, index)
     pipe.hdel(failed_key, index)
-    pipe.expire(done_key, _ttl_s())
+    pipe.expire(done_key, result_ttl_s())
     pipe.execute()
 
 
@@ -143,13 +147,14 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.sismember(PREFIX + job_id + ":done", index))
 
 
-def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
-    """Record why chunk ``index`` failed."""
-    failed_key = PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, _ttl_s())
-    pipe.execute()
+def mark_failed(
+    client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
+) -> None:
+    """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
+    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason."""
+    redis_full.mark_failed(
+        client, PREFIX + job_id + ":failed", [index], error, result_ttl_s(), keep_existing
+    )
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:
@@ -184,9 +189,12 @@ def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool)
     return "RUNNING" if (done or failed or started) else "PENDING"
 
 
-def _ttl_s() -> int:
+def result_ttl_s() -> int:
     """``EMBEDFLEET_RESULT_TTL_S``, from the settings celeryconfig read (at first use,
     not at import: importing the contract reads no settings)."""
     import celeryconfig
 
     return celeryconfig.RESULT_TTL_S
+
+
+_ttl_s = result_ttl_s  # the name it had before: code in flight on other branches still calls it
