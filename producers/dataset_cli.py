@@ -62,7 +62,11 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
         idempotency_key=args.idempotency_key,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print(job.dumps() if args.json else job.text())
+        return 0
     if not (args.wait or jsonl_out):
         return 0
     progress = sys.stderr.isatty() or args.wait

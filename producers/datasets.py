@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import producers.dataset_plan as dataset_plan
 import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, scan, sources
+from tasks.io.plan import DEFAULT_CHUNK_ROWS
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -45,12 +47,14 @@ def submit_dataset(
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
-) -> DatasetJob:
+    dry_run: bool = False,
+) -> Any:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
     ``idempotency_key``: a submit retried with the same key and request gets the job
-    the first made (``producers.idempotency``)."""
+    the first made (``producers.idempotency``). ``dry_run``: plan and estimate only,
+    returns a :class:`producers.dry_run.DryRun` (nothing is recorded or queued)."""
     if window < 1:
         raise UsageError("window must be at least 1")
     if idempotency_key is not None:
@@ -62,15 +66,21 @@ def submit_dataset(
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
     asked = model
-    rows_per_chunk = chunk_rows or scan.DEFAULT_CHUNK_ROWS
     plan = None
     if model is None:  # OpenAI batch input names its model
-        plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=None)
+        plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
         model = plan.openai_model
         if model is None:
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
     model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    if dry_run:
+        from producers import dry_run as dry
+
+        plan = dataset_plan.plan_input(
+            client, files, field, id_field, chunk_rows, asked, model, plan
+        )
+        return dry.for_dataset(client, model, version, plan, dest)
     if idempotency_key is not None:
         wanted = idempotency.digest(
             str(asked or model),
@@ -90,9 +100,12 @@ def submit_dataset(
         if held is not None:
             return idempotency.existing_job(client, held, announce)  # type: ignore[no-any-return]
     try:
-        if plan is None:
-            plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
-        record = _record(client, job_id, model, version, alias, plan, source, dest, window, cache)
+        plan = dataset_plan.plan_input(
+            client, files, field, id_field, chunk_rows, asked, model, plan
+        )
+        record = dataset_plan.record(
+            client, job_id, model, version, alias, plan, source, dest, window, cache
+        )
     except BaseException:
         if idempotency_key is not None:
             idempotency.release(client, idempotency_key, job_id)
@@ -104,34 +117,6 @@ def submit_dataset(
     job = DatasetJob(client, record)
     job.send_window(range(min(window, record.total)))
     return job
-
-
-def _record(
-    client: EmbeddingClient,
-    job_id: str,
-    model: str,
-    version: str,
-    alias: str,
-    plan: scan.Plan,
-    source: str,
-    dest: str,
-    window: int,
-    cache: bool,
-) -> datasets.DatasetRecord:
-    spec = {
-        "input": source,
-        "output": dest,
-        "format": plan.format,
-        "text_field": plan.text_field,
-        "id_field": plan.id_field,
-        "openai_model": plan.openai_model,
-        "window": window,
-        "cache": cache,
-    }
-    redis = client.redis
-    return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
-    )
 
 
 class DatasetJob:

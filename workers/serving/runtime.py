@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.contract.chunking import estimate_tokens
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
 from workers.config.versions import VersionBook, unload_idle_old_versions
@@ -29,6 +30,7 @@ from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
 
 log = logging.getLogger(__name__)
+
 
 class Runtime:
     """Config + cache of one worker process, set up from the worker's ``settings``."""
@@ -95,7 +97,13 @@ class Runtime:
             def encode(batch: list[str]) -> np.ndarray:
                 started = time.perf_counter()
                 vectors = generate_embeddings(loaded, batch)
-                self.encode_costs.record(model, len(batch), time.perf_counter() - started)
+                self.encode_costs.record(
+                    model,
+                    len(batch),
+                    time.perf_counter() - started,
+                    tokens=int(estimate_tokens(batch).sum()),
+                    dimension=int(vectors.shape[1]) if vectors.ndim == 2 else None,
+                )
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
