@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from gateway import embeddings, errors, models
+from gateway import embeddings, errors, files, models
 from gateway.auth import KeyCheck
+from gateway.filestore import FileStore
 from gateway.limits import BodyLimit
 from tasks.contract import catalog
 from tasks.contract.settings import Settings
@@ -26,11 +27,13 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
     app = FastAPI(title="embedfleet", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.client = client
     app.state.settings = settings
+    app.state.files = FileStore(settings.files_at)
     errors.install(app)
     check = KeyCheck(() if no_auth else settings.keys)
     guarded = [Depends(check)]
     app.include_router(embeddings.router, dependencies=guarded)
     app.include_router(models.router, dependencies=guarded)
+    app.include_router(files.router, dependencies=guarded)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

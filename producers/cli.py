@@ -12,6 +12,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+import producers.embed_options as embed_options
 from producers import output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
@@ -139,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "made, and queues nothing (e.g. the orchestrator's run id); another request under "
         "the key is refused",
     )
+    embed_options.add_arguments(sp)
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
@@ -271,6 +273,7 @@ def _submit(args: argparse.Namespace) -> int:
         # scripts read the id before the first chunk is sent
         announce=lambda job_id: print(job_id, flush=True),
         source=(os.path.abspath(args.input), args.field) if args.input else None,
+        **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
         dry_run=args.dry_run,
     )

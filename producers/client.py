@@ -15,6 +15,7 @@ import numpy as np
 from celery import Celery
 from redis.exceptions import RedisError
 
+import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
@@ -103,6 +104,7 @@ class EmbeddingClient:
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
         source: tuple[str, str | None] | None = None,
+        dimensions: int | None = None,
         idempotency_key: str | None = None,
         dry_run: bool = False,
     ) -> Any:
@@ -116,6 +118,8 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
+        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
+        normalizes (refused when larger than the model's dimension).
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -131,6 +135,7 @@ class EmbeddingClient:
         if idempotency_key is not None:
             idempotency.check_key(idempotency_key)
         model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
+        options = embed_options.options_for(self, model, dimensions=dimensions)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
             from producers import dry_run as dry
@@ -146,7 +151,13 @@ class EmbeddingClient:
                 version,
                 idempotency.texts_digest(texts),
                 "",
-                {"key": key, "cache": cache, "max_tokens": max_tokens, "max_texts": max_texts},
+                {
+                    "key": key,
+                    "cache": cache,
+                    "max_tokens": max_tokens,
+                    "max_texts": max_texts,
+                    "embed": options.to_wire(),
+                },
             )
             held = idempotency.claim(self, idempotency_key, job_id, wanted)
             if held is not None:
@@ -165,6 +176,7 @@ class EmbeddingClient:
             raise
         if idempotency_key is not None:
             idempotency.attach(self, idempotency_key, job_id)
+        embed_options.record(self, job_id, options)
         if source is not None:  # `retry` re-reads the file for chunks that were never sent
             retry_while_unreachable(
                 lambda: self.redis.hset(

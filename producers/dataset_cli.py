@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import producers.embed_options as embed_options
 from tasks.io import parts
 
 
@@ -61,6 +62,7 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         chunk_rows=args.chunk_rows,
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
+        **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
         dry_run=args.dry_run,
     )

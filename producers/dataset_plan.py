@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tasks.contract import catalog
+from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
 from tasks.io import scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS, chunk_rows_for
 from tasks.jobs import datasets
@@ -52,6 +54,7 @@ def record(
     dest: str,
     window: int,
     cache: bool,
+    options: EmbedOptions,
 ) -> datasets.DatasetRecord:
     spec = {
         "input": source,
@@ -62,8 +65,10 @@ def record(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        "embed": options.to_wire(),
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )

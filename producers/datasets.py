@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import producers.dataset_plan as dataset_plan
+import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
@@ -48,13 +49,15 @@ def submit_dataset(
     announce: Callable[[str], None] | None = None,
     idempotency_key: str | None = None,
     dry_run: bool = False,
+    **embed: Any,
 ) -> Any:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
     ``idempotency_key``: a submit retried with the same key and request gets the job
     the first made (``producers.idempotency``). ``dry_run``: plan and estimate only,
-    returns a :class:`producers.dry_run.DryRun` (nothing is recorded or queued)."""
+    returns a :class:`producers.dry_run.DryRun` (nothing is recorded or queued).
+    ``embed``: the embedding options (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
     if idempotency_key is not None:
@@ -74,6 +77,7 @@ def submit_dataset(
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
     model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    options = embed_options.options_for(client, model, **embed)
     if dry_run:
         from producers import dry_run as dry
 
@@ -94,6 +98,7 @@ def submit_dataset(
                 "id_field": id_field,
                 "chunk_rows": chunk_rows,
                 "cache": cache,
+                "embed": options.to_wire(),
             },
         )
         held = idempotency.claim(client, idempotency_key, job_id, wanted)
@@ -104,7 +109,7 @@ def submit_dataset(
             client, files, field, id_field, chunk_rows, asked, model, plan
         )
         record = dataset_plan.record(
-            client, job_id, model, version, alias, plan, source, dest, window, cache
+            client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
     except BaseException:
         if idempotency_key is not None:

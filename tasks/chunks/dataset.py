@@ -28,8 +28,9 @@ from tasks.contract.errors import (
     PermanentError,
     TransientError,
 )
-from tasks.io import parts, ranges
-from tasks.jobs import datasets, deliveries
+from tasks.contract.signing import key_of
+from tasks.io import data_roots, parts, ranges
+from tasks.jobs import dataset_trust, datasets, deliveries
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -108,11 +109,16 @@ def _run_range(
     retry = embed.with_redis_retry
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
-    plan = retry(lambda: datasets.chunk(client, job_id, index), "reading the plan")
-    if plan is None:
-        raise InvalidRequest(f"job {job_id} has no chunk {index}")
+    # Signed by this fleet's job key, else nothing is read or written (tasks/jobs/dataset_trust.py)
+    key = key_of(celeryconfig.SETTINGS)
+    plan, file = retry(
+        lambda: dataset_trust.verified_chunk(client, record, index, key), "reading the plan"
+    )
     name = parts.part_name(index)
     output = record.output
+    roots = data_roots.parse(celeryconfig.SETTINGS.data_roots)
+    data_roots.check(file["url"], roots, "read")
+    data_roots.check(output, roots, "write")
     if retry(lambda: datasets.is_done(client, job_id, index), "checking") and parts.exists(
         output, name
     ):
@@ -121,7 +127,6 @@ def _run_range(
         return
     retry(lambda: datasets.mark_started(client, job_id), "marking a job started")
     started = time.perf_counter()
-    file = retry(lambda: datasets.file(client, job_id, int(plan["file"])), "reading files")
     try:
         got = ranges.read_chunk(record.spec, file, plan)
     except (InputError, PermanentError):
@@ -135,7 +140,11 @@ def _run_range(
     encoder = embed.current_encoder()
     if encoder is None:
         raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
-    options = {"version": record.version, "cache": bool(record.spec.get("cache", False))}
+    options = {
+        "version": record.version,
+        "cache": bool(record.spec.get("cache", False)),
+        **record.spec.get("embed", {}),  # the job's EmbedOptions (tasks.contract.options)
+    }
     try:
         vectors, _version = encoder(model, got.texts, options)
     except (PermanentError, TransientError) as exc:

@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from tasks.contract.spec import AliasSpec, ModelConfig, spec_version
+from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
@@ -30,6 +30,8 @@ HEARTBEAT_S = 10.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
 LIVE_S = 3 * HEARTBEAT_S
+#: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
+FACT_KEYS = frozenset({"dimension", "dimensions_supported"})
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,14 @@ class FleetModel:
     #: Seconds one text cost the publishing worker's encode (None until it encoded one):
     #: producers size chunks of cheap models from it (``tasks.contract.chunking.budget_for``).
     seconds_per_text: float | None = None
+    #: What producers check a job's embedding options against (``dimension``,
+    #: ``dimensions_supported``; ``tasks.contract.options.check_for_model``).
+    facts: dict[str, Any] = field(default_factory=dict)
     #: Seconds one estimated token (``tasks.contract.chunking.estimate_tokens``) cost one
     #: worker thread's encode (None until measured): dry runs estimate durations from it.
     seconds_per_token: float | None = None
-    #: Width of the vectors the model returned (0 until it encoded once).
+    #: Width of the vectors the model returned as measured (``encoded_dimension``), else
+    #: its config's ``dimension``; 0 when neither is known.
     dimension: int = 0
 
 
@@ -92,7 +98,7 @@ def entry_for(
         "heartbeat": time.time(),
         "served": sorted(served),
         "models": {
-            name: {"version": spec_version(spec), "type": spec.type}
+            name: {"version": spec_version(spec), "type": spec.type, **model_facts(spec)}
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
@@ -100,6 +106,12 @@ def entry_for(
     }
     _set_costs(entry, costs)
     return entry
+
+
+def model_facts(spec: ModelSpec) -> dict[str, Any]:
+    """What a model's entry tells producers about the options it takes (the fields set)."""
+    facts = {"dimension": spec.dimension, "dimensions_supported": spec.dimensions_supported}
+    return {k: v for k, v in facts.items() if v is not None}
 
 
 def _set_costs(entry: dict[str, Any], costs: Costs | None) -> None:
@@ -173,8 +185,14 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
                 worker,
                 published,
                 _positive(model.get("seconds_per_text")) or (known and known.seconds_per_text),
+                {k: v for k, v in model.items() if k in FACT_KEYS},
                 _positive(model.get("seconds_per_token")) or (known and known.seconds_per_token),
-                int(_positive(model.get("dimension")) or (known and known.dimension) or 0),
+                int(
+                    _positive(model.get("encoded_dimension"))
+                    or (known and known.dimension)
+                    or _positive(model.get("dimension"))
+                    or 0
+                ),
             )
         for name, reason in (entry.get("errors") or {}).items():
             catalog.errors[str(name)] = str(reason)

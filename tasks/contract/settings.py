@@ -134,6 +134,18 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="`1`: JSON log lines instead of key=value text")
     state_dir: Path = Field(Path("~/.embedfleet"), description="pid files and logs of `up`/`demo`")
 
+    # -- trust (tasks/contract/signing.py, tasks/io/data_roots.py) ----------------------
+    job_key: SecretStr | None = Field(
+        None,
+        description="the key producers sign dataset jobs with and workers check (the same "
+        "everywhere; unset: `job.key` in the state folder, one machine)",
+    )
+    data_roots: str = Field(
+        "",
+        description="comma-separated folders and `s3://` prefixes workers may read inputs "
+        "from and write parts to (empty: anywhere but /proc, /sys, /dev)",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any, **__: Any
@@ -155,6 +167,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {sorted(_LEVELS)}")
         return level
 
+    @field_validator("job_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("model_cache", "model_store", "state_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -172,6 +191,8 @@ class Settings(BaseSettings):
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: Variables whose value an error never shows.
+_SECRETS = {PREFIX + "JOB_KEY"}
 
 
 def env_name(field: str) -> str:
@@ -209,5 +230,6 @@ def _one_line(exc: ValidationError, values: dict[str, str]) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         name = env_name(field) if field in Settings.model_fields else field
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}={values.get(name, '')!r}: {message}")
+        shown = "***" if name in _SECRETS else values.get(name, "")
+        parts.append(f"{name}={shown!r}: {message}")
     return "; ".join(parts)

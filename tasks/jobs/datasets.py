@@ -4,8 +4,9 @@ Keys (all expire after ``celeryconfig.RESULT_TTL_S``; ``embedfleet delete`` drop
 
 - ``embedfleet:job:<id>``          hash: kind=dataset, model, version, alias, n (rows),
                                     total (chunks), created, started, finished, spec
-                                    (JSON: format, fields, output, window), done and
-                                    rows_done counters, dimension, submitted, cancelled
+                                    (JSON: format, fields, output, window), sig (the
+                                    job key's signature, ``tasks.contract.signing``), done
+                                    and rows_done counters, dimension, submitted, cancelled
 - ``embedfleet:job:<id>:plan``     string: 40 bytes per chunk (``tasks.io.scan``), read
                                     by a worker with GETRANGE for its own chunk
 - ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, columns}
@@ -36,6 +37,7 @@ import redis
 from celery import Celery
 
 import celeryconfig
+from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
 from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
@@ -86,6 +88,9 @@ class DatasetRecord:
     submitted: bool = False
     submit_error: str = ""
     dimension: int = 0
+    #: The spec as stored (the bytes the job key signed) and the signature.
+    spec_json: str = ""
+    signature: str = ""
 
     @property
     def output(self) -> str:
@@ -108,28 +113,32 @@ def create(
     alias: str,
     plan: Plan,
     spec: dict[str, Any],
+    job_key: bytes,
 ) -> DatasetRecord:
-    """Write a dataset job's record, plan and files (before any chunk is sent)."""
+    """Write a dataset job's record, plan and files (before any chunk is sent), signed
+    with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise."""
     created = time.time()
     ttl = celeryconfig.RESULT_TTL_S
+    total = int(plan.chunks.size)
+    fields = signing.job_fields(job_id, model, version, alias, plan.rows, total, json.dumps(spec))
+    plan_bytes = plan.chunks.astype(CHUNK_DTYPE).tobytes()
+    files = {i: json.dumps(f) for i, f in enumerate(plan.files)}
+    signed = signing.message(fields, signing.digest(plan_bytes), signing.files_digest(files))
+    signature = signing.sign(job_key, signed)
     pipe = client.pipeline()
     pipe.hset(
         key(job_id),
         mapping={
             "kind": "dataset",
-            "model": model,
-            "version": version,
-            "alias": alias,
-            "n": plan.rows,
-            "total": int(plan.chunks.size),
+            **{name: value for name, value in fields.items() if name != "job"},
             "created": repr(created),
-            "spec": json.dumps(spec),
+            "sig": signature,
             "done": 0,
             "rows_done": 0,
         },
     )
-    pipe.set(key(job_id, "plan"), plan.chunks.astype(CHUNK_DTYPE).tobytes())
-    pipe.hset(key(job_id, "files"), mapping={i: json.dumps(f) for i, f in enumerate(plan.files)})
+    pipe.set(key(job_id, "plan"), plan_bytes)
+    pipe.hset(key(job_id, "files"), mapping=files)  # type: ignore[arg-type]
     if plan.errors:
         pipe.set(key(job_id, "refused"), json.dumps(plan.errors))
     for suffix in ("", "plan", "files", "refused"):
@@ -138,7 +147,16 @@ def create(
     pipe.zremrangebyrank(jobstore.JOBS_KEY, 0, -jobstore.JOBS_INDEX_SIZE - 1)
     pipe.execute()
     return DatasetRecord(
-        job_id, model, version, alias, plan.rows, int(plan.chunks.size), created, spec
+        job_id,
+        model,
+        version,
+        alias,
+        plan.rows,
+        int(plan.chunks.size),
+        created,
+        spec,
+        spec_json=fields["spec"],
+        signature=signature,
     )
 
 
@@ -167,6 +185,8 @@ def load(client: redis.Redis, job_id: str) -> DatasetRecord | None:
         submitted=b"submitted" in raw,
         submit_error=raw.get(b"submit_error", b"").decode(),
         dimension=int(raw.get(b"dimension", 0)),
+        spec_json=raw[b"spec"].decode(),
+        signature=raw.get(b"sig", b"").decode(),
     )
 
 

@@ -20,6 +20,7 @@ from tasks.io.readers import read_texts
 from tests.conftest import free_port
 from tests.plugins import POISON
 from tests.support import SAMPLE, WorkerProcess, default_entry, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,9 +148,7 @@ def test_worker_logs_are_json_lines(metrics_worker):
     proc, client, _, _ = metrics_worker
     job = client.submit(["one json line please"], model=HASH)
     job.wait(timeout=120)
-    deadline = time.monotonic() + 30
-    while job.id not in proc.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: job.id in proc.log(), 30, "the job's lines in the worker log")
     lines = [line for line in proc.log().splitlines() if line.strip()]
     # every log record is a JSON object (Celery's start banner is printed, not logged)
     records = [json.loads(line) for line in lines if line.startswith("{")]

@@ -47,7 +47,7 @@ class EncodeCosts:
                 self._dimension[model] = dimension
 
     def stats(self) -> dict[str, dict[str, float]]:
-        """model -> ``seconds_per_text``, ``seconds_per_token`` and ``dimension`` (what
+        """model -> ``seconds_per_text``, ``seconds_per_token`` and ``encoded_dimension`` (what
         is known so far), published in the fleet catalog for producers' estimates."""
         with self._lock:
             out: dict[str, dict[str, float]] = {}
@@ -59,7 +59,7 @@ class EncodeCosts:
                 if t_count:
                     entry["seconds_per_token"] = t_spent / t_count
                 if model in self._dimension:
-                    entry["dimension"] = self._dimension[model]
+                    entry["encoded_dimension"] = self._dimension[model]
                 out[model] = entry
             return out
 
