@@ -138,7 +138,7 @@ class EmbeddingClient:
         options = embed_options.options_for(self, model, dimensions=dimensions)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
-            from producers import dry_run as dry
+            import producers.dry_run as dry
 
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             _, bounds = plan_chunks(

@@ -79,7 +79,7 @@ def submit_dataset(
     model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
     options = embed_options.options_for(client, model, **embed)
     if dry_run:
-        from producers import dry_run as dry
+        import producers.dry_run as dry
 
         plan = dataset_plan.plan_input(
             client, files, field, id_field, chunk_rows, asked, model, plan
