@@ -63,6 +63,7 @@ def record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),

@@ -108,6 +108,8 @@ def submit_dataset(
         plan = dataset_plan.plan_input(
             client, files, field, id_field, chunk_rows, asked, model, plan
         )
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = dataset_plan.record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -203,6 +205,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -222,6 +227,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -261,6 +267,9 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -280,7 +289,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

@@ -26,12 +26,14 @@ from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = 5.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
-LIVE_S = 3 * HEARTBEAT_S
+#: Six beats, the default ``EMBEDFLEET_WORKER_LAPSE_S`` (30 s) after which the fleet
+#: gives a silent worker's chunks to others (``tasks.jobs.reclaim``).
+LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
-FACT_KEYS = frozenset({"dimension", "dimensions_supported"})
+FACT_KEYS = frozenset({"dimension", "dimensions_supported", "prompts", "default_prompt_name"})
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,13 @@ def entry_for(
     config: ModelConfig,
     served: list[str],
     costs: Costs | None = None,
+    facts: dict[str, dict[str, Any]] | None = None,
     concurrency: int = 1,
 ) -> dict[str, Any]:
     """The publication of one worker serving ``config`` (``costs``: what its encodes
-    cost, per model; ``concurrency``: its pool threads, each running one chunk)."""
+    cost, per model; ``facts``: per model, what the worker knows beyond the entry, e.g.
+    the prompts its folder declares; ``concurrency``: its pool threads, each running one
+    chunk)."""
     entry = {
         "worker": worker,
         "concurrency": concurrency,
@@ -98,7 +103,12 @@ def entry_for(
         "heartbeat": time.time(),
         "served": sorted(served),
         "models": {
-            name: {"version": spec_version(spec), "type": spec.type, **model_facts(spec)}
+            name: {
+                "version": spec_version(spec),
+                "type": spec.type,
+                **model_facts(spec),
+                **(facts or {}).get(name, {}),
+            }
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
@@ -110,7 +120,13 @@ def entry_for(
 
 def model_facts(spec: ModelSpec) -> dict[str, Any]:
     """What a model's entry tells producers about the options it takes (the fields set)."""
-    facts = {"dimension": spec.dimension, "dimensions_supported": spec.dimensions_supported}
+    facts: dict[str, Any] = {
+        "dimension": spec.dimension,
+        "dimensions_supported": spec.dimensions_supported,
+        "default_prompt_name": spec.default_prompt_name,
+    }
+    if spec.type != "sentence_transformer":  # else its folder may declare more
+        facts["prompts"] = dict(spec.prompts or {})
     return {k: v for k, v in facts.items() if v is not None}
 
 
@@ -129,10 +145,11 @@ def publish(
     config: ModelConfig,
     served: list[str],
     costs: Costs | None = None,
+    facts: dict[str, dict[str, Any]] | None = None,
     concurrency: int = 1,
 ) -> None:
-    """Record what ``worker`` serves now (boot, reload)."""
-    entry = entry_for(worker, config, served, costs, concurrency)
+    """Record what ``worker`` serves now (boot, reload; ``facts``: see :func:`entry_for`)."""
+    entry = entry_for(worker, config, served, costs, facts, concurrency)
     client.hset(CATALOG_KEY, worker, json.dumps(entry))
 
 

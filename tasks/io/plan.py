@@ -40,6 +40,8 @@ class Plan:
     chunks: np.ndarray  # CHUNK_DTYPE
     rows: int
     openai_model: str | None = None  # the model OpenAI requests must name (None: any)
+    #: The ``dimensions`` every OpenAI request must ask for (0: the model's; None: any).
+    openai_dimensions: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)  # OpenAI requests refused
 
 

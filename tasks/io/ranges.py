@@ -36,7 +36,9 @@ def read_chunk(spec: dict[str, Any], file: dict[str, Any], chunk: Any) -> rows.R
                 data, url, first + 2, file["columns"], spec["text_field"], spec["id_field"]
             )
         elif fmt == "openai":
-            got = openai.parse(data, url, 1, first, spec.get("openai_model"))
+            got = openai.parse(
+                data, url, 1, first, spec.get("openai_model"), spec.get("openai_dimensions")
+            )
         else:
             raise InputError(f"unknown input format {fmt!r}")
     if len(got.texts) != int(chunk["rows"]):

@@ -34,6 +34,7 @@ class Rows:
     ids: list[str | None] | None = None
     requests: list[int] | None = None
     positions: list[int] | None = None
+    base64: list[bool] | None = None  # OpenAI: the row's request asks for base64
 
 
 def decode(data: bytes, url: str, first_line: int) -> str:

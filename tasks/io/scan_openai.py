@@ -33,6 +33,7 @@ def plan_openai(files: list[InputFile], chunk_rows: int, max_bytes: int, model: 
     errors: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
     judge_model, request, total = None, 0, 0
+    judge_dimensions: int | None = None  # set by the first served request
     for index, f in enumerate(files):
         start, pending, first_request, last_end = 0, 0, request, 0
         for end, raw in _lines(f.url):
@@ -43,7 +44,7 @@ def plan_openai(files: list[InputFile], chunk_rows: int, max_bytes: int, model: 
             last_end = end
             if not raw.strip():
                 continue
-            judged = openai.judge(rows.decode(raw, f.url, 1), judge_model)
+            judged = openai.judge(rows.decode(raw, f.url, 1), judge_model, judge_dimensions)
             if judged.error:
                 errors.append(
                     {
@@ -53,8 +54,11 @@ def plan_openai(files: list[InputFile], chunk_rows: int, max_bytes: int, model: 
                         "message": judged.error[1],
                     }
                 )
-            elif model is None and judge_model is None and judged.model:
-                judge_model = judged.model
+            else:
+                if model is None and judge_model is None and judged.model:
+                    judge_model = judged.model
+                if judge_dimensions is None:
+                    judge_dimensions = judged.dimensions or 0
             pending += len(judged.texts)
             request += 1
         if pending:
@@ -74,5 +78,6 @@ def plan_openai(files: list[InputFile], chunk_rows: int, max_bytes: int, model: 
         np.array(out, dtype=CHUNK_DTYPE),
         total,
         openai_model=judge_model if model is None else None,
+        openai_dimensions=judge_dimensions,
         errors=errors,
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.contract import catalog
+from workers.models.prompts import published_facts
 from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Publisher:
                 runtime.config,
                 runtime.served_models(),
                 runtime.encode_costs.stats(),
+                published_facts(runtime.config),
                 self.concurrency,
             )
         except Exception as exc:  # Redis away: the next beat publishes again
