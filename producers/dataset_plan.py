@@ -1,16 +1,13 @@
 """Planning a dataset job before it is queued: its chunks sized to the job and the
-fleet, and its record (shared by ``submit_dataset`` and dry runs)."""
+fleet (shared by ``submit_dataset`` and dry runs)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from tasks.contract import catalog
-from tasks.contract.options import EmbedOptions
-from tasks.contract.signing import key_of
 from tasks.io import scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS, chunk_rows_for
-from tasks.jobs import datasets
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -41,35 +38,3 @@ def plan_input(
     if sized < rows:
         plan = scan.plan(files, field, id_field, chunk_rows=sized, model=asked)
     return plan
-
-
-def record(
-    client: EmbeddingClient,
-    job_id: str,
-    model: str,
-    version: str,
-    alias: str,
-    plan: scan.Plan,
-    source: str,
-    dest: str,
-    window: int,
-    cache: bool,
-    options: EmbedOptions,
-) -> datasets.DatasetRecord:
-    spec = {
-        "input": source,
-        "output": dest,
-        "format": plan.format,
-        "text_field": plan.text_field,
-        "id_field": plan.id_field,
-        "openai_model": plan.openai_model,
-        "openai_dimensions": plan.openai_dimensions,
-        "window": window,
-        "cache": cache,
-        "embed": options.to_wire(),
-    }
-    redis = client.redis
-    job_key = key_of(client.settings)  # workers refuse a record it did not sign
-    return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
-    )

@@ -11,22 +11,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import producers.dataset_plan as dataset_plan
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
+import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
-from tasks.io import parts, scan, sources
+from producers.job import JobClient, JobKind
+from tasks.contract.options import EmbedOptions
+from tasks.contract.signing import key_of
+from tasks.io import parts, pinning, scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
-
-if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ POLL_S = 0.5
 
 
 def submit_dataset(
-    client: EmbeddingClient,
+    client: JobClient,
     source: str,
     model: str | None,
     output: str,
@@ -110,7 +111,7 @@ def submit_dataset(
         )
         if plan.openai_dimensions:  # the batch's body.dimensions
             options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
-        record = dataset_plan.record(
+        record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
     except BaseException:
@@ -126,13 +127,47 @@ def submit_dataset(
     return job
 
 
+def _record(
+    client: JobClient,
+    job_id: str,
+    model: str,
+    version: str,
+    alias: str,
+    plan: scan.Plan,
+    source: str,
+    dest: str,
+    window: int,
+    cache: bool,
+    options: EmbedOptions,
+) -> datasets.DatasetRecord:
+    spec = {
+        "input": source,
+        "output": dest,
+        "format": plan.format,
+        "text_field": plan.text_field,
+        "id_field": plan.id_field,
+        "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
+        "window": window,
+        "cache": cache,
+        "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
+    }
+    redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
+    return retry_while_unreachable(  # type: ignore[no-any-return]
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
+    )
+
+
 class DatasetJob:
     """A dataset job: follow it with :meth:`status`, wait with :meth:`wait` (no vectors
     are gathered), re-run what failed with :meth:`retry`, drop it with :meth:`delete`."""
 
-    kind = "dataset"
+    kind: JobKind = "dataset"
 
-    def __init__(self, client: EmbeddingClient, record: datasets.DatasetRecord) -> None:
+    def __init__(self, client: JobClient, record: datasets.DatasetRecord) -> None:
         self.client = client
         self.record = record
         self.id = record.id
@@ -148,14 +183,15 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        import producers.submitting as submitting
-
         redis, app = self.client.redis, self.client.app
+        priority = self.client.settings.dataset_priority
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
-                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    lambda i=int(index): datasets.send(
+                        app, redis, self.id, i, self.model, force, priority
+                    ),
                     submitting.SUBMIT_RETRY_S,
                 )
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))

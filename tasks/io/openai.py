@@ -103,6 +103,12 @@ def judge(line: str, batch_model: str | None, batch_dimensions: int | None = Non
     )
 
 
+def duplicate(custom_id: str, first: int) -> Request:
+    """The refusal of a request whose custom_id an earlier request (number ``first``,
+    0-based) already holds."""
+    return _bad(custom_id, f"duplicate custom_id {custom_id!r} (request {first + 1} has it)")
+
+
 def _bad(custom_id: str | None, message: str) -> Request:
     return Request(custom_id, None, [], ("invalid_request", message))
 
@@ -114,14 +120,19 @@ def parse(
     first_request: int,
     model: str | None,
     dimensions: int | None = None,
+    skip: frozenset[int] = frozenset(),
 ) -> Rows:
-    """Rows of the requests in ``data`` (request numbers count non-blank lines)."""
+    """Rows of the requests in ``data`` (request numbers count non-blank lines);
+    requests numbered in ``skip`` (duplicate custom_ids, refused at scan) give none."""
     out = Rows(ids=[], requests=[], positions=[], base64=[])
     assert out.ids is not None and out.requests is not None and out.positions is not None
     assert out.base64 is not None
     request = first_request
     for line in split_lines(decode(data, url, first_line)):
         if not line.strip():
+            continue
+        if request in skip:
+            request += 1
             continue
         judged = judge(line, model, dimensions)
         for position, text in enumerate(judged.texts):

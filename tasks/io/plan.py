@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 
-#: One chunk of the plan (40 bytes): file index, rows, range start/stop (bytes, or rows
+#: One chunk of the plan (48 bytes): file index, rows, range start/stop (bytes, or rows
 #: within the file for parquet), first row over the whole input, first record (the
-#: request number for OpenAI input, else the first row within the file).
+#: request number for OpenAI input, the first line for jsonl, else the first row within
+#: the file), and the xxh3-64 hash of the range's bytes (``tasks.io.pinning``; 0 for
+#: parquet, pinned by its footer).
 CHUNK_DTYPE = np.dtype(
     [
         ("file", "<i4"),
@@ -19,6 +21,7 @@ CHUNK_DTYPE = np.dtype(
         ("stop", "<i8"),
         ("first_row", "<i8"),
         ("first_record", "<i8"),
+        ("hash", "<u8"),
     ]
 )
 #: Rows of one chunk (one parquet part each).
