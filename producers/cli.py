@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (RedisError, OperationalError, ConnectionError) as exc:
         from producers.fleet import describe_url
+        from tasks.jobs.redis_full import is_redis_full
+
+        if is_redis_full(exc):
+            print(
+                f"embedfleet: Redis at {describe_url()} is out of memory (used memory above "
+                f"its maxmemory) and refused a write: free memory or raise maxmemory",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
 
         print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,7 +26,7 @@ from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs import datasets, job_admin, jobstore, redis_full
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,10 @@ class DatasetJob:
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
         except Exception as exc:
             reason = f"submit stopped after {sent} chunk(s): {type(exc).__name__}: {exc}"
+            if redis_full.is_redis_full(exc):
+                reason = f"submit stopped after {sent} chunk(s): " + redis_full.reason(
+                    "sending chunks", self.id
+                )
             try:
                 retry_while_unreachable(
                     lambda: datasets.mark_submitted(redis, self.id, reason), 5.0

@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Any
 
+import redis
 from celery import Task
 
 import celeryconfig
@@ -26,11 +27,12 @@ from tasks.contract.errors import (
     InvalidRequest,
     JobCancelled,
     PermanentError,
+    RedisMemoryFull,
     TransientError,
 )
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries
+from tasks.jobs import dataset_trust, datasets, deliveries, redis_full
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
             return
         job_id, index = chunk
         client = self.app.backend.client
-        message = f"{type(exc).__name__}: {exc}"
+        message = embed.failure_message(exc, job_id)
 
         def record() -> None:
             found = datasets.load(client, job_id)
@@ -60,7 +62,13 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
 
             jobstore.mark_failed(client, job_id, index, message)
             if not isinstance(exc, JobCancelled):
-                datasets.feed(self.app, client, found, index)
+                try:
+                    datasets.feed(self.app, client, found, index)
+                except redis.ResponseError as error:
+                    if not redis_full.is_redis_full(error):
+                        raise
+                    # the next chunks stay unsent: `retry` sends them once there is room
+                    log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
 
@@ -93,12 +101,16 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         log.warning("event=dataset_chunk_orphan job=%s chunk=%d", job_id, index)
         return  # deleted or expired: nothing to do, nothing to record
     task_id, attempt = str(self.request.id), self.request.retries
-    delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
     try:
-        embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
-        _run_range(self, record, job_id, index, model)
-    finally:
-        retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+        delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
+        try:
+            embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+            _run_range(self, record, job_id, index, model)
+        finally:
+            retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+    except RedisMemoryFull as exc:
+        embed.record_redis_full(client, job_id, index, exc)
+        raise
 
 
 def _run_range(

@@ -39,7 +39,7 @@ from celery import Celery
 from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
-from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
+from tasks.routing import DATASET_TASK, ROWS_HEADER, SENT_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
@@ -285,7 +285,7 @@ def send(
         queue=queue_for(model),
         priority=dataset_priority() if priority is None else priority,
         # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
-        headers={ROWS_HEADER: rows},
+        headers={ROWS_HEADER: rows, SENT_HEADER: time.time()},
     )
     pipe = client.pipeline()
     pipe.setbit(key(job_id, "sent"), index, 1)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import redis
 
 import celeryconfig
+from tasks.jobs import redis_full
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,8 @@ def start_heartbeat(client: redis.Redis) -> None:
 
 def _beat_once(client: redis.Redis, me: str) -> None:
     try:
-        client.set(ALIVE_PREFIX + me, "1", px=int(ALIVE_TTL_S * 1000))
-    except redis.RedisError as exc:  # Redis restarting (or full): the next beat tries again
+        redis_full.set_px(client, ALIVE_PREFIX + me, "1", int(ALIVE_TTL_S * 1000))
+    except redis.RedisError as exc:  # Redis restarting: the next beat tries again
         log.warning("event=heartbeat_failed worker=%s error=%r", me, str(exc))
 
 
