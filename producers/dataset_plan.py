@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import producers.resolving as resolving
 from tasks.contract import catalog
 from tasks.io import scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS, chunk_rows_for
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
+    from producers.job import JobClient
 
 
 def plan_input(
-    client: EmbeddingClient,
+    client: JobClient,
     files: list[sources.InputFile],
     field: str | None,
     id_field: str | None,
@@ -34,7 +35,7 @@ def plan_input(
     if chunk_rows is not None:
         return plan
     threads = retry_while_unreachable(lambda: catalog.live_threads(client.redis, model))
-    sized = chunk_rows_for(plan.rows, threads, client.seconds_per_text(model))
+    sized = chunk_rows_for(plan.rows, threads, resolving.seconds_per_text(client.redis, model))
     if sized < rows:
         plan = scan.plan(files, field, id_field, chunk_rows=sized, model=asked)
     return plan

@@ -29,7 +29,7 @@ from tasks.io.plan import CHUNK_OVERHEAD_S
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
+    from producers.job import JobClient
     from tasks.io.scan import Plan
 
 #: Chunks of a dataset job read to estimate its tokens (first, middle, last).
@@ -81,7 +81,7 @@ class DryRun:
 
 
 def for_list(
-    client: EmbeddingClient, model: str, version: str, texts: list[str], bounds: np.ndarray
+    client: JobClient, model: str, version: str, texts: list[str], bounds: np.ndarray
 ) -> DryRun:
     lengths = utf8_lengths(texts)
     tokens = int(estimate_tokens(texts, lengths=lengths).sum())
@@ -100,9 +100,7 @@ def for_list(
     )
 
 
-def for_dataset(
-    client: EmbeddingClient, model: str, version: str, plan: Plan, output: str
-) -> DryRun:
+def for_dataset(client: JobClient, model: str, version: str, plan: Plan, output: str) -> DryRun:
     from tasks.io.ranges import read_chunk
 
     spec = {
@@ -136,7 +134,7 @@ def for_dataset(
 
 
 def _estimate(
-    client: EmbeddingClient,
+    client: JobClient,
     kind: str,
     model: str,
     version: str,
