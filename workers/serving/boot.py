@@ -21,7 +21,13 @@ from workers.memory.watchdog import start_watchdog
 from workers.models.fidelity import set_min_cosine_bar
 from workers.observability.endpoint import start_metrics
 from workers.serving.chunk_events import install_chunk_events
-from workers.serving.process import build_runtime, embed_texts, get_runtime, set_runtime
+from workers.serving.process import (
+    build_runtime,
+    current_runtime,
+    embed_texts,
+    get_runtime,
+    set_runtime,
+)
 from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.threads import configure_threads
 from workers.sources.s3 import set_model_cache_dir
@@ -75,3 +81,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     stop_publisher()
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.close()
