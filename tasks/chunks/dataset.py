@@ -69,6 +69,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
                         raise
                     # the next chunks stay unsent: `retry` sends them once there is room
                     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
+                    redis_full.stop_window(client, datasets.key(job_id), job_id)
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
 

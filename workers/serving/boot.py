@@ -47,7 +47,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         )
     # The environment is read here, once; what follows takes its values from `settings`.
     settings = load_settings()
-    configure_threads(int(getattr(sender, "concurrency", 1) or 1), settings.threads)
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
     set_runtime(build_runtime(settings))
@@ -56,7 +57,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # Published before the worker consumes, so a producer that sees it ready finds its models.
     app = getattr(sender, "app", None)
     if app is not None:
-        start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
+        start_publisher(
+            str(getattr(sender, "hostname", "worker")),
+            app.backend.client,
+            get_runtime,
+            concurrency,
+        )
         # Alive before it takes a chunk; gives back the chunks of workers that died.
         start_heartbeat(app.backend.client)
         Reclaimer(app.backend.client, app.connection_for_write).start()
