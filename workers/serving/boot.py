@@ -48,7 +48,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         )
     # The environment is read here, once; what follows takes its values from `settings`.
     settings = load_settings()
-    configure_threads(int(getattr(sender, "concurrency", 1) or 1), settings.threads)
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
     runtime = build_runtime(settings)
@@ -58,7 +59,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     install_chunk_events()  # Celery task signals -> chunk_finished events
     # Published before the worker consumes, so a producer that sees it ready finds its models.
     if app is not None:
-        start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
+        start_publisher(
+            str(getattr(sender, "hostname", "worker")),
+            app.backend.client,
+            get_runtime,
+            concurrency,
+        )
         # Alive before it takes a chunk; gives back the chunks of workers that died.
         start_heartbeat(app.backend.client)
         Reclaimer(app.backend.client, app.connection_for_write).start()
