@@ -130,3 +130,10 @@ def set_px(client: Any, key: str, value: str, px: int) -> None:
     """``SET key value PX px``, even on a full Redis (a worker's heartbeat: a full
     Redis must not make every worker look dead)."""
     _eval(client, _SET_PX, [key], [value, px])
+
+
+def stop_window(client: Any, job_key: str, job_id: str) -> None:
+    """A dataset job whose window could not move on (its next chunk not sent for memory)
+    is failed with the reason, instead of waiting for ever; ``retry`` sends the rest."""
+    if client.hget(job_key, "kind") == b"dataset":
+        hset(client, job_key, "submit_error", reason("sending the next chunks", job_id))
