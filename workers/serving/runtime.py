@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.contract.chunking import estimate_tokens
 from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
@@ -108,7 +109,13 @@ class Runtime:
             def encode(batch: list[str]) -> np.ndarray:
                 started = time.perf_counter()
                 vectors = generate_embeddings(loaded, batch, prompt)
-                self.encode_costs.record(model, len(batch), time.perf_counter() - started)
+                self.encode_costs.record(
+                    model,
+                    len(batch),
+                    time.perf_counter() - started,
+                    tokens=int(estimate_tokens(batch).sum()),
+                    dimension=int(vectors.shape[1]) if vectors.ndim == 2 else None,
+                )
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
