@@ -150,9 +150,7 @@ def _run_range(
             f"must be readable by every worker at the same path (same machine or a shared "
             f"filesystem); use s3:// when workers run elsewhere"
         ) from exc
-    encoder = embed.current_encoder()
-    if encoder is None:
-        raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
+    encoder = embed.encoder_of(self.app)
     options = {
         "version": record.version,
         "cache": bool(record.spec.get("cache", False)),

@@ -1,7 +1,9 @@
 """Worker boot: threads, config, cache, events, metrics, preloads, control commands.
 
-Listed in ``app.conf.imports`` (tasks/app.py), so a worker started either way
-(``embedfleet worker`` or ``celery -A tasks worker``) imports it; producers never do.
+Imported by the worker's entry point (``workers.serving.main``), and named in
+celeryconfig's ``imports`` for ``celery -A tasks worker``; producers never import it. At
+``worker_init`` it builds this process's runtime and hands its encoder to the app the
+worker runs (``tasks.app.FleetApp.encoder``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
-from tasks.chunks.embed import install_encoder
+from tasks.app import app as default_app
 from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
@@ -24,7 +26,6 @@ from workers.serving.chunk_events import install_chunk_events
 from workers.serving.process import (
     build_runtime,
     current_runtime,
-    embed_texts,
     get_runtime,
     set_runtime,
 )
@@ -51,11 +52,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
-    set_runtime(build_runtime(settings))
-    install_encoder(embed_texts)
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    app = getattr(sender, "app", None) or default_app
+    app.encoder = runtime.embed  # the chunk tasks encode through this process's runtime
     install_chunk_events()  # Celery task signals -> chunk_finished events
     # Published before the worker consumes, so a producer that sees it ready finds its models.
-    app = getattr(sender, "app", None)
     if app is not None:
         start_publisher(
             str(getattr(sender, "hostname", "worker")),
