@@ -254,7 +254,7 @@ def test_tokens_and_truncated_equal_the_tokenizer_counts(fleet, e5_folder, tmp_p
     from producers.output import write_job
 
     write_job(job, tmp_path / "out.parquet", progress=False)
-    table = pq.read_table(tmp_path / "out.parquet").sort_by("index")
+    table = pq.read_table(tmp_path / "out.parquet").sort_by("row")
     assert table.column("tokens").to_pylist() == want_tokens.tolist()
     assert table.column("truncated").to_pylist() == want_truncated.tolist()
     write_job(job, tmp_path / "out.jsonl", progress=False)
