@@ -142,6 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
     )
     sp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and estimate (rows, chunks, tokens, duration, output size); queue nothing",
+    )
+    sp.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    sp.add_argument(
         "--idempotency-key",
         help="a retried submit with this key and the same request gets the job the first "
         "made, and queues nothing (e.g. the orchestrator's run id); another request under "
@@ -282,7 +288,11 @@ def _submit(args: argparse.Namespace) -> int:
         source=(os.path.abspath(args.input), args.field) if args.input else None,
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print(job.dumps() if args.json else job.text())
+        return EXIT_OK
     progress = sys.stderr.isatty() or args.wait
     if out is not None:
         ids = rows.ids if rows is not None else None

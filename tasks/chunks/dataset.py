@@ -69,6 +69,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
                         raise
                     # the next chunks stay unsent: `retry` sends them once there is room
                     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
+                    redis_full.stop_window(client, datasets.key(job_id), job_id)
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
 
@@ -149,9 +150,7 @@ def _run_range(
             f"must be readable by every worker at the same path (same machine or a shared "
             f"filesystem); use s3:// when workers run elsewhere"
         ) from exc
-    encoder = embed.current_encoder()
-    if encoder is None:
-        raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
+    encoder = embed.encoder_of(self.app)
     options = {
         "version": record.version,
         "cache": bool(record.spec.get("cache", False)),
@@ -188,6 +187,9 @@ def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -
     client = task.app.backend.client
     retry = embed.with_redis_retry
     done = retry(lambda: datasets.mark_done(client, record.id, index, rows), "marking done")
+    if done < 0:  # deleted (or expired) while this chunk ran: write nothing more
+        log.info("event=dataset_chunk_orphan job=%s chunk=%d", record.id, index)
+        return
     retry(lambda: datasets.feed(task.app, client, record, index), "sending the next chunk")
     if done != record.total:
         return

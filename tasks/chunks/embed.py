@@ -1,7 +1,8 @@
 """The chunk task: validate, lease the model, encode, return float32 bytes.
 
-Thin on purpose: model logic lives in ``workers``, whose boot installs the encoder
-(:func:`install_encoder`); this module imports no worker code, so producers never load torch.
+Thin on purpose: model logic lives in ``workers``, whose boot hands the app its encoder
+(``tasks.app.FleetApp.encoder``); this module imports no worker code, so producers never
+load torch.
 
 Every delivery of a chunk is counted in Redis before the model runs, and blamed on the
 chunk only for the worker deaths that caught it running (``tasks.jobs.deliveries``). A chunk
@@ -22,7 +23,7 @@ from celery import Celery, Task
 from celery.signals import task_internal_error, worker_init
 
 import celeryconfig
-from tasks.app import app
+from tasks.app import Encoder, app
 from tasks.contract.errors import (
     JobCancelled,
     PermanentError,
@@ -40,22 +41,17 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: ``(model, texts, options) -> (vectors, version)``: what encodes a chunk. The contract
-#: imports no worker code; the worker's boot installs its runtime here
-#: (``workers.serving.boot``), so producers importing this module never load torch.
-Encoder = Callable[[str, list[str], dict[str, Any]], tuple[Any, str]]
-_encoder: Encoder | None = None
 
-
-def install_encoder(encoder: Encoder | None) -> None:
-    """Make ``encoder`` run this process's chunks (worker boot and tests)."""
-    global _encoder
-    _encoder = encoder
-
-
-def current_encoder() -> Encoder | None:
-    """The encoder installed in this process (dataset chunks use it too)."""
-    return _encoder
+def encoder_of(celery_app: Celery) -> Encoder:
+    """The encoder the worker's boot handed ``celery_app``; a process without one (not a
+    worker) fails the chunk with a clear :class:`PermanentError`."""
+    encoder = getattr(celery_app, "encoder", None)
+    if encoder is None:
+        raise PermanentError(
+            "this process has no encoder: chunks run in workers started with "
+            "`embedfleet worker` or `celery -A tasks worker` (whose boot hands the app one)"
+        )
+    return encoder  # type: ignore[no-any-return]
 
 
 def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
@@ -292,12 +288,7 @@ def _run_chunk(
     check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    encode = _encoder
-    if encode is None:
-        raise PermanentError(
-            "this process has no encoder: chunks run in workers started with "
-            "`embedfleet worker` or `celery -A tasks worker` (which install one at boot)"
-        )
+    encode = encoder_of(self.app)
     started = time.perf_counter()
     try:
         # The embedding reuse store, the runtime's only Redis use, computes instead when

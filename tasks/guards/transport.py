@@ -120,6 +120,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                     job_id, index = chunk
                     error = redis_full.reason("taking the chunk from its queue", job_id)
                     jobstore.mark_failed(client, job_id, index, error)
+                    redis_full.stop_window(client, jobstore.PREFIX + job_id, job_id)
                 else:
                     priority = self._get_message_priority(raw_message, reverse=False)
                     key = self._q_for_pri(queue, priority)

@@ -81,6 +81,21 @@ return {n, tostring(blame), tostring(share)}
 """
 
 
+_END = """
+redis.call('SREM', KEYS[1], ARGV[1])
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 1 and KEYS[5] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HSET', KEYS[6], ARGV[2], n)
+  redis.call('EXPIRE', KEYS[6], ARGV[3])
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return n
+"""
+#: Prefix of job records (``tasks.jobs.jobstore.PREFIX``): a chunk's task id is
+#: ``<job id>.<index>``.
+JOB_PREFIX = "embedfleet:job:"
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One delivery of a chunk: its number, the chunk's blame so far, this one's share."""
@@ -125,8 +140,23 @@ def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
 
 
 def end(client: redis.Redis, task_id: str, attempt: object) -> None:
-    """The chunk finished here (done, failed or retried): a death now is not its fault."""
-    client.srem(RUNNING_PREFIX + worker_id(), f"{task_id}:{attempt}")
+    """The chunk finished here (done, failed or retried): a death now is not its fault,
+    and its delivery keys go. A chunk delivered more than once leaves its count in its
+    job's ``redelivered`` hash (``<index>`` or ``<index>:<retry>`` -> deliveries), which
+    expires and is deleted with the job; nothing is written for a job that is gone."""
+    member = f"{task_id}:{attempt}"
+    job_id, _, index = task_id.rpartition(".")
+    field = index if str(attempt) == "0" else f"{index}:{attempt}"
+    job = JOB_PREFIX + job_id if job_id else ""
+    keys = [
+        RUNNING_PREFIX + worker_id(),
+        DELIVERIES_PREFIX + member,
+        BLAME_PREFIX + member,
+        LAST_PREFIX + member,
+        job,
+        job + ":redelivered",
+    ]
+    client.eval(_END, len(keys), *keys, member, field, celeryconfig.RESULT_TTL_S)
 
 
 def is_alive(client: redis.Redis, worker: str) -> bool:

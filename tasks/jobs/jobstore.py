@@ -151,9 +151,16 @@ def mark_failed(
     client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
 ) -> None:
     """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
-    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason."""
+    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason.
+    Nothing is written when the job is gone (deleted or expired)."""
     redis_full.mark_failed(
-        client, PREFIX + job_id + ":failed", [index], error, result_ttl_s(), keep_existing
+        client,
+        PREFIX + job_id + ":failed",
+        [index],
+        error,
+        result_ttl_s(),
+        keep_existing,
+        job_key=PREFIX + job_id,
     )
 
 

@@ -35,8 +35,10 @@ THE_JOB = "<job id>"
 
 _ALLOW_OOM = "#!lua flags=allow-oom\n"
 
-#: KEYS: the job's failed hash. ARGV: TTL (s), only-if-absent (0/1), error, indices...
+#: KEYS: the job's failed hash (and its record: nothing is written once the job is
+#: gone). ARGV: TTL (s), only-if-absent (0/1), error, indices...
 _MARK_FAILED = """
+if #KEYS > 1 and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 local ttl, keep, error = tonumber(ARGV[1]), ARGV[2] == '1', ARGV[3]
 for i = 4, #ARGV do
   if keep then redis.call('HSETNX', KEYS[1], ARGV[i], error)
@@ -103,12 +105,14 @@ def mark_failed(
     error: str,
     ttl_s: int,
     keep_existing: bool = False,
+    job_key: str | None = None,
 ) -> None:
     """Record ``error`` for chunks ``indices`` in ``failed_key``, even on a full Redis
-    (``keep_existing``: not over an error already recorded)."""
+    (``keep_existing``: not over an error already recorded; ``job_key``: only while that
+    job record exists, so a chunk failing after ``delete`` leaves no key behind)."""
     if indices:
         args = [ttl_s, int(keep_existing), error, *map(int, indices)]
-        _eval(client, _MARK_FAILED, [failed_key], args)
+        _eval(client, _MARK_FAILED, [failed_key, *([job_key] if job_key else [])], args)
 
 
 def give_back(client: Any, queue_key: str, message: str) -> None:
@@ -126,3 +130,10 @@ def set_px(client: Any, key: str, value: str, px: int) -> None:
     """``SET key value PX px``, even on a full Redis (a worker's heartbeat: a full
     Redis must not make every worker look dead)."""
     _eval(client, _SET_PX, [key], [value, px])
+
+
+def stop_window(client: Any, job_key: str, job_id: str) -> None:
+    """A dataset job whose window could not move on (its next chunk not sent for memory)
+    is failed with the reason, instead of waiting for ever; ``retry`` sends the rest."""
+    if client.hget(job_key, "kind") == b"dataset":
+        hset(client, job_key, "submit_error", reason("sending the next chunks", job_id))

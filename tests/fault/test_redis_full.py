@@ -112,3 +112,48 @@ def test_a_worker_fails_what_a_full_redis_will_not_let_it_hold_and_lives(make_fl
     np.testing.assert_array_equal(vectors, np.stack([hash_vector(t) for t in texts]))
     assert worker.proc.poll() is None
     assert "Unrecoverable error" not in worker.log()
+
+
+def test_a_dataset_job_on_a_full_redis_fails_clearly_and_retry_completes_it(make_fleet, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Given a dataset job whose first window waits while the worker is paused
+    fleet = make_fleet({"hash": HASH}, visibility_s=None)
+    worker = fleet.worker()
+    fleet.ready(worker)
+    redis = fleet.redis()
+    texts = [f"row {i} of the full-redis dataset test" for i in range(120)]
+    (tmp_path / "in.txt").write_text("".join(t + "\n" for t in texts))
+    out = tmp_path / "out"
+    worker.proc.send_signal(signal.SIGSTOP)
+    try:
+        job = fleet.client.submit_dataset(
+            str(tmp_path / "in.txt"), "hash", str(out) + "/", chunk_rows=10, window=4
+        )
+        # ... and a server filled past its maxmemory
+        redis.config_set("maxmemory", int(redis.info("memory")["used_memory"]) + 4 * MB)
+        with pytest.raises(OutOfMemoryError):
+            for _ in range(100):
+                redis.append("filler", b"\0" * MB)
+    finally:
+        worker.proc.send_signal(signal.SIGCONT)
+
+    # When the worker meets the full Redis; Then the job fails naming Redis memory,
+    # instead of waiting for ever for chunks that could not be sent
+    wait_for(lambda: job.status()["state"] == "FAILURE", 60, "the job to fail")
+    errors = job.status()["errors"]
+    assert errors and all("Redis is out of memory" in e["error"] for e in errors), errors
+    assert worker.proc.poll() is None
+
+    # When memory is freed and the job retried, every row is written exactly once
+    redis.delete("filler")
+    assert job.retry() >= 1
+    job.wait(timeout=90)
+    table = pa.concat_tables([pq.read_table(f) for f in sorted(out.glob("part-*.parquet"))])
+    rows = table.column("row").to_numpy()
+    assert sorted(rows.tolist()) == list(range(120))
+    order = np.argsort(rows)
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)[order]
+    np.testing.assert_array_equal(vectors, np.stack([hash_vector(t) for t in texts]))
+    assert job.status()["state"] == "SUCCESS" and worker.proc.poll() is None

@@ -46,6 +46,7 @@ def test_a_chunk_failure_and_a_heartbeat_are_written_on_a_full_redis(full):
     job = uuid.uuid4().hex
     with pytest.raises(OutOfMemoryError):
         full.hset(jobstore.PREFIX + job + ":failed", 0, "plain writes are refused")
+    redis_full.hset(full, jobstore.PREFIX + job, "total", "4")  # the job's record
     jobstore.mark_failed(full, job, 3, "why 3")
     jobstore.mark_failed(full, job, 3, "not over it", keep_existing=True)
     redis_full.set_px(full, "embedfleet:alive:test-" + job, "1", 5000)
@@ -53,3 +54,4 @@ def test_a_chunk_failure_and_a_heartbeat_are_written_on_a_full_redis(full):
     assert failed == {3: "why 3"}
     assert full.pttl("embedfleet:alive:test-" + job) > 0
     full.delete(jobstore.PREFIX + job + ":failed", "embedfleet:alive:test-" + job)
+    full.delete(jobstore.PREFIX + job)
