@@ -32,7 +32,7 @@ from tasks.contract.errors import (
 )
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries, redis_full, usage
+from tasks.jobs import dataset_trust, datasets, deliveries, quant_ranges, redis_full, usage
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,11 @@ def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -
         record.n,
         record.total,
         str(record.spec.get("input", "")),
-        {**usage.totals(client, record.id), "options": record.spec.get("embed", {})},
+        {
+            **usage.totals(client, record.id),
+            "options": record.spec.get("embed", {}),
+            **quant_ranges.manifest_entry(client, record, fresh.dimension),
+        },
     )
     parts.put(record.output, parts.MANIFEST, body)
     retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")
