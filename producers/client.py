@@ -160,6 +160,13 @@ class EmbeddingClient:
 
         return submit_dataset(self, source, model, output, **options)
 
+    def verify(self, dest: str) -> Any:
+        """Check a dataset job's output ``dest`` against its manifest: a
+        :class:`producers.verify.VerifyReport` (``.ok``, ``.lines()``, ``.as_dict()``)."""
+        from producers.verify import verify
+
+        return verify(dest)
+
     def job(self, job_id: str) -> Any:
         """A job submitted earlier, by any process (a :class:`Job`, or a
         :class:`producers.datasets.DatasetJob` for a dataset job)."""

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import producers.ownership as ownership
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs import datasets, job_admin, jobstore, outputs
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -43,10 +44,13 @@ def submit_dataset(
     chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
-    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``)."""
+    chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
+    ``output`` holding parts or a manifest is refused unless ``overwrite`` (which
+    removes them first); one a live job is writing is refused always."""
     if window < 1:
         raise UsageError("window must be at least 1")
     files = sources.resolve(source, fmt)
@@ -55,6 +59,8 @@ def submit_dataset(
         parts.check_writable(dest)
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
+    redis = client.redis
+    ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
     plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows, model=model)
     if model is None:
         model = plan.openai_model
@@ -72,10 +78,14 @@ def submit_dataset(
         "window": window,
         "cache": cache,
     }
-    redis = client.redis
     record = retry_while_unreachable(
         lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
     )
+    try:
+        ownership.take(redis, dest, job_id, overwrite)
+    except BaseException:
+        job_admin.delete(redis, job_id, record.total)
+        raise
     if announce is not None:
         announce(job_id)
     job = DatasetJob(client, record)
@@ -181,6 +191,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "output_problem": _output_problem(record) if state == "SUCCESS" else None,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -198,6 +209,9 @@ class DatasetJob:
                 status = self.status()
                 if bar is not None:
                     bar.update(status["rows_done"] - bar.n)
+                if status["state"] == "SUCCESS" and status["output_problem"]:
+                    problem = f"the output no longer verifies: {status['output_problem']}"
+                    raise JobFailedError(self.id, {-1: problem}, status["total"])
                 if status["state"] == "SUCCESS":
                     return self.output
                 if status["state"] in ("FAILURE", "CANCELLED"):
@@ -220,11 +234,12 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        ownership.retake(redis, record.output, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
         _, failed = jobstore.progress(redis, self.id)
-        present = _present_parts(record.output)
+        present = _present_parts(record.output, outputs.recorded(redis, self.id, total))
         lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
         plan = datasets.chunks(redis, self.id)
         for index in lost:  # written once, gone now: count it undone
@@ -237,6 +252,10 @@ class DatasetJob:
         todo = sorted({*failed, *map(int, lost), *map(int, unsent)})
         if not todo and done.all() and record.finished is None:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
+        if not todo:
+            ownership.release(redis, record.output, self.id)
+            return 0
+        parts.remove(record.output, [parts.MANIFEST])  # no manifest while parts are redone
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
         return len(todo)
@@ -252,10 +271,13 @@ class DatasetJob:
         ids = [pending[i] for i in np.flatnonzero(sent & ~done)]
         if ids:
             self.client.app.control.revoke(ids)
+        ownership.release(redis, record.output, self.id)
         return len(ids)
 
     def delete(self) -> int:
-        """Drop the job's keys from Redis now (its parts stay where they were written)."""
+        """Drop the job's keys from Redis now (its parts stay where they were written)
+        and release its destination."""
+        ownership.release(self.client.redis, self.output, self.id)
         return job_admin.delete(self.client.redis, self.id, self.record.total)
 
 
@@ -265,22 +287,25 @@ _CANCELLED = (
 )
 
 
-def _present_parts(output: str) -> list[int]:
-    """Chunk indices whose part is in ``output``."""
-    if output.startswith("s3://"):
-        from tasks.io import s3
-
-        names = [url.rsplit("/", 1)[-1] for url, _ in s3.list_objects(output)]
-    else:
-        from pathlib import Path
-
-        folder = Path(output)
-        names = [p.name for p in folder.glob("part-*.parquet")] if folder.is_dir() else []
+def _present_parts(output: str, recorded: np.ndarray) -> list[int]:
+    """Chunk indices whose part is in ``output`` at the size its chunk recorded (any
+    size where none was recorded)."""
     found = []
-    for name in names:
-        if name.startswith("part-") and name.endswith(".parquet"):
-            try:
-                found.append(int(name[5:-8]))
-            except ValueError:
-                continue
+    for name, size in parts.listing(output).items():
+        if not parts.is_part(name):
+            continue
+        index = int(name[5:-8])
+        if index < recorded.size and recorded[index]["bytes"] not in (0, size):
+            continue  # changed since its chunk wrote it: written again
+        found.append(index)
     return found
+
+
+def _output_problem(record: datasets.DatasetRecord) -> str | None:
+    """What is wrong with a finished job's output (cheap: manifest and listing)."""
+    from producers.verify import quick_check
+
+    try:
+        return quick_check(record.output, record.id)
+    except Exception as exc:  # OSError, botocore's errors: the output cannot be listed
+        return f"cannot read {record.output}: {exc}"

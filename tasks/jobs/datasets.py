@@ -13,6 +13,8 @@ Keys (all expire after ``celeryconfig.RESULT_TTL_S``; ``embedfleet delete`` drop
 - ``embedfleet:job:<id>:sent``     bitmap: chunk i's message was sent
 - ``embedfleet:job:<id>:failed``   hash chunk index -> error (failed chunks only)
 - ``embedfleet:job:<id>:refused``  string: JSON list of OpenAI requests refused at scan
+- ``embedfleet:job:<id>:parts``    string: 40 bytes per chunk, its part's sha256 and size
+                                    (``tasks.jobs.outputs``, for the manifest)
 
 No text and no vector is kept: a 2,000,000-row job of 1,024-row chunks holds ~80 KB.
 
@@ -213,6 +215,11 @@ def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
     keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
     done = client.eval(_MARK_DONE, 3, *keys, index, rows, celeryconfig.RESULT_TTL_S)
     return int(done)  # type: ignore[arg-type]
+
+
+def failed_count(client: redis.Redis, job_id: str) -> int:
+    """Chunks of the job that failed (and were not done since)."""
+    return int(client.hlen(key(job_id, "failed")))
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:

@@ -13,7 +13,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
     returns how many keys went."""
     names = [
         key(job_id, s)
-        for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done")
+        for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done", "parts")
     ]
     names += [f"celery-task-meta-{jobstore.chunk_task_id(job_id, i)}" for i in range(total)]
     names += [
