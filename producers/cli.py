@@ -12,6 +12,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+import producers.embed_options as embed_options
 from producers import output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
@@ -88,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--name", default=None, help="worker node name (default embedfleet@%%h)")
     sp.add_argument("--loglevel", default="INFO")
 
+    sp = cmd("serve", _serve, "the OpenAI-compatible HTTP gateway (embeddings, files, batches)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without API keys (only on a loopback address)",
+    )
+
     sp = cmd("submit", _submit, "submit an embedding job")
     sp.add_argument("--model", help="model or alias (OpenAI batch input: body.model)")
     src = sp.add_mutually_exclusive_group(required=True)
@@ -103,7 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--format", help="input format: jsonl, csv, parquet, txt or openai")
     sp.add_argument("--id-field", help="field carried as `id` (default: id or custom_id)")
-    sp.add_argument("--chunk-rows", type=int, default=1024, help="dataset job: rows a part")
+    sp.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=None,
+        help="dataset job: rows a part (default: sized to the job and the live workers, "
+        "see docs/DATASETS.md)",
+    )
     sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
     sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
     sp.add_argument(
@@ -114,7 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
+    )
+    sp.add_argument(
+        "--idempotency-key",
+        help="a retried submit with this key and the same request gets the job the first "
+        "made, and queues nothing (e.g. the orchestrator's run id); another request under "
+        "the key is refused",
+    )
+    embed_options.add_arguments(sp)
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
@@ -225,6 +250,12 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(args.models, args.concurrency, args.name, args.loglevel, args.settings)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.serve import run_gateway
+
+    return run_gateway(args.settings, args.host, args.port, args.no_auth)
+
+
 def _submit(args: argparse.Namespace) -> int:
     from producers import dataset_cli
     from producers.writers import check_writable
@@ -245,6 +276,8 @@ def _submit(args: argparse.Namespace) -> int:
         # scripts read the id before the first chunk is sent
         announce=lambda job_id: print(job_id, flush=True),
         source=(os.path.abspath(args.input), args.field) if args.input else None,
+        **embed_options.from_args(args),
+        idempotency_key=args.idempotency_key,
     )
     progress = sys.stderr.isatty() or args.wait
     if out is not None:

@@ -15,6 +15,8 @@ import numpy as np
 from celery import Celery
 from redis.exceptions import RedisError
 
+import producers.embed_options as embed_options
+import producers.idempotency as idempotency
 from producers.errors import InputError, JobFailedError, JobNotFoundError, UnknownModelError
 from producers.gather import Gatherer, poll_delays
 from tasks.contract import catalog as fleet_catalog
@@ -102,6 +104,8 @@ class EmbeddingClient:
         cache: bool = True,
         announce: Callable[[str], None] | None = None,
         source: tuple[str, str | None] | None = None,
+        dimensions: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Job:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -113,6 +117,11 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
+        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
+        normalizes (refused when larger than the model's dimension).
+
+        ``idempotency_key``: a submit retried with the same key and the same request gets
+        the job the first one made, and queues nothing (``producers.idempotency``).
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -120,15 +129,44 @@ class EmbeddingClient:
                 f"{len(texts)} texts in one job; the limit is {MAX_TEXTS_PER_JOB}: split the input"
             )
         job_id = uuid.uuid4().hex
-        model, alias, version = self.resolve_model(model, key or job_id)
+        asked = model
+        if idempotency_key is not None:
+            idempotency.check_key(idempotency_key)
+        model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
+        options = embed_options.options_for(self, model, dimensions=dimensions)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if idempotency_key is not None:
+            wanted = idempotency.digest(
+                asked,
+                version,
+                idempotency.texts_digest(texts),
+                "",
+                {
+                    "key": key,
+                    "cache": cache,
+                    "max_tokens": max_tokens,
+                    "max_texts": max_texts,
+                    "embed": options.to_wire(),
+                },
+            )
+            held = idempotency.claim(self, idempotency_key, job_id, wanted)
+            if held is not None:
+                return idempotency.existing_job(self, held, announce)  # type: ignore[no-any-return]
         if max_tokens is None or max_texts is None:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
-        order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
-        record = retry_while_unreachable(
-            lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
-        )
+        try:
+            order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+            record = retry_while_unreachable(
+                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+            )
+        except BaseException:
+            if idempotency_key is not None:
+                idempotency.release(self, idempotency_key, job_id)
+            raise
+        if idempotency_key is not None:
+            idempotency.attach(self, idempotency_key, job_id)
+        embed_options.record(self, job_id, options)
         if source is not None:  # `retry` re-reads the file for chunks that were never sent
             retry_while_unreachable(
                 lambda: self.redis.hset(
@@ -179,6 +217,12 @@ class EmbeddingClient:
             return DatasetJob(self, found)
         record = retry_while_unreachable(lambda: jobstore.load(self.redis, job_id), STATUS_RETRY_S)
         if record is None:
+            from tasks.jobs.job_admin import deleted_at
+
+            when = retry_while_unreachable(lambda: deleted_at(self.redis, job_id))
+            if when is not None:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+                raise JobNotFoundError(f"job {job_id!r} was deleted at {stamp}")
             raise JobNotFoundError(f"no job {job_id!r} (never submitted, or expired)")
         return Job(self, record)
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import producers.embed_options as embed_options
 from tasks.io import parts
 
 
@@ -62,6 +63,8 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
         overwrite=args.overwrite,
+        **embed_options.from_args(args),
+        idempotency_key=args.idempotency_key,
     )
     if not (args.wait or jsonl_out):
         return 0

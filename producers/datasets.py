@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import producers.embed_options as embed_options
+import producers.idempotency as idempotency
 import producers.ownership as ownership
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from tasks.contract.options import EmbedOptions
 from tasks.io import parts, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore, outputs
 from tasks.jobs.redis_retry import retry_while_unreachable
@@ -41,33 +44,100 @@ def submit_dataset(
     id_field: str | None = None,
     key: str | None = None,
     cache: bool = False,
-    chunk_rows: int = scan.DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    idempotency_key: str | None = None,
+    **embed: Any,
 ) -> DatasetJob:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
     ``output`` holding parts or a manifest is refused unless ``overwrite`` (which
-    removes them first); one a live job is writing is refused always."""
+    removes them first); one a live job is writing is refused always.
+    ``idempotency_key``: a submit retried with the same key and request gets the job
+    the first made (``producers.idempotency``). ``embed``: the embedding options
+    (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     files = sources.resolve(source, fmt)
     dest = parts.normalize(output)
     try:
         parts.check_writable(dest)
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
-    redis = client.redis
-    ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
-    plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows, model=model)
-    if model is None:
+    asked = model
+    rows_per_chunk = chunk_rows or scan.DEFAULT_CHUNK_ROWS
+    plan = None
+    if model is None:  # OpenAI batch input names its model
+        plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=None)
         model = plan.openai_model
         if model is None:
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
-    model, alias, version = client.resolve_model(model, key or job_id)
+    model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
+    options = embed_options.options_for(client, model, **embed)
+    if idempotency_key is not None:
+        wanted = idempotency.digest(
+            str(asked or model),
+            version,
+            idempotency.files_digest(files),
+            dest,
+            {
+                "key": key,
+                "format": fmt,
+                "field": field,
+                "id_field": id_field,
+                "chunk_rows": chunk_rows,
+                "cache": cache,
+                "embed": options.to_wire(),
+            },
+        )
+        held = idempotency.claim(client, idempotency_key, job_id, wanted)
+        if held is not None:
+            return idempotency.existing_job(client, held, announce)  # type: ignore[no-any-return]
+    redis = client.redis
+    try:
+        ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
+        if plan is None:
+            plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        record = _record(
+            client, job_id, model, version, alias, plan, source, dest, window, cache, options
+        )
+        try:  # the claim: after the record, so a claim never names a job with none
+            ownership.take(redis, dest, job_id, overwrite)
+        except BaseException:
+            job_admin.delete(redis, job_id, record.total)
+            raise
+    except BaseException:
+        if idempotency_key is not None:
+            idempotency.release(client, idempotency_key, job_id)
+        raise
+    if idempotency_key is not None:
+        idempotency.attach(client, idempotency_key, job_id)
+    if announce is not None:
+        announce(job_id)
+    job = DatasetJob(client, record)
+    job.send_window(range(min(window, record.total)))
+    return job
+
+
+def _record(
+    client: EmbeddingClient,
+    job_id: str,
+    model: str,
+    version: str,
+    alias: str,
+    plan: scan.Plan,
+    source: str,
+    dest: str,
+    window: int,
+    cache: bool,
+    options: EmbedOptions,
+) -> datasets.DatasetRecord:
     spec = {
         "input": source,
         "output": dest,
@@ -77,20 +147,12 @@ def submit_dataset(
         "openai_model": plan.openai_model,
         "window": window,
         "cache": cache,
+        "embed": options.to_wire(),
     }
-    record = retry_while_unreachable(
+    redis = client.redis
+    return retry_while_unreachable(  # type: ignore[no-any-return]
         lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
     )
-    try:
-        ownership.take(redis, dest, job_id, overwrite)
-    except BaseException:
-        job_admin.delete(redis, job_id, record.total)
-        raise
-    if announce is not None:
-        announce(job_id)
-    job = DatasetJob(client, record)
-    job.send_window(range(min(window, record.total)))
-    return job
 
 
 class DatasetJob:

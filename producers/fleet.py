@@ -192,7 +192,8 @@ def up(
 ) -> Started:
     """Start the server if needed, ``workers`` workers and optionally Flower.
 
-    With ``EMBEDFLEET_METRICS_PORT`` set, worker i serves its metrics on that port + i.
+    With ``EMBEDFLEET_METRICS_PORT`` set, ``worker<i>`` (1-based) serves its metrics on
+    that port + i - 1.
     """
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]

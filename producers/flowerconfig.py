@@ -17,16 +17,20 @@ _PAIR = re.compile(r"'(\w+)': ('[^']*'|<[^>]*>|[^,}]+)")
 
 
 def format_task(task: Any) -> Any:
-    """Show a chunk's kwargs as ``model=M chunk=I texts=N job=ID``: the model first,
-    since a table cell shows only the start of it. Other tasks are left alone."""
-    if getattr(task, "name", None) != "embedfleet.embed_chunk" or not task.kwargs:
+    """Show a list chunk's kwargs as ``model=M chunk=I texts=N job=ID`` and a dataset
+    chunk's as ``model=M rows=A-B chunk=I job=ID``: the model first, since a table cell
+    shows only the start of it. Other tasks are left alone. (A list chunk's result is
+    already a summary, ``<n x dim <f4>``: tasks.guards.request.summarize_result.)"""
+    name = getattr(task, "name", None)
+    if name not in {"embedfleet.embed_chunk", "embedfleet.embed_range"} or not task.kwargs:
         return task
     fields = {k: v.strip("'") for k, v in _PAIR.findall(str(task.kwargs))}
     if "model" not in fields:
         return task
+    chunk, job = fields.get("index", "?"), fields.get("job_id", "?")
+    if name == "embedfleet.embed_range":
+        task.kwargs = f"model={fields['model']} rows={fields.get('rows', '?')} chunk={chunk} job={job}"
+        return task
     texts = fields.get("texts", "").strip("<>").split(" ")[0]
-    task.kwargs = (
-        f"model={fields['model']} chunk={fields.get('index', '?')} "
-        f"texts={texts or '?'} job={fields.get('job_id', '?')}"
-    )
+    task.kwargs = f"model={fields['model']} chunk={chunk} texts={texts or '?'} job={job}"
     return task

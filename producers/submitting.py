@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import celeryconfig
+from producers.embed_options import recorded
 from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.jobs import datasets, job_admin, jobstore
@@ -40,6 +41,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
     queue = queue_for(job.model)
     record = job.record
     position = 0
+    embed = retry_while_unreachable(lambda: recorded(redis, job.id)).to_wire()
 
     def send_rest() -> None:
         nonlocal position
@@ -54,7 +56,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
                         "index": index,
                         "model": job.model,
                         "texts": [texts[r] for r in rows],
-                        "options": {"version": record.version, "cache": bool(cache)},
+                        "options": {"version": record.version, "cache": bool(cache), **embed},
                     },
                     task_id=jobstore.chunk_task_id(job.id, index),
                     queue=queue,

@@ -31,3 +31,7 @@ def route_task(
 
 #: Name of the dataset chunk task (a planned input range -> one parquet part).
 DATASET_TASK = "embedfleet.embed_range"
+
+#: Message header naming a dataset chunk's rows (``A-B``, inclusive), set by its sender
+#: (``tasks.jobs.datasets.send``) so inspect and Flower show which rows a chunk holds.
+ROWS_HEADER = "embedfleet_rows"

@@ -139,7 +139,11 @@ def _run_range(
     encoder = embed.current_encoder()
     if encoder is None:
         raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
-    options = {"version": record.version, "cache": bool(record.spec.get("cache", False))}
+    options = {
+        "version": record.version,
+        "cache": bool(record.spec.get("cache", False)),
+        **record.spec.get("embed", {}),  # the job's EmbedOptions (tasks.contract.options)
+    }
     try:
         vectors, _version = encoder(model, got.texts, options)
     except (PermanentError, TransientError) as exc:

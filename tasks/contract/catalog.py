@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from tasks.contract.spec import AliasSpec, ModelConfig, spec_version
+from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
@@ -30,6 +30,8 @@ HEARTBEAT_S = 10.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
 LIVE_S = 3 * HEARTBEAT_S
+#: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
+FACT_KEYS = frozenset({"dimension", "dimensions_supported"})
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class FleetModel:
     #: Seconds one text cost the publishing worker's encode (None until it encoded one):
     #: producers size chunks of cheap models from it (``tasks.contract.chunking.budget_for``).
     seconds_per_text: float | None = None
+    #: What producers check a job's embedding options against (``dimension``,
+    #: ``dimensions_supported``; ``tasks.contract.options.check_for_model``).
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,7 +81,7 @@ def entry_for(
         "heartbeat": time.time(),
         "served": sorted(served),
         "models": {
-            name: {"version": spec_version(spec), "type": spec.type}
+            name: {"version": spec_version(spec), "type": spec.type, **model_facts(spec)}
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
@@ -84,6 +89,12 @@ def entry_for(
     }
     _set_costs(entry, costs)
     return entry
+
+
+def model_facts(spec: ModelSpec) -> dict[str, Any]:
+    """What a model's entry tells producers about the options it takes (the fields set)."""
+    facts = {"dimension": spec.dimension, "dimensions_supported": spec.dimensions_supported}
+    return {k: v for k, v in facts.items() if v is not None}
 
 
 def _set_costs(entry: dict[str, Any], costs: dict[str, float] | None) -> None:
@@ -148,6 +159,7 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
                 worker,
                 published,
                 float(cost) if isinstance(cost, int | float) and cost > 0 else None,
+                {k: v for k, v in model.items() if k in FACT_KEYS},
             )
         for name, reason in (entry.get("errors") or {}).items():
             catalog.errors[str(name)] = str(reason)

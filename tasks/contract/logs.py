@@ -2,9 +2,12 @@
 
 Every embedfleet message is already ``event=<name> key=value ...`` (lazy %-args).
 :class:`KeyValueFormatter` prefixes it with ``time= level= logger=`` so a whole line
-is logfmt; :class:`JsonFormatter` parses the same pairs into a JSON object, so log
-shippers get typed fields (``"seconds": 0.52``) without a regex. Messages that are not
-key=value (Celery's own) keep their text under ``msg``.
+is logfmt; :class:`JsonFormatter` writes a JSON object. A record that carries its
+fields (``extra={"fields": {...}}``: every worker event, ``workers.observability.event_log``)
+is written from them, typed as the emitter typed them, and its text is never read back;
+for the other embedfleet lines the formatter parses the same pairs, so log shippers get
+typed fields (``"seconds": 0.52``) without a regex. Messages that are not key=value
+(Celery's own) keep their text under ``msg``.
 
 ``EMBEDFLEET_LOG_JSON=1`` picks JSON lines; :func:`configure_logging` is called by
 ``embedfleet worker`` and by every other ``embedfleet`` command. Stdlib only: producers
@@ -99,13 +102,14 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
         }
-        pairs = parse_pairs(message)
+        given = getattr(record, "fields", None)
+        pairs = dict(given) if isinstance(given, dict) else parse_pairs(message)
         if pairs is None:
             doc["msg"] = message
         else:
             doc.update({k: v for k, v in pairs.items() if k not in doc})
         for key, value in vars(record).items():  # extra={...} fields
-            if key not in _RECORD_ATTRS and key not in doc:
+            if key not in _RECORD_ATTRS and key not in doc and key != "fields":
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)

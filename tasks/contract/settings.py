@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.contract.errors import ConfigError
@@ -114,6 +114,18 @@ class Settings(BaseSettings):
     embed_cache_ttl_s: int = Field(7 * DAY_S, gt=0, description="embedding cache TTL, seconds")
     embed_cache_max_mb: float = Field(1024, gt=0, description="embedding cache memory cap, MB")
 
+    # -- gateway (`embedfleet serve`) -----------------------------------------------------
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="comma-separated keys `embedfleet serve` accepts as `Authorization: Bearer "
+        "KEY` (none: it refuses to start unless `--no-auth` on a loopback address)",
+    )
+    file_store: str | None = Field(
+        None,
+        description="where `embedfleet serve` keeps uploaded files and batch output: a "
+        "folder the workers can read, or an `s3://bucket/prefix/`",
+    )
+
     # -- observability and local fleet --------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, description="worker Prometheus port (0 = off)")
     metrics_addr: str = Field("0.0.0.0", min_length=1, description="address metrics listen on")
@@ -147,6 +159,16 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The gateway's API keys (``api_keys`` split on commas, blanks dropped)."""
+        return tuple(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+    @property
+    def files_at(self) -> str:
+        """The gateway's file store: ``file_store``, else ``<state_dir>/files/``."""
+        return self.file_store or str(self.state_dir / "files") + "/"
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")

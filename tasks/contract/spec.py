@@ -63,6 +63,9 @@ class ModelSpec(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     #: Where the model came from (``embedfleet optimize``: source, method, quality, speed).
     provenance: dict[str, Any] | None = None
+    #: Matryoshka sizes the model was trained for: a job's ``dimensions`` must be one of
+    #: them (or the full dimension). None: any size up to the dimension.
+    dimensions_supported: list[int] | None = Field(default=None, min_length=1)
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @property
@@ -91,6 +94,13 @@ class ModelSpec(BaseModel):
         if check is not None:
             check(value)
         return value
+
+    @field_validator("dimensions_supported")
+    @classmethod
+    def _positive_sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(n <= 0 for n in value):
+            raise ValueError(f"sizes must be positive integers, got {value}")
+        return sorted(set(value)) if value is not None else None
 
 
 class AliasSpec(BaseModel):

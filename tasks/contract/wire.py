@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.contract.errors import InvalidRequest
+from tasks.contract.options import EmbedOptions
 from tasks.routing import MODEL_NAME_RE
 
 #: The only dtype results travel in.
@@ -31,7 +32,7 @@ MAX_CHARS_PER_TEXT = 100_000
 #: took 4 bytes).
 MAX_CHUNK_BYTES = 32 * 1024 * 1024
 #: Option names a chunk may carry.
-KNOWN_OPTIONS = frozenset({"version", "normalize", "cache"})
+KNOWN_OPTIONS = frozenset({"version", "normalize", "cache"}) | EmbedOptions.names()
 
 
 def validate_request(
@@ -83,6 +84,7 @@ def validate_request(
         raise InvalidRequest(
             f"options.normalize must be a boolean, got {_short(options['normalize'])}"
         )
+    EmbedOptions.from_wire(options)  # names the option holding a bad value
     if max(map(len, texts)) > MAX_CHARS_PER_TEXT:  # one C pass; copies only when needed
         texts = [t if len(t) <= MAX_CHARS_PER_TEXT else t[:MAX_CHARS_PER_TEXT] for t in texts]
     return job_id, index, model, texts, options

@@ -23,11 +23,14 @@ summary (job, chunk, model, number of texts), never the texts.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
 from kombu.exceptions import ContentDisallowed
+
+from tasks.routing import ROWS_HEADER
 
 #: Keys of the third body element (Celery's protocol 2 "embed").
 EMBED_KEYS = frozenset({"callbacks", "errbacks", "chain", "chord"})
@@ -142,20 +145,46 @@ class ChunkRequest(Request):  # type: ignore[misc]
         # Chunk texts are user data: what inspect, events (Flower) and logs show of a
         # request is a summary made here, whatever repr the sender put on the wire.
         self._argsrepr = f"<{len(self._args)} positional>" if self._args else "()"
-        self._kwargsrepr = summarize(self._kwargs)
+        self._kwargsrepr = summarize(self._kwargs, self._request_dict.get(ROWS_HEADER))
+
+    def send_event(self, type: str, **fields: Any) -> Any:
+        """As Celery's, but the ``task-succeeded`` event (what Flower shows) carries a
+        summary of a list chunk's result, not a dump of its vector bytes. (Celery's
+        request subclass overrides ``on_success``, so the event is where to catch it.)"""
+        if type == "task-succeeded" and "result" in fields:
+            fields["result"] = summarize_result(fields["result"])
+        return super().send_event(type, **fields)
 
     def info(self, safe: bool = False) -> dict[str, Any]:
         """What ``celery inspect active|reserved`` shows: always the summaries."""
         return dict(super().info(safe=True))
 
 
-def summarize(kwargs: dict[str, Any]) -> str:
-    """A chunk's kwargs without its texts, in the producer's kwargsrepr form
-    (``{'job_id': 'j', 'index': 0, 'model': 'm', 'texts': <2 texts>}``)."""
+_ROWS = re.compile(r"\d{1,18}-\d{1,18}")
+#: The start of a list chunk result's repr: ``{'shape': [n, dim], 'dtype': '<f4', ...``.
+_RESULT_HEAD = re.compile(r"\{'shape': \[(\d+), (\d+)\], 'dtype': '([<>|]?\w+)'")
+
+
+def summarize(kwargs: dict[str, Any], rows: Any = None) -> str:
+    """A chunk's kwargs without its texts, in the producer's kwargsrepr form: a list
+    chunk ``{'job_id': 'j', 'index': 0, 'model': 'm', 'texts': <2 texts>}``, a dataset
+    chunk (no texts) ``{'job_id': 'j', 'index': 0, 'model': 'm', 'rows': '0-1023'}``."""
+    shown = [f"{k!r}: {_short(kwargs[k])!r}" for k in ("job_id", "index", "model") if k in kwargs]
+    if "texts" not in kwargs and set(kwargs) <= {"job_id", "index", "model"}:
+        span = rows if isinstance(rows, str) and _ROWS.fullmatch(rows) else "?"
+        return "{" + ", ".join([*shown, f"'rows': '{span}'"]) + "}"
     texts = kwargs.get("texts")
     count = len(texts) if isinstance(texts, list) else "?"
-    shown = [f"{k!r}: {_short(kwargs[k])!r}" for k in ("job_id", "index", "model") if k in kwargs]
     return "{" + ", ".join([*shown, f"'texts': <{count} texts>"]) + "}"
+
+
+def summarize_result(retval: Any) -> Any:
+    """``<n x dim <f4>`` for a list chunk's result repr; anything else unchanged."""
+    match = _RESULT_HEAD.match(retval) if isinstance(retval, str) else None
+    if match is None:
+        return retval
+    rows, dim, dtype = match.groups()
+    return f"<{rows} x {dim} {dtype}>"
 
 
 def _short(value: Any) -> Any:

@@ -40,7 +40,7 @@ from celery import Celery
 import celeryconfig
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
-from tasks.routing import DATASET_TASK, queue_for
+from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
@@ -249,12 +249,19 @@ def send(
     """Send chunk ``index`` unless it was sent already (``force``: retry sends again)."""
     if not force and client.getbit(key(job_id, "sent"), index):
         return False
+    planned = chunk(client, job_id, index)
+    rows = "?"
+    if planned is not None:
+        first = int(planned["first_row"])
+        rows = f"{first}-{first + max(int(planned['rows']), 1) - 1}"
     app.send_task(
         DATASET_TASK,
         kwargs={"job_id": job_id, "index": index, "model": model},
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
         priority=DATASET_PRIORITY,
+        # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
+        headers={ROWS_HEADER: rows},
     )
     pipe = client.pipeline()
     pipe.setbit(key(job_id, "sent"), index, 1)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
-from tasks.jobs import jobstore
+from tasks.jobs import idempotency, jobstore
 from tasks.jobs.datasets import key
+
+#: Prefix of the tombstone a deleted job leaves (``status`` says "deleted", not "never
+#: submitted"); it lives as long as the job's records would have.
+DELETED_PREFIX = "embedfleet:deleted:"
 
 
 def delete(client: redis.Redis, job_id: str, total: int) -> int:
-    """Drop every key of a job (record, plan, bits, results, delivery counters);
-    returns how many keys went."""
+    """Drop every key of a job (record, plan, bits, results, delivery counters) and free
+    its idempotency key; leaves a small tombstone. Returns how many keys went."""
+    held = client.hget(key(job_id), idempotency.JOB_FIELD)
+    if held is not None:
+        idempotency.free(client, held.decode(), job_id)
     names = [
         key(job_id, s)
         for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done", "parts")
@@ -24,7 +33,14 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
     for start in range(0, len(names), 1000):
         removed += int(client.delete(*names[start : start + 1000]))  # type: ignore[arg-type]
     client.zrem(jobstore.JOBS_KEY, job_id)
+    client.set(DELETED_PREFIX + job_id, repr(time.time()), ex=jobstore._ttl_s())
     return removed
+
+
+def deleted_at(client: redis.Redis, job_id: str) -> float | None:
+    """When the job was deleted, or None (never deleted, or long ago)."""
+    raw = client.get(DELETED_PREFIX + job_id)
+    return None if raw is None else float(raw)  # type: ignore[arg-type]
 
 
 _UNMARK_DONE = """

@@ -10,7 +10,6 @@ timeout only matters where kombu restores unacked messages, which is inside work
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support import WorkerProcess, write_config
+from tests.waiting import wait_for  # noqa: F401  (the fault tests import it from here)
 
 #: Visibility timeout of the fault suite's workers (the default is 3600 s).
 VISIBILITY_S = 5
@@ -117,17 +117,6 @@ def make_module_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
     """Like ``make_fleet``, shared by the tests of one module."""
     with fleet_factory(tmp_path_factory.mktemp("fleet")) as make:
         yield make
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def delivery_counts(redis_client: Any, job_id: str) -> dict[int, int]:

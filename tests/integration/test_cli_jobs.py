@@ -7,8 +7,6 @@ The worker runs one chunk at a time, and that chunk waits at a gate the test ope
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +16,11 @@ from producers import EmbeddingClient
 from tasks.jobs import jobstore
 from tests.plugins import hash_vector
 from tests.support import WorkerProcess, run_cli, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 MODEL = "gated-hash"
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +41,7 @@ def test_cancel_revokes_queued_chunks_and_keeps_done_work(gated, tmp_path):
     texts = [f"GATE:{gate} text number {i:03d}" for i in range(40)]
     job = client.submit(texts, model=MODEL, max_texts=4)
     assert job.record.total == 10
-    wait_for(Path(f"{gate}.entered").exists, "no chunk reached the gate")
+    wait_for(Path(f"{gate}.entered").exists, 60, "a chunk at the gate")
 
     # When the job is cancelled from the CLI, then the running chunk is let finish
     proc = run_cli("cancel", job.id)
@@ -62,7 +53,9 @@ def test_cancel_revokes_queued_chunks_and_keeps_done_work(gated, tmp_path):
     def states() -> list[str]:
         return [client.app.AsyncResult(jobstore.chunk_task_id(job.id, i)).state for i in range(10)]
 
-    wait_for(lambda: sorted(states()) == ["REVOKED"] * 9 + ["SUCCESS"], f"states: {states()}")
+    wait_for(
+        lambda: sorted(states()) == ["REVOKED"] * 9 + ["SUCCESS"], 60, lambda: f"states: {states()}"
+    )
     done, failed = jobstore.progress(client.redis, job.id)
     assert len(done) == 1 and not failed
 

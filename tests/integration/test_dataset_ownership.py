@@ -22,9 +22,9 @@ from producers.errors import JobFailedError, UsageError
 from tasks.io import parts
 from tasks.jobs import claims
 from tests.integration import test_datasets as datasets_tests
-from tests.integration.test_cli_jobs import wait_for
 from tests.plugins import POISON_WHILE
 from tests.support import run_cli
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +156,9 @@ def test_a_failed_job_leaves_no_manifest_claiming_success(fleet, tmp_path):
     # and its claim ended with it (a failed job does not keep others out), while the
     # failed job can still be retried there since nobody else wrote it
     dest = str(Path(out).resolve()) + "/"
-    wait_for(lambda: claims.holder(client.redis, dest) == (failing.id, False), "the claim released")
+    wait_for(
+        lambda: claims.holder(client.redis, dest) == (failing.id, False), 30, "the claim released"
+    )
     poison.unlink()
     assert failing.retry() == 1
     failing.wait(timeout=120)

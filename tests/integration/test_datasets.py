@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from producers import EmbeddingClient
 from tests.aws import MotoServer
 from tests.plugins import POISON_WHILE, hash_vector
 from tests.support import WorkerProcess, run_cli, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -302,9 +302,7 @@ def test_small_job_finishes_while_a_dataset_job_runs(fleet, tmp_path):
     big = client.submit_dataset(
         str(tmp_path / "big.txt"), SLOW, str(tmp_path / "out") + "/", chunk_rows=50, window=8
     )
-    deadline = time.monotonic() + 60
-    while big.status()["done"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: big.status()["done"] >= 1, 60, "the big job's first chunk")
     small = client.submit(["one small text"], model=SLOW)
     np.testing.assert_array_equal(small.wait(timeout=120)[0], hash_vector("one small text"))
     status = big.status()

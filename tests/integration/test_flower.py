@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 
 from producers import fleet
 from tasks.io.readers import read_texts
-from tasks.routing import EMBED_TASK, queue_for
+from tasks.routing import DATASET_TASK, EMBED_TASK, queue_for
 from tests.conftest import free_port
 from tests.support import DEFAULT_MODEL, SAMPLE
 
@@ -111,6 +112,33 @@ def test_flower_api_shows_worker_and_job_chunks_with_model_and_job_id(flower, jo
         assert job.id in task["kwargs"] and DEFAULT_MODEL in task["kwargs"]
         assert "texts>" in task["kwargs"]  # the texts themselves are not in events
         assert task["runtime"] > 0
+        # the result is a summary, not a dump of the vector bytes
+        assert re.fullmatch(r"<8 x 384 <f4>", str(task["result"])), task["result"]
+
+
+def test_flower_shows_a_dataset_chunk_by_its_rows(flower, client, tmp_path):
+    # Given a dataset job of 20 rows in 2 chunks
+    (tmp_path / "in.txt").write_text("\n".join(read_texts(SAMPLE)[:20]) + "\n")
+    job = client.submit_dataset(
+        str(tmp_path / "in.txt"), DEFAULT_MODEL, str(tmp_path / "out") + "/", chunk_rows=10
+    )
+    job.wait(timeout=300)
+    # Then Flower lists each chunk with its model and the rows it holds
+    ids = {f"{job.id}.{i}": i for i in range(2)}
+    # (Flower fills a task from its received and succeeded events, which may come apart)
+    tasks = flower.poll(
+        "/api/tasks?limit=1000",
+        lambda b: all(
+            b.get(t, {}).get("state") == "SUCCESS" and b[t].get("name") and b[t].get("kwargs")
+            for t in ids
+        ),
+    )
+    for task_id, index in ids.items():
+        task = tasks[task_id]
+        assert task["name"] == DATASET_TASK
+        first = 10 * index
+        assert f"'rows': '{first}-{first + 9}'" in task["kwargs"], task["kwargs"]
+        assert job.id in task["kwargs"] and DEFAULT_MODEL in task["kwargs"]
 
 
 @pytest.mark.skipif(

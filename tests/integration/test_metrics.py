@@ -20,6 +20,7 @@ from tasks.io.readers import read_texts
 from tests.conftest import free_port
 from tests.plugins import POISON
 from tests.support import SAMPLE, WorkerProcess, default_entry, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,14 +68,21 @@ def sample(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def test_metrics_follow_jobs_loads_and_evictions(metrics_worker):
+def test_metrics_follow_jobs_loads_and_evictions(metrics_worker, tmp_path):
     proc, client, config, url = metrics_worker
-    # Given 40 real texts in 3 chunks for the real model, then 3 one-text chunks for
-    # the plugin model (one poisoned), whose load evicts the real model
+    # Given 40 real texts in 3 list chunks for the real model, a dataset job of 30 rows
+    # in 2 chunks on it, then 3 one-text chunks for the plugin model (one poisoned),
+    # whose load evicts the real model
     texts = read_texts(SAMPLE)[:40]
     first = client.submit(texts, model=MINILM, max_texts=16)
     assert first.record.total == 3
     first.wait(timeout=300)
+    rows = read_texts(SAMPLE)[40:70]
+    (tmp_path / "rows.txt").write_text("\n".join(rows) + "\n")
+    dataset = client.submit_dataset(
+        str(tmp_path / "rows.txt"), MINILM, str(tmp_path / "out") + "/", chunk_rows=15
+    )
+    dataset.wait(timeout=300)
     second = client.submit(["short", "a longer text", f"{POISON} here"], model=HASH, max_texts=1)
     second.wait(timeout=120, allow_failed=True)
 
@@ -82,20 +90,26 @@ def test_metrics_follow_jobs_loads_and_evictions(metrics_worker):
     deadline = time.monotonic() + 30
     while True:
         samples = scrape(url)
-        done = sample(samples, "embedfleet_chunks_total", model=HASH, status="failed")
+        done = sample(samples, "embedfleet_chunks_total", model=HASH, kind="list", status="failed")
         if done == 1.0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
 
-    # Then chunks, texts, tokens and encode times are counted by model
-    assert sample(samples, "embedfleet_chunks_total", model=MINILM, status="ok") == 3
-    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="ok") == 2
-    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="failed") == 1
-    assert sample(samples, "embedfleet_texts_total", model=MINILM) == 40
-    assert sample(samples, "embedfleet_texts_total", model=HASH) == 2
-    assert sample(samples, "embedfleet_tokens_total", model=MINILM) == real_tokens(texts)
-    assert sample(samples, "embedfleet_encode_seconds_count", model=MINILM) == 3
-    assert sample(samples, "embedfleet_encode_seconds_sum", model=MINILM) > 0
+    # Then chunks, texts, tokens and encode times are counted by model and kind
+    lst, ds = {"kind": "list"}, {"kind": "dataset"}
+    assert sample(samples, "embedfleet_chunks_total", model=MINILM, status="ok", **lst) == 3
+    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="ok", **lst) == 2
+    assert sample(samples, "embedfleet_chunks_total", model=HASH, status="failed", **lst) == 1
+    assert sample(samples, "embedfleet_texts_total", model=MINILM, **lst) == 40
+    assert sample(samples, "embedfleet_texts_total", model=HASH, **lst) == 2
+    assert sample(samples, "embedfleet_tokens_total", model=MINILM, **lst) == real_tokens(texts)
+    assert sample(samples, "embedfleet_encode_seconds_count", model=MINILM, **lst) == 3
+    assert sample(samples, "embedfleet_encode_seconds_sum", model=MINILM, **lst) > 0
+    # dataset chunks too: their rows are read by the worker, not carried by the message
+    assert sample(samples, "embedfleet_chunks_total", model=MINILM, status="ok", **ds) == 2
+    assert sample(samples, "embedfleet_texts_total", model=MINILM, **ds) == 30
+    assert sample(samples, "embedfleet_tokens_total", model=MINILM, **ds) == real_tokens(rows)
+    assert sample(samples, "embedfleet_encode_seconds_count", model=MINILM, **ds) == 2
     # loads, load seconds and the eviction of the real model by the plugin's load
     assert sample(samples, "embedfleet_model_loads_total", model=MINILM) == 1
     assert sample(samples, "embedfleet_model_loads_total", model=HASH) == 1
@@ -134,9 +148,7 @@ def test_worker_logs_are_json_lines(metrics_worker):
     proc, client, _, _ = metrics_worker
     job = client.submit(["one json line please"], model=HASH)
     job.wait(timeout=120)
-    deadline = time.monotonic() + 30
-    while job.id not in proc.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: job.id in proc.log(), 30, "the job's lines in the worker log")
     lines = [line for line in proc.log().splitlines() if line.strip()]
     # every log record is a JSON object (Celery's start banner is printed, not logged)
     records = [json.loads(line) for line in lines if line.startswith("{")]

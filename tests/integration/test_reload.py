@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from producers import EmbeddingClient
 from tasks.jobs import jobstore
 from tests.plugins import hash_vector
 from tests.support import WorkerProcess, run_cli, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +60,7 @@ def test_reload_adds_changes_and_removes_while_jobs_stream(two_workers):
             i += 1
 
     def wait_for_jobs(count: int) -> None:
-        deadline = time.monotonic() + 60
-        while len(jobs) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(jobs) >= count, 60, lambda: f"{count} jobs streamed, {len(jobs)} so far")
 
     producer = threading.Thread(target=stream)
     producer.start()

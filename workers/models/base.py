@@ -70,6 +70,12 @@ class BaseEmbeddingModel(ABC):
         """Embedding size, when known without encoding."""
         return self.spec.dimension
 
+    @property
+    def normalizes(self) -> bool:
+        """True when the vectors come out unit length (``dimensions`` then re-normalizes
+        what it keeps, as sentence-transformers' ``truncate_dim`` does)."""
+        return bool(getattr(self, "normalize", self.spec.normalize))
+
     def held_bytes(self) -> dict[str, int] | None:
         """What the loaded model holds, in bytes by part, measured where its runtime can
         say it (``{"tensors": n, "tokenizer": m}``; ``workers.models.sizes``); None for

@@ -80,6 +80,12 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         dim = self.model.get_sentence_embedding_dimension()
         return int(dim) if dim else self.spec.dimension
 
+    @property
+    def normalizes(self) -> bool:
+        from sentence_transformers.sentence_transformer.modules import Normalize
+
+        return bool(self.spec.normalize) or any(isinstance(m, Normalize) for m in self.model)
+
     def held_bytes(self) -> dict[str, int]:
         tokenizer = getattr(self.model, "tokenizer", None)
         return {

@@ -3,11 +3,16 @@
 Each line goes to the logger of the module that made the decision (the model cache,
 loading, the watchdog), so ``logger=`` in a line still says where to look, and the
 lines keep the fields and formats they had when those modules logged directly.
+Every line also carries the event's own fields (``extra={"fields": ...}``): JSON log
+lines are written from them (``tasks.contract.logs.JsonFormatter``), typed as the
+event types them, without reading the text back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any
 
 from workers.observability.events import (
     ModelEvicted,
@@ -25,6 +30,12 @@ from workers.observability.events import (
 CACHE_LOGGER = "workers.memory.model_cache"
 LOADING_LOGGER = "workers.memory.loading"
 WATCHDOG_LOGGER = "workers.memory.watchdog"
+
+
+def fields(event: Any, **derived: Any) -> dict[str, Any]:
+    """``extra=`` for the log call of ``event``: its name and typed fields (plus
+    ``derived`` ones the line shows, such as ``rss_gb_freed``)."""
+    return {"fields": {"event": event.name, **dataclasses.asdict(event), **derived}}
 
 
 class LogSubscriber(Subscriber):
@@ -55,6 +66,7 @@ class LogSubscriber(Subscriber):
             e.rss_gb_after,
             e.models_loaded,
             e.precision or "-",
+            extra=fields(e),
         )
 
     def on_model_evicted(self, e: ModelEvicted) -> None:
@@ -74,6 +86,7 @@ class LogSubscriber(Subscriber):
             e.rss_gb_before,
             e.rss_gb_after,
             e.rss_gb_before - e.rss_gb_after,
+            extra=fields(e, rss_gb_freed=e.rss_gb_before - e.rss_gb_after),
         )
 
     def on_model_unloaded(self, e: ModelUnloaded) -> None:
@@ -87,11 +100,16 @@ class LogSubscriber(Subscriber):
             e.rss_gb_before,
             e.rss_gb_after,
             e.rss_gb_before - e.rss_gb_after,
+            extra=fields(e, rss_gb_freed=e.rss_gb_before - e.rss_gb_after),
         )
 
     def on_model_retired(self, e: ModelRetired) -> None:
         self.cache_log.info(
-            "event=model_retired model=%s reason=%r leases=%d", e.model, e.reason, e.leases
+            "event=model_retired model=%s reason=%r leases=%d",
+            e.model,
+            e.reason,
+            e.leases,
+            extra=fields(e),
         )
 
     def on_model_still_referenced(self, e: ModelStillReferenced) -> None:
@@ -100,6 +118,7 @@ class LogSubscriber(Subscriber):
             e.model,
             ",".join(e.referrers),
             "something outside the cache still holds the model; its memory stays",
+            extra=fields(e),
         )
 
     def on_watchdog_started(self, e: WatchdogStarted) -> None:
@@ -108,6 +127,7 @@ class LogSubscriber(Subscriber):
             e.interval_s,
             e.floor_gb,
             e.budget_gb,
+            extra=fields(e),
         )
 
     def on_watchdog_short(self, e: WatchdogShort) -> None:
@@ -130,9 +150,13 @@ class LogSubscriber(Subscriber):
             e.available_gb_after,
             e.floor_gb,
             evicted,
+            extra=fields(e),
         )
 
     def on_watchdog_recovered(self, e: WatchdogRecovered) -> None:
         self.watchdog_log.info(
-            "event=watchdog_recovered used_gb=%.3f available_gb=%.3f", e.used_gb, e.available_gb
+            "event=watchdog_recovered used_gb=%.3f available_gb=%.3f",
+            e.used_gb,
+            e.available_gb,
+            extra=fields(e),
         )

@@ -151,6 +151,19 @@ class ChunkFinished:
     status: str
     texts: tuple[str, ...]
     seconds: float | None = None
+    #: ``list`` (texts on the wire) or ``dataset`` (rows read from the input by the worker).
+    kind: str = "list"
+
+
+@dataclass(frozen=True)
+class TextsEncoded:
+    """The runtime encoded ``texts`` with ``model`` for the chunk running in this thread
+    (emitted in that thread, so the chunk's observer can count what a dataset chunk read
+    from its input: its message carries no texts)."""
+
+    name: ClassVar[str] = "texts_encoded"
+    model: str
+    texts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ Event = (
     | WatchdogShort
     | WatchdogRecovered
     | ChunkFinished
+    | TextsEncoded
     | MessageRefused
 )
 
@@ -203,6 +217,9 @@ class Subscriber:
 
     def on_chunk_finished(self, event: ChunkFinished) -> None:
         """Called after a chunk task ended (any outcome)."""
+
+    def on_texts_encoded(self, event: TextsEncoded) -> None:
+        """Called in a chunk's thread after the runtime encoded texts for it."""
 
     def on_message_refused(self, event: MessageRefused) -> None:
         """Called when a queue message was refused without running."""

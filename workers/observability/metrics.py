@@ -51,24 +51,28 @@ class WorkerMetrics(Subscriber):
         self._spec_of = spec_of
         self._tokens = TokenCounter()
         r = self.registry
-        self.texts = Counter("embedfleet_texts", "Texts embedded", ["model"], registry=r)
+        # ``kind``: ``list`` or ``dataset`` chunks (workers.serving.chunk_events).
+        self.texts = Counter(
+            "embedfleet_texts", "Texts embedded, by chunk kind", ["model", "kind"], registry=r
+        )
         self.tokens = Counter(
             "embedfleet_tokens",
             "Tokens embedded, special tokens in, after truncation; counted with the "
             "model's tokenizer where it has one on disk, else estimated (bytes/4+2)",
-            ["model"],
+            ["model", "kind"],
             registry=r,
         )
         self.chunks = Counter(
             "embedfleet_chunks",
-            "Chunks finished, by status: ok, failed, retry, cancelled, revoked",
-            ["model", "status"],
+            "Chunks finished, by kind (list, dataset) and status: ok, failed, retry, "
+            "cancelled, revoked",
+            ["model", "kind", "status"],
             registry=r,
         )
         self.encode_seconds = Histogram(
             "embedfleet_encode_seconds",
             "Seconds one successful chunk ran in the worker, less a model load it ran itself",
-            ["model"],
+            ["model", "kind"],
             buckets=ENCODE_BUCKETS,
             registry=r,
         )
@@ -107,14 +111,15 @@ class WorkerMetrics(Subscriber):
 
     # -- hooks -----------------------------------------------------------------------
     def on_chunk_finished(self, event: ChunkFinished) -> None:
-        self.chunks.labels(event.model, event.status).inc()
+        model, kind = event.model, event.kind
+        self.chunks.labels(model, kind, event.status).inc()
         if event.status != "ok":
             return
         texts = list(event.texts)
-        self.texts.labels(event.model).inc(len(texts))
-        self.tokens.labels(event.model).inc(self._count_tokens(event.model, texts))
+        self.texts.labels(model, kind).inc(len(texts))
+        self.tokens.labels(model, kind).inc(self._count_tokens(model, texts))
         if event.seconds is not None:
-            self.encode_seconds.labels(event.model).observe(event.seconds)
+            self.encode_seconds.labels(model, kind).observe(event.seconds)
 
     def on_model_loaded(self, event: ModelLoaded) -> None:
         self.loads.labels(event.model).inc()

@@ -1,11 +1,13 @@
 """The chunk path's events: Celery's task signals, turned into ``chunk_finished``.
 
-The chunk task lives in the contract (``tasks.chunks.embed``), which imports no worker code;
+The chunk tasks live in the contract (``tasks.chunks``), which imports no worker code;
 the worker's boot installs :class:`ChunkSignals`, which hears ``task_prerun`` /
-``task_postrun`` / ``task_revoked`` for the chunk task and emits one
-:class:`~workers.observability.events.ChunkFinished` per outcome. It also subscribes to
-``model_loaded``: a load runs in the thread of the task that asked for it, so the
-chunk's encode time excludes it.
+``task_postrun`` / ``task_revoked`` for both chunk tasks (list and dataset) and emits
+one :class:`~workers.observability.events.ChunkFinished` per outcome, with its
+``kind``. It also subscribes to ``model_loaded`` and ``texts_encoded``, which the
+runtime emits in the thread of the task that caused them: a chunk's encode time
+excludes a load it ran, and a dataset chunk, whose message carries no texts, is
+counted by the texts its worker read and encoded.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun, task_rejected, task_revoked
 
 from tasks.contract.errors import JobCancelled
-from tasks.routing import EMBED_TASK
+from tasks.routing import DATASET_TASK, EMBED_TASK
 from workers.observability.events import (
     ChunkFinished,
     Events,
     MessageRefused,
     ModelLoaded,
     Subscriber,
+    TextsEncoded,
 )
 from workers.observability.hub import process_events
+
+#: Celery task name -> the ``kind`` label of its chunks.
+CHUNK_KINDS = {EMBED_TASK: "list", DATASET_TASK: "dataset"}
+
+
+def _kind(task: Any) -> str | None:
+    return CHUNK_KINDS.get(str(getattr(task, "name", None)))
 
 
 class ChunkSignals(Subscriber):
@@ -55,12 +65,18 @@ class ChunkSignals(Subscriber):
     def on_model_loaded(self, event: ModelLoaded) -> None:
         self._local.load_seconds = getattr(self._local, "load_seconds", 0.0) + event.seconds
 
+    def on_texts_encoded(self, event: TextsEncoded) -> None:
+        encoded = getattr(self._local, "texts", None)
+        if encoded is not None:  # inside a chunk task of this thread
+            encoded.extend(event.texts)
+
     # -- celery signals ------------------------------------------------------------------
     def on_prerun(self, task_id: str = "", task: Any = None, **_: Any) -> None:
-        if getattr(task, "name", None) != EMBED_TASK:
+        if _kind(task) is None:
             return
         self._started[task_id] = time.perf_counter()
         self._local.load_seconds = 0.0
+        self._local.texts = []
 
     def on_postrun(
         self,
@@ -71,12 +87,16 @@ class ChunkSignals(Subscriber):
         state: str | None = None,
         **_: Any,
     ) -> None:
-        if getattr(task, "name", None) != EMBED_TASK:
+        kind = _kind(task)
+        if kind is None:
             return
         started = self._started.pop(task_id, None)
         kwargs = kwargs or {}
         model = str(kwargs.get("model") or "unknown")
-        texts = kwargs.get("texts")
+        encoded, self._local.texts = getattr(self._local, "texts", None), None
+        # A list chunk's texts are its kwargs (a chunk served from the reuse store
+        # without a model call still counts them); a dataset chunk's are what it encoded.
+        texts = kwargs.get("texts") if kind == "list" else encoded
         seconds = None
         if state == "SUCCESS":
             status = "ok"
@@ -90,14 +110,17 @@ class ChunkSignals(Subscriber):
         else:
             status = "failed"
         kept = tuple(str(t) for t in texts) if isinstance(texts, list) and status == "ok" else ()
-        self.events.emit(ChunkFinished(model=model, status=status, texts=kept, seconds=seconds))
+        self.events.emit(
+            ChunkFinished(model=model, status=status, texts=kept, seconds=seconds, kind=kind)
+        )
 
     def on_revoked(self, request: Any = None, **_: Any) -> None:
-        if getattr(request, "name", None) != EMBED_TASK:
+        kind = _kind(request)
+        if kind is None:
             return
         kwargs = getattr(request, "kwargs", None) or {}
         model = str(kwargs.get("model") or "unknown")
-        self.events.emit(ChunkFinished(model=model, status="revoked", texts=()))
+        self.events.emit(ChunkFinished(model=model, status="revoked", texts=(), kind=kind))
 
 
     def on_rejected(self, **_: Any) -> None:

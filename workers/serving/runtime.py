@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
 from workers.config.versions import VersionBook, unload_idle_old_versions
@@ -23,12 +24,14 @@ from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.observability.encode_cost import EncodeCosts
-from workers.observability.events import Events
+from workers.observability.events import Events, TextsEncoded
 from workers.reuse.store import EmbeddingCache, embed_with_cache
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
+from workers.serving.shaping import shape_vectors
 
 log = logging.getLogger(__name__)
+
 
 class Runtime:
     """Config + cache of one worker process, set up from the worker's ``settings``."""
@@ -79,9 +82,11 @@ class Runtime:
         worker serving another version loads the pinned one if it still can (a version
         it served before a reload, or one its config source holds now), else the chunk
         fails with :class:`ModelChangedError`; versions are never mixed in a job.
-        ``options["cache"]`` (default true) uses the fleet-wide embedding cache.
+        ``options["cache"]`` (default true) uses the fleet-wide embedding cache. The
+        job's embedding options (``tasks.contract.options``) shape the vectors after it.
         """
         options = options or {}
+        embed_options = EmbedOptions.from_wire(options)
         if model not in self.config:
             reason = self.config.errors.get(model)
             if reason:
@@ -104,7 +109,8 @@ class Runtime:
                 )
             else:
                 vectors = encode(texts)
-            return vectors, version
+            self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
+            return shape_vectors(vectors, embed_options, loaded), version
 
     # -- serving selection ------------------------------------------------------------
     def served_models(self, config: ModelConfig | None = None) -> list[str]:

@@ -150,7 +150,7 @@ def test_the_readme_table_lists_exactly_the_variables_read():
 
 def test_nothing_but_the_settings_reads_embedfleet_variables():
     readers = []
-    for package in ("tasks", "workers", "producers"):
+    for package in ("tasks", "workers", "producers", "gateway"):
         for path in (ROOT / package).rglob("*.py"):
             if path.name == "settings.py" and path.parent.name == "tasks":
                 continue

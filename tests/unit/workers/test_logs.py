@@ -103,3 +103,27 @@ def test_configure_logging_writes_json_lines():
     assert (
         doc["event"] == "config_change" and doc["config_hash"] == "0123" and doc["added"] == "a,b"
     )
+
+
+def test_event_lines_are_written_from_the_events_fields_not_their_text(caplog):
+    # Given an eviction whose reason holds what logfmt parsing would trip on
+    import dataclasses
+
+    from workers.observability.event_log import LogSubscriber
+    from workers.observability.events import ModelEvicted
+
+    zeros = {f.name: 0.0 for f in dataclasses.fields(ModelEvicted)}
+    event = ModelEvicted(
+        **{**zeros, "model": "m", "reason": 'a=b "quoted" x', "policy": "largest"},
+    )
+    event = dataclasses.replace(event, rss_gb_before=2.0, rss_gb_after=0.5)
+    with caplog.at_level(logging.INFO):
+        LogSubscriber().on_model_evicted(event)
+    (record,) = [r for r in caplog.records if "event=model_evicted" in r.getMessage()]
+    # When it is written as JSON
+    doc = json.loads(JsonFormatter().format(record))
+    # Then every field is the event's own, typed as the event types it
+    assert doc["event"] == "model_evicted" and doc["model"] == "m"
+    assert doc["reason"] == 'a=b "quoted" x'
+    assert doc["rss_gb_freed"] == 1.5 and doc["policy"] == "largest"
+    assert "fields" not in doc and "msg" not in doc

@@ -13,13 +13,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.contract.errors import ConfigError, JobCancelled
 from tasks.contract.settings import Settings, load_settings
-from tasks.routing import EMBED_TASK
+from tasks.routing import DATASET_TASK, EMBED_TASK
 from workers.config.loader import parse_model_config
 from workers.memory.model_cache import ModelCache
 from workers.memory.watchdog import MemoryWatchdog
 from workers.observability.endpoint import build_metrics
 from workers.observability.event_log import LogSubscriber
-from workers.observability.events import Events, ModelLoaded, Subscriber
+from workers.observability.events import Events, ModelLoaded, Subscriber, TextsEncoded
 from workers.observability.metrics import WorkerMetrics
 from workers.observability.token_counts import TokenCounter, estimate
 from workers.serving.chunk_events import ChunkSignals
@@ -86,11 +86,39 @@ def test_chunk_outcomes_are_counted_by_model_and_status(fleet):
     signals.on_revoked(request=SimpleNamespace(name=EMBED_TASK, kwargs={"model": "hash"}))
     v = values(fleet.metrics)
     for status in ("ok", "failed", "cancelled", "retry", "revoked"):
-        assert v[one("embedfleet_chunks_total", model="hash", status=status)] == 1
-    assert v[one("embedfleet_texts_total", model="hash")] == 2
+        assert v[one("embedfleet_chunks_total", model="hash", kind="list", status=status)] == 1
+    assert v[one("embedfleet_texts_total", model="hash", kind="list")] == 2
     # a plugin type has no tokenizer on disk: the producer's estimate
-    assert v[one("embedfleet_tokens_total", model="hash")] == estimate(["a b", "c"], 256)
-    assert v[one("embedfleet_encode_seconds_count", model="hash")] == 1
+    assert v[one("embedfleet_tokens_total", model="hash", kind="list")] == estimate(
+        ["a b", "c"], 256
+    )
+    assert v[one("embedfleet_encode_seconds_count", model="hash", kind="list")] == 1
+
+
+def test_dataset_chunks_are_counted_by_what_their_worker_encoded(fleet):
+    # Given a dataset chunk: its message carries no texts; the runtime, in the task's
+    # thread, reports the 3 rows it encoded (in two calls)
+    signals = ChunkSignals(fleet.events)
+    fleet.events.subscribe(signals)
+    task = SimpleNamespace(name=DATASET_TASK)
+    signals.on_prerun(task_id="d.0", task=task)
+    fleet.events.emit(TextsEncoded(model="hash", texts=("a b", "c")))
+    fleet.events.emit(TextsEncoded(model="hash", texts=("d e f",)))
+    kwargs = {"job_id": "d", "index": 0, "model": "hash"}
+    signals.on_postrun(task_id="d.0", task=task, kwargs=kwargs, state="SUCCESS")
+    # and a later encode outside any chunk is not charged to it
+    fleet.events.emit(TextsEncoded(model="hash", texts=("stray",)))
+    signals.on_prerun(task_id="d.1", task=task)
+    signals.on_postrun(task_id="d.1", task=task, kwargs=kwargs, state="FAILURE")
+    # Then rows, tokens, chunks and encode time are counted under kind="dataset"
+    v = values(fleet.metrics)
+    assert v[one("embedfleet_chunks_total", model="hash", kind="dataset", status="ok")] == 1
+    assert v[one("embedfleet_chunks_total", model="hash", kind="dataset", status="failed")] == 1
+    assert v[one("embedfleet_texts_total", model="hash", kind="dataset")] == 3
+    assert v[one("embedfleet_tokens_total", model="hash", kind="dataset")] == estimate(
+        ["a b", "c", "d e f"], 256
+    )
+    assert v[one("embedfleet_encode_seconds_count", model="hash", kind="dataset")] == 1
 
 
 def test_a_load_inside_a_chunk_is_not_encode_time(fleet):
@@ -106,7 +134,7 @@ def test_a_load_inside_a_chunk_is_not_encode_time(fleet):
     )
     # Then the chunk's encode time leaves the load out (else it would be >= 100 s)
     v = values(fleet.metrics)
-    assert v[one("embedfleet_encode_seconds_sum", model="hash")] < 100
+    assert v[one("embedfleet_encode_seconds_sum", model="hash", kind="list")] < 100
     assert v[one("embedfleet_model_load_seconds_sum", model="hash")] == 100
 
 

@@ -58,8 +58,16 @@ def test_neighbour_overlap_is_one_for_the_same_vectors_and_lower_for_others() ->
     assert neighbour_overlap(a, rng.normal(size=(30, 8)), k=5) < 0.6
 
 
-def test_the_gate_passes_at_its_thresholds() -> None:
+def test_the_gate_passes_at_its_thresholds_and_fails_just_below() -> None:
+    # exactly at both thresholds: registered (no error)
     check_gate("m", _quality(0.99, 0.80, 0.79), min_cosine=0.99, max_drop=0.01 + 1e-12)
+    # a hair below either one: refused, naming that one only
+    with pytest.raises(QualityGateError, match="mean cosine") as low:
+        check_gate("m", _quality(0.9899, 0.80, 0.79), min_cosine=0.99, max_drop=0.01 + 1e-12)
+    assert "retrieval" not in str(low.value)
+    with pytest.raises(QualityGateError, match="retrieval MRR dropped") as drop:
+        check_gate("m", _quality(0.99, 0.80, 0.7899), min_cosine=0.99, max_drop=0.01 + 1e-12)
+    assert "mean cosine" not in str(drop.value)
 
 
 def test_the_gate_names_every_threshold_missed() -> None:
@@ -123,10 +131,17 @@ def _ort_has_cuda() -> bool:
 
 
 def test_cpu_and_auto_entries_can_always_be_optimized() -> None:
+    from workers.models.onnx import onnx_providers
     from workers.optimize.pipeline import check_device
 
-    check_device("m", "cpu")
-    check_device("m", "auto")  # CUDA when present, else the CPU
+    check_device("m", "cpu")  # accepted here, whatever onnxruntime this machine has
+    check_device("m", "auto")
+    # and what they run on: the CPU, or CUDA first for auto when the provider exists
+    cpu_only = ["CPUExecutionProvider"]
+    with_cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers("m", "cpu", with_cuda) == cpu_only
+    assert onnx_providers("m", "auto", cpu_only) == cpu_only
+    assert onnx_providers("m", "auto", with_cuda) == with_cuda
 
 
 @pytest.mark.skipif("_ort_has_cuda()", reason="onnxruntime has a CUDA provider here")

@@ -1,0 +1,118 @@
+"""``POST /v1/embeddings``: one request is one list job of the fleet.
+
+The job runs at the list jobs' priority (kombu step 0, ahead of dataset chunks at
+``EMBEDFLEET_DATASET_PRIORITY``) and through the embedding cache. A model that no live
+worker serves is answered 503 at once; a worker that goes away while the request waits
+is noticed within :data:`LIVENESS_CHECK_S`.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+
+from gateway.errors import APIError
+from gateway.requests import EmbeddingRequest, embedding_request, parse_json
+from gateway.usage import count_tokens
+from producers.errors import InputError, JobFailedError, UnknownModelError, UsageError
+from tasks.contract import catalog
+
+#: Seconds between two checks that a live worker still serves the model while a
+#: request waits for its job.
+LIVENESS_CHECK_S = 2.0
+#: Seconds a request waits for its job before it is answered 503 (the OpenAI SDK's own
+#: timeout is 600 s).
+REQUEST_TIMEOUT_S = 300.0
+
+router = APIRouter()
+
+
+@router.post("/v1/embeddings")
+async def create_embeddings(request: Request) -> dict[str, Any]:
+    payload = parse_json(await request.body())
+    asked = embedding_request(payload)
+    client = request.app.state.client
+    vectors, tokens = await run_in_threadpool(embed, client, asked)
+    return response_body(asked, vectors, tokens)
+
+
+def embed(client: Any, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
+    """Run ``asked`` through the fleet: its (n, dim) vectors and the tokens counted."""
+    try:
+        model, _, _ = client.resolve_model(asked.model, "")
+        if not catalog.live_workers(client.redis, model):
+            raise APIError(
+                503,
+                f"no live worker serves the model {model!r} now: start one "
+                f"(`embedfleet worker --models {model}`) or retry later",
+                "model_unavailable",
+            )
+        job = client.submit(asked.texts, model=asked.model)
+        vectors = _wait(client, job, model)
+    except UnknownModelError as exc:
+        raise APIError(404, str(exc), "model_not_found", "model") from None
+    except InputError as exc:
+        raise APIError(400, str(exc), param="input") from None
+    except JobFailedError as exc:
+        raise APIError(500, f"the fleet could not embed the input: {exc}", "job_failed") from None
+    except UsageError as exc:
+        raise APIError(503, str(exc), "fleet_unavailable") from None
+    except RedisError as exc:
+        raise APIError(
+            503, f"the fleet's Redis is unreachable: {exc}", "fleet_unavailable"
+        ) from None
+    if asked.dimensions is not None:
+        vectors = shorten(vectors, asked.dimensions)
+    return vectors, count_tokens(client, model, asked.texts)
+
+
+def _wait(client: Any, job: Any, model: str) -> np.ndarray:
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
+    while True:
+        try:
+            return job.wait(timeout=LIVENESS_CHECK_S)
+        except TimeoutError:
+            gone = not catalog.live_workers(client.redis, model)
+            if gone or time.monotonic() > deadline:
+                job.cancel()
+                why = "no live worker serves it any more" if gone else "timed out"
+                raise APIError(
+                    503, f"the request for model {model!r} {why}; retry later", "model_unavailable"
+                ) from None
+
+
+def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    """The first ``dimensions`` of each row, re-normalized to unit length (OpenAI's and
+    sentence-transformers' ``truncate_dim``)."""
+    # TODO(issue 23): client.submit(..., dimensions=N) and the shared helper in
+    # tasks/contract/ replace this once they land on main.
+    if dimensions > vectors.shape[1]:
+        raise APIError(
+            400,
+            f"dimensions {dimensions} is more than the model's {vectors.shape[1]}",
+            param="dimensions",
+        )
+    cut = np.ascontiguousarray(vectors[:, :dimensions], dtype=np.float32)
+    norms = np.linalg.norm(cut, axis=1, keepdims=True)
+    return cut / np.where(norms > 0, norms, 1.0)
+
+
+def response_body(asked: EmbeddingRequest, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+    """OpenAI's embeddings response; base64 is the row's little-endian float32 bytes."""
+    rows = np.ascontiguousarray(vectors, dtype="<f4")
+    if asked.encoding_format == "base64":
+        data = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+    else:
+        data = rows.tolist()
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
+        "model": asked.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,73 @@
+"""A job's embedding options on the producer side: checked before anything is queued,
+recorded with the job, sent with every chunk (``tasks.contract.options``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from tasks.contract import catalog as fleet_catalog
+from tasks.contract.options import EmbedOptions, check_for_model
+from tasks.contract.spec import read_local_config
+from tasks.jobs import jobstore
+from tasks.jobs.redis_retry import retry_while_unreachable
+
+if TYPE_CHECKING:
+    from producers.client import EmbeddingClient
+
+#: Field of the job hash (``tasks.jobs.jobstore``) holding the options as JSON.
+RECORD_FIELD = "embed_options"
+
+
+def model_facts(client: EmbeddingClient, model: str) -> dict[str, Any]:
+    """What the fleet publishes of ``model`` (a resolved model, not an alias): from the
+    catalog, else from the client's local config; empty when neither knows it."""
+    if client.config_source is None:
+        try:
+            served = fleet_catalog.read(client.redis).models.get(model)
+        except RedisError:
+            served = None
+        if served is not None:
+            return dict(served.facts)
+    local = client.config_source or client.settings.config_source
+    if not local:
+        return {}
+    spec = read_local_config(local).get(model)
+    return fleet_catalog.model_facts(spec) if spec is not None else {}
+
+
+def options_for(client: EmbeddingClient, model: str, **given: Any) -> EmbedOptions:
+    """The :class:`EmbedOptions` of a job for ``model`` from the user's keywords;
+    :class:`UsageError` (one line) when a value is wrong or the model cannot honour it."""
+    options = EmbedOptions.from_user(**given)
+    if options.to_wire():
+        check_for_model(options, model, model_facts(client, model))
+    return options
+
+
+def record(client: EmbeddingClient, job_id: str, options: EmbedOptions) -> None:
+    """Keep ``options`` with the job, so a retry sends the same."""
+    if options.to_wire():
+        retry_while_unreachable(
+            lambda: client.redis.hset(jobstore.PREFIX + job_id, RECORD_FIELD, options.to_json())
+        )
+
+
+def recorded(redis: Any, job_id: str) -> EmbedOptions:
+    """The options recorded with a job (the defaults when none were)."""
+    return EmbedOptions.from_json(redis.hget(jobstore.PREFIX + job_id, RECORD_FIELD))
+
+
+def add_arguments(parser: Any) -> None:
+    """The embedding-option flags of ``embedfleet submit``."""
+    parser.add_argument(
+        "--dimensions",
+        type=int,
+        help="keep the first N dimensions (re-normalized when the model normalizes)",
+    )
+
+
+def from_args(args: Any) -> dict[str, Any]:
+    """The keywords ``submit`` / ``submit_dataset`` take from the parsed flags."""
+    return {"dimensions": args.dimensions}

@@ -1,0 +1,87 @@
+"""Per-job embedding options: what a job asks of the vectors beyond the model.
+
+One frozen :class:`EmbedOptions` travels everywhere a job goes: in each chunk message's
+``options`` map (flat, only the fields that differ from the defaults: :meth:`to_wire`),
+in the job record (so ``retry`` sends the same), and in a dataset job's spec. Producers
+check a job's options against what the fleet publishes of the model
+(:func:`check_for_model`, from ``tasks.contract.catalog``) before anything is queued;
+workers check the wire form again (:meth:`EmbedOptions.from_wire`).
+
+- ``dimensions``: the first N dimensions, re-normalized when the model normalizes
+  (``tasks.contract.vectors.truncate_dimensions``), applied after the embedding cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tasks.contract.errors import InvalidRequest, UsageError
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """A job's embedding options (None: the model's default)."""
+
+    #: Keep the first N dimensions (Matryoshka), re-normalized when the model normalizes.
+    dimensions: int | None = None
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The option names a chunk message may carry for these options."""
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def from_wire(cls, options: dict[str, Any]) -> EmbedOptions:
+        """The options a chunk message (or job record) carries; :class:`InvalidRequest`
+        naming the option when one holds a bad value."""
+        dimensions = options.get("dimensions")
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions <= 0
+        ):
+            raise InvalidRequest(
+                f"options.dimensions must be a positive integer, got {dimensions!r}"
+            )
+        return cls(dimensions=dimensions)
+
+    @classmethod
+    def from_user(cls, **given: Any) -> EmbedOptions:
+        """Options as a user gave them (Python keywords, CLI flags, an OpenAI body);
+        :class:`UsageError` naming the option when one is wrong."""
+        try:
+            return cls.from_wire({k: v for k, v in given.items() if v is not None})
+        except InvalidRequest as exc:
+            raise UsageError(str(exc).replace("options.", "", 1)) from None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The fields that differ from the defaults (an empty map for a plain job)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_wire(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes | None) -> EmbedOptions:
+        return cls.from_wire(json.loads(text)) if text else cls()
+
+
+def check_for_model(options: EmbedOptions, model: str, facts: dict[str, Any]) -> None:
+    """Refuse ``options`` that ``model`` cannot honour, with one line naming why.
+
+    ``facts`` is what the fleet publishes of the model (``dimension``,
+    ``dimensions_supported``; missing keys are not checked here: the worker checks
+    again with the loaded model).
+    """
+    if options.dimensions is not None:
+        dim = facts.get("dimension")
+        if isinstance(dim, int) and options.dimensions > dim:
+            raise UsageError(
+                f"dimensions={options.dimensions} is larger than model {model!r}'s dimension {dim}"
+            )
+        supported = facts.get("dimensions_supported")
+        if supported and options.dimensions not in supported and options.dimensions != dim:
+            raise UsageError(
+                f"dimensions={options.dimensions} is not a size model {model!r} was trained "
+                f"for; dimensions_supported: {sorted(supported)}"
+            )

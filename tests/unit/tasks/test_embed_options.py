@@ -1,0 +1,64 @@
+"""Embedding options and the pure vector functions (tasks/contract/options.py, vectors.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.contract.errors import InvalidRequest, UsageError
+from tasks.contract.options import EmbedOptions, check_for_model
+from tasks.contract.vectors import from_base64, to_base64, truncate_dimensions
+from tasks.contract.wire import validate_request
+
+
+def test_truncate_dimensions_keeps_the_head_and_renormalizes_only_when_asked():
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((5, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[4] = 0.0
+    cut = truncate_dimensions(vectors, 4, normalize=True)
+    assert cut.shape == (5, 4) and cut.dtype == np.float32
+    head = vectors[:4, :4]
+    np.testing.assert_allclose(
+        cut[:4], head / np.linalg.norm(head, axis=1, keepdims=True), rtol=1e-6
+    )
+    assert not cut[4].any()  # a zero row stays zero, no NaN
+    np.testing.assert_array_equal(truncate_dimensions(vectors, 4, normalize=False), vectors[:, :4])
+    assert truncate_dimensions(vectors, None, True) is vectors
+    for bad in (0, 17, True, 2.5):
+        with pytest.raises(ValueError, match="dimensions must be an integer in 1..16"):
+            truncate_dimensions(vectors, bad, True)
+
+
+def test_base64_is_little_endian_float32_as_openai_sends_it():
+    vector = np.array([1.0, -2.5, 0.125], dtype=np.float32)
+    text = to_base64(vector)
+    assert text == "AACAPwAAIMAAAAA+"  # bytes of <f4 1.0, -2.5, 0.125
+    np.testing.assert_array_equal(from_base64(text), vector)
+
+
+def test_options_travel_as_a_flat_map_of_what_differs_from_the_defaults():
+    assert EmbedOptions().to_wire() == {}
+    options = EmbedOptions.from_user(dimensions=128)
+    assert options.to_wire() == {"dimensions": 128}
+    assert EmbedOptions.from_json(options.to_json()) == options
+    assert EmbedOptions.from_json(None) == EmbedOptions()
+    with pytest.raises(UsageError, match="^dimensions must be a positive integer, got -3$"):
+        EmbedOptions.from_user(dimensions=-3)
+
+
+def test_a_chunk_with_a_bad_option_value_is_refused_naming_it():
+    validate_request("j", 0, "m", ["a"], {"dimensions": 64})
+    with pytest.raises(InvalidRequest, match="options.dimensions must be a positive integer"):
+        validate_request("j", 0, "m", ["a"], {"dimensions": "64"})
+
+
+def test_check_for_model_names_the_model_and_what_it_offers():
+    facts = {"dimension": 384, "dimensions_supported": [64, 128]}
+    check_for_model(EmbedOptions(dimensions=128), "m", facts)
+    check_for_model(EmbedOptions(dimensions=384), "m", facts)
+    check_for_model(EmbedOptions(dimensions=100), "m", {})  # unknown: the worker checks
+    with pytest.raises(UsageError, match="larger than model 'm''s dimension 384"):
+        check_for_model(EmbedOptions(dimensions=385), "m", facts)
+    with pytest.raises(UsageError, match=r"dimensions_supported: \[64, 128\]"):
+        check_for_model(EmbedOptions(dimensions=100), "m", facts)
