@@ -22,7 +22,7 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
 from tasks.io import parts, scan, sources
-from tasks.jobs import datasets, job_admin, jobstore, outputs
+from tasks.jobs import claims, datasets, job_admin, jobstore, outputs
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 if TYPE_CHECKING:
@@ -296,6 +296,7 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        held = claims.holds(redis, record.output, self.id)  # the job is still live
         ownership.retake(redis, record.output, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
@@ -315,7 +316,8 @@ class DatasetJob:
         if not todo and done.all() and record.finished is None:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         if not todo:
-            ownership.release(redis, record.output, self.id)
+            if not held:
+                ownership.release(redis, record.output, self.id)
             return 0
         parts.remove(record.output, [parts.MANIFEST])  # no manifest while parts are redone
         job_admin.clear_for_retry(redis, self.id, todo)

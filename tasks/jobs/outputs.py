@@ -52,6 +52,8 @@ def require_claim(client: redis.Redis, record: DatasetRecord) -> None:
     found = claims.holder(client, record.output)
     if found == (record.id, True):
         return
+    if found is None and claims.take(client, record.output, record.id, takeover=False) is None:
+        return  # a job submitted with no claim (an older producer), or its key expired
     now = "released" if found is None or found[0] == record.id else f"now job {found[0]}'s"
     raise PermanentError(
         f"{record.output} is no longer claimed by job {record.id} ({now}); nothing was written"

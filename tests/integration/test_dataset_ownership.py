@@ -96,6 +96,9 @@ def test_two_jobs_never_write_one_destination(fleet, tmp_path):
         for overwrite in (False, True):
             with pytest.raises(UsageError, match=f"being written by job {live.id} \\(PENDING\\)"):
                 client.submit_dataset(source, MODEL, out, overwrite=overwrite)
+        assert live.retry() == 0  # nothing to redo: a retry leaves a live job's claim alone
+        with pytest.raises(UsageError, match=f"being written by job {live.id}"):
+            client.submit_dataset(source, MODEL, out)
     finally:
         live.delete()  # When the live job is deleted, its claim goes with it
         client.redis.delete(f"embed.{IDLE}\x06\x169")

@@ -119,6 +119,10 @@ def test_the_manifest_lists_every_part_and_refuses_a_changed_folder(client, tmp_
     claims.release(client, record.output, record.id)
     with pytest.raises(PermanentError, match="no longer claimed by job"):
         outputs.require_claim(client, record)
+    # while a job submitted with no claim at all (an older producer) takes it on writing
+    client.delete(claims.key(record.output))
+    outputs.require_claim(client, record)
+    assert claims.holds(client, record.output, record.id)
 
 
 def test_a_part_writer_removes_the_temporaries_of_a_dead_writer_of_that_part(tmp_path):
