@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import producers.embed_options as embed_options
+from producers.output import waiting_text
 from tasks.io import parts
 
 
@@ -138,4 +139,5 @@ def status_text(s: dict[str, Any]) -> str:
     for err in s["errors"]:
         rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
         lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")
+    lines += waiting_text(s)
     return "\n".join(lines)

@@ -11,22 +11,22 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 import producers.ownership as ownership
+import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from producers.job import JobClient, JobKind
 from tasks.contract.options import EmbedOptions
-from tasks.io import parts, scan, sources
+from tasks.contract.signing import key_of
+from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import claims, datasets, job_admin, jobstore, outputs
 from tasks.jobs.redis_retry import retry_while_unreachable
-
-if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ POLL_S = 0.5
 
 
 def submit_dataset(
-    client: EmbeddingClient,
+    client: JobClient,
     source: str,
     model: str | None,
     output: str,
@@ -104,6 +104,8 @@ def submit_dataset(
         ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -126,7 +128,7 @@ def submit_dataset(
 
 
 def _record(
-    client: EmbeddingClient,
+    client: JobClient,
     job_id: str,
     model: str,
     version: str,
@@ -145,13 +147,17 @@ def _record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
+    job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec)
+        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
     )
 
 
@@ -159,9 +165,9 @@ class DatasetJob:
     """A dataset job: follow it with :meth:`status`, wait with :meth:`wait` (no vectors
     are gathered), re-run what failed with :meth:`retry`, drop it with :meth:`delete`."""
 
-    kind = "dataset"
+    kind: JobKind = "dataset"
 
-    def __init__(self, client: EmbeddingClient, record: datasets.DatasetRecord) -> None:
+    def __init__(self, client: JobClient, record: datasets.DatasetRecord) -> None:
         self.client = client
         self.record = record
         self.id = record.id
@@ -177,14 +183,15 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        import producers.submitting as submitting
-
         redis, app = self.client.redis, self.client.app
+        priority = self.client.settings.dataset_priority
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
-                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    lambda i=int(index): datasets.send(
+                        app, redis, self.id, i, self.model, force, priority
+                    ),
                     submitting.SUBMIT_RETRY_S,
                 )
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
@@ -234,6 +241,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -254,6 +264,7 @@ class DatasetJob:
             "input": record.spec.get("input"),
             "output": record.output,
             "output_problem": _output_problem(record) if state == "SUCCESS" else None,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -298,6 +309,9 @@ class DatasetJob:
             raise UsageError(_CANCELLED.format(job=self.id))
         held = claims.holds(redis, record.output, self.id)  # the job is still live
         ownership.retake(redis, record.output, self.id)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -318,11 +332,11 @@ class DatasetJob:
         if not todo:
             if not held:
                 ownership.release(redis, record.output, self.id)
-            return 0
+            return given_back
         parts.remove(record.output, [parts.MANIFEST])  # no manifest while parts are redone
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

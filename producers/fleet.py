@@ -195,6 +195,9 @@ def up(
     With ``EMBEDFLEET_METRICS_PORT`` set, ``worker<i>`` (1-based) serves its metrics on
     that port + i - 1.
     """
+    from tasks.contract.signing import key_of
+
+    key_of(settings())  # the state folder's job key, made once before any worker races for it
     started = Started(server=start_server_if_needed())
     names = [f"worker{i + 1}" for i in range(workers)]
     metrics_base = settings().metrics_port

@@ -31,8 +31,9 @@ from tasks.contract.errors import (
     PermanentError,
     TransientError,
 )
-from tasks.io import parts, ranges
-from tasks.jobs import datasets, deliveries, outputs
+from tasks.contract.signing import key_of
+from tasks.io import data_roots, parts, ranges
+from tasks.jobs import dataset_trust, datasets, deliveries, outputs
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,16 @@ def _run_range(
     retry = embed.with_redis_retry
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
-    plan = retry(lambda: datasets.chunk(client, job_id, index), "reading the plan")
-    if plan is None:
-        raise InvalidRequest(f"job {job_id} has no chunk {index}")
+    # Signed by this fleet's job key, else nothing is read or written (tasks/jobs/dataset_trust.py)
+    key = key_of(celeryconfig.SETTINGS)
+    plan, file = retry(
+        lambda: dataset_trust.verified_chunk(client, record, index, key), "reading the plan"
+    )
     name = parts.part_name(index)
     output = record.output
+    roots = data_roots.parse(celeryconfig.SETTINGS.data_roots)
+    data_roots.check(file["url"], roots, "read")
+    data_roots.check(output, roots, "write")
     if retry(lambda: datasets.is_done(client, job_id, index), "checking") and parts.exists(
         output, name
     ):
@@ -125,7 +131,6 @@ def _run_range(
         return
     retry(lambda: datasets.mark_started(client, job_id), "marking a job started")
     started = time.perf_counter()
-    file = retry(lambda: datasets.file(client, job_id, int(plan["file"])), "reading files")
     try:
         got = ranges.read_chunk(record.spec, file, plan)
     except (InputError, PermanentError):

@@ -33,6 +33,16 @@ class TooManyDeliveries(PermanentError):
     every earlier delivery died with its worker (out of memory, killed, crashed)."""
 
 
+class UnsignedJob(PermanentError):
+    """Raised when a dataset job record's signature does not verify with this fleet's
+    job key (``tasks.contract.signing``): a worker then reads and writes nothing."""
+
+
+class PathRefused(PermanentError):
+    """Raised when a dataset job names a local path a worker never reads or writes
+    (``/proc``, ``/sys``, ``/dev``, or outside ``EMBEDFLEET_DATA_ROOTS``)."""
+
+
 class ConfigError(PermanentError):
     """Raised when a model config or a setting cannot be read or holds an invalid value."""
 
@@ -43,3 +53,8 @@ class UsageError(EmbedfleetError):
 
 class InputError(UsageError):
     """Raised when an input file or text list is empty or holds a row that is not text."""
+
+
+class InputChanged(InputError):
+    """Raised when a dataset chunk's input no longer holds what the scan pinned at submit
+    (``tasks.io.pinning``): ``the input changed since it was submitted: FILE bytes A-B``."""

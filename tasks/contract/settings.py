@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(
         7 * DAY_S, gt=0, description="seconds job records and chunk results stay in Redis"
     )
+    worker_lapse_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds without a heartbeat after which a worker counts as dead and a "
+        "live worker puts its unacked chunks back on their queues (capped at 3/4 of the "
+        "visibility timeout)",
+    )
     max_deliveries: int = Field(
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
     )
@@ -112,7 +119,12 @@ class Settings(BaseSettings):
     )
     embed_cache: bool = Field(True, description="fleet-wide embedding cache on/off")
     embed_cache_ttl_s: int = Field(7 * DAY_S, gt=0, description="embedding cache TTL, seconds")
-    embed_cache_max_mb: float = Field(1024, gt=0, description="embedding cache memory cap, MB")
+    embed_cache_max_mb: float | None = Field(
+        None,
+        gt=0,
+        description="embedding cache memory cap, MB (default: a quarter of the server's "
+        "`maxmemory`, 1024 when it has none)",
+    )
 
     # -- gateway (`embedfleet serve`) -----------------------------------------------------
     api_keys: SecretStr = Field(
@@ -133,6 +145,18 @@ class Settings(BaseSettings):
     log_level: str = Field("WARNING", description="log level of the CLI")
     log_json: bool = Field(False, description="`1`: JSON log lines instead of key=value text")
     state_dir: Path = Field(Path("~/.embedfleet"), description="pid files and logs of `up`/`demo`")
+
+    # -- trust (tasks/contract/signing.py, tasks/io/data_roots.py) ----------------------
+    job_key: SecretStr | None = Field(
+        None,
+        description="the key producers sign dataset jobs with and workers check (the same "
+        "everywhere; unset: `job.key` in the state folder, one machine)",
+    )
+    data_roots: str = Field(
+        "",
+        description="comma-separated folders and `s3://` prefixes workers may read inputs "
+        "from and write parts to (empty: anywhere but /proc, /sys, /dev)",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -155,6 +179,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {sorted(_LEVELS)}")
         return level
 
+    @field_validator("job_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("model_cache", "model_store", "state_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -172,6 +203,8 @@ class Settings(BaseSettings):
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: Variables whose value an error never shows.
+_SECRETS = {PREFIX + "JOB_KEY"}
 
 
 def env_name(field: str) -> str:
@@ -209,5 +242,6 @@ def _one_line(exc: ValidationError, values: dict[str, str]) -> str:
         field = str(error["loc"][0]) if error["loc"] else ""
         name = env_name(field) if field in Settings.model_fields else field
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{name}={values.get(name, '')!r}: {message}")
+        shown = "***" if name in _SECRETS else values.get(name, "")
+        parts.append(f"{name}={shown!r}: {message}")
     return "; ".join(parts)

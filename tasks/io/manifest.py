@@ -6,13 +6,15 @@ can be checked against it without Redis (``embedfleet verify DEST/``)::
     {"job": "...", "model": "...", "version": "...", "dimension": 384, "rows": 5000,
      "format": "jsonl", "written": 1765000000.0,
      "input": {"source": "data/*.jsonl",
-               "files": [{"url": "/abs/data/a.jsonl", "size": 1234, "mtime": ..., "etag": ...}]},
+               "files": [{"url": "/abs/data/a.jsonl", "size": 1234,
+                          "mtime": "2026-12-06T10:00:00.123456Z", "etag": null,
+                          "version_id": null}]},
      "parts": [{"name": "part-000000.parquet", "first_row": 0, "rows": 1024,
                 "bytes": 412345, "sha256": "9f2c..."}, ...]}
 
-``input.files`` is the input snapshot taken at submit: each file's absolute path or
-``s3://`` URL and size, plus its ``mtime`` (seconds) and ``etag`` where the submit
-recorded them (``null`` otherwise); rows added to a file after submit are outside the job.
+``input.files`` is the input snapshot taken at submit (``tasks.io.pinning``): each file's
+absolute path or ``s3://`` URL, size, modification time (ISO 8601 UTC), and on S3 its
+ETag and VersionId; rows added to a file after submit are outside the job.
 ``sha256`` is over the part file's bytes; ``bytes`` is its size.
 """
 
@@ -23,8 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-#: Fields of an input file's entry copied into the manifest (``None`` when not recorded).
-INPUT_FIELDS = ("url", "size", "mtime", "etag", "version_id")
+from tasks.io import pinning
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,9 @@ class ManifestError(ValueError):
 
 
 def input_file(entry: dict[str, Any]) -> dict[str, Any]:
-    """A recorded input file (``tasks.jobs.datasets.file``) as the manifest lists it."""
-    found = {name: entry.get(name) for name in INPUT_FIELDS}
-    if found["version_id"] is None:
-        del found["version_id"]
-    return found
+    """A recorded input file (``tasks.jobs.datasets.file``) as the manifest lists it: its
+    snapshot at submit (``tasks.io.pinning.public``)."""
+    return pinning.public(entry)
 
 
 def build(

@@ -4,9 +4,9 @@
 number over the whole input), ``embedding`` (fixed-size list of float32) and ``id``
 (string) when the input carries ids; OpenAI batch jobs add ``request`` and ``index``.
 Each part is written atomically: a temporary name then a rename on a filesystem, one
-PUT on S3; so a reader never sees half a part, and a chunk run twice writes the same
-bytes twice. ``_manifest.json`` (``tasks.io.manifest``) is written the same way once
-every part is in.
+PUT on S3 (mode 0640 on a filesystem); so a reader never sees half a part, and a chunk
+run twice writes the same bytes twice. ``_manifest.json`` (``tasks.io.manifest``) is
+written the same way once every part is in.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from tasks.io import s3
 MANIFEST = "_manifest.json"
 #: Digits of a part's chunk index (more when a job has a million chunks or more).
 PART_DIGITS = 6
+#: Mode of a part and the manifest on a filesystem (less what the umask takes away):
+#: the worker's user writes, its group reads, others nothing.
+PART_MODE = 0o640
 
 
 def is_folder_target(dest: str) -> bool:
@@ -57,7 +60,9 @@ def put(dest: str, name: str, data: bytes) -> None:
         leftover.unlink(missing_ok=True)
     for _ in range(3):  # a writer of the same part, at once, may sweep our temporary
         tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PART_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         try:
             os.replace(tmp, folder / name)
             return

@@ -1,11 +1,12 @@
 """Dataset jobs in Redis: small per-job state, and the window that feeds the queue.
 
-Keys (all expire after ``celeryconfig.RESULT_TTL_S``; ``embedfleet delete`` drops them):
+Keys (all expire after ``EMBEDFLEET_RESULT_TTL_S``; ``embedfleet delete`` drops them):
 
 - ``embedfleet:job:<id>``          hash: kind=dataset, model, version, alias, n (rows),
                                     total (chunks), created, started, finished, spec
-                                    (JSON: format, fields, output, window), done and
-                                    rows_done counters, dimension, submitted, cancelled
+                                    (JSON: format, fields, output, window), sig (the
+                                    job key's signature, ``tasks.contract.signing``), done
+                                    and rows_done counters, dimension, submitted, cancelled
 - ``embedfleet:job:<id>:plan``     string: 40 bytes per chunk (``tasks.io.scan``), read
                                     by a worker with GETRANGE for its own chunk
 - ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, columns}
@@ -22,7 +23,7 @@ The window: the producer sends chunks ``0 .. window-1``; a worker that finishes 
 fails) chunk ``i`` sends chunk ``i + window``. So at most ``window`` messages of a job
 wait or run at any time, whatever the input's size, and the job needs no producer after
 ``submit``. The ``sent`` bit keeps a chunk redelivered after a worker died from sending
-its successor twice. Dataset chunks travel at priority :data:`DATASET_PRIORITY` (kombu's
+its successor twice. Dataset chunks travel at priority :func:`dataset_priority` (kombu's
 Redis priority lists), behind small jobs' chunks on the same model queue.
 """
 
@@ -37,17 +38,13 @@ import numpy as np
 import redis
 from celery import Celery
 
-import celeryconfig
+from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
 from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
-#: kombu Redis priority step of dataset chunks: 0 is served first and list jobs send 0;
-#: 9 (the default) puts dataset chunks behind them on the same queue
-#: (``EMBEDFLEET_DATASET_PRIORITY``, read by producers and workers alike).
-DATASET_PRIORITY = celeryconfig.DATASET_PRIORITY
 #: Seconds after which a job whose submit never finished sending its window is FAILURE.
 SUBMIT_GRACE_S = 180.0
 
@@ -88,6 +85,9 @@ class DatasetRecord:
     submitted: bool = False
     submit_error: str = ""
     dimension: int = 0
+    #: The spec as stored (the bytes the job key signed) and the signature.
+    spec_json: str = ""
+    signature: str = ""
 
     @property
     def output(self) -> str:
@@ -110,28 +110,32 @@ def create(
     alias: str,
     plan: Plan,
     spec: dict[str, Any],
+    job_key: bytes,
 ) -> DatasetRecord:
-    """Write a dataset job's record, plan and files (before any chunk is sent)."""
+    """Write a dataset job's record, plan and files (before any chunk is sent), signed
+    with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise."""
     created = time.time()
-    ttl = celeryconfig.RESULT_TTL_S
+    ttl = jobstore.result_ttl_s()
+    total = int(plan.chunks.size)
+    fields = signing.job_fields(job_id, model, version, alias, plan.rows, total, json.dumps(spec))
+    plan_bytes = plan.chunks.astype(CHUNK_DTYPE).tobytes()
+    files = {i: json.dumps(f) for i, f in enumerate(plan.files)}
+    signed = signing.message(fields, signing.digest(plan_bytes), signing.files_digest(files))
+    signature = signing.sign(job_key, signed)
     pipe = client.pipeline()
     pipe.hset(
         key(job_id),
         mapping={
             "kind": "dataset",
-            "model": model,
-            "version": version,
-            "alias": alias,
-            "n": plan.rows,
-            "total": int(plan.chunks.size),
+            **{name: value for name, value in fields.items() if name != "job"},
             "created": repr(created),
-            "spec": json.dumps(spec),
+            "sig": signature,
             "done": 0,
             "rows_done": 0,
         },
     )
-    pipe.set(key(job_id, "plan"), plan.chunks.astype(CHUNK_DTYPE).tobytes())
-    pipe.hset(key(job_id, "files"), mapping={i: json.dumps(f) for i, f in enumerate(plan.files)})
+    pipe.set(key(job_id, "plan"), plan_bytes)
+    pipe.hset(key(job_id, "files"), mapping=files)  # type: ignore[arg-type]
     if plan.errors:
         pipe.set(key(job_id, "refused"), json.dumps(plan.errors))
     for suffix in ("", "plan", "files", "refused"):
@@ -140,7 +144,16 @@ def create(
     pipe.zremrangebyrank(jobstore.JOBS_KEY, 0, -jobstore.JOBS_INDEX_SIZE - 1)
     pipe.execute()
     return DatasetRecord(
-        job_id, model, version, alias, plan.rows, int(plan.chunks.size), created, spec
+        job_id,
+        model,
+        version,
+        alias,
+        plan.rows,
+        int(plan.chunks.size),
+        created,
+        spec,
+        spec_json=fields["spec"],
+        signature=signature,
     )
 
 
@@ -169,6 +182,8 @@ def load(client: redis.Redis, job_id: str) -> DatasetRecord | None:
         submitted=b"submitted" in raw,
         submit_error=raw.get(b"submit_error", b"").decode(),
         dimension=int(raw.get(b"dimension", 0)),
+        spec_json=raw[b"spec"].decode(),
+        signature=raw.get(b"sig", b"").decode(),
     )
 
 
@@ -213,7 +228,7 @@ def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
     """Record chunk ``index`` as written (once, however often it ran); returns the number
     of chunks done, or -1 when the job is gone (deleted or expired)."""
     keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
-    done = client.eval(_MARK_DONE, 3, *keys, index, rows, celeryconfig.RESULT_TTL_S)
+    done = client.eval(_MARK_DONE, 3, *keys, index, rows, jobstore.result_ttl_s())
     return int(done)  # type: ignore[arg-type]
 
 
@@ -243,10 +258,26 @@ def mark_submitted(client: redis.Redis, job_id: str, error: str = "") -> None:
         client.hdel(key(job_id), "submit_error")
 
 
+def dataset_priority() -> int:
+    """kombu Redis priority step of dataset chunks: 0 is served first and list jobs send
+    0; 9 (the default) puts dataset chunks behind them on the same queue
+    (``EMBEDFLEET_DATASET_PRIORITY``, from the settings celeryconfig read, at first use)."""
+    import celeryconfig
+
+    return int(celeryconfig.DATASET_PRIORITY)
+
+
 def send(
-    app: Celery, client: redis.Redis, job_id: str, index: int, model: str, force: bool = False
+    app: Celery,
+    client: redis.Redis,
+    job_id: str,
+    index: int,
+    model: str,
+    force: bool = False,
+    priority: int | None = None,
 ) -> bool:
-    """Send chunk ``index`` unless it was sent already (``force``: retry sends again)."""
+    """Send chunk ``index`` unless it was sent already (``force``: retry sends again), at
+    ``priority`` (default :func:`dataset_priority`)."""
     if not force and client.getbit(key(job_id, "sent"), index):
         return False
     planned = chunk(client, job_id, index)
@@ -259,13 +290,13 @@ def send(
         kwargs={"job_id": job_id, "index": index, "model": model},
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
-        priority=DATASET_PRIORITY,
+        priority=dataset_priority() if priority is None else priority,
         # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
         headers={ROWS_HEADER: rows},
     )
     pipe = client.pipeline()
     pipe.setbit(key(job_id, "sent"), index, 1)
-    pipe.expire(key(job_id, "sent"), celeryconfig.RESULT_TTL_S)
+    pipe.expire(key(job_id, "sent"), jobstore.result_ttl_s())
     pipe.execute()
     return True
 

@@ -92,7 +92,10 @@ def check_output(folder: Path, texts: list[str], ids: list[str] | None, job: Any
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         rows = pq.read_table(folder / entry["name"]).column("row").to_pylist()
         assert rows == list(range(entry["first_row"], entry["first_row"] + entry["rows"]))
-    assert manifest["input"]["source"] and manifest["input"]["files"][0]["size"] > 0
+    assert manifest["input"]["source"]
+    for snapshot in manifest["input"]["files"]:  # the input as the submit pinned it
+        assert snapshot["size"] > 0 and snapshot["mtime"].endswith("Z")
+        assert bool(snapshot["etag"]) == snapshot["url"].startswith("s3://")
     assert not list(folder.glob(".*.tmp"))
 
 

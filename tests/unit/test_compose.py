@@ -106,6 +106,10 @@ def test_workers_are_model_groups_of_the_mounted_config(compose, dockerfile):
         assert "@redis:6379" in env["EMBEDFLEET_REDIS_URL"]
         assert "${REDIS_PASSWORD" in env["EMBEDFLEET_REDIS_URL"]
         assert int(env["EMBEDFLEET_METRICS_PORT"]) > 0
+        assert (
+            env["EMBEDFLEET_JOB_KEY"]
+            == compose["services"]["cli"]["environment"]["EMBEDFLEET_JOB_KEY"]
+        )  # the cli signs dataset jobs with the key the workers check
         config = load_model_config(str(mounted_config(service)))
         group = parsed.models.split(",")
         assert parsed.models != "all" and set(group) <= set(config), (name, group)

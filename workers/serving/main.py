@@ -58,6 +58,9 @@ def run_worker(
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     check_redis_credentials()
+    from tasks.contract.signing import key_of
+
+    key_of(settings)  # the job key, made now if it is the state folder's (ConfigError: exit 2)
     os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel, settings.log_json)
