@@ -4,7 +4,7 @@
 live, and ``ended:<id>`` once that job has ended (success, failure, cancel, delete):
 the key keeps naming the last job that wrote the folder, so a ``retry`` of an older job
 cannot write over a newer one's output. It expires with the job's keys
-(``celeryconfig.RESULT_TTL_S`` after it was last taken).
+(``EMBEDFLEET_RESULT_TTL_S`` after it was last taken).
 
 Why a Redis key and not a ``_claim.json`` beside the parts: taking a destination is
 ``SET NX``, and taking over a claim whose job has ended is a compare-and-set in one Lua
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import redis
 
-import celeryconfig
 from tasks.jobs import datasets, jobstore
 
 PREFIX = "embedfleet:dest:"
@@ -79,7 +78,7 @@ def take(client: redis.Redis, dest: str, job_id: str, takeover: bool = True) -> 
     of the job that keeps it: a live one, or (``takeover=False``, for a retry) any other
     job that wrote there since. A claim whose job has ended or whose records are gone is
     stale and is taken over (atomically: of two jobs taking it at once, one wins)."""
-    ttl = celeryconfig.RESULT_TTL_S
+    ttl = jobstore.result_ttl_s()
     for _ in range(8):  # each turn, someone else changed the key in between
         raw = client.get(key(dest))
         current = "" if raw is None else (raw.decode() if isinstance(raw, bytes) else raw)
@@ -98,7 +97,7 @@ def take(client: redis.Redis, dest: str, job_id: str, takeover: bool = True) -> 
 
 def release(client: redis.Redis, dest: str, job_id: str) -> bool:
     """End ``job_id``'s claim on ``dest`` (if it holds it); the key keeps its name."""
-    ttl = celeryconfig.RESULT_TTL_S
+    ttl = jobstore.result_ttl_s()
     return bool(client.eval(_RELEASE, 1, key(dest), job_id, ENDED + job_id, ttl))
 
 

@@ -18,10 +18,9 @@ import logging
 import numpy as np
 import redis
 
-import celeryconfig
 from tasks.contract.errors import PermanentError
 from tasks.io import manifest, parts
-from tasks.jobs import claims
+from tasks.jobs import claims, jobstore
 from tasks.jobs.datasets import DatasetRecord, chunks, key
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def record_part(client: redis.Redis, job_id: str, index: int, data: bytes) -> No
     entry = np.array([(hashlib.sha256(data).digest(), len(data))], dtype=PART_DTYPE)
     pipe = client.pipeline()
     pipe.setrange(key(job_id, "parts"), index * PART_DTYPE.itemsize, entry.tobytes())
-    pipe.expire(key(job_id, "parts"), celeryconfig.RESULT_TTL_S)
+    pipe.expire(key(job_id, "parts"), jobstore.result_ttl_s())
     pipe.execute()
 
 
