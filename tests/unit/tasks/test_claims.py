@@ -28,7 +28,7 @@ def new_job(client, tmp_path: Path, rows: int = 30, chunk_rows: int = 10) -> dat
     plan = scan.plan(sources.resolve(str(source)), chunk_rows=chunk_rows)
     job_id = uuid.uuid4().hex
     spec = {"input": str(source), "output": str(tmp_path / "out") + "/", "format": "txt"}
-    record = datasets.create(client, job_id, "m", "v1", "", plan, spec)
+    record = datasets.create(client, job_id, "m", "v1", "", plan, spec, b"unit-test-key")
     datasets.mark_submitted(client, job_id)
     return record
 
