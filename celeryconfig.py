@@ -156,6 +156,12 @@ task_track_started = True
 worker_send_task_events = True
 task_send_sent_event = True
 
+# What a worker imports at start: the chunk tasks, and the worker's own boot (its runtime,
+# handed to the app as its encoder). `embedfleet worker` imports the boot itself; this
+# line is what lets a plain `celery -A tasks worker` boot the same way. Producers never
+# import `imports`.
+imports = ("tasks.chunks.embed", "tasks.chunks.dataset", "workers.serving.boot")
+
 # Queues are per model (embed.<model>) and created by routing, never a default queue.
 task_create_missing_queues = True
 task_default_queue = "embedfleet.default"

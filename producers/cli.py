@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (RedisError, OperationalError, ConnectionError) as exc:
         from producers.fleet import describe_url
+        from tasks.jobs.redis_full import is_redis_full
+
+        if is_redis_full(exc):
+            print(
+                f"embedfleet: Redis at {describe_url()} is out of memory (used memory above "
+                f"its maxmemory) and refused a write: free memory or raise maxmemory",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
 
         print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -137,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
     )
+    sp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and estimate (rows, chunks, tokens, duration, output size); queue nothing",
+    )
+    sp.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     sp.add_argument(
         "--idempotency-key",
         help="a retried submit with this key and the same request gets the job the first "
@@ -282,7 +297,11 @@ def _submit(args: argparse.Namespace) -> int:
         source=(os.path.abspath(args.input), args.field) if args.input else None,
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print(job.dumps() if args.json else job.text())
+        return EXIT_OK
     progress = sys.stderr.isatty() or args.wait
     if out is not None:
         ids = rows.ids if rows is not None else None

@@ -80,7 +80,8 @@ class EmbeddingClient:
         idempotency_key: str | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
-    ) -> ListJob:
+        dry_run: bool = False,
+    ) -> Any:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
         ``model`` may be an A/B alias: the job gets one of its targets, chosen from
@@ -97,6 +98,7 @@ class EmbeddingClient:
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
+        ``dry_run``: plan and estimate only; returns a :class:`producers.dry_run.DryRun`.
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -112,6 +114,14 @@ class EmbeddingClient:
             self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
         )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if dry_run:
+            import producers.dry_run as dry
+
+            tokens, count = budget_for(self.seconds_per_text(model), len(texts))
+            _, bounds = plan_chunks(
+                texts, max_tokens=max_tokens or tokens, max_texts=max_texts or count
+            )
+            return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
             wanted = idempotency.digest(
                 asked,

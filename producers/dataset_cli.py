@@ -66,7 +66,11 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         overwrite=args.overwrite,
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print(job.dumps() if args.json else job.text())
+        return 0
     if not (args.wait or jsonl_out):
         return 0
     progress = sys.stderr.isatty() or args.wait

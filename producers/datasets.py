@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import producers.dataset_plan as dataset_plan
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
 import producers.ownership as ownership
@@ -25,7 +26,8 @@ from producers.job import JobClient, JobKind
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
-from tasks.jobs import claims, datasets, job_admin, jobstore, outputs
+from tasks.io.plan import DEFAULT_CHUNK_ROWS
+from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, redis_full
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 log = logging.getLogger(__name__)
@@ -49,16 +51,18 @@ def submit_dataset(
     announce: Callable[[str], None] | None = None,
     overwrite: bool = False,
     idempotency_key: str | None = None,
+    dry_run: bool = False,
     **embed: Any,
-) -> DatasetJob:
+) -> Any:
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
     ``output`` holding parts or a manifest is refused unless ``overwrite`` (which
     removes them first); one a live job is writing is refused always.
     ``idempotency_key``: a submit retried with the same key and request gets the job
-    the first made (``producers.idempotency``). ``embed``: the embedding options
-    (``dimensions=``; ``tasks.contract.options``)."""
+    the first made (``producers.idempotency``). ``dry_run``: plan and estimate only,
+    returns a :class:`producers.dry_run.DryRun` (nothing is recorded or queued).
+    ``embed``: the embedding options (``dimensions=``; ``tasks.contract.options``)."""
     if window < 1:
         raise UsageError("window must be at least 1")
     if idempotency_key is not None:
@@ -70,16 +74,22 @@ def submit_dataset(
     except Exception as exc:  # OSError, or botocore's errors for S3
         raise UsageError(f"cannot write to {output}: {exc}") from None
     asked = model
-    rows_per_chunk = chunk_rows or scan.DEFAULT_CHUNK_ROWS
     plan = None
     if model is None:  # OpenAI batch input names its model
-        plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=None)
+        plan = scan.plan(files, field, id_field, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
         model = plan.openai_model
         if model is None:
             raise UsageError("no --model given and the input names none (body.model)")
     job_id = uuid.uuid4().hex
     model, alias, version = client.resolve_model(model, key or idempotency_key or job_id)
     options = embed_options.options_for(client, model, **embed)
+    if dry_run:
+        import producers.dry_run as dry
+
+        plan = dataset_plan.plan_input(
+            client, files, field, id_field, chunk_rows, asked, model, plan
+        )
+        return dry.for_dataset(client, model, version, plan, dest)
     if idempotency_key is not None:
         wanted = idempotency.digest(
             str(asked or model),
@@ -102,8 +112,9 @@ def submit_dataset(
     redis = client.redis
     try:
         ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
-        if plan is None:
-            plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        plan = dataset_plan.plan_input(
+            client, files, field, id_field, chunk_rows, asked, model, plan
+        )
         if plan.openai_dimensions:  # the batch's body.dimensions
             options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
@@ -197,6 +208,10 @@ class DatasetJob:
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))
         except Exception as exc:
             reason = f"submit stopped after {sent} chunk(s): {type(exc).__name__}: {exc}"
+            if redis_full.is_redis_full(exc):
+                reason = f"submit stopped after {sent} chunk(s): " + redis_full.reason(
+                    "sending chunks", self.id
+                )
             try:
                 retry_while_unreachable(
                     lambda: datasets.mark_submitted(redis, self.id, reason), 5.0
@@ -316,6 +331,7 @@ class DatasetJob:
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
         _, failed = jobstore.progress(redis, self.id)
+        outputs.recall(redis, record)  # a finished job's checksums, from its manifest
         present = _present_parts(record.output, outputs.recorded(redis, self.id, total))
         lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
         plan = datasets.chunks(redis, self.id)

@@ -19,6 +19,7 @@ import socket
 import time
 from typing import Any
 
+import redis
 from celery import Task
 
 import celeryconfig
@@ -29,11 +30,12 @@ from tasks.contract.errors import (
     InvalidRequest,
     JobCancelled,
     PermanentError,
+    RedisMemoryFull,
     TransientError,
 )
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries, outputs
+from tasks.jobs import dataset_trust, datasets, deliveries, outputs, redis_full
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
             return
         job_id, index = chunk
         client = self.app.backend.client
-        message = f"{type(exc).__name__}: {exc}"
+        message = embed.failure_message(exc, job_id)
 
         def record() -> None:
             found = datasets.load(client, job_id)
@@ -63,7 +65,14 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
 
             jobstore.mark_failed(client, job_id, index, message)
             if not isinstance(exc, JobCancelled):
-                datasets.feed(self.app, client, found, index)
+                try:
+                    datasets.feed(self.app, client, found, index)
+                except redis.ResponseError as error:
+                    if not redis_full.is_redis_full(error):
+                        raise
+                    # the next chunks stay unsent: `retry` sends them once there is room
+                    log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
+                    redis_full.stop_window(client, datasets.key(job_id), job_id)
             _end_if_failed(client, job_id)
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
@@ -97,12 +106,16 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         log.warning("event=dataset_chunk_orphan job=%s chunk=%d", job_id, index)
         return  # deleted or expired: nothing to do, nothing to record
     task_id, attempt = str(self.request.id), self.request.retries
-    delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
     try:
-        embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
-        _run_range(self, record, job_id, index, model)
-    finally:
-        retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+        delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
+        try:
+            embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+            _run_range(self, record, job_id, index, model)
+        finally:
+            retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+    except RedisMemoryFull as exc:
+        embed.record_redis_full(client, job_id, index, exc)
+        raise
 
 
 def _run_range(
@@ -141,9 +154,7 @@ def _run_range(
             f"must be readable by every worker at the same path (same machine or a shared "
             f"filesystem); use s3:// when workers run elsewhere"
         ) from exc
-    encoder = embed.current_encoder()
-    if encoder is None:
-        raise PermanentError("this process has no encoder (start workers with `embedfleet worker`)")
+    encoder = embed.encoder_of(self.app)
     options = {
         "version": record.version,
         "cache": bool(record.spec.get("cache", False)),
@@ -182,17 +193,19 @@ def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -
     client = task.app.backend.client
     retry = embed.with_redis_retry
     done = retry(lambda: datasets.mark_done(client, record.id, index, rows), "marking done")
+    if done < 0:  # deleted (or expired) while this chunk ran: write nothing more
+        log.info("event=dataset_chunk_orphan job=%s chunk=%d", record.id, index)
+        return
     retry(lambda: datasets.feed(task.app, client, record, index), "sending the next chunk")
-    if done != record.total:
-        if done >= 0:  # the job's last chunk to end may be a success after a failure
-            retry(lambda: _end_if_failed(client, record.id), "ending a failed job")
+    if done != record.total:  # the job's last chunk to end may be a success after a failure
+        retry(lambda: _end_if_failed(client, record.id), "ending a failed job")
         return
     fresh = retry(lambda: datasets.load(client, record.id), "reading a dataset job")
     if fresh is None or fresh.finished is not None:
         return
     retry(lambda: outputs.write_manifest(client, fresh), "writing the manifest")
     retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")
-    retry(lambda: outputs.end(client, fresh), "releasing the destination")
+    retry(lambda: outputs.end(client, fresh, finished=True), "releasing the destination")
     log.info("event=dataset_job_done job=%s rows=%d parts=%d", record.id, record.n, record.total)
 
 

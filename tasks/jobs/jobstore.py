@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from tasks.jobs import redis_full
+
 PREFIX = "embedfleet:job:"
 JOBS_KEY = "embedfleet:jobs"
 #: Recent jobs kept in the ``embedfleet jobs`` index.
@@ -119,7 +121,9 @@ def load(client: redis.Redis, job_id: str) -> JobRecord | None:
 
 def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]]:
     """Return (indices of finished chunks, {failed chunk index: error})."""
-    pipe = client.pipeline()
+    # Not MULTI: a Redis out of memory refuses every command queued in a transaction,
+    # reads too, and `status` must say what happened then.
+    pipe = client.pipeline(transaction=False)
     pipe.smembers(PREFIX + job_id + ":done")
     pipe.hgetall(PREFIX + job_id + ":failed")
     done_raw, failed_raw = pipe.execute()
@@ -143,13 +147,21 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.sismember(PREFIX + job_id + ":done", index))
 
 
-def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
-    """Record why chunk ``index`` failed."""
-    failed_key = PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, result_ttl_s())
-    pipe.execute()
+def mark_failed(
+    client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
+) -> None:
+    """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
+    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason.
+    Nothing is written when the job is gone (deleted or expired)."""
+    redis_full.mark_failed(
+        client,
+        PREFIX + job_id + ":failed",
+        [index],
+        error,
+        result_ttl_s(),
+        keep_existing,
+        job_key=PREFIX + job_id,
+    )
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:

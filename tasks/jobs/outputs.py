@@ -1,8 +1,9 @@
 """What a dataset job wrote, and how it ends: part checksums, the manifest, the claim.
 
 Each chunk records its part's sha256 and size in ``embedfleet:job:<id>:parts`` (40
-bytes per chunk at offset ``index * 40``, SETRANGE), so the worker that finishes the job
-writes the manifest without reading the parts back. Before it does, it lists the
+bytes per chunk at offset ``index * 40``, SETRANGE, only while the job hash exists), so
+the worker that finishes the job writes the manifest without reading the parts back; the
+key goes once the manifest is written. Before it does, it lists the
 destination: every part must be there at the size its chunk wrote (else the chunk fails
 naming the part, and ``retry`` rewrites it); other ``part-*.parquet`` files and local
 ``.part-*.tmp`` leftovers in the job's (claimed) destination are removed. The manifest
@@ -29,12 +30,43 @@ log = logging.getLogger(__name__)
 PART_DTYPE = np.dtype([("sha256", "S32"), ("bytes", "<u8")])
 
 
+#: Record a part's entry only while the job exists (a deleted job gets no key back).
+_RECORD_PART = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SETRANGE', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+
 def record_part(client: redis.Redis, job_id: str, index: int, data: bytes) -> None:
     """Remember the checksum and size of the part chunk ``index`` just wrote."""
     entry = np.array([(hashlib.sha256(data).digest(), len(data))], dtype=PART_DTYPE)
+    keys = [key(job_id, "parts"), key(job_id)]
+    offset = index * PART_DTYPE.itemsize
+    client.eval(_RECORD_PART, 2, *keys, offset, entry.tobytes(), jobstore.result_ttl_s())
+
+
+def recall(client: redis.Redis, record: DatasetRecord) -> None:
+    """Put back the checksums a finished job's manifest holds (Redis dropped them when
+    the manifest was written), so a retry neither trusts nor re-hashes parts as they
+    are now: a part changed since keeps its original checksum, and ``verify`` sees it."""
+    if not parts.exists(record.output, parts.MANIFEST):
+        return
+    try:
+        found = manifest.parse(parts.read(record.output, parts.MANIFEST))
+    except manifest.ManifestError:
+        return
+    if found.job != record.id:
+        return
+    entries = np.zeros(record.total, dtype=PART_DTYPE)
+    for entry in found.parts:
+        index = int(entry.name[5:-8]) if parts.is_part(entry.name) else record.total
+        if index < record.total:
+            entries[index] = (bytes.fromhex(entry.sha256), entry.bytes)
     pipe = client.pipeline()
-    pipe.setrange(key(job_id, "parts"), index * PART_DTYPE.itemsize, entry.tobytes())
-    pipe.expire(key(job_id, "parts"), jobstore.result_ttl_s())
+    pipe.set(key(record.id, "parts"), entries.tobytes())
+    pipe.expire(key(record.id, "parts"), jobstore.result_ttl_s())
     pipe.execute()
 
 
@@ -111,9 +143,13 @@ def write_manifest(client: redis.Redis, record: DatasetRecord) -> None:
     parts.put(dest, parts.MANIFEST, body)
 
 
-def end(client: redis.Redis, record: DatasetRecord) -> None:
+def end(client: redis.Redis, record: DatasetRecord, finished: bool = False) -> None:
     """The job ended (success or failure): remove local ``.part-*.tmp`` leftovers and
-    release the destination (only while the job still holds it)."""
+    release the destination (only while the job still holds it). ``finished``: the
+    manifest holds the parts' checksums now, so Redis keeps them no longer (a failed
+    job keeps them for its retry)."""
+    if finished:
+        client.delete(key(record.id, "parts"))
     if not claims.holds(client, record.output, record.id):
         return
     if not record.output.startswith("s3://"):

@@ -267,3 +267,19 @@ def test_tmp_leftovers_of_a_dead_writer_are_removed(fleet, tmp_path):
         "part-000002.parquet",
     ]
     assert client.verify(str(out)).ok
+
+
+def test_retry_of_a_finished_job_rewrites_parts_changed_since(fleet, tmp_path):
+    client, _, _ = fleet
+    out = tmp_path / "out"
+    source = write_txt(tmp_path / "a.txt", 50)
+    job = client.submit_dataset(source, MODEL, str(out) + "/", chunk_rows=10)
+    job.wait(timeout=120)
+    # Given one part rewritten with other vectors and one deleted after SUCCESS
+    (out / "part-000001.parquet").write_bytes(parts.part_bytes(10, np.ones((10, 16), np.float32)))
+    (out / "part-000002.parquet").unlink()
+    # Then retry redoes both (the manifest's sizes say part 1 changed) and nothing else
+    assert job.retry() == 2
+    job.wait(timeout=120)
+    report = client.verify(str(out))
+    assert report.ok, report.lines()

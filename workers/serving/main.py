@@ -64,6 +64,7 @@ def run_worker(
     os.environ[SELECTION_ENV] = models
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel, settings.log_json)
+    import workers.serving.boot  # noqa: F401  (the worker's boot: runtime, encoder, threads)
     from tasks.app import app
 
     argv = [

@@ -36,6 +36,11 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(config, settings)
 
 
+def current_runtime() -> Runtime | None:
+    """This process's runtime if one was built (never builds one)."""
+    return _runtime
+
+
 def set_runtime(runtime: Runtime | None) -> None:
     """Install (or clear) this process's runtime (boot code and tests)."""
     global _runtime

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from gateway.auth import check_startup, is_loopback
-from gateway.embeddings import shorten
 from gateway.errors import APIError
 from gateway.requests import embedding_request, parse_json
 from tasks.contract.errors import ConfigError
@@ -43,15 +41,6 @@ def test_a_body_that_is_no_json_object_is_400(raw):
     with pytest.raises(APIError) as caught:
         parse_json(raw)
     assert caught.value.status == 400
-
-
-def test_shorten_keeps_the_first_n_at_unit_length():
-    vectors = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    got = shorten(vectors, 2)
-    np.testing.assert_allclose(got[0], [0.6, 0.8])
-    np.testing.assert_array_equal(got[1], [0.0, 0.0])  # a zero row stays zero
-    with pytest.raises(APIError):
-        shorten(vectors, 4)
 
 
 def test_startup_needs_keys_or_no_auth_on_loopback():
