@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+import producers.progress as progress
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer, poll_delays
@@ -89,8 +90,9 @@ class ListJob:
         return job_admin.delete(self.client.redis, self.id, self.record.total)
 
     def status(self) -> dict[str, Any]:
-        """``{"id","model","version","alias","state","done","total","failed","errors"}``;
-        ``model`` is the model that serves the job (an alias's resolved target)."""
+        """``{"id","kind","model","version","alias","state","done","total","failed",
+        "errors"}`` plus ``created``/``started``/``finished`` times, ``rows_done`` and
+        ``eta_s``; ``model`` is the model that serves the job (an alias's resolved target)."""
         redis = self.client.redis
         record = (
             retry_while_unreachable(lambda: jobstore.load(redis, self.id), STATUS_RETRY_S)
@@ -109,6 +111,7 @@ class ListJob:
             state, failed = "FAILURE", {**failed, -1: stalled}
         return {
             "id": self.id,
+            "kind": "list",
             "model": record.model,
             "version": record.version,
             "alias": record.alias or None,
@@ -119,6 +122,9 @@ class ListJob:
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
             "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
+            **retry_while_unreachable(
+                lambda: progress.list_progress(redis, record, done, state), STATUS_RETRY_S
+            ),
         }
 
     def wait(
