@@ -18,7 +18,7 @@ import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer, poll_delays
 from producers.job import JobClient, JobKind
-from tasks.jobs import job_admin, jobstore
+from tasks.jobs import job_admin, jobstore, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -44,6 +44,9 @@ class ListJob:
         self.id = record.id
         self.model = record.model
         self._texts = texts  # kept by the submitting process, for retry
+        #: After :meth:`wait`: per input row, ``tokens`` (int32, what the model saw,
+        #: prompt and special tokens included) and ``truncated`` (bool).
+        self.columns: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
@@ -122,6 +125,7 @@ class ListJob:
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
             "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
+            "usage": usage.totals(redis, self.id),
             **retry_while_unreachable(
                 lambda: progress.list_progress(redis, record, done, state), STATUS_RETRY_S
             ),
@@ -154,6 +158,7 @@ class ListJob:
                 fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
                 if bar is not None and fetched:
                     bar.update(fetched)
+                self.columns = gatherer.columns
                 if len(gatherer.fetched) == self.record.total:
                     return gatherer.array()
                 if failed and len(done) + len(failed) >= self.record.total:

@@ -21,6 +21,9 @@ def status_text(s: dict[str, Any]) -> str:
         f"created  {when(s.get('created'))}   started {when(s.get('started'))}   "
         f"finished {when(s.get('finished'))}",
     ]
+    usage = s.get("usage")
+    if usage:
+        lines.append(f"tokens   {usage['tokens']} ({usage['truncated']} rows truncated)")
     for err in s["errors"]:
         lines.append(f"  chunk {err['chunk']}: {err['error']}")
     lines += waiting_text(s)
@@ -135,7 +138,7 @@ def write_job(
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors, ids)
+        write_embeddings(path, vectors, ids, getattr(job, "columns", None))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -53,10 +53,15 @@ def check_writable(path: str | Path) -> Path:
 
 
 def write_embeddings(
-    path: str | Path, vectors: np.ndarray, ids: list[str | None] | None = None
+    path: str | Path,
+    vectors: np.ndarray,
+    ids: list[str | None] | None = None,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``vectors`` (input order) to ``path``; the format comes from the extension.
-    ``ids`` (the input's id of each row) become an ``id`` column / field."""
+    ``ids`` (the input's id of each row) become an ``id`` column / field; ``columns``
+    (per row: ``tokens``, ``truncated``) columns / fields of .parquet and .jsonl."""
+    columns = columns or {}
     path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -70,17 +75,20 @@ def write_embeddings(
 
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
         column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-        columns = {ROW: pa.array(np.arange(len(vectors))), "embedding": column}
+        table = {ROW: pa.array(np.arange(len(vectors))), "embedding": column}
         if ids is not None:
-            columns["id"] = pa.array(ids, type=pa.string())
-        table = pa.table(columns)
-        pq.write_table(table, tmp)
+            table["id"] = pa.array(ids, type=pa.string())
+        for name, values in columns.items():
+            table[name] = pa.array(np.asarray(values))
+        pq.write_table(pa.table(table), tmp)
     else:
         with tmp.open("w", encoding="utf-8") as fh:
             for i, row in enumerate(vectors):
                 line: dict[str, object] = {ROW: i, "embedding": row.tolist()}
                 if ids is not None:
                     line["id"] = ids[i]
+                for name, values in columns.items():
+                    line[name] = values[i].item()
                 fh.write(json.dumps(line) + "\n")
     tmp.replace(path)
     return path

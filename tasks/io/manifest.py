@@ -4,7 +4,8 @@ The manifest names the job and lists every part with its rows and checksum, so a
 can be checked against it without Redis (``embedfleet verify DEST/``)::
 
     {"job": "...", "model": "...", "version": "...", "dimension": 384, "rows": 5000,
-     "format": "jsonl", "written": 1765000000.0,
+     "format": "jsonl", "written": 1765000000.0, "tokens": 61234, "truncated": 0,
+     "options": {},
      "input": {"source": "data/*.jsonl",
                "files": [{"url": "/abs/data/a.jsonl", "size": 1234,
                           "mtime": "2026-12-06T10:00:00.123456Z", "etag": null,
@@ -69,8 +70,9 @@ def build(
     source: str,
     files: list[dict[str, Any]],
     parts: list[PartEntry],
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """The manifest's bytes."""
+    """The manifest's bytes (``extra``: usage totals and embedding options)."""
     body = {
         "job": job,
         "model": model,
@@ -80,6 +82,7 @@ def build(
         "format": fmt,
         "written": round(time.time(), 3),
         "input": {"source": source, "files": [input_file(f) for f in files]},
+        **(extra or {}),
         "parts": [vars(p) for p in parts],
     }
     return (json.dumps(body, indent=1) + "\n").encode()

@@ -146,21 +146,25 @@ def part_bytes(
     vectors: np.ndarray,
     ids: list[str | None] | None = None,
     extra: dict[str, list[int]] | None = None,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32)."""
+    """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32);
+    ``columns``: typed per-row columns (``tokens`` int32, ``truncated`` bool)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = data.shape
-    columns: dict[str, Any] = {
+    table: dict[str, Any] = {
         "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), dim),
     }
     if ids is not None:
-        columns["id"] = pa.array(ids, type=pa.string())
+        table["id"] = pa.array(ids, type=pa.string())
     for name, values in (extra or {}).items():
-        columns[name] = pa.array(np.asarray(values, dtype=np.int64))
+        table[name] = pa.array(np.asarray(values, dtype=np.int64))
+    for name, values in (columns or {}).items():
+        table[name] = pa.array(np.asarray(values))
     sink = io.BytesIO()
-    pq.write_table(pa.table(columns), sink)
+    pq.write_table(pa.table(table), sink)
     return sink.getvalue()

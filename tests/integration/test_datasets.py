@@ -78,13 +78,18 @@ def check_output(folder: Path, texts: list[str], ids: list[str] | None, job: Any
     else:
         assert table.column("id").to_pylist() == ids
     manifest = json.loads((folder / "_manifest.json").read_text())
-    assert {k: manifest[k] for k in ("job", "model", "version", "dimension", "rows")} == {
+    keys = ("job", "model", "version", "dimension", "rows", "tokens", "truncated", "options")
+    assert {k: manifest[k] for k in keys} == {
         "job": job.id,
         "model": MODEL,
         "version": job.record.version,
         "dimension": 16,
         "rows": len(texts),
+        "tokens": sum(table.column("tokens").to_pylist()),  # usage totals of the parts
+        "truncated": 0,
+        "options": {},
     }
+    assert manifest["tokens"] >= 2 * len(texts)  # special tokens at least
     names = sorted(p.name for p in folder.glob("part-*.parquet"))
     assert [p["name"] for p in manifest["parts"]] == names and len(names) == job.record.total
     for entry in manifest["parts"]:  # each part with its rows and checksum
