@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("verify", _verify, "check a dataset job's output folder against its manifest")
     sp.add_argument("dest", help="DEST/ or s3://bucket/prefix/")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
     sp.add_argument("--json", action="store_true", help="print the jobs as JSON")
