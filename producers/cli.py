@@ -85,26 +85,30 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     sp = cmd("up", _up, "start the local fleet in the background (embedded server if needed)")
-    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
     sp.add_argument("--flower", action="store_true", help="also start Flower")
-    sp.add_argument("--flower-port", type=int, default=5555)
+    sp.add_argument("--flower-port", type=int, default=5555, help="Flower's port (default 5555)")
     sp.add_argument(
         "--flower-auth",
         default=os.environ.get("FLOWER_BASIC_AUTH"),
         help="user:password for Flower's basic auth (default: $FLOWER_BASIC_AUTH)",
     )
-    sp.add_argument("--models", default="all")
+    sp.add_argument(
+        "--models", default="all", help="models the workers serve: comma-separated, or all"
+    )
     cmd("down", _down, "stop what `embedfleet up` started")
 
     sp = cmd("worker", _worker, "run one worker in the foreground")
     sp.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
-    sp.add_argument("--concurrency", type=int, default=1)
+    sp.add_argument(
+        "--concurrency", type=int, default=1, help="chunks run at once (pool threads; default 1)"
+    )
     sp.add_argument("--name", default=None, help="worker node name (default embedfleet@%%h)")
-    sp.add_argument("--loglevel", default="INFO")
+    sp.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
 
     sp = cmd("serve", _serve, "the OpenAI-compatible HTTP gateway (embeddings, files, batches)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     sp.add_argument(
         "--no-auth",
         action="store_true",
@@ -157,35 +161,41 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the status as JSON")
 
     sp = cmd("result", _result, "write a job's embeddings in input order")
     sp.add_argument("job")
     sp.add_argument(
         "--partial", action="store_true", help="write what succeeded; failed chunks' rows NaN"
     )
-    sp.add_argument("--output", required=True)
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument("--output", required=True, help="a .npy, .parquet or .jsonl file")
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for chunks still running"
+    )
     sp.add_argument("--delete", action="store_true", help="free the job's keys once written")
 
     sp = cmd("retry", _retry, "re-run only a job's failed or missing chunks")
     sp.add_argument("job")
-    sp.add_argument("--wait", action="store_true")
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument("--wait", action="store_true", help="wait for the chunks sent again")
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
+    )
 
     sp = cmd("delete", _delete, "free a job's keys in Redis now")
     sp.add_argument("job")
 
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    sp.add_argument("--limit", type=int, default=20, help="jobs shown, newest first (default 20)")
 
     sp = cmd("cancel", _cancel, "revoke a job's chunks not yet started")
     sp.add_argument("job")
 
     sp = cmd("reload", _reload, "broadcast: every worker re-reads its model config")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--timeout", type=float, default=10.0)
+    sp.add_argument("--json", action="store_true", help="print the replies as JSON")
+    sp.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for replies (default 10)"
+    )
     sp.add_argument("--worker", action="append", help="only this worker (repeatable)")
     sp.add_argument(
         "--allow-empty",
@@ -194,16 +204,18 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     sp = cmd("compare", _compare, "how far two models agree on a sample of texts")
     sp.add_argument("model_a")
     sp.add_argument("model_b")
-    sp.add_argument("--input", required=True)
-    sp.add_argument("--field")
+    sp.add_argument(
+        "--input", required=True, help="texts to compare on (a .jsonl/.csv/.parquet/.txt file)"
+    )
+    sp.add_argument("--field", help="field or column holding the text (default: text)")
     sp.add_argument("--sample", type=int, default=500, help="texts taken from the input")
     sp.add_argument("-k", type=int, default=10, help="neighbours compared per text")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sp = cmd("optimize", _optimize, "export, quantize, gate, benchmark and register a model")
     from workers.optimize.cli import add_arguments as optimize_arguments
@@ -212,8 +224,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("demo", _demo, "the main job end to end on the embedded default")
     sp.add_argument("--input", default=None, help="texts to embed (default: the sample file)")
-    sp.add_argument("--model", default="all-MiniLM-L6-v2")
-    sp.add_argument("--output", default="out/demo.npy")
+    sp.add_argument("--model", default="all-MiniLM-L6-v2", help="model to embed with")
+    sp.add_argument(
+        "--output", default="out/demo.npy", help="where the vectors go (default out/demo.npy)"
+    )
     return p
 
 

@@ -119,7 +119,8 @@ def status_text(s: dict[str, Any]) -> str:
         f"state    {s['state']}",
         f"rows     {s['rows_done']}/{s['texts']} done, ETA {eta}",
         f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed",
-        f"created  {when(s['created'])}   finished {when(s['finished'])}",
+        f"created  {when(s['created'])}   started {when(s.get('started'))}   "
+        f"finished {when(s['finished'])}",
         f"input    {s['input']}",
         f"output   {s['output']}",
     ]

@@ -26,7 +26,7 @@ from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS
-from tasks.jobs import datasets, job_admin, jobstore, redis_full
+from tasks.jobs import datasets, job_admin, jobstore, redis_full, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,7 @@ class DatasetJob:
             "input": record.spec.get("input"),
             "output": record.output,
             "waiting_on_dead_worker": waiting,
+            "usage": usage.totals(redis, self.id),
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:

@@ -11,7 +11,9 @@ from tasks.contract.settings import Settings, process_settings
 
 
 class Encoder(Protocol):
-    """What encodes a chunk: ``(model, texts, options) -> (vectors, version used)``.
+    """What encodes a chunk: ``(model, texts, options) -> (vectors, version used[,
+    columns])``; ``columns`` (per output row: ``tokens``, ``truncated``) travel beside
+    the vectors (``tasks.contract.wire``).
 
     The contract imports no worker code: a worker's boot hands its runtime's encoder to
     the app it runs (``FleetApp.encoder``), so producers never load torch.
@@ -19,7 +21,7 @@ class Encoder(Protocol):
 
     def __call__(
         self, model: str, texts: list[str], options: dict[str, Any]
-    ) -> tuple[Any, str]: ...
+    ) -> tuple[Any, ...]: ...
 
 
 class FleetApp(Celery):  # type: ignore[misc]

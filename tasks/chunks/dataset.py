@@ -31,7 +31,7 @@ from tasks.contract.errors import (
 )
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries, redis_full
+from tasks.jobs import dataset_trust, datasets, deliveries, redis_full, usage
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _run_range(
         **record.spec.get("embed", {}),  # the job's EmbedOptions (tasks.contract.options)
     }
     try:
-        vectors, _version = encoder(model, got.texts, options)
+        vectors, _version, *more = encoder(model, got.texts, options)
     except (PermanentError, TransientError) as exc:
         raise embed.naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # a bug in a wrapper: fail the chunk, keep serving
@@ -165,7 +165,9 @@ def _run_range(
     extra = None
     if got.requests is not None and got.positions is not None:
         extra = {"request": got.requests, "index": got.positions}
-    data = parts.part_bytes(int(plan["first_row"]), vectors, got.ids, extra)
+    columns = more[0] if more else {}
+    retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    data = parts.part_bytes(int(plan["first_row"]), vectors, got.ids, extra, columns)
     try:
         parts.put(output, name, data)
     except OSError as exc:
@@ -203,6 +205,7 @@ def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -
         record.n,
         record.total,
         str(record.spec.get("input", "")),
+        {**usage.totals(client, record.id), "options": record.spec.get("embed", {})},
     )
     parts.put(record.output, parts.MANIFEST, body)
     retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")

@@ -31,7 +31,7 @@ from tasks.contract.errors import (
     TransientError,
 )
 from tasks.contract.wire import pack_embeddings, validate_request
-from tasks.jobs import deliveries, jobstore, redis_full
+from tasks.jobs import deliveries, jobstore, redis_full, usage
 from tasks.jobs.deliveries import Delivery
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
@@ -292,7 +292,7 @@ def _run_chunk(
     try:
         # The embedding reuse store, the runtime's only Redis use, computes instead when
         # Redis is unreachable (workers.reuse.store.embed_with_cache).
-        vectors, version = encode(model, texts, options)
+        vectors, version, *more = encode(model, texts, options)
     except (PermanentError, TransientError) as exc:
         raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving
@@ -306,4 +306,6 @@ def _run_chunk(
         len(texts),
         time.perf_counter() - started,
     )
-    return pack_embeddings(vectors, model=model, version=version)
+    columns = more[0] if more else {}
+    with_redis_retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    return pack_embeddings(vectors, model=model, version=version, columns=columns)

@@ -46,7 +46,10 @@ class Settings(BaseSettings):
         description="broker and result backend (`rediss://` for TLS, `redis://:password@host`)",
     )
     visibility_timeout_s: int = Field(
-        3600, gt=0, description="seconds before an unacked chunk of a dead worker is redelivered"
+        3600,
+        gt=0,
+        description="seconds before an unacked chunk is redelivered whoever holds it: the "
+        "backstop for what the heartbeat misses",
     )
     result_ttl_s: int = Field(
         7 * DAY_S, gt=0, description="seconds job records and chunk results stay in Redis"

@@ -14,6 +14,12 @@ trace setup would raise on are refused one step later, by ``tasks.guards.request
 serializer registry with the app's ``accept_content`` (msgpack, JSON), so pickle and
 YAML are refused before anything is decoded. ``celeryconfig`` selects this transport
 for ``redis://`` and ``rediss://`` URLs.
+
+Two more duties: every message taken is recorded with the worker that holds it
+(``tasks.guards.holders``, so a dead worker's chunks can be given back at once), and a
+message that a full Redis will not let the worker record as taken is never dropped: a
+chunk is recorded failed naming Redis memory, anything else goes back on its queue
+(``tasks.jobs.redis_full``).
 """
 
 from __future__ import annotations

@@ -89,29 +89,41 @@ def part_bytes(
     vectors: np.ndarray,
     ids: list[str | None] | None = None,
     extra: dict[str, list[int]] | None = None,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> bytes:
-    """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32)."""
+    """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32);
+    ``columns``: typed per-row columns (``tokens`` int32, ``truncated`` bool)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = data.shape
-    columns: dict[str, Any] = {
+    table: dict[str, Any] = {
         "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), dim),
     }
     if ids is not None:
-        columns["id"] = pa.array(ids, type=pa.string())
+        table["id"] = pa.array(ids, type=pa.string())
     for name, values in (extra or {}).items():
-        columns[name] = pa.array(np.asarray(values, dtype=np.int64))
+        table[name] = pa.array(np.asarray(values, dtype=np.int64))
+    for name, values in (columns or {}).items():
+        table[name] = pa.array(np.asarray(values))
     sink = io.BytesIO()
-    pq.write_table(pa.table(columns), sink)
+    pq.write_table(pa.table(table), sink)
     return sink.getvalue()
 
 
 def manifest(
-    job: str, model: str, version: str, dimension: int, rows: int, parts: int, source: str
+    job: str,
+    model: str,
+    version: str,
+    dimension: int,
+    rows: int,
+    parts: int,
+    source: str,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
+    """The ``_manifest.json`` bytes (``extra``: usage totals and embedding options)."""
     body = {
         "job": job,
         "model": model,
@@ -120,5 +132,6 @@ def manifest(
         "rows": rows,
         "parts": parts,
         "input": source,
+        **(extra or {}),
     }
     return (json.dumps(body, indent=2) + "\n").encode()

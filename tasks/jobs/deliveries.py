@@ -182,7 +182,9 @@ def start_heartbeat(client: redis.Redis) -> None:
 def _beat_once(client: redis.Redis, me: str) -> None:
     try:
         redis_full.set_px(client, ALIVE_PREFIX + me, "1", int(ALIVE_TTL_S * 1000))
-    except redis.RedisError as exc:  # Redis restarting: the next beat tries again
+    except redis.ConnectionError as exc:  # Redis restarting: the next beat tries again
+        log.debug("event=heartbeat_failed worker=%s error=%r", me, str(exc))
+    except redis.RedisError as exc:
         log.warning("event=heartbeat_failed worker=%s error=%r", me, str(exc))
 
 

@@ -25,6 +25,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
         for s in (
             *("", "plan", "files", "donebits", "sent", "failed", "refused", "done"),
             "redelivered",
+            "usage",
         )
     ]
     names += [f"celery-task-meta-{jobstore.chunk_task_id(job_id, i)}" for i in range(total)]

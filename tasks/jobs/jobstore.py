@@ -132,14 +132,30 @@ def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]
     return done, {k: v for k, v in failed.items() if k not in done}
 
 
+_MARK_DONE = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local total = redis.call('HGET', KEYS[3], 'total')
+if total and redis.call('SCARD', KEYS[1]) >= tonumber(total) then
+  local now = redis.call('TIME')
+  redis.call('HSETNX', KEYS[3], 'finished', now[1] .. '.' .. string.format('%06d', now[2]))
+end
+return 1
+"""
+
+
 def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
-    """Record chunk ``index`` as finished (idempotent)."""
-    done_key, failed_key = PREFIX + job_id + ":done", PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.sadd(done_key, index)
-    pipe.hdel(failed_key, index)
-    pipe.expire(done_key, result_ttl_s())
-    pipe.execute()
+    """Record chunk ``index`` as finished (idempotent); the last one stamps the job's
+    ``finished`` time (the server's clock, once)."""
+    keys = [PREFIX + job_id + ":done", PREFIX + job_id + ":failed", PREFIX + job_id]
+    client.eval(_MARK_DONE, 3, *keys, index, result_ttl_s())
+
+
+def times(client: redis.Redis, job_id: str) -> tuple[float | None, float | None]:
+    """``(started, finished)`` of a list job (epoch seconds), None where not yet."""
+    raw = client.hmget(PREFIX + job_id, ["started", "finished"])
+    return tuple(float(x) if x is not None else None for x in raw)  # type: ignore[return-value]
 
 
 def is_done(client: redis.Redis, job_id: str, index: int) -> bool:

@@ -9,8 +9,7 @@ import pytest
 from producers import EmbeddingClient
 from tasks.contract import catalog
 from tasks.io.plan import CHUNKS_PER_THREAD
-from tasks.jobs import deliveries, jobstore
-from tests.support import WorkerProcess, write_config
+from tests.support import WorkerProcess, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +27,13 @@ def two_workers(redis_server, tmp_path_factory):
         WorkerProcess(config, models=MODEL, log_dir=folder, env=env).wait_ready(client.app)
         for _ in range(2)
     ]
-    yield client
+    yield client, workers
     for w in workers:
         w.stop()
 
 
 def test_a_thousand_rows_use_both_worker_threads(two_workers, tmp_path):
-    client = two_workers
+    client, workers = two_workers
     assert catalog.live_threads(client.redis, MODEL) == 2
     source = tmp_path / "rows.txt"
     source.write_text("".join(f"row {i}\n" for i in range(1000)))
@@ -43,10 +42,31 @@ def test_a_thousand_rows_use_both_worker_threads(two_workers, tmp_path):
     job.wait(timeout=120)
     parts = sorted((tmp_path / "out").glob("part-*.parquet"))
     assert len(parts) == job.record.total
-    takers = {
-        client.redis.get(deliveries.LAST_PREFIX + jobstore.chunk_task_id(job.id, i) + ":0")
-        for i in range(job.record.total)
-    }
-    assert None not in takers
-    assert len(takers) == 2, takers  # both workers wrote parts
+    done_by = [
+        {
+            i
+            for i in range(job.record.total)
+            if f"dataset_chunk_done job={job.id} chunk={i} " in w.log()
+        }
+        for w in workers
+    ]
+    assert all(done_by), done_by  # both workers wrote parts
+    assert done_by[0] | done_by[1] == set(range(job.record.total))
+    job.delete()
+
+
+def test_list_job_status_has_times_and_jobs_shows_kind_and_rows(two_workers, tmp_path):
+    client, _ = two_workers
+    job = client.submit([f"text {i}" for i in range(300)], MODEL, max_texts=100)
+    job.wait(timeout=120)
+    status = job.status()
+    assert status["kind"] == "list" and status["state"] == "SUCCESS"
+    assert status["created"] <= status["started"] <= status["finished"]
+    assert status["rows_done"] == 300 and status["eta_s"] is None
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(tmp_path / "unused.json")}
+    shown = run_cli("status", job.id, env=env)
+    assert shown.returncode == 0 and "finished 20" in shown.stdout and "300/300" in shown.stdout
+    listed = run_cli("jobs", env=env)
+    line = next(x for x in listed.stdout.splitlines() if x.startswith(job.id))
+    assert line.split()[1] == "list" and line.split()[-1] == "300/300"
     job.delete()

@@ -85,7 +85,11 @@ def check_output(folder: Path, texts: list[str], ids: list[str] | None, job: Any
         "rows": len(texts),
         "parts": job.record.total,
         "input": manifest["input"],
+        "tokens": sum(table.column("tokens").to_pylist()),  # usage totals of the parts
+        "truncated": 0,
+        "options": {},
     }
+    assert manifest["tokens"] >= 2 * len(texts)  # special tokens at least
     assert len(list(folder.glob("part-*.parquet"))) == job.record.total
     assert not list(folder.glob(".*.tmp"))
 

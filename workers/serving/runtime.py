@@ -82,8 +82,10 @@ class Runtime:
 
     def embed(
         self, model: str, texts: list[str], options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, str]:
-        """Encode ``texts`` with ``model``; returns (vectors, version used).
+    ) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:
+        """Encode ``texts`` with ``model``; returns (vectors, version used, columns):
+        ``columns`` holds per output row ``tokens`` (int32, what the model saw, prompt
+        and special tokens included) and ``truncated`` (bool).
 
         ``options["version"]`` pins the model version the job resolved at submit time: a
         worker serving another version loads the pinned one if it still can (a version
@@ -129,7 +131,9 @@ class Runtime:
             else:
                 vectors = encode(texts)
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
-            return shape_vectors(vectors, embed_options, loaded), version
+            tokens, truncated = loaded.token_counts(texts, prompt)
+            columns = {"tokens": tokens, "truncated": truncated}
+            return shape_vectors(vectors, embed_options, loaded), version, columns
 
     def _pinned_key(self, model: str, version: Any) -> str:
         """The cache key of ``model`` at the job's pinned ``version`` (``VersionBook``);

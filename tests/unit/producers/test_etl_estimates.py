@@ -101,3 +101,11 @@ def test_the_estimate_spreads_tokens_and_chunk_overhead_over_live_threads():
     assert plan.estimated_s == pytest.approx((1200 * 0.001 + 4 * CHUNK_OVERHEAD_S) / 2)
     assert plan.output_bytes == 100 * 8 * 4 and plan.threads == 2
     assert "duration ~" in plan.text() and json.loads(plan.dumps())["dry_run"] is True
+
+
+def test_eta_follows_the_rate_kept_since_the_job_started():
+    from producers.progress import eta_s
+
+    assert eta_s(1000, 250, started=100.0, state="RUNNING", now=110.0) == 30.0
+    assert eta_s(1000, 0, started=100.0, state="RUNNING", now=110.0) is None
+    assert eta_s(1000, 1000, started=100.0, state="SUCCESS", now=110.0) is None

@@ -28,7 +28,8 @@ def test_writes_of_a_chunk_whose_job_is_gone_leave_no_key(redis_server):
     client.delete(datasets.key(job), datasets.key(job, "failed"))
 
 
-def test_a_chunk_s_delivery_keys_go_when_it_ends(redis_server):
+def test_a_chunk_s_delivery_keys_go_when_it_ends(redis_server, monkeypatch):
+    monkeypatch.setattr(deliveries, "start_heartbeat", lambda client: None)  # no thread here
     client = redis_server.client()
     job = uuid.uuid4().hex
     client.hset(datasets.key(job), "total", 3)
