@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.contract.logs import configure_logging
-    from tasks.contract.settings import load_settings
+    from tasks.contract.settings import load_settings, use_settings
 
     try:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
-        args.settings = load_settings()
+        args.settings = use_settings(load_settings())  # this process's, handed down
         configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
         from celeryconfig import url_problem
 

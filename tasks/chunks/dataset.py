@@ -22,7 +22,6 @@ from typing import Any
 import redis
 from celery import Task
 
-import celeryconfig
 from tasks.app import app
 from tasks.chunks import embed
 from tasks.contract.errors import (
@@ -109,7 +108,7 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
     try:
         delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
         try:
-            embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+            embed.check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
             _run_range(self, record, job_id, index, model)
         finally:
             retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
@@ -127,13 +126,13 @@ def _run_range(
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
     # Signed by this fleet's job key, else nothing is read or written (tasks/jobs/dataset_trust.py)
-    key = key_of(celeryconfig.SETTINGS)
+    key = key_of(self.app.settings)
     plan, file = retry(
         lambda: dataset_trust.verified_chunk(client, record, index, key), "reading the plan"
     )
     name = parts.part_name(index)
     output = record.output
-    roots = data_roots.parse(celeryconfig.SETTINGS.data_roots)
+    roots = data_roots.parse(self.app.settings.data_roots)
     data_roots.check(file["url"], roots, "read")
     data_roots.check(output, roots, "write")
     if retry(lambda: datasets.is_done(client, job_id, index), "checking") and parts.exists(
