@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 import producers.embed_options as embed_options
-from producers import output
+from producers import following, output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
 
@@ -214,22 +214,19 @@ def _up(args: argparse.Namespace) -> int:
         flower_port=args.flower_port,
         flower_auth=args.flower_auth,
     )
-    where = "started an embedded server" if started.server else "using the running server"
-    flower = f" + flower on http://127.0.0.1:{args.flower_port}" if args.flower else ""
-    print(f"fleet up at {fleet.describe_url()} ({where}); {args.workers} worker(s){flower}")
+    from producers.fleet_report import up_text
+
+    print(up_text(started, args.flower_port))
     return EXIT_OK
 
 
 def _down(args: argparse.Namespace) -> int:
     from producers import fleet
+    from producers.fleet_report import down_note
 
-    queued = fleet.queued_on_embedded_server()
-    if queued:
-        print(
-            f"embedfleet: warning: stopping the embedded server while it holds {queued} "
-            "chunk(s) of unfinished jobs; `embedfleet up` again to finish them",
-            file=sys.stderr,
-        )
+    note = down_note()
+    if note:
+        print(f"embedfleet: {note}", file=sys.stderr)
     stopped = fleet.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return EXIT_OK
@@ -271,12 +268,14 @@ def _submit(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
     )
     progress = sys.stderr.isatty() or args.wait
-    if out is not None:
-        ids = rows.ids if rows is not None else None
-        output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
-        print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
-    elif args.wait:
-        job.wait(timeout=args.timeout, progress=progress)
+    warned = following.warn_if_unserved(job.client.redis, job.model, job.id)  # queued anyway
+    with following.waiting(job, warned):
+        if out is not None:
+            ids = rows.ids if rows is not None else None
+            output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
+            print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
+        elif args.wait:
+            job.wait(timeout=args.timeout, progress=progress)
     return EXIT_OK
 
 
@@ -297,9 +296,12 @@ def _result(args: argparse.Namespace) -> int:
     if getattr(job, "kind", "list") == "dataset":
         return _dataset_result(job, args)
     from producers.submitting import recorded_ids
+    from tasks.jobs.jobstore import is_cancelled
 
-    # Rows of failed or cancelled chunks would be NaN: only with --partial (else exit 1)
-    partial = bool(args.partial)
+    # Rows of failed chunks would be NaN: only with --partial (else exit 1); a cancelled
+    # job is written as it is, what was not done NaN (README: automatic)
+    cancelled = bool(is_cancelled(job.client.redis, job.id))
+    partial = bool(args.partial) or cancelled
     ids = recorded_ids(job) if path.suffix.lower() != ".npy" else None
     try:
         output.write_job(
@@ -308,7 +310,9 @@ def _result(args: argparse.Namespace) -> int:
     except JobFailedError as exc:
         print(f"embedfleet: {exc} (--partial writes the rest, those rows NaN)", file=sys.stderr)
         return EXIT_FAILED
-    if partial:
+    if cancelled:
+        print(f"job {job.id} was cancelled: rows of chunks not done are NaN", file=sys.stderr)
+    elif partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
     if args.delete:

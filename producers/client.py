@@ -26,15 +26,16 @@ from tasks.contract.spec import read_local_config, spec_version
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
 from tasks.jobs import jobstore
-from tasks.jobs.redis_retry import retry_while_unreachable
+from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
 #: ``producers.gather.FIRST_POLL_S`` and grow up to this.
 POLL_INTERVAL_S = 0.1
 #: Texts one job may hold (split bigger inputs into several jobs).
 MAX_TEXTS_PER_JOB = 10_000_000
-#: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down.
-STATUS_RETRY_S = 10.0
+#: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down:
+#: the same window as every other call (README: "Producers retry while Redis restarts").
+STATUS_RETRY_S = REDIS_RETRY_S
 
 
 class EmbeddingClient:

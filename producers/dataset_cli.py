@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import producers.embed_options as embed_options
+from producers import following
 from tasks.io import parts
 
 
@@ -65,10 +66,12 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
     )
+    warned = following.warn_if_unserved(client.redis, job.model, job.id)  # queued anyway
     if not (args.wait or jsonl_out):
         return 0
     progress = sys.stderr.isatty() or args.wait
-    job.wait(timeout=args.timeout, progress=progress)
+    with following.waiting(job, warned):
+        job.wait(timeout=args.timeout, progress=progress)
     if jsonl_out:
         from producers.openai_output import write_openai_output
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tasks.contract.errors import EmbedfleetError, InputError, UsageError
 
 __all__ = [
+    "FleetError",
     "InputError",
     "JobFailedError",
     "JobNotFoundError",
@@ -31,3 +32,8 @@ class JobFailedError(EmbedfleetError):
         super().__init__(
             f"job {job_id}: {len(errors)} of {total} chunks failed; chunk {first}: {errors[first]}"
         )
+
+
+class FleetError(EmbedfleetError):
+    """Raised when ``embedfleet up`` or ``down`` cannot do what was asked (a process
+    that would not start, a port in use, a pid file naming a live process)."""
