@@ -24,6 +24,11 @@ REDIS_URL = SETTINGS.redis_url
 #: Seconds before an unacked chunk of a dead worker is delivered again.
 VISIBILITY_TIMEOUT_S = SETTINGS.visibility_timeout_s
 
+#: Seconds without a heartbeat after which a worker is taken for dead and its unacked
+#: chunks go back on their queues (tasks/jobs/reclaim.py): at most 3/4 of the visibility
+#: timeout, so a dead worker is seen dead before kombu's own backstop restores its chunks.
+WORKER_LAPSE_S = min(SETTINGS.worker_lapse_s, 0.75 * VISIBILITY_TIMEOUT_S)
+
 #: Times a chunk may be delivered before it is failed instead of run again: a chunk
 #: whose every delivery killed its worker (out of memory, a crash) must not loop.
 MAX_DELIVERIES = SETTINGS.max_deliveries

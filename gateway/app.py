@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -9,7 +12,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
-from gateway import embeddings, errors, files, models
+from gateway import batches, embeddings, errors, files, models
 from gateway.auth import KeyCheck
 from gateway.filestore import FileStore
 from gateway.limits import BodyLimit
@@ -24,7 +27,9 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
         from producers.client import EmbeddingClient
 
         client = EmbeddingClient(settings=settings)
-    app = FastAPI(title="embedfleet", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="embedfleet", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
+    )
     app.state.client = client
     app.state.settings = settings
     app.state.files = FileStore(settings.files_at)
@@ -34,6 +39,7 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
     app.include_router(embeddings.router, dependencies=guarded)
     app.include_router(models.router, dependencies=guarded)
     app.include_router(files.router, dependencies=guarded)
+    app.include_router(batches.router, dependencies=guarded)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -50,3 +56,12 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
         return JSONResponse({"status": "ready", "workers": len(live)})
 
     return BodyLimit(app)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    watcher = asyncio.create_task(batches.watch(app))
+    try:
+        yield
+    finally:
+        watcher.cancel()

@@ -107,6 +107,8 @@ class EmbeddingClient:
         source: tuple[str, str | None] | None = None,
         dimensions: int | None = None,
         idempotency_key: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
     ) -> Job:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -118,8 +120,9 @@ class EmbeddingClient:
         field) lets ``retry`` re-read chunks the submit could not send. ``max_tokens`` /
         ``max_texts`` bound a chunk; by default they follow the model's cost per text as
         its workers publish it (``tasks.contract.chunking.budget_for``).
-        ``dimensions=N`` keeps the first N dimensions, re-normalized when the model
-        normalizes (refused when larger than the model's dimension).
+        Embedding options (``tasks.contract.options``): ``prompt_name`` (one the model
+        declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
+        first N dimensions, re-normalized when the model normalizes.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -134,7 +137,9 @@ class EmbeddingClient:
         if idempotency_key is not None:
             idempotency.check_key(idempotency_key)
         model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
-        options = embed_options.options_for(self, model, dimensions=dimensions)
+        options = embed_options.options_for(
+            self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
+        )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if idempotency_key is not None:
             wanted = idempotency.digest(
@@ -341,6 +346,7 @@ class Job:
             record.total, len(done), len(failed), record.cancelled, record.started
         )
         from producers.submitting import submit_stalled
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         stalled = submit_stalled(redis, self.id, state)
         if stalled:
@@ -356,6 +362,7 @@ class Job:
             "texts": record.n,
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
+            "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
         }
 
     def wait(

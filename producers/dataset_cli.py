@@ -11,6 +11,7 @@ from typing import Any
 
 import producers.embed_options as embed_options
 from producers import following
+from producers.output import waiting_text
 from tasks.io import parts
 
 
@@ -124,4 +125,5 @@ def status_text(s: dict[str, Any]) -> str:
     for err in s["errors"]:
         rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
         lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")
+    lines += waiting_text(s)
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
-from tasks.io import parts, scan, sources
+from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -99,6 +99,8 @@ def submit_dataset(
     try:
         if plan is None:
             plan = scan.plan(files, field, id_field, chunk_rows=rows_per_chunk, model=asked)
+        if plan.openai_dimensions:  # the batch's body.dimensions
+            options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
@@ -135,9 +137,12 @@ def _record(
         "text_field": plan.text_field,
         "id_field": plan.id_field,
         "openai_model": plan.openai_model,
+        "openai_dimensions": plan.openai_dimensions,
         "window": window,
         "cache": cache,
         "embed": options.to_wire(),
+        # what the input was at submit (tasks.io.pinning): the manifest copies it
+        "snapshot": [pinning.public(f) for f in plan.files],
     }
     redis = client.redis
     job_key = key_of(client.settings)  # workers refuse a record it did not sign
@@ -225,6 +230,9 @@ class DatasetJob:
         if record.started and record.rows_done and state == "RUNNING":
             rate = record.rows_done / max(1e-6, time.time() - record.started)
             eta = round((record.n - record.rows_done) / rate, 1)
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
             "kind": "dataset",
@@ -244,6 +252,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "waiting_on_dead_worker": waiting,
         }
 
     def wait(self, timeout: float | None = 600, progress: bool = False, **_: Any) -> str:
@@ -283,6 +292,9 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+        given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
@@ -302,7 +314,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
-        return len(todo)
+        return len(todo) + given_back
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""

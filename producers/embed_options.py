@@ -3,11 +3,13 @@ recorded with the job, sent with every chunk (``tasks.contract.options``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from tasks.contract import catalog as fleet_catalog
+from tasks.contract.errors import UsageError
 from tasks.contract.options import EmbedOptions, check_for_model
 from tasks.contract.spec import read_local_config
 from tasks.jobs import jobstore
@@ -46,6 +48,21 @@ def options_for(client: EmbeddingClient, model: str, **given: Any) -> EmbedOptio
     return options
 
 
+def for_batch(
+    client: EmbeddingClient, model: str, options: EmbedOptions, dimensions: int
+) -> EmbedOptions:
+    """``options`` with the ``body.dimensions`` an OpenAI batch file asks for; refused when
+    the job's own ``dimensions`` says otherwise."""
+    if options.dimensions not in (None, dimensions):
+        raise UsageError(
+            f"the batch's requests ask for dimensions {dimensions}, the job for "
+            f"{options.dimensions}"
+        )
+    merged = replace(options, dimensions=dimensions)
+    check_for_model(merged, model, model_facts(client, model))
+    return merged
+
+
 def record(client: EmbeddingClient, job_id: str, options: EmbedOptions) -> None:
     """Keep ``options`` with the job, so a retry sends the same."""
     if options.to_wire():
@@ -61,6 +78,9 @@ def recorded(redis: Any, job_id: str) -> EmbedOptions:
 
 def add_arguments(parser: Any) -> None:
     """The embedding-option flags of ``embedfleet submit``."""
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt-name", help="a prompt the model declares (e5: query, passage)")
+    prompt.add_argument("--prompt", help="a literal prompt put before each text")
     parser.add_argument(
         "--dimensions",
         type=int,
@@ -70,4 +90,8 @@ def add_arguments(parser: Any) -> None:
 
 def from_args(args: Any) -> dict[str, Any]:
     """The keywords ``submit`` / ``submit_dataset`` take from the parsed flags."""
-    return {"dimensions": args.dimensions}
+    return {
+        "dimensions": args.dimensions,
+        "prompt_name": args.prompt_name,
+        "prompt": args.prompt,
+    }

@@ -64,7 +64,8 @@ def write_openai_output(job: Any, path: str | Path) -> int:
                     emit(_error(custom_id, "chunk_failed", failed[index]))
                     continue
                 tokens = int(estimate_tokens(got.texts[s:e]).sum())
-                emit(_response(custom_id, record.model, vectors[s:e], tokens))
+                base64 = bool(got.base64[s]) if got.base64 else False
+                emit(_response(custom_id, record.model, vectors[s:e], tokens, base64))
         refused_before(1 << 62)
     tmp.replace(path)
     return written
@@ -76,10 +77,12 @@ def pa_buffer(data: bytes) -> Any:
     return pa.BufferReader(data)
 
 
-def _response(custom_id: Any, model: str, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+def _response(
+    custom_id: Any, model: str, vectors: np.ndarray, tokens: int, base64: bool
+) -> dict[str, Any]:
     from tasks.io.openai import response_line
 
-    return response_line(custom_id, model, vectors, tokens)
+    return response_line(custom_id, model, vectors, tokens, base64)
 
 
 def _error(custom_id: Any, code: str, message: str) -> dict[str, Any]:

@@ -18,7 +18,20 @@ def status_text(s: dict[str, Any]) -> str:
     ]
     for err in s["errors"]:
         lines.append(f"  chunk {err['chunk']}: {err['error']}")
+    lines += waiting_text(s)
     return "\n".join(lines)
+
+
+def waiting_text(s: dict[str, Any]) -> list[str]:
+    """The status line for chunks held by a worker whose heartbeat lapsed."""
+    waiting = s.get("waiting_on_dead_worker") or []
+    if not waiting:
+        return []
+    shown = ", ".join(map(str, waiting[:10])) + (", ..." if len(waiting) > 10 else "")
+    return [
+        f"  {len(waiting)} chunk(s) wait on a dead worker ({shown}): a live worker puts them "
+        f"back on the queue within seconds; `embedfleet retry {s['id']}` does it now"
+    ]
 
 
 def jobs_text(rows: list[dict[str, Any]]) -> str:

@@ -118,12 +118,16 @@ def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
             f"job {job.id} was cancelled: the workers hold its chunks as revoked, so it "
             f"cannot be resumed; submit it again"
         )
+    from tasks.jobs import reclaim  # reads the settings: not at CLI import time
+
+    # Chunks a dead worker holds go back on their queue now (their messages carry the texts).
+    given_back = reclaim.reclaim_job(redis, job.client.app.connection_for_write, job.id)
     done, failed = jobstore.progress(redis, job.id)
     todo = {i for i in failed if i >= 0}
     if submit_stalled(redis, job.id, "PENDING"):  # which were sent is unknown: all not done
         todo |= {i for i in range(job.record.total) if i not in done}
     if not todo:
-        return 0
+        return given_back
     if texts is not None:
         job._texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
     if job._texts is None:
@@ -144,7 +148,7 @@ def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
     job_admin.clear_for_retry(redis, job.id, todo)
     redis.hdel(jobstore.PREFIX + job.id, "submitted")
     job.send_chunks(sorted(todo))
-    return len(todo)
+    return len(todo) + given_back
 
 
 def recorded_ids(job: Job) -> list[str | None] | None:

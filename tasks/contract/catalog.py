@@ -26,12 +26,14 @@ from tasks.contract.spec import AliasSpec, ModelConfig, ModelSpec, spec_version
 
 CATALOG_KEY = "embedfleet:fleet:catalog"
 #: Seconds between two heartbeats of a worker's publication.
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = 5.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
-LIVE_S = 3 * HEARTBEAT_S
+#: Six beats, the default ``EMBEDFLEET_WORKER_LAPSE_S`` (30 s) after which the fleet
+#: gives a silent worker's chunks to others (``tasks.jobs.reclaim``).
+LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
-FACT_KEYS = frozenset({"dimension", "dimensions_supported"})
+FACT_KEYS = frozenset({"dimension", "dimensions_supported", "prompts", "default_prompt_name"})
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,15 @@ class Catalog:
 
 
 def entry_for(
-    worker: str, config: ModelConfig, served: list[str], costs: dict[str, float] | None = None
+    worker: str,
+    config: ModelConfig,
+    served: list[str],
+    costs: dict[str, float] | None = None,
+    facts: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The publication of one worker serving ``config`` (``costs``: seconds per text)."""
+    """The publication of one worker serving ``config`` (``costs``: seconds per text;
+    ``facts``: per model, what the worker knows beyond the entry, e.g. the prompts its
+    folder declares)."""
     entry = {
         "worker": worker,
         "config_hash": config.config_hash,
@@ -81,7 +89,12 @@ def entry_for(
         "heartbeat": time.time(),
         "served": sorted(served),
         "models": {
-            name: {"version": spec_version(spec), "type": spec.type, **model_facts(spec)}
+            name: {
+                "version": spec_version(spec),
+                "type": spec.type,
+                **model_facts(spec),
+                **(facts or {}).get(name, {}),
+            }
             for name, spec in config.items()
         },
         "aliases": {name: alias.model_dump() for name, alias in config.aliases.items()},
@@ -93,7 +106,13 @@ def entry_for(
 
 def model_facts(spec: ModelSpec) -> dict[str, Any]:
     """What a model's entry tells producers about the options it takes (the fields set)."""
-    facts = {"dimension": spec.dimension, "dimensions_supported": spec.dimensions_supported}
+    facts: dict[str, Any] = {
+        "dimension": spec.dimension,
+        "dimensions_supported": spec.dimensions_supported,
+        "default_prompt_name": spec.default_prompt_name,
+    }
+    if spec.type != "sentence_transformer":  # else its folder may declare more
+        facts["prompts"] = dict(spec.prompts or {})
     return {k: v for k, v in facts.items() if v is not None}
 
 
@@ -109,9 +128,11 @@ def publish(
     config: ModelConfig,
     served: list[str],
     costs: dict[str, float] | None = None,
+    facts: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Record what ``worker`` serves now (boot, reload)."""
-    client.hset(CATALOG_KEY, worker, json.dumps(entry_for(worker, config, served, costs)))
+    """Record what ``worker`` serves now (boot, reload; ``facts``: see :func:`entry_for`)."""
+    entry = entry_for(worker, config, served, costs, facts)
+    client.hset(CATALOG_KEY, worker, json.dumps(entry))
 
 
 def heartbeat(client: redis.Redis, worker: str, costs: dict[str, float] | None = None) -> bool:

@@ -53,3 +53,8 @@ class UsageError(EmbedfleetError):
 
 class InputError(UsageError):
     """Raised when an input file or text list is empty or holds a row that is not text."""
+
+
+class InputChanged(InputError):
+    """Raised when a dataset chunk's input no longer holds what the scan pinned at submit
+    (``tasks.io.pinning``): ``the input changed since it was submitted: FILE bytes A-B``."""

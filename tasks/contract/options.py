@@ -7,6 +7,10 @@ check a job's options against what the fleet publishes of the model
 (:func:`check_for_model`, from ``tasks.contract.catalog``) before anything is queued;
 workers check the wire form again (:meth:`EmbedOptions.from_wire`).
 
+- ``prompt_name`` / ``prompt``: a prompt the model declares (models.json ``prompts``,
+  or its folder's config_sentence_transformers.json), or a literal text, put before
+  each input as sentence-transformers' ``encode(prompt_name=...)`` does; it counts
+  toward the model's token window and keys the embedding cache.
 - ``dimensions``: the first N dimensions, re-normalized when the model normalizes
   (``tasks.contract.vectors.truncate_dimensions``), applied after the embedding cache.
 """
@@ -19,11 +23,18 @@ from typing import Any
 
 from tasks.contract.errors import InvalidRequest, UsageError
 
+#: Characters a literal prompt may hold.
+MAX_PROMPT_CHARS = 2000
+
 
 @dataclass(frozen=True)
 class EmbedOptions:
     """A job's embedding options (None: the model's default)."""
 
+    #: The name of a prompt the model declares (None: its default prompt, if any).
+    prompt_name: str | None = None
+    #: A literal prompt text ("" for none, overriding a default prompt).
+    prompt: str | None = None
     #: Keep the first N dimensions (Matryoshka), re-normalized when the model normalizes.
     dimensions: int | None = None
 
@@ -43,7 +54,18 @@ class EmbedOptions:
             raise InvalidRequest(
                 f"options.dimensions must be a positive integer, got {dimensions!r}"
             )
-        return cls(dimensions=dimensions)
+        prompt_name, prompt = options.get("prompt_name"), options.get("prompt")
+        if prompt_name is not None and (not isinstance(prompt_name, str) or not prompt_name):
+            raise InvalidRequest(
+                f"options.prompt_name must be a prompt's name, got {prompt_name!r}"
+            )
+        if prompt is not None and (not isinstance(prompt, str) or len(prompt) > MAX_PROMPT_CHARS):
+            raise InvalidRequest(
+                f"options.prompt must be a text of at most {MAX_PROMPT_CHARS} characters"
+            )
+        if prompt is not None and prompt_name is not None:
+            raise InvalidRequest("options.prompt and prompt_name exclude each other: give one")
+        return cls(prompt_name=prompt_name, prompt=prompt, dimensions=dimensions)
 
     @classmethod
     def from_user(cls, **given: Any) -> EmbedOptions:
@@ -70,9 +92,16 @@ def check_for_model(options: EmbedOptions, model: str, facts: dict[str, Any]) ->
     """Refuse ``options`` that ``model`` cannot honour, with one line naming why.
 
     ``facts`` is what the fleet publishes of the model (``dimension``,
-    ``dimensions_supported``; missing keys are not checked here: the worker checks
-    again with the loaded model).
+    ``dimensions_supported``, ``prompts``; missing keys are not checked here: the
+    worker checks again with the loaded model).
     """
+    prompts = facts.get("prompts")
+    if options.prompt_name is not None and isinstance(prompts, dict):
+        if options.prompt_name not in prompts:
+            known = ", ".join(sorted(prompts)) or "none"
+            raise UsageError(
+                f"model {model!r} has no prompt {options.prompt_name!r}; its prompts: {known}"
+            )
     if options.dimensions is not None:
         dim = facts.get("dimension")
         if isinstance(dim, int) and options.dimensions > dim:

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(
         7 * DAY_S, gt=0, description="seconds job records and chunk results stay in Redis"
     )
+    worker_lapse_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds without a heartbeat after which a worker counts as dead and a "
+        "live worker puts its unacked chunks back on their queues (capped at 3/4 of the "
+        "visibility timeout)",
+    )
     max_deliveries: int = Field(
         3, ge=1, description="deliveries of one chunk before it fails with `TooManyDeliveries`"
     )
@@ -112,7 +119,12 @@ class Settings(BaseSettings):
     )
     embed_cache: bool = Field(True, description="fleet-wide embedding cache on/off")
     embed_cache_ttl_s: int = Field(7 * DAY_S, gt=0, description="embedding cache TTL, seconds")
-    embed_cache_max_mb: float = Field(1024, gt=0, description="embedding cache memory cap, MB")
+    embed_cache_max_mb: float | None = Field(
+        None,
+        gt=0,
+        description="embedding cache memory cap, MB (default: a quarter of the server's "
+        "`maxmemory`, 1024 when it has none)",
+    )
 
     # -- gateway (`embedfleet serve`) -----------------------------------------------------
     api_keys: SecretStr = Field(

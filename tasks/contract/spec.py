@@ -66,6 +66,11 @@ class ModelSpec(BaseModel):
     #: Matryoshka sizes the model was trained for: a job's ``dimensions`` must be one of
     #: them (or the full dimension). None: any size up to the dimension.
     dimensions_supported: list[int] | None = Field(default=None, min_length=1)
+    #: Prompt name -> text put before each input (e5: ``{"query": "query: "}``); for a
+    #: ``sentence_transformer`` model, over those of its folder's config.
+    prompts: dict[str, str] | None = None
+    #: The prompt a job gets when it names none.
+    default_prompt_name: str | None = None
     _base_dir: Path | None = PrivateAttr(default=None)
 
     @property
@@ -101,6 +106,14 @@ class ModelSpec(BaseModel):
         if value is not None and any(n <= 0 for n in value):
             raise ValueError(f"sizes must be positive integers, got {value}")
         return sorted(set(value)) if value is not None else None
+
+    @field_validator("default_prompt_name")
+    @classmethod
+    def _declared_default(cls, value: str | None, info: ValidationInfo) -> str | None:
+        prompts = info.data.get("prompts")
+        if value is not None and prompts is not None and value not in prompts:
+            raise ValueError(f"{value!r} is not one of the prompts {sorted(prompts)}")
+        return value
 
 
 class AliasSpec(BaseModel):

@@ -29,6 +29,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual.base import Empty
 
 import celeryconfig
+from tasks.guards.holders import HolderQoS
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ def _excerpt(raw: Any) -> str:
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
-    """A Redis channel that refuses undecodable envelopes instead of dying on them."""
+    """A Redis channel that refuses undecodable envelopes instead of dying on them, and
+    records which worker holds each unacked message (``tasks.guards.holders``)."""
+
+    QoS = HolderQoS
 
     @property
     def _broken_link_errors(self) -> tuple[type[BaseException], ...]:

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
-#: One chunk of the plan (40 bytes): file index, rows, range start/stop (bytes, or rows
+#: One chunk of the plan (48 bytes): file index, rows, range start/stop (bytes, or rows
 #: within the file for parquet), first row over the whole input, first record (the
-#: request number for OpenAI input, else the first row within the file).
+#: request number for OpenAI input, the first line for jsonl, else the first row within
+#: the file), and the xxh3-64 hash of the range's bytes (``tasks.io.pinning``; 0 for
+#: parquet, pinned by its footer).
 CHUNK_DTYPE = np.dtype(
     [
         ("file", "<i4"),
@@ -18,6 +20,7 @@ CHUNK_DTYPE = np.dtype(
         ("stop", "<i8"),
         ("first_row", "<i8"),
         ("first_record", "<i8"),
+        ("hash", "<u8"),
     ]
 )
 #: Rows of one chunk (one parquet part each).
@@ -39,4 +42,6 @@ class Plan:
     chunks: np.ndarray  # CHUNK_DTYPE
     rows: int
     openai_model: str | None = None  # the model OpenAI requests must name (None: any)
+    #: The ``dimensions`` every OpenAI request must ask for (0: the model's; None: any).
+    openai_dimensions: int | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)  # OpenAI requests refused

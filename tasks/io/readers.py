@@ -49,7 +49,11 @@ def read_rows(path: str | Path, field: str | None = None, id_field: str | None =
 
 
 def _jsonl(data: bytes, url: str, field: str, id_field: str | None) -> rows.Rows:
-    first = data.split(b"\n", 1)[0].strip()
+    first, at = b"", 0
+    while at < len(data) and not first.strip(b" \t\r"):  # the first non-blank line
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        first, at = data[at:end], end + 1
     names: set[str] = set()
     if first:
         try:
@@ -61,7 +65,7 @@ def _jsonl(data: bytes, url: str, field: str, id_field: str | None) -> rows.Rows
 
 
 def _csv(data: bytes, url: str, field: str | None, id_field: str | None) -> rows.Rows:
-    records = rows.csv_records(rows.decode(data, url, 1), url, 1)
+    records = rows.csv_records(rows.decode(data, url, 1), url, 1, whole_file=True)
     if not records:
         raise InputError(f"{url}: the CSV file is empty")
     columns = records[0]

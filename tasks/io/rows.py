@@ -1,9 +1,10 @@
 """Turning the bytes of an input range into rows: texts, and ids when the input has them.
 
 One rule for every format, so rows never shift: every record is a row, and an empty
-text is a row like any other. A blank .txt line, a blank .jsonl line, an empty jsonl
-string, an empty CSV cell (or a blank CSV line) and an empty parquet string are rows
-whose text is ``""``; they are embedded as the empty string. A text that is null or not
+text is a row like any other. A blank .txt line, an empty jsonl string, an empty CSV
+cell (or a blank CSV line) and an empty parquet string are rows whose text is ``""``;
+they are embedded as the empty string. A blank or whitespace-only .jsonl line is no
+record (as pandas, duckdb, polars and every jsonl reader treat it), so it is no row. A text that is null or not
 a string (a number, a list), bytes that are not UTF-8, or a lone surrogate
 (``"\\ud800"`` in JSON) is an :class:`InputError` naming the file and the line.
 """
@@ -34,6 +35,7 @@ class Rows:
     ids: list[str | None] | None = None
     requests: list[int] | None = None
     positions: list[int] | None = None
+    base64: list[bool] | None = None  # OpenAI: the row's request asks for base64
 
 
 def decode(data: bytes, url: str, first_line: int) -> str:
@@ -86,17 +88,16 @@ def parse_jsonl(
 ) -> Rows:
     out = Rows(ids=[] if id_field else None)
     for n, line in enumerate(split_lines(decode(data, url, first_line)), first_line):
-        if not line.strip():
-            record: Any = {text_field: ""}
-        else:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{url}:{n}: invalid JSON: {exc.msg}") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{url}: line {n}: a JSON object is expected")
-            if text_field not in record:
-                raise InputError(f"{url}:{n}: no field {text_field!r}")
+        if not line.strip(" \t\r"):
+            continue  # a blank line is no record (tasks.io.boundaries agrees)
+        try:
+            record: Any = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{url}:{n}: invalid JSON: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{url}: line {n}: a JSON object is expected")
+        if text_field not in record:
+            raise InputError(f"{url}:{n}: no field {text_field!r}")
         out.texts.append(as_text(record.get(text_field), url, f"line {n}", text_field))
         if out.ids is not None:
             out.ids.append(as_id(record.get(id_field)))
@@ -130,7 +131,21 @@ def parse_csv(
     return out
 
 
-def csv_records(text: str, url: str, first: int) -> list[list[str]]:
+def csv_records(text: str, url: str, first: int, whole_file: bool = False) -> list[list[str]]:
+    """CSV records of ``text`` (``first``: the number of its first record). A quote that
+    is never closed is an error naming its line (``whole_file``) or record: Python's csv
+    reader would fold the rest of the text into one cell."""
+    if text.count('"') & 1:
+        at = text.rfind('"')
+        line = text.count("\n", 0, at)
+        if whole_file:
+            where = f"line {line + 1}"
+        else:
+            where = f"line {line + 1} of the range from record {first}"
+        raise InputError(
+            f"{url}: {where}: a quote opened here is never closed (unclosed CSV quote); "
+            f'close it or escape it as ""'
+        )
     reader = csv.reader(io.StringIO(text, newline=""), strict=False)
     records: list[list[str]] = []
     try:

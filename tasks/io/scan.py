@@ -13,14 +13,14 @@ queue. OpenAI batch files are judged request by request (``tasks.io.openai``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from tasks.contract.errors import InputError
-from tasks.io import openai, rows, sources
-from tasks.io.plan import CHUNK_DTYPE, DEFAULT_CHUNK_ROWS, DEFAULT_MAX_BYTES, HEAD_BYTES, Plan
+from tasks.io import boundaries, openai, pinning, rows, sniff, sources
+from tasks.io.boundaries import record_ends
+from tasks.io.plan import CHUNK_DTYPE, DEFAULT_CHUNK_ROWS, DEFAULT_MAX_BYTES, Plan
 from tasks.io.scan_openai import plan_openai
 from tasks.io.sources import InputFile
 
@@ -41,8 +41,11 @@ class _Cutter:
     def file(self, index: int, data_start: int) -> None:
         self.index, self.start, self.last_end, self.pending = index, data_start, data_start, 0
         self.file_rows = 0
+        self.start_line = self.next_line = 0  # lines (jsonl) or rows within the file
 
-    def ends(self, ends: np.ndarray) -> None:
+    def ends(self, ends: np.ndarray, lines: np.ndarray | None = None) -> None:
+        """Take records ending at ``ends`` (``lines``: their line numbers, when blank
+        lines are not records)."""
         i, n = 0, ends.size
         while i < n:
             last_by_rows = min(i + self.chunk_rows - self.pending, n) - 1
@@ -55,6 +58,9 @@ class _Cutter:
             take = min(last_by_rows, last_by_bytes)
             self.pending += take - i + 1
             self.last_end = int(ends[take])
+            self.next_line = (
+                int(lines[take]) + 1 if lines is not None else self.file_rows + self.pending
+            )
             i = take + 1
             if self.pending >= self.chunk_rows or (take == last_by_bytes and take < n - 1):
                 self.cut()
@@ -70,40 +76,22 @@ class _Cutter:
                 self.start,
                 self.last_end,
                 first,
-                self.file_rows,
+                self.start_line,
+                0,
             )
             self.count += 1
             self.total_rows += self.pending
             self.file_rows += self.pending
             self.start, self.pending = self.last_end, 0
+            self.start_line = self.next_line
 
     def array(self) -> np.ndarray:
         return self.out[: self.count].copy()
 
 
-def record_ends(url: str, quoted: bool) -> Iterator[np.ndarray]:
-    """Absolute end offsets (just past the newline) of the records of a file, per block;
-    a last record without a newline ends at the file's end."""
-    offset, quotes, last = 0, 0, 0
-    for block in sources.stream(url):
-        arr = np.frombuffer(block, dtype=np.uint8)
-        newlines = np.flatnonzero(arr == 10)
-        if quoted:
-            at = np.flatnonzero(arr == 34)
-            before = np.searchsorted(at, newlines) + quotes
-            newlines = newlines[(before & 1) == 0]
-            quotes += at.size
-        if newlines.size:
-            last = offset + int(newlines[-1]) + 1
-            yield newlines.astype(np.int64) + (offset + 1)
-        offset += len(block)
-    if offset > last:
-        yield np.array([offset], dtype=np.int64)
-
-
 def first_line(url: str, size: int) -> bytes:
-    head = sources.read_range(url, 0, min(size, HEAD_BYTES))
-    return head.split(b"\n", 1)[0].removeprefix(rows.BOM).rstrip(b"\r")
+    """The first non-blank line of a file, however long (``tasks.io.sniff``)."""
+    return sniff.first_line(url, size)
 
 
 def plan(
@@ -113,9 +101,11 @@ def plan(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     model: str | None = None,
+    hashing: bool = True,
 ) -> Plan:
-    """Scan ``files`` (one format) into a :class:`Plan`. For OpenAI input, ``model`` is
-    the model given on the command line (requests may then name any)."""
+    """Scan ``files`` (one format) into a :class:`Plan`, pinning each file (its snapshot
+    and, unless ``hashing`` is off for the bench, each chunk's hash). For OpenAI input,
+    ``model`` is the model given on the command line (requests may then name any)."""
     if chunk_rows < 1 or max_bytes < 1:
         raise InputError("chunk rows and chunk bytes must be positive")
     fmt = files[0].format
@@ -124,17 +114,15 @@ def plan(
     if fmt == "parquet":
         return _plan_parquet(files, text_field, id_field, chunk_rows)
     if fmt == "openai":
-        return plan_openai(files, chunk_rows, max_bytes, model)
+        return plan_openai(files, chunk_rows, max_bytes, model, hashing)
     cutter = _Cutter(chunk_rows, max_bytes)
     meta: list[dict[str, Any]] = []
     chosen_text, chosen_id = text_field or "text", id_field
     for index, f in enumerate(files):
-        entry: dict[str, Any] = {"url": f.url, "size": f.size}
+        entry = pinning.snapshot(f.url)
         data_start = 0
-        ends_iter = record_ends(f.url, quoted=fmt == "csv")
         if fmt == "csv":
-            header_end = _csv_header_end(ends_iter, f.url)
-            columns = rows.csv_header(sources.read_range(f.url, 0, int(header_end[0])), f.url)
+            data_start, columns = sniff.csv_header(f.url, entry)
             if text_field is None and "text" not in columns and len(columns) == 1:
                 chosen_text = columns[0]
             if chosen_text not in columns:
@@ -143,14 +131,10 @@ def plan(
             if chosen_id is not None and chosen_id not in columns:
                 raise InputError(f"{f.url}: no column {chosen_id!r}; columns: {columns}")
             entry["columns"] = columns
-            data_start = int(header_end[0])
-            ends_iter = _rest(header_end[1:], ends_iter)
         elif fmt == "jsonl" and index == 0:
             chosen_id = _jsonl_id_field(f, chosen_text, id_field)
         cutter.file(index, data_start)
-        for ends in ends_iter:
-            cutter.ends(ends)
-        cutter.cut()
+        _cut_file(cutter, f.url, fmt, data_start, entry, hashing)
         meta.append(entry)
     chunks = cutter.array()
     if not chunks.size:
@@ -165,22 +149,47 @@ def plan(
     )
 
 
-def _csv_header_end(ends_iter: Iterator[np.ndarray], url: str) -> np.ndarray:
-    for ends in ends_iter:
-        if ends.size:
-            return ends
-    raise InputError(f"{url}: the CSV file is empty")
+def _cut_file(
+    cutter: _Cutter, url: str, fmt: str, data_start: int, pin: dict[str, Any], hashing: bool
+) -> None:
+    """Cut one file's records into chunks, hashing each chunk's bytes as they stream by
+    (``hashing=False`` only for the bench's side-by-side figure)."""
+    hasher = pinning.RangeHasher(data_start)
+    end = data_start
+    for block in boundaries.blocks(url, fmt, pin):
+        before = cutter.count
+        ends = block.ends
+        if block.offset < data_start:  # the csv header is no record
+            keep = ends > data_start
+            ends = ends[keep]
+            lines = None if block.lines is None else block.lines[keep]
+        else:
+            lines = block.lines
+        cutter.ends(ends, lines)
+        if hashing:
+            _hash_new(cutter, hasher, block.offset, block.data, before)
+        end = max(end, block.offset + len(block.data))
+    if cutter.pending:  # trailing blank jsonl lines join the last chunk's range
+        cutter.last_end = end
+    before = cutter.count
+    cutter.cut()
+    if hashing:
+        _hash_new(cutter, hasher, end, b"", before)
 
 
-def _rest(first: np.ndarray, more: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from more
+def _hash_new(
+    cutter: _Cutter, hasher: pinning.RangeHasher, offset: int, data: bytes, before: int
+) -> None:
+    new = cutter.out[before : cutter.count]
+    hashes = hasher.feed(offset, data, new["stop"].tolist())
+    if hashes:
+        cutter.out["hash"][before : cutter.count] = hashes
 
 
 def _jsonl_id_field(f: InputFile, text_field: str, asked: str | None) -> str | None:
     """The id field of a jsonl input, from its first record (which must hold the text)."""
     line = first_line(f.url, f.size)
-    if not line.strip():
+    if not line:
         return asked
     rows.parse_jsonl(line, f.url, 1, text_field, None)  # raises naming what is wrong
     record = json.loads(line)
@@ -190,15 +199,15 @@ def _jsonl_id_field(f: InputFile, text_field: str, asked: str | None) -> str | N
 def _plan_parquet(
     files: list[InputFile], text_field: str | None, id_field: str | None, chunk_rows: int
 ) -> Plan:
-    import pyarrow.parquet as pq
 
-    out: list[tuple[int, int, int, int, int, int]] = []
+    out: list[tuple[int, int, int, int, int, int, int]] = []
     total = 0
     column, chosen_id = text_field or "text", id_field
     meta = []
     for index, f in enumerate(files):
-        with sources.open_seekable(f.url, f.size) as fh:
-            pf = pq.ParquetFile(fh)
+        entry = pinning.snapshot(f.url)
+        with sources.open_seekable(f.url, entry["size"], entry) as fh:
+            pf = _parquet_file(fh, f.url)
             names = pf.schema_arrow.names
             if column not in names:
                 raise InputError(f"{f.url}: no column {column!r}; columns: {names}")
@@ -211,10 +220,25 @@ def _plan_parquet(
                 n = pf.metadata.row_group(g).num_rows
                 for s in range(start, start + n, chunk_rows):
                     e = min(start + n, s + chunk_rows)
-                    out.append((index, e - s, s, e, total, s))
+                    out.append((index, e - s, s, e, total, s, 0))
                     total += e - s
                 start += n
-        meta.append({"url": f.url, "size": f.size})
+        entry["footer"] = pinning.footer_digest(f.url, entry["size"], entry)
+        meta.append(entry)
     if not out:
         raise InputError(f"{files[0].url}: the input holds no rows")
     return Plan(meta, "parquet", column, chosen_id, np.array(out, dtype=CHUNK_DTYPE), total)
+
+
+def _parquet_file(fh: Any, url: str) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``, or one line saying the file is not one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(fh)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{url}: not a readable parquet file (truncated or corrupt): {reason}"
+        ) from None

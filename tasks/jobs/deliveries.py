@@ -48,11 +48,14 @@ LAST_PREFIX = "embedfleet:delivered-to:"
 ALIVE_PREFIX = "embedfleet:alive:"
 #: Prefix of the set of chunks a worker is running.
 RUNNING_PREFIX = "embedfleet:running:"
-#: Seconds between two liveness writes of a worker (shorter than the visibility
-#: timeout, so a worker that died is seen dead before its chunks come back).
-HEARTBEAT_S = max(0.5, min(5.0, celeryconfig.VISIBILITY_TIMEOUT_S / 4))
-#: Seconds a liveness write lasts.
-ALIVE_TTL_S = 3 * HEARTBEAT_S
+#: Seconds a liveness write lasts: the worker lapse (``EMBEDFLEET_WORKER_LAPSE_S``, at most
+#: 3/4 of the visibility timeout, so a worker that died is seen dead before kombu's
+#: backstop gives its chunks back). A worker whose key expired is dead to the fleet:
+#: ``tasks.jobs.reclaim`` puts its unacked chunks back on their queues.
+ALIVE_TTL_S = max(1.5, celeryconfig.WORKER_LAPSE_S)
+#: Seconds between two liveness writes of a worker: six beats per lapse, so a busy or
+#: briefly disconnected worker misses several before it counts as dead.
+HEARTBEAT_S = ALIVE_TTL_S / 6
 
 _BEGIN = """
 local n = redis.call('INCR', KEYS[1])
@@ -116,7 +119,7 @@ def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
         int(ALIVE_TTL_S * 1000),
     ]
     number, blame, share = client.eval(_BEGIN, len(keys), *keys, *args)
-    _ensure_heartbeat(client)
+    start_heartbeat(client)  # already running in a worker (boot); a no-op then
     return Delivery(int(number), float(blame), float(share))
 
 
@@ -125,23 +128,34 @@ def end(client: redis.Redis, task_id: str, attempt: object) -> None:
     client.srem(RUNNING_PREFIX + worker_id(), f"{task_id}:{attempt}")
 
 
-def _ensure_heartbeat(client: redis.Redis) -> None:
-    """Start this process's liveness thread once (again after a fork)."""
+def is_alive(client: redis.Redis, worker: str) -> bool:
+    """True while ``worker``'s liveness key has not lapsed."""
+    return bool(client.exists(ALIVE_PREFIX + worker))
+
+
+def start_heartbeat(client: redis.Redis) -> None:
+    """Write this process's liveness key now and keep it fresh in a daemon thread
+    (once per process; again after a fork). A worker calls this at boot, before it
+    consumes: a chunk it takes is never held by a worker that looks dead."""
     global _heartbeat_pid
     with _heartbeat_lock:
         if _heartbeat_pid == os.getpid():
             return
         _heartbeat_pid = os.getpid()
-    thread = threading.Thread(
-        target=_beat, args=(client, worker_id()), name="embedfleet-alive", daemon=True
-    )
+    me = worker_id()
+    _beat_once(client, me)
+    thread = threading.Thread(target=_beat, args=(client, me), name="embedfleet-alive", daemon=True)
     thread.start()
+
+
+def _beat_once(client: redis.Redis, me: str) -> None:
+    try:
+        client.set(ALIVE_PREFIX + me, "1", px=int(ALIVE_TTL_S * 1000))
+    except redis.RedisError as exc:  # Redis restarting (or full): the next beat tries again
+        log.warning("event=heartbeat_failed worker=%s error=%r", me, str(exc))
 
 
 def _beat(client: redis.Redis, me: str) -> None:
     stop = threading.Event()
     while not stop.wait(HEARTBEAT_S):
-        try:
-            client.set(ALIVE_PREFIX + me, "1", px=int(ALIVE_TTL_S * 1000))
-        except redis.RedisError as exc:  # Redis restarting: the next beat tries again
-            log.debug("event=heartbeat_failed error=%r", str(exc))
+        _beat_once(client, me)

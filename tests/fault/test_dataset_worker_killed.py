@@ -1,9 +1,11 @@
-"""A worker SIGKILLed mid-dataset-job: its chunk comes back after the visibility timeout,
-another worker writes its part, and every row is in the output exactly once."""
+"""A worker SIGKILLed mid-dataset-job, with the default visibility timeout (3,600 s): its
+chunk comes back once its heartbeat lapses, another worker writes its part, and every
+row is in the output exactly once."""
 
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fault.conftest import SLOW, VISIBILITY_S, wait_for
+from tests.fault.conftest import SLOW, wait_for
 from tests.plugins import HANG_ENV, hash_vector
 
 pytestmark = pytest.mark.fault
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.fault
 
 def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Path):
     # Given two workers; worker A freezes inside the first dataset chunk it takes
-    fleet = make_fleet({"slow": SLOW})
+    fleet = make_fleet({"slow": SLOW}, visibility_s=None)  # the default: 3,600 s
     hang_file = tmp_path / "frozen"
     frozen = fleet.worker(**{HANG_ENV: str(hang_file)})
     healthy = fleet.worker()
@@ -33,11 +35,12 @@ def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Pa
         str(tmp_path / "in.txt"), "slow", str(out) + "/", chunk_rows=10, window=4
     )
     wait_for(hang_file.exists, 60, "worker A to start a chunk")
+    dead = f"{socket.gethostname()}:{frozen.proc.pid}:"
     frozen.kill()
     assert frozen.proc.returncode == -signal.SIGKILL
 
     # Then the job completes, every row once with its own text's vector
-    job.wait(timeout=VISIBILITY_S * 24)
+    job.wait(timeout=90)  # a safety net: the lapse is 30 s, the timeout 3,600 s
     files = sorted(out.glob("part-*.parquet"))
     assert len(files) == job.record.total == 30
     table = pa.concat_tables([pq.read_table(f) for f in files])
@@ -50,4 +53,5 @@ def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Pa
     assert (status["state"], status["done"], status["failed"]) == ("SUCCESS", 30, 0)
     # ... the dead worker's chunk was redone by B, and nothing is left unacknowledged
     assert "event=dataset_chunk_done" in healthy.log()
+    assert f"event=worker_lapsed worker={dead}" in healthy.log()
     assert fleet.redis().hlen("unacked") == 0

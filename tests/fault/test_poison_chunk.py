@@ -1,11 +1,14 @@
 """A chunk that kills its worker on every delivery (as the OOM killer would with a model
 that cannot fit) is failed after ``EMBEDFLEET_MAX_DELIVERIES`` deliveries, with an
-error that says why, instead of killing worker after worker forever."""
+error that says why, instead of killing worker after worker forever. With the default
+visibility timeout (3,600 s): each dead worker's chunk comes back when its heartbeat
+lapses, and the death is charged to the chunk as before."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -21,7 +24,11 @@ MAX_DELIVERIES = 2
 
 def test_chunk_that_kills_every_worker_fails_after_max_deliveries(make_fleet):
     # Given a supervisor that restarts a worker whenever it dies
-    fleet = make_fleet({"killer": KILLER}, env={"EMBEDFLEET_MAX_DELIVERIES": str(MAX_DELIVERIES)})
+    fleet = make_fleet(
+        {"killer": KILLER},
+        env={"EMBEDFLEET_MAX_DELIVERIES": str(MAX_DELIVERIES)},
+        visibility_s=None,  # the default, 3,600 s: the lapse brings the chunk back
+    )
     texts = [f"row {i} of the poison test" for i in range(40)]
     texts[17] = f"row 17 {KILL_MARKER}"
     worker = fleet.worker()
@@ -30,8 +37,10 @@ def test_chunk_that_kills_every_worker_fails_after_max_deliveries(make_fleet):
     # When a job holds one chunk that kills whichever worker runs it
     job = fleet.client.submit(texts, model="killer", max_texts=4)
     deaths = []
+    deadline = time.monotonic() + 300  # a safety net: ~40 s per death
     while job.status()["state"] in {"PENDING", "RUNNING"}:
         assert len(deaths) <= MAX_DELIVERIES, "the poison chunk kept killing workers"
+        assert time.monotonic() < deadline, f"job still running after deaths {deaths}"
         try:
             worker.proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:  # still alive: poll the job again

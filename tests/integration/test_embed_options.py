@@ -8,6 +8,7 @@ is compared with what ``SentenceTransformer`` computes in this process.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -138,3 +139,85 @@ def test_dimensions_in_a_dataset_job_and_the_cli(fleet, reference, tmp_path):
     refused = run_cli("submit", "--model", MRL, "--text", "a", "--dimensions", "999", env=env)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].endswith("dimension 384")
+
+
+def test_openai_batch_bodies_dimensions_and_base64(fleet, reference, tmp_path):
+    _, config = fleet
+
+    def request(custom_id: str, text: str, **body: object) -> dict[str, object]:
+        return {
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": MRL, "input": text, **body},
+        }
+
+    batch = tmp_path / "batch.jsonl"
+    lines_in = [
+        request("a", TEXTS[0], dimensions=128),
+        request("b", TEXTS[1], dimensions=128, encoding_format="base64"),
+        request("c", TEXTS[2], dimensions=256),  # another size than the batch's
+        request("d", TEXTS[2], dimensions=128, encoding_format="hex"),
+    ]
+    batch.write_text("".join(json.dumps(r) + "\n" for r in lines_in))
+    out = tmp_path / "results.jsonl"
+    done = run_cli(
+        "submit",
+        "--input",
+        str(batch),
+        "--output",
+        str(out),
+        env={"EMBEDFLEET_MODEL_CONFIG": str(config)},
+    )
+    assert done.returncode == 0, done.stderr
+    a, b, c, d = (json.loads(x) for x in out.read_text().splitlines())
+    want = reference.encode(TEXTS[:2], truncate_dim=128, normalize_embeddings=True)
+    # body.dimensions is honoured: 128 floats, the reference's truncate_dim
+    np.testing.assert_allclose(a["response"]["body"]["data"][0]["embedding"], want[0], atol=2e-6)
+    # encoding_format base64: base64 of little-endian float32, as OpenAI sends it
+    encoded = b["response"]["body"]["data"][0]["embedding"]
+    assert isinstance(encoded, str)
+    decoded = np.frombuffer(base64.b64decode(encoded), dtype="<f4")
+    np.testing.assert_allclose(decoded, want[1], atol=2e-6)
+    assert c["response"] is None and "differs from the batch's 128" in c["error"]["message"]
+    assert d["response"] is None and "encoding_format" in d["error"]["message"]
+
+
+def test_prompts_equal_sentence_transformers_prompt_name(fleet, e5_folder):
+    from sentence_transformers import SentenceTransformer
+
+    client, _ = fleet
+    e5 = SentenceTransformer(str(e5_folder), device="cpu")
+    # A named prompt, the folder's default prompt, a literal prompt, and none at all
+    query = client.submit(TEXTS, model=E5, prompt_name="query").wait(timeout=300)
+    default = client.submit(TEXTS, model=E5).wait(timeout=300)
+    literal = client.submit(TEXTS, model=E5, prompt="search_query: ").wait(timeout=300)
+    bare = client.submit(TEXTS, model=E5, prompt="").wait(timeout=300)
+    np.testing.assert_allclose(query, e5.encode(TEXTS, prompt_name="query"), atol=2e-6)
+    np.testing.assert_allclose(default, e5.encode(TEXTS, prompt_name="passage"), atol=2e-6)
+    np.testing.assert_allclose(literal, e5.encode(TEXTS, prompt="search_query: "), atol=2e-6)
+    np.testing.assert_allclose(bare, e5.encode(TEXTS, prompt=""), atol=2e-6)
+    assert not np.allclose(query, default, atol=1e-3)  # the prompt changed the vectors
+
+
+def test_unknown_prompt_name_refused_at_submit_from_the_fleet_catalog(fleet, tmp_path):
+    _, config = fleet
+    # A producer with no models.json learns the model's prompts from the catalog
+    producer = EmbeddingClient()
+    producer.settings = producer.settings.model_copy(update={"config_source": None})
+    with pytest.raises(UsageError, match="has no prompt 'document'; its prompts: passage, query"):
+        producer.submit(TEXTS, model=E5, prompt_name="document")
+    with pytest.raises(UsageError, match="has no prompt 'query'; its prompts: none"):
+        producer.submit(TEXTS, model=MRL, prompt_name="query")
+    done = run_cli(
+        "submit",
+        "--model",
+        E5,
+        "--text",
+        "a",
+        "--prompt-name",
+        "nope",
+        env={"EMBEDFLEET_MODEL_CONFIG": str(config)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("its prompts: passage, query")

@@ -71,6 +71,21 @@ class BaseEmbeddingModel(ABC):
         return self.spec.dimension
 
     @property
+    def prompts(self) -> dict[str, str]:
+        """Prompt name -> text this model declares (models.json ``prompts``)."""
+        return dict(self.spec.prompts or {})
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        """The prompt a job that names none gets."""
+        return self.spec.default_prompt_name
+
+    def encode_with_prompt(self, sentences: list[str], prompt: str) -> np.ndarray:
+        """:meth:`encode` with ``prompt`` put before each sentence (it counts toward the
+        token window); ``""``: no prompt."""
+        return self.encode([prompt + s for s in sentences] if prompt else sentences)
+
+    @property
     def normalizes(self) -> bool:
         """True when the vectors come out unit length (``dimensions`` then re-normalizes
         what it keeps, as sentence-transformers' ``truncate_dim`` does)."""
@@ -103,9 +118,14 @@ def encode_in_batches(
     return np.concatenate(parts)
 
 
-def generate_embeddings(model: BaseEmbeddingModel, sentences: list[str]) -> np.ndarray:
-    """Encode ``sentences`` with ``model`` and return a C-contiguous float32 matrix."""
-    vectors = np.asarray(model.encode(list(sentences)), dtype=np.float32)
+def generate_embeddings(
+    model: BaseEmbeddingModel, sentences: list[str], prompt: str | None = None
+) -> np.ndarray:
+    """Encode ``sentences`` with ``model`` and return a C-contiguous float32 matrix
+    (``prompt``: put before each sentence; None: the model's default prompt)."""
+    if prompt is None:
+        prompt = model.prompts.get(model.default_prompt_name or "", "")
+    vectors = np.asarray(model.encode_with_prompt(list(sentences), prompt), dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(sentences):
         raise ValueError(
             f"model {model.name!r} returned shape {vectors.shape} for {len(sentences)} texts"

@@ -45,6 +45,9 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
                 device=self.device,
                 trust_remote_code=spec.trust_remote_code,
                 local_files_only=True,
+                # models.json's prompts over the folder's own (sentence-transformers merges)
+                prompts=spec.prompts,
+                default_prompt_name=spec.default_prompt_name,
             )
         except Exception as exc:
             raise ModelLoadError(f"model {name!r}: cannot load {path}: {exc}") from exc
@@ -81,6 +84,17 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         return int(dim) if dim else self.spec.dimension
 
     @property
+    def prompts(self) -> dict[str, str]:
+        return dict(self.model.prompts or {})
+
+    @property
+    def default_prompt_name(self) -> str | None:
+        return self.model.default_prompt_name or None
+
+    def encode_with_prompt(self, sentences: list[str], prompt: str) -> np.ndarray:
+        return self._encode(sentences, prompt)
+
+    @property
     def normalizes(self) -> bool:
         from sentence_transformers.sentence_transformer.modules import Normalize
 
@@ -94,11 +108,16 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         }
 
     def encode(self, sentences: list[str]) -> np.ndarray:
+        """Vectors with the model's default prompt (if it declares one)."""
+        return self._encode(sentences, None)
+
+    def _encode(self, sentences: list[str], prompt: str | None) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             return self.model.encode(
                 sentences,
+                prompt=prompt,  # None: the default prompt; "": none
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=bool(self.spec.normalize),

@@ -6,8 +6,12 @@ hit returns bit-identical vectors. Entries expire after ``EMBEDFLEET_EMBED_CACHE
 
 Memory cap: the broker's Redis runs ``noeviction``, so the cache bounds itself. Writes
 are counted per TTL window; every live entry was written in the current or the previous
-window, so when those two counters reach ``EMBEDFLEET_EMBED_CACHE_MAX_MB`` the cache
-stops writing (reads go on) until old entries have expired.
+window, so when those two counters reach the cap the cache stops writing (reads go on)
+until old entries have expired. The cap is ``EMBEDFLEET_EMBED_CACHE_MAX_MB`` when set,
+else :data:`MAXMEMORY_SHARE` of the server's ``maxmemory`` (read with ``CONFIG GET``,
+or ``INFO memory`` where CONFIG is refused), :data:`DEFAULT_MAX_MB` on a server with no
+limit: the queues and results of the jobs need the rest. A write the server refuses
+for memory (``OOM``) is logged and skipped; the chunk's vectors are computed anyway.
 
 Cost per chunk, not per text (issue 16): a chunk's keys are hashed in one pass, read
 with one ``MGET`` and written with one server-side script (:data:`PUT_SCRIPT`) that gets
@@ -26,15 +30,17 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "embedfleet:emb:"
 #: Seconds an embedding stays cached.
 DEFAULT_TTL_S = 7 * 24 * 3600
-#: Megabytes of vectors the cache may hold.
+#: Megabytes of vectors the cache may hold on a server without ``maxmemory``.
 DEFAULT_MAX_MB = 1024
+#: Share of the server's ``maxmemory`` the cache may fill when no cap is set.
+MAXMEMORY_SHARE = 0.25
 
 #: KEYS: the current and previous window counters, then one key per row.
 #: ARGV: TTL (s), cap (bytes), bytes per row, the rows' float32 bytes back to back.
@@ -53,13 +59,38 @@ return 1
 """
 
 
+def server_maxmemory(client: Any) -> int:
+    """The server's ``maxmemory`` in bytes (0: no limit, or it cannot be read)."""
+    try:
+        value = client.config_get("maxmemory").get("maxmemory")
+    except RedisError:  # CONFIG disabled (managed Redis): INFO says it too
+        try:
+            value = client.info("memory").get("maxmemory")
+        except RedisError:
+            value = 0
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def default_cap(client: Any) -> int:
+    """Bytes the cache may fill when ``EMBEDFLEET_EMBED_CACHE_MAX_MB`` is not set."""
+    limit = server_maxmemory(client)
+    cap = int(limit * MAXMEMORY_SHARE) if limit else DEFAULT_MAX_MB * 1024 * 1024
+    log.info(
+        "event=embed_cache_cap max_mb=%.1f server_maxmemory_mb=%.1f", cap / 2**20, limit / 2**20
+    )
+    return cap
+
+
 class EmbeddingCache:
     """Get and put embeddings by (model, version, text) in Redis."""
 
     def __init__(self, client: Any, ttl_s: int | None = None, max_bytes: int | None = None) -> None:
         self.client = client
         self.ttl_s = ttl_s or DEFAULT_TTL_S
-        self.max_bytes = max_bytes if max_bytes is not None else DEFAULT_MAX_MB * 1024 * 1024
+        self.max_bytes = max_bytes if max_bytes is not None else default_cap(client)
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -109,6 +140,8 @@ class EmbeddingCache:
             try:
                 args = [self.ttl_s, self.max_bytes, data.shape[1] * 4, data.tobytes()]
                 written = bool(self._script(keys=counters + keys, args=args))
+            except OutOfMemoryError:
+                raise  # the server is full: not a reason to stop using the script
             except ResponseError as exc:  # scripting disabled on this server
                 log.warning("event=embed_cache_no_scripting error=%r", str(exc))
                 self._scripting = False
@@ -144,6 +177,18 @@ class EmbeddingCache:
                 m: {"hits": self.hits[m], "misses": self.misses[m], "hit_ratio": self.hit_ratio(m)}
                 for m in sorted(models)
             }
+
+
+def reuse_key(version: str, prompt: str = "", window: str = "") -> str:
+    """The version part of the cache keys of vectors computed with ``prompt`` put before
+    each text (and, for long texts, under windowing ``window``): a prompt changes the
+    vector, so it keys the entry; dimensions and quantization are applied after the
+    cache and do not."""
+    if prompt:
+        version += "+p" + hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    if window:
+        version += "+w" + window
+    return version
 
 
 def embed_with_cache(

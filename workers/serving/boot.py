@@ -15,6 +15,8 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.chunks.embed import install_encoder
 from tasks.contract.settings import load_settings
+from tasks.jobs.deliveries import start_heartbeat
+from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import start_watchdog
 from workers.models.fidelity import set_min_cosine_bar
 from workers.observability.endpoint import start_metrics
@@ -49,6 +51,9 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if app is not None:
         start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
+        # Alive before it takes a chunk; gives back the chunks of workers that died.
+        start_heartbeat(app.backend.client)
+        Reclaimer(app.backend.client, app.connection_for_write).start()
     if settings.metrics_port:  # 0 = off
         start_metrics(settings.metrics_port, get_runtime, settings.metrics_addr)
     if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix

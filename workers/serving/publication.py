@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.contract import catalog
+from workers.models.prompts import published_facts
 from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Publisher:
                 runtime.config,
                 runtime.served_models(),
                 runtime.encode_costs.snapshot(),
+                published_facts(runtime.config),
             )
         except Exception as exc:  # Redis away: the next beat publishes again
             log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))

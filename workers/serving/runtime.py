@@ -23,9 +23,10 @@ from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
+from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
-from workers.reuse.store import EmbeddingCache, embed_with_cache
+from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
 from workers.serving.reload import ConfigChange, apply_reload
 from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
@@ -63,7 +64,11 @@ class Runtime:
             self.embedding_cache = EmbeddingCache(
                 app.backend.client,
                 ttl_s=settings.embed_cache_ttl_s,
-                max_bytes=int(settings.embed_cache_max_mb * 1024 * 1024),
+                max_bytes=(
+                    None
+                    if settings.embed_cache_max_mb is None
+                    else int(settings.embed_cache_max_mb * 1024 * 1024)
+                ),
             )
         log.info(
             "event=runtime_ready source=%s config_hash=%s models=%s budget_gb=%.2f",
@@ -97,15 +102,21 @@ class Runtime:
         with self.cache.lease(key) as loaded:
             version = spec_version(loaded.spec)
 
+            prompt = prompt_text(embed_options, model, loaded.prompts, loaded.default_prompt_name)
+
             def encode(batch: list[str]) -> np.ndarray:
                 started = time.perf_counter()
-                vectors = generate_embeddings(loaded, batch)
+                vectors = generate_embeddings(loaded, batch, prompt)
                 self.encode_costs.record(model, len(batch), time.perf_counter() - started)
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
                 vectors = embed_with_cache(
-                    self.embedding_cache, model, reuse_version(loaded, version), texts, encode
+                    self.embedding_cache,
+                    model,
+                    reuse_key(reuse_version(loaded, version), prompt),
+                    texts,
+                    encode,
                 )
             else:
                 vectors = encode(texts)

@@ -13,8 +13,9 @@ def test_each_input_format(tmp_path):
     (tmp_path / "a.csv").write_text('text,other\none,1\n"two, three",2\n')
     (tmp_path / "a.txt").write_text("one\n\ntwo\n")
     pq.write_table(pa.table({"body": ["one", "two"]}), tmp_path / "a.parquet")
-    # one rule: every record is a row; a blank line or an empty text is the row ""
-    assert read_texts(tmp_path / "a.jsonl") == ["one", "", "two"]
+    # one rule: every record is a row; an empty text (or a blank .txt line) is the row "";
+    # a blank jsonl line is no record (as every jsonl reader treats it)
+    assert read_texts(tmp_path / "a.jsonl") == ["one", "two"]
     assert read_texts(tmp_path / "a.csv") == ["one", "two, three"]
     assert read_texts(tmp_path / "a.txt") == ["one", "", "two"]
     assert read_texts(tmp_path / "a.parquet", field="body") == ["one", "two"]

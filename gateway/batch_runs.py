@@ -1,0 +1,185 @@
+"""A batch's life: validating -> in_progress -> finalizing -> completed | failed |
+cancelling -> cancelled | expired.
+
+A batch is a dataset job (``--format openai``) over its input file in the store; its
+parts go to ``<store>batches/<batch id>/``. When the job ends, whichever gateway sees
+it first (a read of the batch, or the watch of open batches) assembles the output and
+error files under a Redis lock. Their file ids follow from the batch id, so a gateway
+that dies mid-assembly leaves nothing a second one does not overwrite, and a gateway
+restart mid-batch loses nothing: the job runs in the fleet and the record is in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway import files
+from gateway.batch_store import WINDOW_S, BatchRecord, save
+from gateway.filestore import FileStore
+from producers.errors import UsageError
+from tasks.contract.errors import EmbedfleetError
+from tasks.jobs import datasets, jobstore
+
+log = logging.getLogger(__name__)
+
+#: Seconds one gateway holds the right to assemble a batch's files.
+FINALIZE_LOCK_S = 600
+#: Seconds a batch may stay ``validating`` (its gateway died before the job was made).
+VALIDATING_GRACE_S = 600
+
+
+def parts_folder(store: FileStore, batch_id: str) -> str:
+    return store.url(f"batches/{batch_id}/")
+
+
+def output_ids(batch_id: str) -> tuple[str, str]:
+    """The output and error file ids of a batch (fixed: assembling twice overwrites)."""
+    tail = batch_id.removeprefix("batch_")
+    return f"file-{tail}-output", f"file-{tail}-errors"
+
+
+def count_requests(store: FileStore, file_id: str) -> int:
+    """Non-blank lines of a stored file: the batch's requests."""
+    count, pending = 0, b""
+    for block in store.read(files.content_name(file_id)):
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        count += sum(1 for line in lines if line.strip())
+    return count + (1 if pending.strip() else 0)
+
+
+def start(client: Any, store: FileStore, batch: BatchRecord) -> None:
+    """Count the requests and queue the dataset job (the batch was saved validating)."""
+    redis = client.redis
+    source = store.url(files.content_name(batch.obj["input_file_id"]))
+    try:
+        total = count_requests(store, batch.obj["input_file_id"])
+        if total == 0:
+            raise UsageError("the input file holds no request")
+        job = client.submit_dataset(
+            source, None, parts_folder(store, batch.id), fmt="openai", key=batch.id
+        )
+    except (EmbedfleetError, OSError, ValueError) as exc:
+        batch.fail("invalid_input", str(exc))
+        save(redis, batch)
+        return
+    batch.job = job.id
+    batch.obj["request_counts"]["total"] = total
+    batch.move("in_progress")
+    save(redis, batch)
+
+
+def refresh(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
+    """Move ``batch`` on as its job did; assemble its files when the job ended."""
+    if batch.status in ("completed", "failed", "cancelled", "expired"):
+        return batch
+    redis = client.redis
+    if batch.job is None:
+        if time.time() - batch.obj["created_at"] > VALIDATING_GRACE_S:
+            batch.fail("gateway_stopped", "the gateway stopped before the batch was queued")
+            save(redis, batch)
+        return batch
+    record = datasets.load(redis, batch.job)
+    if record is None:
+        batch.fail("job_expired", f"the batch's job {batch.job} is no longer in Redis")
+        save(redis, batch)
+        return batch
+    _, failed = jobstore.progress(redis, batch.job)
+    state = datasets.state_of(record, len(failed))
+    if batch.status == "cancelling" or state == "CANCELLED":
+        batch.move("cancelled")
+        save(redis, batch)
+        return batch
+    ended = state == "SUCCESS" or (state == "FAILURE" and record.done + len(failed) >= record.total)
+    if ended:
+        return finalize(client, store, batch)
+    if state == "FAILURE":
+        batch.fail("job_failed", record.submit_error or "the batch's job could not be sent")
+        save(redis, batch)
+        return batch
+    if time.time() > batch.obj["created_at"] + WINDOW_S:
+        client.job(batch.job).cancel()
+        batch.move("expired")
+        save(redis, batch)
+        return batch
+    _estimate_counts(redis, batch, record, len(failed))
+    save(redis, batch)
+    return batch
+
+
+def _estimate_counts(redis: Any, batch: BatchRecord, record: Any, failed_chunks: int) -> None:
+    """While the job runs: requests refused at submit are failed, and the others are
+    counted completed in proportion to the rows done (exact once the files are made)."""
+    counts = batch.obj["request_counts"]
+    refused = len(datasets.refused(redis, batch.job))
+    servable = max(0, counts["total"] - refused)
+    counts["failed"] = refused
+    counts["completed"] = servable * record.rows_done // max(1, record.n)
+
+
+def cancel(client: Any, batch: BatchRecord) -> BatchRecord:
+    """Revoke the job's chunks not started; the batch reads cancelled from then on."""
+    if batch.job is not None:
+        client.job(batch.job).cancel()
+    batch.move("cancelling")
+    save(client.redis, batch)
+    return batch
+
+
+def finalize(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
+    """Assemble the output and error files of an ended job (once, under a lock)."""
+    redis = client.redis
+    lock = f"{batch.id}:finalizing"
+    if not redis.set("embedfleet:lock:" + lock, "1", nx=True, ex=FINALIZE_LOCK_S):
+        batch.move("finalizing")  # another gateway is at it
+        return batch
+    try:
+        batch.move("finalizing")
+        save(redis, batch)
+        try:
+            served, failed = _assemble(client, store, batch)
+        except (EmbedfleetError, OSError, ValueError) as exc:
+            log.warning("event=batch_finalize_failed batch=%s error=%r", batch.id, exc)
+            batch.fail("output_failed", f"the output could not be assembled: {exc}")
+            save(redis, batch)
+            return batch
+        batch.obj["request_counts"].update(completed=served, failed=failed)
+        batch.move("completed")
+        save(redis, batch)
+        log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
+        return batch
+    finally:
+        redis.delete("embedfleet:lock:" + lock)
+
+
+def _assemble(client: Any, store: FileStore, batch: BatchRecord) -> tuple[int, int]:
+    from producers.openai_output import write_openai_output
+
+    job = client.job(batch.job)
+    out_id, err_id = output_ids(batch.id)
+    with tempfile.TemporaryDirectory(prefix="embedfleet-batch-") as tmp:
+        every, good, bad = (Path(tmp) / n for n in ("all.jsonl", "out.jsonl", "err.jsonl"))
+        write_openai_output(job, every)
+        served = failed = 0
+        with every.open("rb") as lines, good.open("wb") as out, bad.open("wb") as err:
+            for line in lines:
+                if json.loads(line).get("error") is None:
+                    out.write(line)
+                    served += 1
+                else:
+                    err.write(line)
+                    failed += 1
+        for file_id, path, count in ((out_id, good, served), (err_id, bad, failed)):
+            if count == 0:
+                continue
+            size = store.save_path(files.content_name(file_id), path)
+            name = f"{batch.id}_{'output' if file_id == out_id else 'error'}.jsonl"
+            files.add(client.redis, file_id, name, "batch_output", size)
+    batch.obj["output_file_id"] = out_id if served else None
+    batch.obj["error_file_id"] = err_id if failed else None
+    return served, failed

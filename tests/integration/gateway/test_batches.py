@@ -1,0 +1,163 @@
+"""The Batch API through the official SDK: a batch is a dataset job over the stored
+file; its output and error files are assembled when the job ends, and a gateway
+restart mid-batch loses nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import openai
+import pytest
+
+from tests.gateway_support import TEST_KEY, GatewayProcess
+from tests.support import DEFAULT_MODEL
+
+pytestmark = pytest.mark.integration
+
+
+def _line(custom_id: str, text, model: str = DEFAULT_MODEL) -> dict:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": model, "input": text},
+    }
+
+
+def _upload(sdk, lines: list) -> str:
+    data = "".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in lines)
+    return sdk.files.create(file=("in.jsonl", io.BytesIO(data.encode())), purpose="batch").id
+
+
+def _wait_for(sdk, batch_id: str, statuses: tuple[str, ...], timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        batch = sdk.batches.retrieve(batch_id)
+        if not seen or seen[-1] != batch.status:
+            seen.append(batch.status)
+        if batch.status in statuses:
+            return batch, seen
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} never reached {statuses}: went {seen}")
+
+
+def _lines(sdk, file_id: str) -> list[dict]:
+    return [json.loads(x) for x in sdk.files.content(file_id).read().splitlines()]
+
+
+def test_a_batch_runs_to_completed_with_output_and_error_files(openai_client, client):
+    texts = ["alpha beta", "gamma delta", "epsilon", "zeta eta theta"]
+    file_id = _upload(
+        openai_client,
+        [
+            _line("one", texts[0]),
+            _line("two", texts[1:3]),
+            "{not json",
+            _line("other-model", "x", model="hash-model"),
+            _line("four", texts[3]),
+        ],
+    )
+    made = openai_client.batches.create(
+        input_file_id=file_id,
+        endpoint="/v1/embeddings",
+        completion_window="24h",
+        metadata={"team": "search"},
+    )
+    assert made.status in ("validating", "in_progress") and made.metadata == {"team": "search"}
+    assert made.request_counts.total == 5
+    done, seen = _wait_for(openai_client, made.id, ("completed", "failed"))
+    assert done.status == "completed", done.errors
+    assert set(seen) <= {"validating", "in_progress", "finalizing", "completed"}
+    assert done.request_counts.total == 5
+    assert (done.request_counts.completed, done.request_counts.failed) == (3, 2)
+    assert done.in_progress_at and done.completed_at >= done.in_progress_at
+    assert done.finalizing_at is not None and done.expires_at == done.created_at + 24 * 3600
+    served = {x["custom_id"]: x for x in _lines(openai_client, done.output_file_id)}
+    assert list(served) == ["one", "two", "four"]
+    got = [
+        np.asarray(d["embedding"], dtype=np.float32)
+        for cid in ("one", "two", "four")
+        for d in served[cid]["response"]["body"]["data"]
+    ]
+    expected = client.embed(texts, model=DEFAULT_MODEL)
+    np.testing.assert_allclose(np.stack(got), expected, atol=1e-5)
+    assert all(x["response"]["status_code"] == 200 for x in served.values())
+    failed = _lines(openai_client, done.error_file_id)
+    assert len(failed) == 2 and all(x["error"]["message"] for x in failed)
+    assert "other-model" in {x["custom_id"] for x in failed}
+    # The files are the SDK's files too.
+    assert openai_client.files.retrieve(done.output_file_id).purpose == "batch_output"
+    listed = [b.id for b in openai_client.batches.list(limit=100)]
+    assert made.id in listed
+
+
+def test_a_cancelled_batch_ends_cancelled(openai_client):
+    file_id = _upload(openai_client, [_line(f"r{i}", f"text {i} " * 20) for i in range(50)])
+    made = openai_client.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    cancelling = openai_client.batches.cancel(made.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+    done, _ = _wait_for(openai_client, made.id, ("cancelled", "completed", "failed"))
+    assert done.status == "cancelled" and done.cancelled_at is not None
+    with pytest.raises(openai.BadRequestError):
+        openai_client.batches.cancel(made.id)
+
+
+def test_bad_batch_requests_are_refused(openai_client):
+    file_id = _upload(openai_client, [_line("a", "x")])
+    with pytest.raises(openai.BadRequestError):
+        openai_client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    with pytest.raises(openai.BadRequestError):
+        openai_client.batches.create(
+            input_file_id=file_id, endpoint="/v1/embeddings", completion_window="1h"
+        )
+    with pytest.raises(openai.NotFoundError):
+        openai_client.batches.create(
+            input_file_id="file-nope", endpoint="/v1/embeddings", completion_window="24h"
+        )
+    with pytest.raises(openai.NotFoundError):
+        openai_client.batches.retrieve("batch_nope")
+
+
+def test_a_batch_naming_an_unknown_model_fails_saying_so(openai_client):
+    file_id = _upload(openai_client, [_line("a", "x", model="no-such-model")])
+    made = openai_client.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    assert made.status == "failed" and made.failed_at is not None
+    assert "no-such-model" in made.errors.data[0].message
+
+
+def test_a_gateway_restart_mid_batch_loses_nothing(worker, state_dir, fleet_config, client):
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(fleet_config)}
+    first = GatewayProcess(state_dir / "gateway-restart.log", env=env).wait_ready()
+    sdk = openai.OpenAI(base_url=first.base_url, api_key=TEST_KEY, max_retries=0, timeout=60)
+    texts = [f"row {i} of the restart batch" for i in range(100)]
+    file_id = _upload(sdk, [_line(f"r{i}", t) for i, t in enumerate(texts)])
+    made = sdk.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    # Given the gateway that made the batch dies at once (before it could see it end)
+    first.kill()
+    # When another gateway starts on the same Redis and file store
+    second = GatewayProcess(state_dir / "gateway-restart-2.log", env=env).wait_ready()
+    try:
+        sdk2 = openai.OpenAI(base_url=second.base_url, api_key=TEST_KEY, max_retries=0)
+        done, _ = _wait_for(sdk2, made.id, ("completed", "failed"))
+        # Then the batch completes with every request's vector
+        assert done.status == "completed" and done.request_counts.completed == 100
+        out = _lines(sdk2, done.output_file_id)
+        assert [x["custom_id"] for x in out] == [f"r{i}" for i in range(100)]
+        got = np.asarray(
+            [x["response"]["body"]["data"][0]["embedding"] for x in out], dtype=np.float32
+        )
+        np.testing.assert_allclose(got, client.embed(texts, model=DEFAULT_MODEL), atol=1e-5)
+    finally:
+        second.stop()
