@@ -268,8 +268,7 @@ def _submit(args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key,
     )
     progress = sys.stderr.isatty() or args.wait
-    warned = following.warn_if_unserved(job.client.redis, job.model, job.id)  # queued anyway
-    with following.waiting(job, warned):
+    with following.waiting(job):  # says so when no live worker serves the model
         if out is not None:
             ids = rows.ids if rows is not None else None
             output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)

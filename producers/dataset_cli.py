@@ -67,11 +67,10 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
     )
-    warned = following.warn_if_unserved(client.redis, job.model, job.id)  # queued anyway
-    if not (args.wait or jsonl_out):
-        return 0
-    progress = sys.stderr.isatty() or args.wait
-    with following.waiting(job, warned):
+    with following.waiting(job):  # says so when no live worker serves the model
+        if not (args.wait or jsonl_out):
+            return 0
+        progress = sys.stderr.isatty() or args.wait
         job.wait(timeout=args.timeout, progress=progress)
     if jsonl_out:
         from producers.openai_output import write_openai_output

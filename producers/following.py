@@ -101,13 +101,15 @@ def interrupted_text(job: Any) -> str:
 
 
 @contextlib.contextmanager
-def waiting(job: Any, warned: bool = False) -> Iterator[None]:
-    """Around the CLI's wait on ``job``: the unserved watch in a daemon thread, and the
-    Ctrl-C line (the KeyboardInterrupt goes on to ``main``, which exits 130)."""
+def waiting(job: Any) -> Iterator[None]:
+    """Around the CLI's wait on ``job`` (just submitted): one line now when no live
+    worker serves its model, the unserved watch in a daemon thread, and the Ctrl-C line
+    (the KeyboardInterrupt goes on to ``main``, which exits 130)."""
     stop = threading.Event()
-    watch = UnservedWatch(job.client.redis, job.model, job.id, warned)
-    threading.Thread(target=watch.run, args=(stop,), daemon=True, name="unserved").start()
     try:
+        warned = warn_if_unserved(job.client.redis, job.model, job.id)  # queued anyway
+        watch = UnservedWatch(job.client.redis, job.model, job.id, warned)
+        threading.Thread(target=watch.run, args=(stop,), daemon=True, name="unserved").start()
         yield
     except KeyboardInterrupt:
         print(interrupted_text(job), file=sys.stderr, flush=True)
