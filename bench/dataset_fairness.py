@@ -45,12 +45,11 @@ def main() -> None:
     results = {}
     with _fleet.server():
         from producers import EmbeddingClient
-        from tasks.jobs import datasets
 
         client = EmbeddingClient(config_source=str(config))
         for mode in ("list", "window", "priority"):
             priority = "0" if mode == "window" else "9"
-            datasets.DATASET_PRIORITY = int(priority)
+            client.settings = client.settings.model_copy(update={"dataset_priority": int(priority)})
             env = {
                 "EMBEDFLEET_TEST_SLOW_S": str(args.ms / 1000),
                 "EMBEDFLEET_DATASET_PRIORITY": priority,

@@ -1,6 +1,7 @@
 """The client side: submit jobs, follow them, gather results. Never imports torch."""
 
-from producers.client import EmbeddingClient, Job
+from producers.client import EmbeddingClient
+from producers.datasets import DatasetJob
 from producers.errors import (
     InputError,
     JobFailedError,
@@ -8,10 +9,14 @@ from producers.errors import (
     UnknownModelError,
     UsageError,
 )
+from producers.job import Job
+from producers.list_job import ListJob
 
 __all__ = [
     "EmbeddingClient",
+    "DatasetJob",
     "Job",
+    "ListJob",
     "InputError",
     "JobFailedError",
     "JobNotFoundError",

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -16,6 +16,10 @@ import producers.embed_options as embed_options
 from producers import following, output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
+
+if TYPE_CHECKING:  # imported where used, so that `embedfleet --help` stays quick
+    from producers.client import EmbeddingClient
+    from producers.datasets import DatasetJob
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -198,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _client() -> Any:
+def _client() -> EmbeddingClient:
     from producers.client import EmbeddingClient
 
     return EmbeddingClient()
@@ -291,17 +295,19 @@ def _result(args: argparse.Namespace) -> int:
     from producers.writers import check_writable
 
     path = check_writable(args.output)  # before anything is fetched
-    job = _client().job(args.job)
-    if getattr(job, "kind", "list") == "dataset":
-        return _dataset_result(job, args)
-    from producers.submitting import recorded_ids
+    from producers.datasets import DatasetJob
+    from producers.list_job import ListJob
     from tasks.jobs.jobstore import is_cancelled
 
+    job = _client().job(args.job)
+    if isinstance(job, DatasetJob):
+        return _dataset_result(job, args)
+    assert isinstance(job, ListJob)  # the two kinds of job
     # Rows of failed chunks would be NaN: only with --partial (else exit 1); a cancelled
     # job is written as it is, what was not done NaN (README: automatic)
     cancelled = bool(is_cancelled(job.client.redis, job.id))
     partial = bool(args.partial) or cancelled
-    ids = recorded_ids(job) if path.suffix.lower() != ".npy" else None
+    ids = job.recorded_ids() if path.suffix.lower() != ".npy" else None
     try:
         output.write_job(
             job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids
@@ -319,7 +325,7 @@ def _result(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dataset_result(job: Any, args: argparse.Namespace) -> int:
+def _dataset_result(job: DatasetJob, args: argparse.Namespace) -> int:
     """A dataset job's vectors are its parts; an OpenAI job also writes a .jsonl file."""
     if job.record.spec.get("format") != "openai" or not args.output.endswith(".jsonl"):
         raise UsageError(

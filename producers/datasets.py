@@ -11,22 +11,21 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
+import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
+from producers.job import JobClient, JobKind
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
 from tasks.jobs import datasets, job_admin, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
-
-if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ POLL_S = 0.5
 
 
 def submit_dataset(
-    client: EmbeddingClient,
+    client: JobClient,
     source: str,
     model: str | None,
     output: str,
@@ -118,7 +117,7 @@ def submit_dataset(
 
 
 def _record(
-    client: EmbeddingClient,
+    client: JobClient,
     job_id: str,
     model: str,
     version: str,
@@ -155,9 +154,9 @@ class DatasetJob:
     """A dataset job: follow it with :meth:`status`, wait with :meth:`wait` (no vectors
     are gathered), re-run what failed with :meth:`retry`, drop it with :meth:`delete`."""
 
-    kind = "dataset"
+    kind: JobKind = "dataset"
 
-    def __init__(self, client: EmbeddingClient, record: datasets.DatasetRecord) -> None:
+    def __init__(self, client: JobClient, record: datasets.DatasetRecord) -> None:
         self.client = client
         self.record = record
         self.id = record.id
@@ -173,14 +172,15 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        import producers.submitting as submitting
-
         redis, app = self.client.redis, self.client.app
+        priority = self.client.settings.dataset_priority
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
-                    lambda i=int(index): datasets.send(app, redis, self.id, i, self.model, force),
+                    lambda i=int(index): datasets.send(
+                        app, redis, self.id, i, self.model, force, priority
+                    ),
                     submitting.SUBMIT_RETRY_S,
                 )
             retry_while_unreachable(lambda: datasets.mark_submitted(redis, self.id))

@@ -87,7 +87,7 @@ def claim(client: Any, key: str, job_id: str, wanted: dict[str, str]) -> str | N
     the job already made with the same request. Raises :class:`UsageError` when the
     key holds another request."""
     redis = client.redis
-    ttl = jobstore._ttl_s()
+    ttl = jobstore.result_ttl_s()
     while True:
         found = retry_while_unreachable(
             lambda: idempotency.reserve(redis, key, job_id, wanted, ttl)
@@ -122,7 +122,7 @@ def _wait_for_record(redis: Any, found: idempotency.Holder) -> bool:
 def attach(client: Any, key: str, job_id: str) -> None:
     """The job is recorded: its hash names the key, and they expire together."""
     redis = client.redis
-    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, jobstore._ttl_s()))
+    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, jobstore.result_ttl_s()))
 
 
 def release(client: Any, key: str, job_id: str) -> None:

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import celeryconfig
+from celery import Celery
+
 from producers.embed_options import recorded
 from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
-from tasks.jobs import datasets, job_admin, jobstore
+from tasks.jobs import datasets, jobstore
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import EMBED_TASK, queue_for
-
-if TYPE_CHECKING:
-    from producers.client import Job
 
 #: Seconds without a submit heartbeat after which an unfinished submit is a failure.
 SUBMIT_GRACE_S = datasets.SUBMIT_GRACE_S
@@ -32,16 +30,22 @@ SUBMIT_RETRY_S = REDIS_RETRY_S
 BEAT_EVERY = 256
 
 
-def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
-    texts = job._texts
-    if texts is None:
-        raise UsageError(f"job {job.id}: the texts are not in this process")
-    app, redis = job.client.app, job.client.redis
-    key = jobstore.PREFIX + job.id
-    queue = queue_for(job.model)
-    record = job.record
+def send_list_chunks(
+    app: Celery,
+    redis: Any,
+    record: jobstore.JobRecord,
+    texts: Sequence[str],
+    indices: list[int],
+    cache: bool = True,
+) -> None:
+    """Send chunks ``indices`` of the list job ``record`` (its ``texts`` in input order),
+    retrying while Redis is unreachable; when it stays down, the chunks not sent are
+    recorded as failed with the reason and :class:`UsageError` says so."""
+    job_id, model = record.id, record.model
+    key = jobstore.PREFIX + job_id
+    queue = queue_for(model)
     position = 0
-    embed = retry_while_unreachable(lambda: recorded(redis, job.id)).to_wire()
+    embed = retry_while_unreachable(lambda: recorded(redis, job_id)).to_wire()
 
     def send_rest() -> None:
         nonlocal position
@@ -52,17 +56,17 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
                 app.send_task(
                     EMBED_TASK,
                     kwargs={
-                        "job_id": job.id,
+                        "job_id": job_id,
                         "index": index,
-                        "model": job.model,
+                        "model": model,
                         "texts": [texts[r] for r in rows],
                         "options": {"version": record.version, "cache": bool(cache), **embed},
                     },
-                    task_id=jobstore.chunk_task_id(job.id, index),
+                    task_id=jobstore.chunk_task_id(job_id, index),
                     queue=queue,
                     producer=producer,
-                    kwargsrepr=f"{{'job_id': '{job.id}', 'index': {index}, "
-                    f"'model': '{job.model}', 'texts': <{len(rows)} texts>}}",
+                    kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, "
+                    f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
                 )
                 position += 1
                 if position % BEAT_EVERY == 0:
@@ -80,7 +84,7 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
             pipe = redis.pipeline()
             for index in unsent:
                 pipe.hset(key + ":failed", index, reason)
-            pipe.expire(key + ":failed", celeryconfig.RESULT_TTL_S)
+            pipe.expire(key + ":failed", jobstore.result_ttl_s())
             pipe.hset(key, "submitted", repr(time.time()))
             pipe.execute()
 
@@ -89,8 +93,8 @@ def send_list_chunks(job: Job, indices: list[int], cache: bool = True) -> None:
         except Exception:
             pass  # still down: the missing heartbeat marks the job FAILURE later
         raise UsageError(
-            f"job {job.id}: {len(unsent)} of {record.total} chunks could not be sent "
-            f"(Redis unreachable); run `embedfleet retry {job.id}` once it is back"
+            f"job {job_id}: {len(unsent)} of {record.total} chunks could not be sent "
+            f"(Redis unreachable); run `embedfleet retry {job_id}` once it is back"
         ) from exc
 
 
@@ -110,51 +114,46 @@ def submit_stalled(redis: Any, job_id: str, state: str) -> str | None:
     )
 
 
-def retry_list_job(job: Job, texts: Sequence[str] | None = None) -> int:
-    """Send again the chunks of a list job that failed or were never sent."""
-    redis = job.client.redis
-    if jobstore.is_cancelled(redis, job.id):
-        raise UsageError(
-            f"job {job.id} was cancelled: the workers hold its chunks as revoked, so it "
-            f"cannot be resumed; submit it again"
-        )
-    from tasks.jobs import reclaim  # reads the settings: not at CLI import time
-
-    # Chunks a dead worker holds go back on their queue now (their messages carry the texts).
-    given_back = reclaim.reclaim_job(redis, job.client.app.connection_for_write, job.id)
-    done, failed = jobstore.progress(redis, job.id)
+def chunks_to_retry(redis: Any, record: jobstore.JobRecord) -> set[int]:
+    """The chunks of a list job to send again: those that failed, and (when its submit
+    stalled, so which were sent is unknown) every chunk not done."""
+    job_id = record.id
+    done, failed = jobstore.progress(redis, job_id)
     todo = {i for i in failed if i >= 0}
-    if submit_stalled(redis, job.id, "PENDING"):  # which were sent is unknown: all not done
-        todo |= {i for i in range(job.record.total) if i not in done}
-    if not todo:
-        return given_back
-    if texts is not None:
-        job._texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
-    if job._texts is None:
-        raw = redis.hmget(jobstore.PREFIX + job.id, ["input", "field"])
+    if submit_stalled(redis, job_id, "PENDING"):
+        todo |= {i for i in range(record.total) if i not in done}
+    return todo
+
+
+def texts_for_retry(
+    redis: Any, record: jobstore.JobRecord, given: Sequence[str] | None
+) -> list[str]:
+    """The texts a retry sends: ``given``, else the input file the CLI recorded; checked
+    against the job's count."""
+    if given is not None:
+        texts = [t[:MAX_CHARS_PER_TEXT] for t in given]
+    else:
+        raw = redis.hmget(jobstore.PREFIX + record.id, ["input", "field"])
         if raw[0] is None:
             raise UsageError(
-                f"job {job.id}: its texts were given in memory by the process that submitted "
-                f"it; retry from that process (Job.retry) or submit again"
+                f"job {record.id}: its texts were given in memory by the process that "
+                f"submitted it; retry from that process (Job.retry) or submit again"
             )
         from tasks.io.readers import read_texts
 
         read = read_texts(raw[0].decode(), raw[1].decode() or None)
-        job._texts = [t[:MAX_CHARS_PER_TEXT] for t in read]
-    if len(job._texts) != job.record.n:
+        texts = [t[:MAX_CHARS_PER_TEXT] for t in read]
+    if len(texts) != record.n:
         raise UsageError(
-            f"job {job.id}: the input now holds {len(job._texts)} texts, the job {job.record.n}"
+            f"job {record.id}: the input now holds {len(texts)} texts, the job {record.n}"
         )
-    job_admin.clear_for_retry(redis, job.id, todo)
-    redis.hdel(jobstore.PREFIX + job.id, "submitted")
-    job.send_chunks(sorted(todo))
-    return len(todo) + given_back
+    return texts
 
 
-def recorded_ids(job: Job) -> list[str | None] | None:
+def recorded_ids(redis: Any, record: jobstore.JobRecord) -> list[str | None] | None:
     """The ids of a list job's rows, re-read from the input file the CLI recorded (None
     when the texts came from memory, the file is gone, or it holds no ids)."""
-    raw = job.client.redis.hmget(jobstore.PREFIX + job.id, ["input", "field"])
+    raw = redis.hmget(jobstore.PREFIX + record.id, ["input", "field"])
     if raw[0] is None:
         return None
     from tasks.io.readers import read_rows
@@ -163,4 +162,4 @@ def recorded_ids(job: Job) -> list[str | None] | None:
         rows = read_rows(raw[0].decode(), raw[1].decode() or None)
     except Exception:  # the file changed or went: write without ids
         return None
-    return rows.ids if rows.ids is not None and len(rows.ids) == job.record.n else None
+    return rows.ids if rows.ids is not None and len(rows.ids) == record.n else None

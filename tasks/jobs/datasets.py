@@ -1,6 +1,6 @@
 """Dataset jobs in Redis: small per-job state, and the window that feeds the queue.
 
-Keys (all expire after ``celeryconfig.RESULT_TTL_S``; ``embedfleet delete`` drops them):
+Keys (all expire after ``EMBEDFLEET_RESULT_TTL_S``; ``embedfleet delete`` drops them):
 
 - ``embedfleet:job:<id>``          hash: kind=dataset, model, version, alias, n (rows),
                                     total (chunks), created, started, finished, spec
@@ -21,7 +21,7 @@ The window: the producer sends chunks ``0 .. window-1``; a worker that finishes 
 fails) chunk ``i`` sends chunk ``i + window``. So at most ``window`` messages of a job
 wait or run at any time, whatever the input's size, and the job needs no producer after
 ``submit``. The ``sent`` bit keeps a chunk redelivered after a worker died from sending
-its successor twice. Dataset chunks travel at priority :data:`DATASET_PRIORITY` (kombu's
+its successor twice. Dataset chunks travel at priority :func:`dataset_priority` (kombu's
 Redis priority lists), behind small jobs' chunks on the same model queue.
 """
 
@@ -36,7 +36,6 @@ import numpy as np
 import redis
 from celery import Celery
 
-import celeryconfig
 from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
@@ -44,10 +43,6 @@ from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
-#: kombu Redis priority step of dataset chunks: 0 is served first and list jobs send 0;
-#: 9 (the default) puts dataset chunks behind them on the same queue
-#: (``EMBEDFLEET_DATASET_PRIORITY``, read by producers and workers alike).
-DATASET_PRIORITY = celeryconfig.DATASET_PRIORITY
 #: Seconds after which a job whose submit never finished sending its window is FAILURE.
 SUBMIT_GRACE_S = 180.0
 
@@ -118,7 +113,7 @@ def create(
     """Write a dataset job's record, plan and files (before any chunk is sent), signed
     with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise."""
     created = time.time()
-    ttl = celeryconfig.RESULT_TTL_S
+    ttl = jobstore.result_ttl_s()
     total = int(plan.chunks.size)
     fields = signing.job_fields(job_id, model, version, alias, plan.rows, total, json.dumps(spec))
     plan_bytes = plan.chunks.astype(CHUNK_DTYPE).tobytes()
@@ -231,7 +226,7 @@ def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
     """Record chunk ``index`` as written (once, however often it ran); returns the number
     of chunks done, or -1 when the job is gone (deleted or expired)."""
     keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
-    done = client.eval(_MARK_DONE, 3, *keys, index, rows, celeryconfig.RESULT_TTL_S)
+    done = client.eval(_MARK_DONE, 3, *keys, index, rows, jobstore.result_ttl_s())
     return int(done)  # type: ignore[arg-type]
 
 
@@ -256,10 +251,26 @@ def mark_submitted(client: redis.Redis, job_id: str, error: str = "") -> None:
         client.hdel(key(job_id), "submit_error")
 
 
+def dataset_priority() -> int:
+    """kombu Redis priority step of dataset chunks: 0 is served first and list jobs send
+    0; 9 (the default) puts dataset chunks behind them on the same queue
+    (``EMBEDFLEET_DATASET_PRIORITY``, from the settings celeryconfig read, at first use)."""
+    import celeryconfig
+
+    return int(celeryconfig.DATASET_PRIORITY)
+
+
 def send(
-    app: Celery, client: redis.Redis, job_id: str, index: int, model: str, force: bool = False
+    app: Celery,
+    client: redis.Redis,
+    job_id: str,
+    index: int,
+    model: str,
+    force: bool = False,
+    priority: int | None = None,
 ) -> bool:
-    """Send chunk ``index`` unless it was sent already (``force``: retry sends again)."""
+    """Send chunk ``index`` unless it was sent already (``force``: retry sends again), at
+    ``priority`` (default :func:`dataset_priority`)."""
     if not force and client.getbit(key(job_id, "sent"), index):
         return False
     planned = chunk(client, job_id, index)
@@ -272,13 +283,13 @@ def send(
         kwargs={"job_id": job_id, "index": index, "model": model},
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
-        priority=DATASET_PRIORITY,
+        priority=dataset_priority() if priority is None else priority,
         # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
         headers={ROWS_HEADER: rows},
     )
     pipe = client.pipeline()
     pipe.setbit(key(job_id, "sent"), index, 1)
-    pipe.expire(key(job_id, "sent"), celeryconfig.RESULT_TTL_S)
+    pipe.expire(key(job_id, "sent"), jobstore.result_ttl_s())
     pipe.execute()
     return True
 

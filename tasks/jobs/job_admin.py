@@ -33,7 +33,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
     for start in range(0, len(names), 1000):
         removed += int(client.delete(*names[start : start + 1000]))  # type: ignore[arg-type]
     client.zrem(jobstore.JOBS_KEY, job_id)
-    client.set(DELETED_PREFIX + job_id, repr(time.time()), ex=jobstore._ttl_s())
+    client.set(DELETED_PREFIX + job_id, repr(time.time()), ex=jobstore.result_ttl_s())
     return removed
 
 

@@ -90,7 +90,7 @@ def create(
             "alias": alias,
         },
     )
-    pipe.expire(key, _ttl_s())
+    pipe.expire(key, result_ttl_s())
     pipe.zadd(JOBS_KEY, {job_id: created})
     pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
     pipe.execute()
@@ -134,7 +134,7 @@ def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
     pipe = client.pipeline()
     pipe.sadd(done_key, index)
     pipe.hdel(failed_key, index)
-    pipe.expire(done_key, _ttl_s())
+    pipe.expire(done_key, result_ttl_s())
     pipe.execute()
 
 
@@ -148,7 +148,7 @@ def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> Non
     failed_key = PREFIX + job_id + ":failed"
     pipe = client.pipeline()
     pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, _ttl_s())
+    pipe.expire(failed_key, result_ttl_s())
     pipe.execute()
 
 
@@ -184,9 +184,12 @@ def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool)
     return "RUNNING" if (done or failed or started) else "PENDING"
 
 
-def _ttl_s() -> int:
+def result_ttl_s() -> int:
     """``EMBEDFLEET_RESULT_TTL_S``, from the settings celeryconfig read (at first use,
     not at import: importing the contract reads no settings)."""
     import celeryconfig
 
     return celeryconfig.RESULT_TTL_S
+
+
+_ttl_s = result_ttl_s  # the name it had before: code in flight on other branches still calls it

@@ -1,0 +1,62 @@
+"""Asking the running fleet: which workers answer, what each has loaded, reload them.
+
+Broadcasts over the Celery control channel; each call retries while Redis is
+unreachable. ``EmbeddingClient.models`` / ``reload`` / ``workers`` are these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from tasks.jobs.redis_retry import retry_while_unreachable
+
+
+def workers(app: Celery, timeout: float = 1.0) -> list[str]:
+    """Names of the workers that answer a ping."""
+    replies = retry_while_unreachable(lambda: app.control.ping(timeout=timeout)) or []
+    return sorted(name for reply in replies for name in reply)
+
+
+def models(app: Celery, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
+    replies = retry_while_unreachable(
+        lambda: app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
+    )
+    rows = [{"worker": worker, **body} for reply in replies or [] for worker, body in reply.items()]
+    return sorted(rows, key=lambda r: r["worker"])
+
+
+def reload(
+    app: Celery,
+    timeout: float = 10.0,
+    destination: list[str] | None = None,
+    allow_empty: bool = False,
+) -> list[dict[str, Any]]:
+    """Broadcast ``reload_models``: every worker re-reads its config and applies it.
+
+    A config without any model is refused (``ok: false``) unless ``allow_empty``.
+    Returns one row per worker: ``{"worker","ok","config_hash","added","removed",
+    "changed","error"}``. ``destination`` limits it to the named workers. Redis
+    broadcasts are fire-and-forget: a worker that is down misses it, and loads the
+    current config when it starts.
+    """
+    expected = len(destination) if destination else len(workers(app))
+    replies = retry_while_unreachable(
+        lambda: app.control.broadcast(
+            "reload_models",
+            arguments={"allow_empty": True} if allow_empty else None,
+            reply=True,
+            timeout=timeout,
+            limit=expected or None,
+            destination=destination,
+        )
+    )
+    empty = {"ok": False, "config_hash": None, "added": [], "removed": [], "changed": []}
+    rows = [
+        {"worker": worker, **empty, "error": None, **body}
+        for reply in replies or []
+        for worker, body in reply.items()
+    ]
+    return sorted(rows, key=lambda r: r["worker"])
