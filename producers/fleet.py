@@ -30,10 +30,10 @@ FLOWER_CONF = Path(__file__).with_name("flowerconfig.py")
 
 
 def settings() -> Settings:
-    """This process's settings, read once (``celeryconfig.SETTINGS``)."""
-    import celeryconfig
+    """This process's settings, read once (``tasks.contract.settings.process_settings``)."""
+    from tasks.contract.settings import process_settings
 
-    return celeryconfig.SETTINGS
+    return process_settings()
 
 
 def state_dir() -> Path:
