@@ -190,7 +190,7 @@ def main() -> None:
     rt = runtime()
     encode_profile(rt, texts, tok)
     sweep(rt, texts[: args.sweep_texts], [int(b) for b in args.budgets.split(",")])
-    vectors, _ = rt.embed(_fleet.MODEL, texts[:80], {"cache": False})
+    vectors, *_ = rt.embed(_fleet.MODEL, texts[:80], {"cache": False})
     producer_costs(texts, vectors)
     _fleet.footer()
 

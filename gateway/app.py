@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from gateway import batches, embeddings, errors, files, models
 from gateway.auth import KeyCheck
 from gateway.filestore import FileStore
+from gateway.fleet_metrics import FleetCollector
+from gateway.http_metrics import HttpMetrics
 from gateway.limits import BodyLimit
+from gateway.usage import TokenCounter
 from tasks.contract import catalog
 from tasks.contract.settings import Settings
 
@@ -33,6 +37,7 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
     app.state.client = client
     app.state.settings = settings
     app.state.files = FileStore(settings.files_at)
+    app.state.tokens = TokenCounter(client.config_source or settings.config_source)
     errors.install(app)
     check = KeyCheck(() if no_auth else settings.keys)
     guarded = [Depends(check)]
@@ -55,7 +60,17 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
             return errors.response(503, "no live worker serves a model", "fleet_unavailable")
         return JSONResponse({"status": "ready", "workers": len(live)})
 
-    return BodyLimit(app)
+    registry = CollectorRegistry()
+    steps = (client.app.conf.broker_transport_options or {}).get("priority_steps")
+    registry.register(FleetCollector(client.redis, steps))
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    static = {getattr(r, "path", "") for r in app.routes if "{" not in getattr(r, "path", "{")}
+    return HttpMetrics(BodyLimit(app), registry, static)
 
 
 @contextlib.asynccontextmanager

@@ -8,20 +8,21 @@ is noticed within :data:`LIVENESS_CHECK_S`.
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
+from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import APIError
 from gateway.requests import EmbeddingRequest, embedding_request, parse_json
-from gateway.usage import count_tokens
+from gateway.usage import TokenCounter
 from producers.errors import InputError, JobFailedError, UnknownModelError, UsageError
 from tasks.contract import catalog
+from tasks.contract.vectors import FLOAT_DTYPE, to_base64
 
 #: Seconds between two checks that a live worker still serves the model while a
 #: request waits for its job.
@@ -37,13 +38,14 @@ router = APIRouter()
 async def create_embeddings(request: Request) -> dict[str, Any]:
     payload = parse_json(await request.body())
     asked = embedding_request(payload)
-    client = request.app.state.client
-    vectors, tokens = await run_in_threadpool(embed, client, asked)
+    state = request.app.state
+    vectors, tokens = await run_in_threadpool(embed, state.client, state.tokens, asked)
     return response_body(asked, vectors, tokens)
 
 
-def embed(client: Any, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
-    """Run ``asked`` through the fleet: its (n, dim) vectors and the tokens counted."""
+def embed(client: Any, tokens: TokenCounter, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
+    """Run ``asked`` through the fleet: its (n, dim) vectors (``dimensions`` applied by
+    the fleet, after its embedding cache) and the tokens counted."""
     try:
         model, _, _ = client.resolve_model(asked.model, "")
         if not catalog.live_workers(client.redis, model):
@@ -53,23 +55,26 @@ def embed(client: Any, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
                 f"(`embedfleet worker --models {model}`) or retry later",
                 "model_unavailable",
             )
-        job = client.submit(asked.texts, model=asked.model)
+        job = client.submit(asked.texts, model=asked.model, dimensions=asked.dimensions)
         vectors = _wait(client, job, model)
     except UnknownModelError as exc:
         raise APIError(404, str(exc), "model_not_found", "model") from None
     except InputError as exc:
         raise APIError(400, str(exc), param="input") from None
     except JobFailedError as exc:
+        refused = [r for r in exc.errors.values() if r.startswith("InvalidRequest: ")]
+        if refused:  # the worker judged the request itself wrong (e.g. dimensions)
+            raise APIError(400, refused[0].removeprefix("InvalidRequest: ")) from None
         raise APIError(500, f"the fleet could not embed the input: {exc}", "job_failed") from None
-    except UsageError as exc:
-        raise APIError(503, str(exc), "fleet_unavailable") from None
+    except UsageError as exc:  # a bad option, or chunks that Redis would not take
+        if isinstance(exc.__cause__, RedisError | OperationalError | ConnectionError):
+            raise APIError(503, str(exc), "fleet_unavailable") from None
+        raise APIError(400, str(exc)) from None
     except RedisError as exc:
         raise APIError(
             503, f"the fleet's Redis is unreachable: {exc}", "fleet_unavailable"
         ) from None
-    if asked.dimensions is not None:
-        vectors = shorten(vectors, asked.dimensions)
-    return vectors, count_tokens(client, model, asked.texts)
+    return vectors, tokens.count(model, asked.texts)
 
 
 def _wait(client: Any, job: Any, model: str) -> np.ndarray:
@@ -87,29 +92,10 @@ def _wait(client: Any, job: Any, model: str) -> np.ndarray:
                 ) from None
 
 
-def shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
-    """The first ``dimensions`` of each row, re-normalized to unit length (OpenAI's and
-    sentence-transformers' ``truncate_dim``)."""
-    # TODO(issue 23): client.submit(..., dimensions=N) and the shared helper in
-    # tasks/contract/ replace this once they land on main.
-    if dimensions > vectors.shape[1]:
-        raise APIError(
-            400,
-            f"dimensions {dimensions} is more than the model's {vectors.shape[1]}",
-            param="dimensions",
-        )
-    cut = np.ascontiguousarray(vectors[:, :dimensions], dtype=np.float32)
-    norms = np.linalg.norm(cut, axis=1, keepdims=True)
-    return cut / np.where(norms > 0, norms, 1.0)
-
-
 def response_body(asked: EmbeddingRequest, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
     """OpenAI's embeddings response; base64 is the row's little-endian float32 bytes."""
-    rows = np.ascontiguousarray(vectors, dtype="<f4")
-    if asked.encoding_format == "base64":
-        data = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
-    else:
-        data = rows.tolist()
+    rows = np.ascontiguousarray(vectors, dtype=FLOAT_DTYPE)
+    data = [to_base64(r) for r in rows] if asked.encoding_format == "base64" else rows.tolist()
     return {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],

@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.contract.logs import configure_logging
-    from tasks.contract.settings import load_settings
+    from tasks.contract.settings import load_settings, use_settings
 
     try:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
-        args.settings = load_settings()
+        args.settings = use_settings(load_settings())  # this process's, handed down
         configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
         from celeryconfig import url_problem
 
@@ -55,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (RedisError, OperationalError, ConnectionError) as exc:
         from producers.fleet import describe_url
+        from tasks.jobs.redis_full import is_redis_full
+
+        if is_redis_full(exc):
+            print(
+                f"embedfleet: Redis at {describe_url()} is out of memory (used memory above "
+                f"its maxmemory) and refused a write: free memory or raise maxmemory",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
 
         print(f"embedfleet: cannot reach Redis at {describe_url()}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -76,26 +85,30 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     sp = cmd("up", _up, "start the local fleet in the background (embedded server if needed)")
-    sp.add_argument("--workers", type=int, default=1)
+    sp.add_argument("--workers", type=int, default=1, help="worker processes to start (default 1)")
     sp.add_argument("--flower", action="store_true", help="also start Flower")
-    sp.add_argument("--flower-port", type=int, default=5555)
+    sp.add_argument("--flower-port", type=int, default=5555, help="Flower's port (default 5555)")
     sp.add_argument(
         "--flower-auth",
         default=os.environ.get("FLOWER_BASIC_AUTH"),
         help="user:password for Flower's basic auth (default: $FLOWER_BASIC_AUTH)",
     )
-    sp.add_argument("--models", default="all")
+    sp.add_argument(
+        "--models", default="all", help="models the workers serve: comma-separated, or all"
+    )
     cmd("down", _down, "stop what `embedfleet up` started")
 
     sp = cmd("worker", _worker, "run one worker in the foreground")
     sp.add_argument("--models", default="all", help="comma-separated model names, or 'all'")
-    sp.add_argument("--concurrency", type=int, default=1)
+    sp.add_argument(
+        "--concurrency", type=int, default=1, help="chunks run at once (pool threads; default 1)"
+    )
     sp.add_argument("--name", default=None, help="worker node name (default embedfleet@%%h)")
-    sp.add_argument("--loglevel", default="INFO")
+    sp.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
 
     sp = cmd("serve", _serve, "the OpenAI-compatible HTTP gateway (embeddings, files, batches)")
     sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     sp.add_argument(
         "--no-auth",
         action="store_true",
@@ -126,12 +139,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
     sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
+    sp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="dataset job: remove the parts and manifest DEST/ holds first (else refused)",
+    )
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
     sp.add_argument(
         "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
     )
+    sp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan and estimate (rows, chunks, tokens, duration, output size); queue nothing",
+    )
+    sp.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     sp.add_argument(
         "--idempotency-key",
         help="a retried submit with this key and the same request gets the job the first "
@@ -142,35 +166,45 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("status", _status, "state of a job: chunks done/total, failures")
     sp.add_argument("job")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the status as JSON")
 
     sp = cmd("result", _result, "write a job's embeddings in input order")
     sp.add_argument("job")
     sp.add_argument(
         "--partial", action="store_true", help="write what succeeded; failed chunks' rows NaN"
     )
-    sp.add_argument("--output", required=True)
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument("--output", required=True, help="a .npy, .parquet or .jsonl file")
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for chunks still running"
+    )
     sp.add_argument("--delete", action="store_true", help="free the job's keys once written")
 
     sp = cmd("retry", _retry, "re-run only a job's failed or missing chunks")
     sp.add_argument("job")
-    sp.add_argument("--wait", action="store_true")
-    sp.add_argument("--timeout", type=float, default=3600)
+    sp.add_argument("--wait", action="store_true", help="wait for the chunks sent again")
+    sp.add_argument(
+        "--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)"
+    )
 
     sp = cmd("delete", _delete, "free a job's keys in Redis now")
     sp.add_argument("job")
 
+    sp = cmd("verify", _verify, "check a dataset job's output folder against its manifest")
+    sp.add_argument("dest", help="DEST/ or s3://bucket/prefix/")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    sp.add_argument("--limit", type=int, default=20, help="jobs shown, newest first (default 20)")
 
     sp = cmd("cancel", _cancel, "revoke a job's chunks not yet started")
     sp.add_argument("job")
 
     sp = cmd("reload", _reload, "broadcast: every worker re-reads its model config")
-    sp.add_argument("--json", action="store_true")
-    sp.add_argument("--timeout", type=float, default=10.0)
+    sp.add_argument("--json", action="store_true", help="print the replies as JSON")
+    sp.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for replies (default 10)"
+    )
     sp.add_argument("--worker", action="append", help="only this worker (repeatable)")
     sp.add_argument(
         "--allow-empty",
@@ -179,16 +213,18 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sp = cmd("models", _models, "per worker: models configured/loaded, RAM, hits")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     sp = cmd("compare", _compare, "how far two models agree on a sample of texts")
     sp.add_argument("model_a")
     sp.add_argument("model_b")
-    sp.add_argument("--input", required=True)
-    sp.add_argument("--field")
+    sp.add_argument(
+        "--input", required=True, help="texts to compare on (a .jsonl/.csv/.parquet/.txt file)"
+    )
+    sp.add_argument("--field", help="field or column holding the text (default: text)")
     sp.add_argument("--sample", type=int, default=500, help="texts taken from the input")
     sp.add_argument("-k", type=int, default=10, help="neighbours compared per text")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sp = cmd("optimize", _optimize, "export, quantize, gate, benchmark and register a model")
     from workers.optimize.cli import add_arguments as optimize_arguments
@@ -197,8 +233,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("demo", _demo, "the main job end to end on the embedded default")
     sp.add_argument("--input", default=None, help="texts to embed (default: the sample file)")
-    sp.add_argument("--model", default="all-MiniLM-L6-v2")
-    sp.add_argument("--output", default="out/demo.npy")
+    sp.add_argument("--model", default="all-MiniLM-L6-v2", help="model to embed with")
+    sp.add_argument(
+        "--output", default="out/demo.npy", help="where the vectors go (default out/demo.npy)"
+    )
     return p
 
 
@@ -270,7 +308,11 @@ def _submit(args: argparse.Namespace) -> int:
         source=(os.path.abspath(args.input), args.field) if args.input else None,
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
+        dry_run=args.dry_run,
     )
+    if args.dry_run:
+        print(job.dumps() if args.json else job.text())
+        return EXIT_OK
     progress = sys.stderr.isatty() or args.wait
     with following.waiting(job):  # says so when no live worker serves the model
         if out is not None:
@@ -288,7 +330,8 @@ def _status(args: argparse.Namespace) -> int:
     status = _client().job(args.job).status()
     text = status_text(status) if status.get("kind") == "dataset" else output.status_text(status)
     print(json.dumps(status) if args.json else text)
-    return EXIT_FAILED if status["state"] == "FAILURE" else EXIT_OK
+    broken = status["state"] == "FAILURE" or status.get("output_problem")
+    return EXIT_FAILED if broken else EXIT_OK
 
 
 def _result(args: argparse.Namespace) -> int:
@@ -352,6 +395,12 @@ def _delete(args: argparse.Namespace) -> int:
     from producers import dataset_cli
 
     return dataset_cli.delete(args, _client())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from producers import dataset_cli
+
+    return dataset_cli.verify(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:

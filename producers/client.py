@@ -27,7 +27,7 @@ from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
 from tasks.contract.chunking import budget_for, plan_chunks
-from tasks.contract.settings import Settings, load_settings
+from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
 from tasks.jobs import datasets, job_admin, jobstore
@@ -55,8 +55,10 @@ class EmbeddingClient:
         from tasks.app import app as default_app
         from tasks.app import make_app
 
-        self.settings = settings or load_settings()
-        self.app: Celery = make_app(redis_url, self.settings) if redis_url else default_app
+        self.settings = settings or process_settings()
+        # Settings given (or another URL): an app of their own; else the process's app.
+        own = redis_url or settings is not None
+        self.app: Celery = make_app(redis_url, self.settings) if own else default_app
         self.config_source = config_source
 
     @property
@@ -80,7 +82,8 @@ class EmbeddingClient:
         idempotency_key: str | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
-    ) -> ListJob:
+        dry_run: bool = False,
+    ) -> Any:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
         ``model`` may be an A/B alias: the job gets one of its targets, chosen from
@@ -97,6 +100,7 @@ class EmbeddingClient:
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
+        ``dry_run``: plan and estimate only; returns a :class:`producers.dry_run.DryRun`.
         """
         texts = check_texts(list(texts) if not isinstance(texts, str) else texts)
         if len(texts) > MAX_TEXTS_PER_JOB:
@@ -112,6 +116,14 @@ class EmbeddingClient:
             self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
         )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
+        if dry_run:
+            import producers.dry_run as dry
+
+            tokens, count = budget_for(self.seconds_per_text(model), len(texts))
+            _, bounds = plan_chunks(
+                texts, max_tokens=max_tokens or tokens, max_texts=max_texts or count
+            )
+            return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
             wanted = idempotency.digest(
                 asked,
@@ -164,6 +176,13 @@ class EmbeddingClient:
         ``options`` are those of :func:`producers.datasets.submit_dataset`; see
         docs/DATASETS.md."""
         return submit_dataset(self, source, model, output, **options)
+
+    def verify(self, dest: str) -> Any:
+        """Check a dataset job's output ``dest`` against its manifest: a
+        :class:`producers.verify.VerifyReport` (``.ok``, ``.lines()``, ``.as_dict()``)."""
+        from producers.verify import verify
+
+        return verify(dest)
 
     def embed(self, texts: Sequence[str], model: str, timeout: float = 600) -> np.ndarray:
         """Submit and wait: the (n, dim) float32 embeddings of ``texts`` in input order."""

@@ -4,10 +4,11 @@ recorded with the job, sent with every chunk (``tasks.contract.options``)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import RedisError
 
+from producers.job import JobClient
 from tasks.contract import catalog as fleet_catalog
 from tasks.contract.errors import UsageError
 from tasks.contract.options import EmbedOptions, check_for_model
@@ -15,14 +16,11 @@ from tasks.contract.spec import read_local_config
 from tasks.jobs import jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
-if TYPE_CHECKING:
-    from producers.client import EmbeddingClient
-
 #: Field of the job hash (``tasks.jobs.jobstore``) holding the options as JSON.
 RECORD_FIELD = "embed_options"
 
 
-def model_facts(client: EmbeddingClient, model: str) -> dict[str, Any]:
+def model_facts(client: JobClient, model: str) -> dict[str, Any]:
     """What the fleet publishes of ``model`` (a resolved model, not an alias): from the
     catalog, else from the client's local config; empty when neither knows it."""
     if client.config_source is None:
@@ -39,7 +37,7 @@ def model_facts(client: EmbeddingClient, model: str) -> dict[str, Any]:
     return fleet_catalog.model_facts(spec) if spec is not None else {}
 
 
-def options_for(client: EmbeddingClient, model: str, **given: Any) -> EmbedOptions:
+def options_for(client: JobClient, model: str, **given: Any) -> EmbedOptions:
     """The :class:`EmbedOptions` of a job for ``model`` from the user's keywords;
     :class:`UsageError` (one line) when a value is wrong or the model cannot honour it."""
     options = EmbedOptions.from_user(**given)
@@ -49,7 +47,7 @@ def options_for(client: EmbeddingClient, model: str, **given: Any) -> EmbedOptio
 
 
 def for_batch(
-    client: EmbeddingClient, model: str, options: EmbedOptions, dimensions: int
+    client: JobClient, model: str, options: EmbedOptions, dimensions: int
 ) -> EmbedOptions:
     """``options`` with the ``body.dimensions`` an OpenAI batch file asks for; refused when
     the job's own ``dimensions`` says otherwise."""
@@ -63,7 +61,7 @@ def for_batch(
     return merged
 
 
-def record(client: EmbeddingClient, job_id: str, options: EmbedOptions) -> None:
+def record(client: JobClient, job_id: str, options: EmbedOptions) -> None:
     """Keep ``options`` with the job, so a retry sends the same."""
     if options.to_wire():
         retry_while_unreachable(

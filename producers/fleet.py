@@ -39,10 +39,10 @@ WORKER_NAME = re.compile(r"worker[0-9]+")
 
 
 def settings() -> Settings:
-    """This process's settings, read once (``celeryconfig.SETTINGS``)."""
-    import celeryconfig
+    """This process's settings, read once (``tasks.contract.settings.process_settings``)."""
+    from tasks.contract.settings import process_settings
 
-    return celeryconfig.SETTINGS
+    return process_settings()
 
 
 def state_dir() -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 from celery import Celery
 
 from tasks.contract.errors import InvalidRequest
-from tasks.contract.wire import unpack_embeddings
+from tasks.contract.wire import unpack_columns, unpack_embeddings
 from tasks.jobs import jobstore
 
 #: Chunk results fetched per round trip.
@@ -64,6 +64,8 @@ class Gatherer:
         #: Makes the (n, dim) output once dim is known; a memmap for streamed writes.
         self.allocate = allocate or zeroed
         self.out: np.ndarray | None = None
+        #: Per-row columns the results carry (``tokens``, ``truncated``), input order.
+        self.columns: dict[str, np.ndarray] = {}
         self.fetched: set[int] = set()
 
     def fetch(self, done: Iterable[int]) -> int:
@@ -81,10 +83,13 @@ class Gatherer:
                         f"job {self.record.id}: the result of chunk {index} has expired or is missing"
                     )
                 meta = backend.decode_result(raw)
-                self._place(index, unpack_embeddings(meta["result"]))
+                result = meta["result"]
+                self._place(index, unpack_embeddings(result), unpack_columns(result))
         return len(todo)
 
-    def _place(self, index: int, vectors: np.ndarray) -> None:
+    def _place(
+        self, index: int, vectors: np.ndarray, columns: dict[str, np.ndarray] | None = None
+    ) -> None:
         rows = self.record.chunk_rows(index)
         if vectors.shape[0] != rows.size:
             raise InvalidRequest(
@@ -94,6 +99,10 @@ class Gatherer:
         if self.out is None:
             self.out = self.allocate(self.record.n, vectors.shape[1])
         self.out[rows] = vectors
+        for name, values in (columns or {}).items():
+            if name not in self.columns:
+                self.columns[name] = np.zeros(self.record.n, dtype=values.dtype)
+            self.columns[name][rows] = values
         self.fetched.add(index)
 
     def array(self) -> np.ndarray:

@@ -25,6 +25,8 @@ class JobClient(Protocol):
 
     app: Celery
     settings: Settings
+    #: A model config this client reads instead of the fleet's publication (or None).
+    config_source: str | None
 
     @property
     def redis(self) -> Any: ...

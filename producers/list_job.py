@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+import producers.progress as progress
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer, poll_delays
 from producers.job import JobClient, JobKind
-from tasks.jobs import job_admin, jobstore
+from tasks.jobs import job_admin, jobstore, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -44,6 +45,9 @@ class ListJob:
         self.id = record.id
         self.model = record.model
         self._texts = texts  # kept by the submitting process, for retry
+        #: After :meth:`wait`: per input row, ``tokens`` (int32, what the model saw,
+        #: prompt and special tokens included) and ``truncated`` (bool).
+        self.columns: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
@@ -90,8 +94,9 @@ class ListJob:
         return job_admin.delete(self.client.redis, self.id, self.record.total)
 
     def status(self) -> dict[str, Any]:
-        """``{"id","model","version","alias","state","done","total","failed","errors"}``;
-        ``model`` is the model that serves the job (an alias's resolved target)."""
+        """``{"id","kind","model","version","alias","state","done","total","failed",
+        "errors"}`` plus ``created``/``started``/``finished`` times, ``rows_done`` and
+        ``eta_s``; ``model`` is the model that serves the job (an alias's resolved target)."""
         redis = self.client.redis
         record = (
             retry_while_unreachable(lambda: jobstore.load(redis, self.id), STATUS_RETRY_S)
@@ -110,6 +115,7 @@ class ListJob:
             state, failed = "FAILURE", {**failed, -1: stalled}
         return {
             "id": self.id,
+            "kind": "list",
             "model": record.model,
             "version": record.version,
             "alias": record.alias or None,
@@ -120,6 +126,10 @@ class ListJob:
             "failed": len(failed),
             "errors": [{"chunk": i, "error": failed[i]} for i in sorted(failed)],
             "waiting_on_dead_worker": reclaim.lapsed_chunks(redis, self.id),
+            "usage": usage.totals(redis, self.id),
+            **retry_while_unreachable(
+                lambda: progress.list_progress(redis, record, done, state), STATUS_RETRY_S
+            ),
         }
 
     def wait(
@@ -149,6 +159,7 @@ class ListJob:
                 fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
                 if bar is not None and fetched:
                     bar.update(fetched)
+                self.columns = gatherer.columns
                 if len(gatherer.fetched) == self.record.total:
                     return gatherer.array()
                 if failed and len(done) + len(failed) >= self.record.total:

@@ -49,11 +49,16 @@ def write_openai_output(job: Any, path: str | Path) -> int:
             file = datasets.file(redis, job.id, int(chunk["file"]))
             got = ranges.read_chunk(record.spec, file, chunk)
             requests = np.asarray(got.requests, dtype=np.int64)
-            vectors = None
+            vectors = counted = None
             if index not in failed:
                 table = pq.read_table(pa_buffer(parts.read(record.output, parts.part_name(index))))
                 table = table.sort_by("row")
                 vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+                counted = (
+                    np.asarray(table.column("tokens").to_pylist(), dtype=np.int64)
+                    if "tokens" in table.column_names
+                    else None
+                )
             starts = np.flatnonzero(np.r_[True, requests[1:] != requests[:-1]])
             ends = np.r_[starts[1:], requests.size]
             for s, e in zip(starts, ends, strict=True):
@@ -63,7 +68,11 @@ def write_openai_output(job: Any, path: str | Path) -> int:
                 if vectors is None:
                     emit(_error(custom_id, "chunk_failed", failed[index]))
                     continue
-                tokens = int(estimate_tokens(got.texts[s:e]).sum())
+                tokens = (  # what the model saw; the estimate for parts that lack counts
+                    int(counted[s:e].sum())
+                    if counted is not None
+                    else int(estimate_tokens(got.texts[s:e]).sum())
+                )
                 base64 = bool(got.base64[s]) if got.base64 else False
                 emit(_response(custom_id, record.model, vectors[s:e], tokens, base64))
         refused_before(1 << 62)

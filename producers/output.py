@@ -10,12 +10,20 @@ import numpy as np
 
 
 def status_text(s: dict[str, Any]) -> str:
+    from producers.progress import eta_text, when
+
     lines = [
-        f"job      {s['id']}",
+        f"job      {s['id']} (list)",
         f"model    {s['model']} ({s.get('version', '')})",
         f"state    {s['state']}",
-        f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed ({s.get('texts', '?')} texts)",
+        f"rows     {s.get('rows_done', '?')}/{s.get('texts', '?')} done, ETA {eta_text(s)}",
+        f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed",
+        f"created  {when(s.get('created'))}   started {when(s.get('started'))}   "
+        f"finished {when(s.get('finished'))}",
     ]
+    usage = s.get("usage")
+    if usage:
+        lines.append(f"tokens   {usage['tokens']} ({usage['truncated']} rows truncated)")
     for err in s["errors"]:
         lines.append(f"  chunk {err['chunk']}: {err['error']}")
     lines += waiting_text(s)
@@ -37,10 +45,12 @@ def waiting_text(s: dict[str, Any]) -> list[str]:
 def jobs_text(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no jobs"
-    out = [f"{'JOB':34} {'MODEL':24} {'STATE':10} {'CHUNKS':>12} {'TEXTS':>8}"]
+    out = [f"{'JOB':34} {'KIND':8} {'MODEL':24} {'STATE':10} {'CHUNKS':>12} {'ROWS':>17}"]
     for r in rows:
         chunks = f"{r['done']}/{r['total']}"
-        out.append(f"{r['id']:34} {r['model']:24} {r['state']:10} {chunks:>12} {r['texts']:>8}")
+        done = f"{r.get('rows_done', '?')}/{r['texts']}"
+        kind = r.get("kind", "list")
+        out.append(f"{r['id']:34} {kind:8} {r['model']:24} {r['state']:10} {chunks:>12} {done:>17}")
     return "\n".join(out)
 
 
@@ -128,7 +138,7 @@ def write_job(
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors, ids)
+        write_embeddings(path, vectors, ids, getattr(job, "columns", None))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -18,9 +18,9 @@ from celery import Celery
 from producers.embed_options import recorded
 from producers.errors import UsageError
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
-from tasks.jobs import datasets, jobstore
+from tasks.jobs import datasets, jobstore, redis_full
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
-from tasks.routing import EMBED_TASK, queue_for
+from tasks.routing import EMBED_TASK, SENT_HEADER, queue_for
 
 #: Seconds without a submit heartbeat after which an unfinished submit is a failure.
 SUBMIT_GRACE_S = datasets.SUBMIT_GRACE_S
@@ -65,6 +65,7 @@ def send_list_chunks(
                     task_id=jobstore.chunk_task_id(job_id, index),
                     queue=queue,
                     producer=producer,
+                    headers={SENT_HEADER: time.time()},  # the gateway's oldest-chunk age
                     kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, "
                     f"'model': '{model}', 'texts': <{len(rows)} texts>}}",
                 )
@@ -78,15 +79,19 @@ def send_list_chunks(
         retry_while_unreachable(lambda: redis.hset(key, "submitted", repr(time.time())))
     except Exception as exc:
         unsent = indices[position:]
-        reason = f"not sent: Redis unreachable during submit ({type(exc).__name__}: {exc})"
+        full = redis_full.is_redis_full(exc)
+        if full:
+            reason = "not sent: " + redis_full.reason("sending chunks", job_id)
+            why = "Redis is out of memory: used memory above its maxmemory"
+            when = "once it has room (free memory or raise maxmemory)"
+        else:
+            reason = f"not sent: Redis unreachable during submit ({type(exc).__name__}: {exc})"
+            why, when = "Redis unreachable", "once it is back"
 
         def record_unsent() -> None:
-            pipe = redis.pipeline()
-            for index in unsent:
-                pipe.hset(key + ":failed", index, reason)
-            pipe.expire(key + ":failed", jobstore.result_ttl_s())
-            pipe.hset(key, "submitted", repr(time.time()))
-            pipe.execute()
+            # written even on a full Redis: the chunks not sent are never lost from view
+            redis_full.mark_failed(redis, key + ":failed", unsent, reason, jobstore.result_ttl_s())
+            redis_full.hset(redis, key, "submitted", repr(time.time()))
 
         try:
             retry_while_unreachable(record_unsent, 5.0)
@@ -94,7 +99,7 @@ def send_list_chunks(
             pass  # still down: the missing heartbeat marks the job FAILURE later
         raise UsageError(
             f"job {job_id}: {len(unsent)} of {record.total} chunks could not be sent "
-            f"(Redis unreachable); run `embedfleet retry {job_id}` once it is back"
+            f"({why}); run `embedfleet retry {job_id}` {when}"
         ) from exc
 
 

@@ -1,7 +1,9 @@
 """Output files, chosen by extension: .npy (n x dim float32), .parquet, .jsonl.
 
-Rows are in input order. Parquet and JSONL rows carry ``index`` and ``embedding``, and
-``id`` when the input rows had one (``id``, ``custom_id`` or ``--id-field``).
+Rows are in input order. Parquet and JSONL rows carry ``row`` (0-based input row, the name
+dataset parts use too) and ``embedding``, and ``id`` when the input rows had one (``id``,
+``custom_id`` or ``--id-field``). Files written before the rename name the row ``index``;
+:func:`read_embeddings` reads both.
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ import numpy as np
 from producers.errors import UsageError
 
 FORMATS = (".npy", ".parquet", ".jsonl")
+#: The row column of every output (list files and dataset parts alike).
+ROW = "row"
+#: What list outputs named it before (read back still).
+OLD_ROW = "index"
 
 
 def check_output(path: str | Path) -> Path:
     """Refuse an output path of an unknown format before any work is done."""
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
-        raise UsageError(f"{path}: unsupported output format; use one of {FORMATS}")
+        hint = f", or {path}/ for a dataset job (parquet parts)" if not path.suffix else ""
+        raise UsageError(
+            f"{path}: unsupported output format; use one of {', '.join(FORMATS)}{hint}"
+        )
     return path
 
 
@@ -44,10 +53,15 @@ def check_writable(path: str | Path) -> Path:
 
 
 def write_embeddings(
-    path: str | Path, vectors: np.ndarray, ids: list[str | None] | None = None
+    path: str | Path,
+    vectors: np.ndarray,
+    ids: list[str | None] | None = None,
+    columns: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``vectors`` (input order) to ``path``; the format comes from the extension.
-    ``ids`` (the input's id of each row) become an ``id`` column / field."""
+    ``ids`` (the input's id of each row) become an ``id`` column / field; ``columns``
+    (per row: ``tokens``, ``truncated``) columns / fields of .parquet and .jsonl."""
+    columns = columns or {}
     path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
@@ -61,17 +75,20 @@ def write_embeddings(
 
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
         column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
-        columns = {"index": pa.array(np.arange(len(vectors))), "embedding": column}
+        table = {ROW: pa.array(np.arange(len(vectors))), "embedding": column}
         if ids is not None:
-            columns["id"] = pa.array(ids, type=pa.string())
-        table = pa.table(columns)
-        pq.write_table(table, tmp)
+            table["id"] = pa.array(ids, type=pa.string())
+        for name, values in columns.items():
+            table[name] = pa.array(np.asarray(values))
+        pq.write_table(pa.table(table), tmp)
     else:
         with tmp.open("w", encoding="utf-8") as fh:
             for i, row in enumerate(vectors):
-                line: dict[str, object] = {"index": i, "embedding": row.tolist()}
+                line: dict[str, object] = {ROW: i, "embedding": row.tolist()}
                 if ids is not None:
                     line["id"] = ids[i]
+                for name, values in columns.items():
+                    line[name] = values[i].item()
                 fh.write(json.dumps(line) + "\n")
     tmp.replace(path)
     return path
@@ -86,8 +103,11 @@ def read_embeddings(path: str | Path) -> np.ndarray:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path).sort_by("index")
+        table = pq.read_table(path)
+        table = table.sort_by(ROW if ROW in table.column_names else OLD_ROW)
         return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
     with path.open(encoding="utf-8") as fh:
-        rows = sorted((json.loads(line) for line in fh), key=lambda r: r["index"])
+        rows = sorted(
+            (json.loads(line) for line in fh), key=lambda r: r[ROW] if ROW in r else r[OLD_ROW]
+        )
     return np.asarray([r["embedding"] for r in rows], dtype=np.float32)

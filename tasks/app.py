@@ -2,36 +2,63 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from celery import Celery
 
-if TYPE_CHECKING:
-    from tasks.contract.settings import Settings
+import celeryconfig  # a module import: celeryconfig may be the one importing `tasks`
+from tasks.contract.settings import Settings, process_settings
 
 
-def make_app(redis_url: str | None = None, settings: Settings | None = None) -> Celery:
-    """A Celery app with embedfleet's settings; ``redis_url`` overrides the env var, and
-    its TLS / Sentinel options come from ``settings`` (default: read now)."""
-    app = Celery("embedfleet")
-    app.config_from_object("celeryconfig")
-    if redis_url:
-        from celeryconfig import url_settings
-        from tasks.contract.settings import load_settings
+class Encoder(Protocol):
+    """What encodes a chunk: ``(model, texts, options) -> (vectors, version used[,
+    columns])``; ``columns`` (per output row: ``tokens``, ``truncated``) travel beside
+    the vectors (``tasks.contract.wire``).
 
-        # TLS, transport and Sentinel settings follow the URL given here, not the env's.
-        app.conf.update(url_settings(redis_url, settings or load_settings()))
-    # Chunk tasks live in tasks.chunks.embed; workers.serving.boot (threads, cache, control commands)
-    # is imported by workers only: Celery imports `imports` at worker start, never in
-    # producers, so producers never load torch.
-    # Defaults given lazily: importing `tasks` reads no settings (celeryconfig is read at
-    # first use), so the CLI checks them first and a bad one is one line and exit 2.
-    app.add_defaults(
-        lambda: {
-            "imports": ("tasks.chunks.embed", "tasks.chunks.dataset", "workers.serving.boot"),
-            "task_routes": ("tasks.routing.route_task",),
-        }
-    )
+    The contract imports no worker code: a worker's boot hands its runtime's encoder to
+    the app it runs (``FleetApp.encoder``), so producers never load torch.
+    """
+
+    def __call__(
+        self, model: str, texts: list[str], options: dict[str, Any]
+    ) -> tuple[Any, ...]: ...
+
+
+class FleetApp(Celery):  # type: ignore[misc]
+    """embedfleet's Celery app, holding the settings it was built from (:attr:`settings`)
+    and the encoder of this process's chunks (:attr:`encoder`: None until a worker's boot
+    sets it, ``workers.serving.boot``). The chunk tasks read both from the app they are
+    bound to, so nothing reaches for a module global."""
+
+    encoder: Encoder | None = None
+
+    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this app was built with, else this process's (read once)."""
+        return self._settings if self._settings is not None else process_settings()
+
+
+def make_app(redis_url: str | None = None, settings: Settings | None = None) -> FleetApp:
+    """A Celery app configured from ``settings`` (default: this process's, read at first
+    use, ``tasks.contract.settings.process_settings``); ``redis_url`` overrides their
+    broker URL, its TLS / Sentinel options still taken from ``settings``."""
+    app = FleetApp("embedfleet", settings=settings)
+
+    def configuration() -> dict[str, Any]:
+        # Given lazily: building the app reads no settings, so the CLI checks them first
+        # and a bad one is one line and exit 2.
+        values = celeryconfig.celery_settings(app.settings)
+        if redis_url:
+            values.update(celeryconfig.url_settings(redis_url, app.settings))
+        # Chunk tasks live in tasks.chunks (celeryconfig's `imports`); routes by model.
+        values["task_routes"] = ("tasks.routing.route_task",)
+        return values
+
+    app.add_defaults(configuration)
     return app
 
 

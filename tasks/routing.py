@@ -35,3 +35,7 @@ DATASET_TASK = "embedfleet.embed_range"
 #: Message header naming a dataset chunk's rows (``A-B``, inclusive), set by its sender
 #: (``tasks.jobs.datasets.send``) so inspect and Flower show which rows a chunk holds.
 ROWS_HEADER = "embedfleet_rows"
+
+#: Message header holding the time (Unix seconds) a chunk was sent, set by both senders,
+#: so the gateway's ``/metrics`` tells the age of the oldest chunk still waiting.
+SENT_HEADER = "embedfleet_sent"

@@ -1,7 +1,8 @@
 """The chunk task: validate, lease the model, encode, return float32 bytes.
 
-Thin on purpose: model logic lives in ``workers``, whose boot installs the encoder
-(:func:`install_encoder`); this module imports no worker code, so producers never load torch.
+Thin on purpose: model logic lives in ``workers``, whose boot hands the app its encoder
+(``tasks.app.FleetApp.encoder``); this module imports no worker code, so producers never
+load torch.
 
 Every delivery of a chunk is counted in Redis before the model runs, and blamed on the
 chunk only for the worker deaths that caught it running (``tasks.jobs.deliveries``). A chunk
@@ -19,13 +20,18 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Celery, Task
-from celery.signals import worker_init
+from celery.signals import task_internal_error, worker_init
 
-import celeryconfig
-from tasks.app import app
-from tasks.contract.errors import JobCancelled, PermanentError, TooManyDeliveries, TransientError
+from tasks.app import Encoder, app
+from tasks.contract.errors import (
+    JobCancelled,
+    PermanentError,
+    RedisMemoryFull,
+    TooManyDeliveries,
+    TransientError,
+)
 from tasks.contract.wire import pack_embeddings, validate_request
-from tasks.jobs import deliveries, jobstore
+from tasks.jobs import deliveries, jobstore, redis_full, usage
 from tasks.jobs.deliveries import Delivery
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
@@ -34,32 +40,72 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: ``(model, texts, options) -> (vectors, version)``: what encodes a chunk. The contract
-#: imports no worker code; the worker's boot installs its runtime here
-#: (``workers.serving.boot``), so producers importing this module never load torch.
-Encoder = Callable[[str, list[str], dict[str, Any]], tuple[Any, str]]
-_encoder: Encoder | None = None
 
-
-def install_encoder(encoder: Encoder | None) -> None:
-    """Make ``encoder`` run this process's chunks (worker boot and tests)."""
-    global _encoder
-    _encoder = encoder
-
-
-def current_encoder() -> Encoder | None:
-    """The encoder installed in this process (dataset chunks use it too)."""
-    return _encoder
+def encoder_of(celery_app: Celery) -> Encoder:
+    """The encoder the worker's boot handed ``celery_app``; a process without one (not a
+    worker) fails the chunk with a clear :class:`PermanentError`."""
+    encoder = getattr(celery_app, "encoder", None)
+    if encoder is None:
+        raise PermanentError(
+            "this process has no encoder: chunks run in workers started with "
+            "`embedfleet worker` or `celery -A tasks worker` (whose boot hands the app one)"
+        )
+    return encoder  # type: ignore[no-any-return]
 
 
 def with_redis_retry(call: Callable[[], T], what: str, deadline_s: float = REDIS_RETRY_S) -> T:
-    """Run ``call``, retrying while Redis is unreachable; then raise :class:`TransientError`."""
+    """Run ``call``, retrying while Redis is unreachable; then raise :class:`TransientError`.
+    A write Redis refuses for memory raises :class:`RedisMemoryFull` at once."""
     try:
         return retry_while_unreachable(
             call, deadline_s, what, (redis.ConnectionError, redis.TimeoutError)
         )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise TransientError(f"Redis unreachable while {what}: {exc}") from exc
+    except redis.ResponseError as exc:
+        if redis_full.is_redis_full(exc):
+            raise RedisMemoryFull(redis_full.reason(what)) from exc
+        raise
+
+
+def failure_message(exc: BaseException, job_id: str) -> str:
+    """What a chunk's failure records: the error, naming Redis memory when it was that."""
+    if redis_full.is_redis_full(exc) and not isinstance(exc, RedisMemoryFull):
+        return redis_full.reason("running the chunk", job_id)
+    return f"{type(exc).__name__}: {exc}".replace(redis_full.THE_JOB, job_id)
+
+
+def record_redis_full(client: redis.Redis, job_id: str, index: int, exc: BaseException) -> None:
+    """Record a chunk that Redis refused for memory as failed, before Celery tries to
+    store anything (which a full Redis refuses too, skipping ``on_failure``)."""
+    try:
+        jobstore.mark_failed(client, job_id, index, failure_message(exc, job_id))
+    except redis.RedisError as error:  # logged: the message is acknowledged regardless
+        log.error(
+            "event=chunk_failure_not_recorded job=%s chunk=%d error=%r", job_id, index, str(error)
+        )
+
+
+@task_internal_error.connect
+def _on_internal_error(
+    sender: Any = None, kwargs: Any = None, exception: Any = None, **_: Any
+) -> None:
+    """Celery itself could not store a chunk's state (Redis full, before or after the
+    task ran): record the chunk failed, naming Redis memory, so it is never lost."""
+    chunk = chunk_of(kwargs) if isinstance(kwargs, dict) else None
+    if chunk is None or not redis_full.is_redis_full(exception):
+        return
+    job_id, index = chunk
+    client = (getattr(sender, "app", None) or app).backend.client
+    log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "storing the chunk state")
+    try:
+        jobstore.mark_failed(
+            client, job_id, index, redis_full.reason("storing the chunk's state", job_id), True
+        )
+    except redis.RedisError as error:
+        log.error(
+            "event=chunk_failure_not_recorded job=%s chunk=%d error=%r", job_id, index, str(error)
+        )
 
 
 def check_deliveries(delivery: Delivery, job_id: str, index: int, limit: int) -> None:
@@ -164,7 +210,7 @@ class ChunkTask(Task):  # type: ignore[misc]
             return
         job_id, index = chunk
         client = self.app.backend.client
-        message = f"{type(exc).__name__}: {exc}"
+        message = failure_message(exc, job_id)
 
         def record() -> None:
             # Only jobs that exist: a malformed message must not create job keys.
@@ -196,7 +242,7 @@ def embed_chunk(
 ) -> dict[str, Any]:
     """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32 bytes."""
     job_id, index, model, texts, options = validate_request(
-        job_id, index, model, texts, options, celeryconfig.MAX_CHUNK_BYTES
+        job_id, index, model, texts, options, self.app.settings.max_chunk_bytes
     )
     client = self.app.backend.client
     task_id, attempt = str(self.request.id), self.request.retries
@@ -205,13 +251,17 @@ def embed_chunk(
         if previous is not None:  # a late redelivery of a finished chunk: nothing to do
             log.info("event=chunk_already_done job=%s chunk=%d", job_id, index)
             return previous  # type: ignore[no-any-return]
-    delivery = with_redis_retry(
-        lambda: deliveries.begin(client, task_id, attempt), "counting a delivery"
-    )
     try:
-        return _run_chunk(self, delivery, job_id, index, model, texts, options)
-    finally:
-        with_redis_retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+        delivery = with_redis_retry(
+            lambda: deliveries.begin(client, task_id, attempt), "counting a delivery"
+        )
+        try:
+            return _run_chunk(self, delivery, job_id, index, model, texts, options)
+        finally:
+            with_redis_retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+    except RedisMemoryFull as exc:
+        record_redis_full(client, job_id, index, exc)
+        raise
 
 
 def _run_chunk(
@@ -232,22 +282,17 @@ def _run_chunk(
             delivery.number,
             delivery.blame,
             delivery.share,
-            celeryconfig.MAX_DELIVERIES,
+            self.app.settings.max_deliveries,
         )
-    check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+    check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    encode = _encoder
-    if encode is None:
-        raise PermanentError(
-            "this process has no encoder: chunks run in workers started with "
-            "`embedfleet worker` or `celery -A tasks worker` (which install one at boot)"
-        )
+    encode = encoder_of(self.app)
     started = time.perf_counter()
     try:
         # The embedding reuse store, the runtime's only Redis use, computes instead when
         # Redis is unreachable (workers.reuse.store.embed_with_cache).
-        vectors, version = encode(model, texts, options)
+        vectors, version, *more = encode(model, texts, options)
     except (PermanentError, TransientError) as exc:
         raise naming_model(exc, model) from exc.__cause__
     except Exception as exc:  # an unexpected bug in a wrapper: fail the chunk, keep serving
@@ -261,4 +306,6 @@ def _run_chunk(
         len(texts),
         time.perf_counter() - started,
     )
-    return pack_embeddings(vectors, model=model, version=version)
+    columns = more[0] if more else {}
+    with_redis_retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    return pack_embeddings(vectors, model=model, version=version, columns=columns)

@@ -51,6 +51,12 @@ class FleetModel:
     #: What producers check a job's embedding options against (``dimension``,
     #: ``dimensions_supported``; ``tasks.contract.options.check_for_model``).
     facts: dict[str, Any] = field(default_factory=dict)
+    #: Seconds one estimated token (``tasks.contract.chunking.estimate_tokens``) cost one
+    #: worker thread's encode (None until measured): dry runs estimate durations from it.
+    seconds_per_token: float | None = None
+    #: Width of the vectors the model returned as measured (``encoded_dimension``), else
+    #: its config's ``dimension``; 0 when neither is known.
+    dimension: int = 0
 
 
 @dataclass
@@ -72,18 +78,26 @@ class Catalog:
         return sorted([*self.models, *self.aliases])
 
 
+#: What a worker publishes of a model's measured cost: seconds per text, or a dict of
+#: ``seconds_per_text``, ``seconds_per_token``, ``dimension``.
+Costs = dict[str, float] | dict[str, dict[str, float]]
+
+
 def entry_for(
     worker: str,
     config: ModelConfig,
     served: list[str],
-    costs: dict[str, float] | None = None,
+    costs: Costs | None = None,
     facts: dict[str, dict[str, Any]] | None = None,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """The publication of one worker serving ``config`` (``costs``: seconds per text;
-    ``facts``: per model, what the worker knows beyond the entry, e.g. the prompts its
-    folder declares)."""
+    """The publication of one worker serving ``config`` (``costs``: what its encodes
+    cost, per model; ``facts``: per model, what the worker knows beyond the entry, e.g.
+    the prompts its folder declares; ``concurrency``: its pool threads, each running one
+    chunk)."""
     entry = {
         "worker": worker,
+        "concurrency": concurrency,
         "config_hash": config.config_hash,
         "published": time.time(),
         "heartbeat": time.time(),
@@ -116,10 +130,13 @@ def model_facts(spec: ModelSpec) -> dict[str, Any]:
     return {k: v for k, v in facts.items() if v is not None}
 
 
-def _set_costs(entry: dict[str, Any], costs: dict[str, float] | None) -> None:
-    for name, seconds in (costs or {}).items():
+def _set_costs(entry: dict[str, Any], costs: Costs | None) -> None:
+    for name, value in (costs or {}).items():
         if name in entry["models"]:
-            entry["models"][name]["seconds_per_text"] = seconds
+            if isinstance(value, dict):
+                entry["models"][name].update(value)
+            else:
+                entry["models"][name]["seconds_per_text"] = value
 
 
 def publish(
@@ -127,15 +144,16 @@ def publish(
     worker: str,
     config: ModelConfig,
     served: list[str],
-    costs: dict[str, float] | None = None,
+    costs: Costs | None = None,
     facts: dict[str, dict[str, Any]] | None = None,
+    concurrency: int = 1,
 ) -> None:
     """Record what ``worker`` serves now (boot, reload; ``facts``: see :func:`entry_for`)."""
-    entry = entry_for(worker, config, served, costs, facts)
+    entry = entry_for(worker, config, served, costs, facts, concurrency)
     client.hset(CATALOG_KEY, worker, json.dumps(entry))
 
 
-def heartbeat(client: redis.Redis, worker: str, costs: dict[str, float] | None = None) -> bool:
+def heartbeat(client: redis.Redis, worker: str, costs: Costs | None = None) -> bool:
     """Refresh ``worker``'s heartbeat (and its models' ``costs``); False when it has no
     publication to refresh."""
     raw = client.hget(CATALOG_KEY, worker)
@@ -172,15 +190,26 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
         worker, published = str(entry.get("worker")), float(entry.get("published", 0))
         catalog.workers[worker] = str(entry.get("config_hash"))
         for name, model in (entry.get("models") or {}).items():
-            cost = model.get("seconds_per_text")
+            version = str(model["version"])
+            # a newer publication that has not measured the model keeps an older one's
+            # figures for the same version (any worker's measure serves an estimate)
+            prev = catalog.models.get(name)
+            known = prev if prev is not None and prev.version == version else None
             catalog.models[name] = FleetModel(
                 name,
-                str(model["version"]),
+                version,
                 str(model["type"]),
                 worker,
                 published,
-                float(cost) if isinstance(cost, int | float) and cost > 0 else None,
+                _positive(model.get("seconds_per_text")) or (known and known.seconds_per_text),
                 {k: v for k, v in model.items() if k in FACT_KEYS},
+                _positive(model.get("seconds_per_token")) or (known and known.seconds_per_token),
+                int(
+                    _positive(model.get("encoded_dimension"))
+                    or (known and known.dimension)
+                    or _positive(model.get("dimension"))
+                    or 0
+                ),
             )
         for name, reason in (entry.get("errors") or {}).items():
             catalog.errors[str(name)] = str(reason)
@@ -216,3 +245,24 @@ def live_workers(
         if fresh and (model is None or model in (entry.get("served") or [])):
             live.append(str(entry.get("worker")))
     return sorted(live)
+
+
+def live_threads(client: redis.Redis, model: str, now: float | None = None) -> int:
+    """Pool threads of the live workers consuming ``model``'s queue (each runs one chunk
+    at a time); 0 when none is live."""
+    now = time.time() if now is None else now
+    raw: dict[bytes, bytes] = client.hgetall(CATALOG_KEY)  # type: ignore[assignment]
+    threads = 0
+    for value in raw.values():
+        try:
+            entry = json.loads(value)
+            fresh = now - float(entry.get("heartbeat", 0)) <= LIVE_S
+            if fresh and model in (entry.get("served") or []):
+                threads += max(1, int(entry.get("concurrency") or 1))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return threads
+
+
+def _positive(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None

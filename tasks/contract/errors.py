@@ -43,6 +43,11 @@ class PathRefused(PermanentError):
     (``/proc``, ``/sys``, ``/dev``, or outside ``EMBEDFLEET_DATA_ROOTS``)."""
 
 
+class RedisMemoryFull(PermanentError):
+    """Raised when Redis refused a write for memory (``maxmemory`` reached, noeviction):
+    the chunk is recorded failed, naming Redis memory; ``retry`` sends it once there is room."""
+
+
 class ConfigError(PermanentError):
     """Raised when a model config or a setting cannot be read or holds an invalid value."""
 

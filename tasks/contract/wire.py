@@ -5,7 +5,9 @@ options={...})`` serialized with msgpack (JSON accepted; pickle never).
 
 Results: a msgpack map ``{"shape": [n, dim], "dtype": "<f4", "data": <bytes>,
 "model": str, "version": str}``; ``data`` is the raw little-endian float32 matrix,
-so a result is the float32 size plus a few dozen bytes of framing.
+so a result is the float32 size plus a few dozen bytes of framing. ``columns`` (when
+present) maps a per-row column name to ``{"dtype", "data"}`` raw bytes of n values:
+``tokens`` (<i4), ``truncated`` (|b1).
 """
 
 from __future__ import annotations
@@ -90,18 +92,57 @@ def validate_request(
     return job_id, index, model, texts, options
 
 
-def pack_embeddings(vectors: np.ndarray, model: str, version: str = "") -> dict[str, Any]:
-    """Turn an (n, dim) matrix into the result map (raw float32 bytes plus shape)."""
+#: Per-row columns a result may carry, with their wire dtype.
+COLUMN_DTYPES = {"tokens": "<i4", "truncated": "|b1"}
+
+
+def pack_embeddings(
+    vectors: np.ndarray,
+    model: str,
+    version: str = "",
+    columns: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Turn an (n, dim) matrix into the result map (raw float32 bytes plus shape), with
+    per-row ``columns`` (:data:`COLUMN_DTYPES`)."""
     if vectors.ndim != 2:
         raise ValueError(f"embeddings must be 2-D, got shape {vectors.shape}")
     data = np.ascontiguousarray(vectors, dtype=RESULT_DTYPE)
-    return {
+    result: dict[str, Any] = {
         "shape": list(data.shape),
         "dtype": RESULT_DTYPE,
         "data": data.tobytes(),
         "model": model,
         "version": version,
     }
+    if columns:
+        result["columns"] = {
+            name: {"dtype": COLUMN_DTYPES[name], "data": _column_bytes(name, values, len(data))}
+            for name, values in columns.items()
+            if name in COLUMN_DTYPES
+        }
+    return result
+
+
+def _column_bytes(name: str, values: np.ndarray, rows: int) -> bytes:
+    column = np.ascontiguousarray(values, dtype=COLUMN_DTYPES[name])
+    if column.shape != (rows,):
+        raise ValueError(f"column {name!r} has shape {column.shape}, expected ({rows},)")
+    return column.tobytes()
+
+
+def unpack_columns(result: Any) -> dict[str, np.ndarray]:
+    """The per-row columns of a result map (empty for a result that carries none)."""
+    out: dict[str, np.ndarray] = {}
+    rows = int(result["shape"][0])
+    for name, column in (result.get("columns") or {}).items():
+        dtype = COLUMN_DTYPES.get(name)
+        if dtype is None or not isinstance(column, dict) or column.get("dtype") != dtype:
+            raise InvalidRequest(f"result column {name!r} is not a known column")
+        values = np.frombuffer(column["data"], dtype=dtype)
+        if values.shape != (rows,):
+            raise InvalidRequest(f"result column {name!r} does not hold {rows} values")
+        out[name] = values
+    return out
 
 
 def unpack_embeddings(result: Any) -> np.ndarray:

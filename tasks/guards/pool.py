@@ -23,6 +23,8 @@ from celery.concurrency.thread import TaskPool
 from celery.signals import task_rejected
 from celery.worker.state import task_ready
 
+from tasks.jobs import jobstore, redis_full
+
 log = logging.getLogger(__name__)
 
 #: What a guarded target returns for a refused message (its callback is then skipped).
@@ -37,6 +39,15 @@ def guard(target: Callable[..., Any], callback: Any) -> Callable[..., Any]:
             return target(*args, **kwargs)
         except Exception as exc:
             request = getattr(callback, "__self__", None)
+            if redis_full.is_redis_full(exc) and _record_redis_full(request):
+                # A full Redis refused Celery's own writes: the chunk is recorded failed
+                # naming Redis memory (`retry` sends it again), not refused as malformed.
+                if request is not None:
+                    try:
+                        request.reject(requeue=False)
+                    finally:
+                        task_ready(request)
+                return REFUSED
             log.error(
                 "event=message_refused reason=%r task_id=%s error=%r",
                 "Celery's trace setup raised before the task ran",
@@ -52,6 +63,27 @@ def guard(target: Callable[..., Any], callback: Any) -> Callable[..., Any]:
             return REFUSED
 
     return run
+
+
+def _record_redis_full(request: Any) -> bool:
+    """Record the chunk of ``request`` failed for Redis memory (unless a reason is
+    recorded already); False when it is not a chunk or the record failed too."""
+    kwargs = getattr(request, "kwargs", None)
+    job_id = kwargs.get("job_id") if isinstance(kwargs, dict) else None
+    index = kwargs.get("index") if isinstance(kwargs, dict) else None
+    if not isinstance(job_id, str) or not isinstance(index, int) or isinstance(index, bool):
+        return False
+    try:
+        client = request.task.app.backend.client
+        reason = redis_full.reason("storing the chunk's state", job_id)
+        jobstore.mark_failed(client, job_id, index, reason, keep_existing=True)
+    except Exception as error:
+        log.error(
+            "event=chunk_failure_not_recorded job=%s chunk=%s error=%r", job_id, index, str(error)
+        )
+        return False
+    log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "storing the chunk state")
+    return True
 
 
 def skip_refused(callback: Callable[..., Any] | None) -> Callable[..., Any] | None:

@@ -14,11 +14,19 @@ trace setup would raise on are refused one step later, by ``tasks.guards.request
 serializer registry with the app's ``accept_content`` (msgpack, JSON), so pickle and
 YAML are refused before anything is decoded. ``celeryconfig`` selects this transport
 for ``redis://`` and ``rediss://`` URLs.
+
+Two more duties: every message taken is recorded with the worker that holds it
+(``tasks.guards.holders``, so a dead worker's chunks can be given back at once), and a
+message that a full Redis will not let the worker record as taken is never dropped: a
+chunk is recorded failed naming Redis memory, anything else goes back on its queue
+(``tasks.jobs.redis_full``).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,9 +35,11 @@ from kombu.exceptions import ContentDisallowed
 from kombu.serialization import loads, prepare_accept_content
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual.base import Empty
+from kombu.utils.json import dumps
 
 import celeryconfig
 from tasks.guards.holders import HolderQoS
+from tasks.jobs import jobstore, redis_full
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +47,32 @@ log = logging.getLogger(__name__)
 ACCEPT = prepare_accept_content(celeryconfig.accept_content)
 #: Characters of a refused item kept in the log line.
 LOGGED_CHARS = 200
+#: Seconds a worker waits after Redis refused a message it took for memory.
+FULL_PAUSE_S = 2.0
 
 
 def _excerpt(raw: Any) -> str:
     text = repr(raw)
     return text if len(text) <= LOGGED_CHARS else text[:LOGGED_CHARS] + "..."
+
+
+def _chunk_of(raw_message: Any) -> tuple[str, int] | None:
+    """(job id, chunk index) of a chunk message's envelope, None for anything else."""
+    try:
+        body = raw_message["body"]
+        properties = raw_message["properties"]
+        if properties.get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        decoded = loads(
+            body, raw_message["content-type"], raw_message["content-encoding"], accept=ACCEPT
+        )
+        kwargs = decoded[1] if isinstance(decoded, list | tuple) else None
+        job_id, index = kwargs.get("job_id"), kwargs.get("index")
+    except Exception:
+        return None
+    if isinstance(job_id, str) and isinstance(index, int) and not isinstance(index, bool):
+        return (job_id, index) if job_id and index >= 0 else None
+    return None
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
@@ -84,6 +115,43 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         self.connection._callbacks[queue] = self._guarded_callback(queue, no_ack, callback)
         return result
 
+    def _refused_for_memory(self, queue: str, raw_message: Any, exc: Exception) -> None:
+        """Redis refused to record the message taken (full): a chunk is recorded failed,
+        naming Redis memory (``retry`` sends it again once there is room), so the queue
+        drains and memory comes back; anything else goes back on its queue."""
+        chunk = _chunk_of(raw_message)
+        try:
+            with self.conn_or_acquire() as client:
+                if chunk is not None:
+                    job_id, index = chunk
+                    error = redis_full.reason("taking the chunk from its queue", job_id)
+                    jobstore.mark_failed(client, job_id, index, error)
+                    redis_full.stop_window(client, jobstore.PREFIX + job_id, job_id)
+                else:
+                    priority = self._get_message_priority(raw_message, reverse=False)
+                    key = self._q_for_pri(queue, priority)
+                    redis_full.give_back(client, key, dumps(raw_message))
+        except Exception as error:  # nothing more can be done for it: say so loudly
+            log.critical(
+                "event=message_lost queue=%s reason=%r error=%r item=%s",
+                queue,
+                "Redis is out of memory and refused even the record of the chunk",
+                str(error),
+                _excerpt(raw_message),
+            )
+            return
+        log.error(
+            "event=redis_full queue=%s step=%r action=%r chunk=%s pause_s=%.0f error=%r",
+            queue,
+            "taking a message",
+            "chunk recorded failed" if chunk else "put back on its queue",
+            f"{chunk[0]}.{chunk[1]}" if chunk else "-",
+            FULL_PAUSE_S,
+            str(exc),
+        )
+        if chunk is None:
+            time.sleep(FULL_PAUSE_S)  # the same message comes next: not in a hot loop
+
     def _guarded_callback(
         self, queue: str, no_ack: bool, callback: Callable[[Any], Any]
     ) -> Callable[[Any], Any]:
@@ -97,6 +165,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             except self._broken_link_errors:
                 raise
             except Exception as exc:
+                if redis_full.is_redis_full(exc):
+                    return self._refused_for_memory(queue, raw_message, exc)
                 log.error(
                     "event=message_refused queue=%s reason=%r error=%r item=%s",
                     queue,

@@ -50,12 +50,27 @@ def blocks(url: str, fmt: str, pin: dict[str, Any] | None = None) -> Iterator[Bl
     """The blocks of ``url`` with the records that end in each (module docstring);
     ``pin``: read the S3 object the snapshot names (``tasks.io.pinning``)."""
     stream = sources.stream(url, pin=pin)
+    if pin is not None and "size" in pin:  # bytes appended since the snapshot are no part
+        stream = upto(stream, int(pin["size"]))
     if fmt == "csv":
         yield from _csv_blocks(url, stream)
     elif fmt == "jsonl":
         yield from _jsonl_blocks(stream)
     else:
         yield from _txt_blocks(stream)
+
+
+def upto(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of ``stream``."""
+    seen = 0
+    for data in stream:
+        if seen + len(data) > size:
+            data = data[: size - seen]
+        if data:
+            yield data
+        seen += len(data)
+        if seen >= size:
+            return
 
 
 def record_ends(url: str, quoted: bool) -> Iterator[np.ndarray]:

@@ -7,15 +7,23 @@ Keys (all expire after ``EMBEDFLEET_RESULT_TTL_S``; ``embedfleet delete`` drops 
                                     (JSON: format, fields, output, window), sig (the
                                     job key's signature, ``tasks.contract.signing``), done
                                     and rows_done counters, dimension, submitted, cancelled
-- ``embedfleet:job:<id>:plan``     string: 40 bytes per chunk (``tasks.io.scan``), read
+- ``embedfleet:job:<id>:plan``     string: 48 bytes per chunk (``tasks.io.scan``), read
                                     by a worker with GETRANGE for its own chunk
-- ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, columns}
+- ``embedfleet:job:<id>:files``    hash file index -> JSON {url, size, mtime, etag, ...
+                                    (the pin, ``tasks.io.pinning``), columns}
 - ``embedfleet:job:<id>:donebits`` bitmap: chunk i's part is written
 - ``embedfleet:job:<id>:sent``     bitmap: chunk i's message was sent
 - ``embedfleet:job:<id>:failed``   hash chunk index -> error (failed chunks only)
 - ``embedfleet:job:<id>:refused``  string: JSON list of OpenAI requests refused at scan
+- ``embedfleet:job:<id>:redelivered`` hash chunk index -> deliveries, for chunks
+                                    delivered more than once (``tasks.jobs.deliveries``)
+- ``embedfleet:job:<id>:parts``    string: 40 bytes per chunk, its part's sha256 and size
+                                    (``tasks.jobs.outputs``, for the manifest)
 
-No text and no vector is kept: a 2,000,000-row job of 1,024-row chunks holds ~80 KB.
+A chunk finishing after the job was deleted writes none of these back: every write a
+chunk makes checks, in the same call, that the job hash still exists.
+
+No text and no vector is kept: a 2,000,000-row job of 1,024-row chunks holds ~100 KB.
 
 The window: the producer sends chunks ``0 .. window-1``; a worker that finishes (or
 fails) chunk ``i`` sends chunk ``i + window``. So at most ``window`` messages of a job
@@ -39,7 +47,7 @@ from celery import Celery
 from tasks.contract import signing
 from tasks.io.scan import CHUNK_DTYPE, Plan
 from tasks.jobs import jobstore
-from tasks.routing import DATASET_TASK, ROWS_HEADER, queue_for
+from tasks.routing import DATASET_TASK, ROWS_HEADER, SENT_HEADER, queue_for
 
 #: Chunk messages of one job waiting or running at once.
 DEFAULT_WINDOW = 16
@@ -56,6 +64,21 @@ if old == 0 then
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 return tonumber(redis.call('HGET', KEYS[2], 'done'))
+"""
+
+
+#: Set a field of a job's hash only while the job exists: a chunk that finishes after
+#: ``delete`` must not bring the hash back (with no expiry).
+_HSETNX_IF_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"""
+#: Mark a chunk sent only while the job exists (the bitmap expires with the job).
+_MARK_SENT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SETBIT', KEYS[1], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
 """
 
 
@@ -230,16 +253,25 @@ def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
     return int(done)  # type: ignore[arg-type]
 
 
+def failed_count(client: redis.Redis, job_id: str) -> int:
+    """Chunks of the job that failed (and were not done since)."""
+    return int(client.hlen(key(job_id, "failed")))
+
+
+def _set_once(client: redis.Redis, job_id: str, name: str, value: object) -> None:
+    client.eval(_HSETNX_IF_JOB, 1, key(job_id), name, str(value))
+
+
 def mark_started(client: redis.Redis, job_id: str) -> None:
-    client.hsetnx(key(job_id), "started", repr(time.time()))
+    _set_once(client, job_id, "started", repr(time.time()))
 
 
 def set_dimension(client: redis.Redis, job_id: str, dimension: int) -> None:
-    client.hsetnx(key(job_id), "dimension", dimension)
+    _set_once(client, job_id, "dimension", dimension)
 
 
 def mark_finished(client: redis.Redis, job_id: str) -> None:
-    client.hsetnx(key(job_id), "finished", repr(time.time()))
+    _set_once(client, job_id, "finished", repr(time.time()))
 
 
 def mark_submitted(client: redis.Redis, job_id: str, error: str = "") -> None:
@@ -269,9 +301,14 @@ def send(
     force: bool = False,
     priority: int | None = None,
 ) -> bool:
-    """Send chunk ``index`` unless it was sent already (``force``: retry sends again), at
-    ``priority`` (default :func:`dataset_priority`)."""
-    if not force and client.getbit(key(job_id, "sent"), index):
+    """Send chunk ``index`` unless it was sent already (``force``: retry sends again) or
+    the job is gone (deleted or expired), at ``priority`` (default
+    :func:`dataset_priority`)."""
+    pipe = client.pipeline()
+    pipe.getbit(key(job_id, "sent"), index)
+    pipe.exists(key(job_id))
+    was_sent, exists = pipe.execute()
+    if (was_sent and not force) or not exists:
         return False
     planned = chunk(client, job_id, index)
     rows = "?"
@@ -285,12 +322,10 @@ def send(
         queue=queue_for(model),
         priority=dataset_priority() if priority is None else priority,
         # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
-        headers={ROWS_HEADER: rows},
+        headers={ROWS_HEADER: rows, SENT_HEADER: time.time()},
     )
-    pipe = client.pipeline()
-    pipe.setbit(key(job_id, "sent"), index, 1)
-    pipe.expire(key(job_id, "sent"), jobstore.result_ttl_s())
-    pipe.execute()
+    keys = [key(job_id, "sent"), key(job_id)]
+    client.eval(_MARK_SENT, 2, *keys, index, jobstore.result_ttl_s())
     return True
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import redis
 
 import celeryconfig
+from tasks.jobs import redis_full
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,21 @@ redis.call('EXPIRE', KEYS[4], ARGV[3])
 redis.call('SET', KEYS[5], '1', 'PX', ARGV[6])
 return {n, tostring(blame), tostring(share)}
 """
+
+
+_END = """
+redis.call('SREM', KEYS[1], ARGV[1])
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n > 1 and KEYS[5] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HSET', KEYS[6], ARGV[2], n)
+  redis.call('EXPIRE', KEYS[6], ARGV[3])
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return n
+"""
+#: Prefix of job records (``tasks.jobs.jobstore.PREFIX``): a chunk's task id is
+#: ``<job id>.<index>``.
+JOB_PREFIX = "embedfleet:job:"
 
 
 @dataclass(frozen=True)
@@ -124,8 +140,23 @@ def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
 
 
 def end(client: redis.Redis, task_id: str, attempt: object) -> None:
-    """The chunk finished here (done, failed or retried): a death now is not its fault."""
-    client.srem(RUNNING_PREFIX + worker_id(), f"{task_id}:{attempt}")
+    """The chunk finished here (done, failed or retried): a death now is not its fault,
+    and its delivery keys go. A chunk delivered more than once leaves its count in its
+    job's ``redelivered`` hash (``<index>`` or ``<index>:<retry>`` -> deliveries), which
+    expires and is deleted with the job; nothing is written for a job that is gone."""
+    member = f"{task_id}:{attempt}"
+    job_id, _, index = task_id.rpartition(".")
+    field = index if str(attempt) == "0" else f"{index}:{attempt}"
+    job = JOB_PREFIX + job_id if job_id else ""
+    keys = [
+        RUNNING_PREFIX + worker_id(),
+        DELIVERIES_PREFIX + member,
+        BLAME_PREFIX + member,
+        LAST_PREFIX + member,
+        job,
+        job + ":redelivered",
+    ]
+    client.eval(_END, len(keys), *keys, member, field, celeryconfig.RESULT_TTL_S)
 
 
 def is_alive(client: redis.Redis, worker: str) -> bool:
@@ -150,8 +181,10 @@ def start_heartbeat(client: redis.Redis) -> None:
 
 def _beat_once(client: redis.Redis, me: str) -> None:
     try:
-        client.set(ALIVE_PREFIX + me, "1", px=int(ALIVE_TTL_S * 1000))
-    except redis.RedisError as exc:  # Redis restarting (or full): the next beat tries again
+        redis_full.set_px(client, ALIVE_PREFIX + me, "1", int(ALIVE_TTL_S * 1000))
+    except redis.ConnectionError as exc:  # Redis restarting: the next beat tries again
+        log.debug("event=heartbeat_failed worker=%s error=%r", me, str(exc))
+    except redis.RedisError as exc:
         log.warning("event=heartbeat_failed worker=%s error=%r", me, str(exc))
 
 

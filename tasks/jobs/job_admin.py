@@ -22,12 +22,15 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
         idempotency.free(client, held.decode(), job_id)
     names = [
         key(job_id, s)
-        for s in ("", "plan", "files", "donebits", "sent", "failed", "refused", "done")
+        for s in (
+            *("", "plan", "files", "donebits", "sent", "failed", "refused", "done"),
+            *("redelivered", "usage", "parts"),
+        )
     ]
     names += [f"celery-task-meta-{jobstore.chunk_task_id(job_id, i)}" for i in range(total)]
-    names += [
+    names += [  # delivery counters, blame and last worker of chunks still running
         k.decode() if isinstance(k, bytes) else k
-        for k in client.scan_iter(match=f"embedfleet:deliveries:{job_id}.*", count=1000)
+        for k in client.scan_iter(match=f"embedfleet:*:{job_id}.*", count=1000)
     ]
     removed = 0
     for start in range(0, len(names), 1000):

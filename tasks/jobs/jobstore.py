@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
+from tasks.jobs import redis_full
+
 PREFIX = "embedfleet:job:"
 JOBS_KEY = "embedfleet:jobs"
 #: Recent jobs kept in the ``embedfleet jobs`` index.
@@ -119,7 +121,9 @@ def load(client: redis.Redis, job_id: str) -> JobRecord | None:
 
 def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]]:
     """Return (indices of finished chunks, {failed chunk index: error})."""
-    pipe = client.pipeline()
+    # Not MULTI: a Redis out of memory refuses every command queued in a transaction,
+    # reads too, and `status` must say what happened then.
+    pipe = client.pipeline(transaction=False)
     pipe.smembers(PREFIX + job_id + ":done")
     pipe.hgetall(PREFIX + job_id + ":failed")
     done_raw, failed_raw = pipe.execute()
@@ -128,14 +132,30 @@ def progress(client: redis.Redis, job_id: str) -> tuple[set[int], dict[int, str]
     return done, {k: v for k, v in failed.items() if k not in done}
 
 
+_MARK_DONE = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local total = redis.call('HGET', KEYS[3], 'total')
+if total and redis.call('SCARD', KEYS[1]) >= tonumber(total) then
+  local now = redis.call('TIME')
+  redis.call('HSETNX', KEYS[3], 'finished', now[1] .. '.' .. string.format('%06d', now[2]))
+end
+return 1
+"""
+
+
 def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
-    """Record chunk ``index`` as finished (idempotent)."""
-    done_key, failed_key = PREFIX + job_id + ":done", PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.sadd(done_key, index)
-    pipe.hdel(failed_key, index)
-    pipe.expire(done_key, result_ttl_s())
-    pipe.execute()
+    """Record chunk ``index`` as finished (idempotent); the last one stamps the job's
+    ``finished`` time (the server's clock, once)."""
+    keys = [PREFIX + job_id + ":done", PREFIX + job_id + ":failed", PREFIX + job_id]
+    client.eval(_MARK_DONE, 3, *keys, index, result_ttl_s())
+
+
+def times(client: redis.Redis, job_id: str) -> tuple[float | None, float | None]:
+    """``(started, finished)`` of a list job (epoch seconds), None where not yet."""
+    raw = client.hmget(PREFIX + job_id, ["started", "finished"])
+    return tuple(float(x) if x is not None else None for x in raw)  # type: ignore[return-value]
 
 
 def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
@@ -143,13 +163,21 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.sismember(PREFIX + job_id + ":done", index))
 
 
-def mark_failed(client: redis.Redis, job_id: str, index: int, error: str) -> None:
-    """Record why chunk ``index`` failed."""
-    failed_key = PREFIX + job_id + ":failed"
-    pipe = client.pipeline()
-    pipe.hset(failed_key, index, error)
-    pipe.expire(failed_key, result_ttl_s())
-    pipe.execute()
+def mark_failed(
+    client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
+) -> None:
+    """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
+    never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason.
+    Nothing is written when the job is gone (deleted or expired)."""
+    redis_full.mark_failed(
+        client,
+        PREFIX + job_id + ":failed",
+        [index],
+        error,
+        result_ttl_s(),
+        keep_existing,
+        job_key=PREFIX + job_id,
+    )
 
 
 def mark_started(client: redis.Redis, job_id: str) -> None:

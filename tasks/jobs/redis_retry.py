@@ -6,7 +6,9 @@ reconnects), and a worker must not fail a chunk because Redis blinked.
 
 The loop is redis-py's own :class:`redis.retry.Retry` with an exponential backoff
 (0.1 s doubling to 2 s); what this module adds is the window: the call is retried
-until ``deadline_s`` (60 s) would pass, then the last error is raised.
+until ``deadline_s`` (60 s) would pass, then the last error is raised. A Redis that answers
+but refuses a write for memory (kombu reports it as a connection error at times) is
+retried for ``tasks.jobs.redis_full.FULL_RETRY_S`` (10 s) only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+
+from tasks.jobs.redis_full import FULL_RETRY_S, is_redis_full
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ def retry_while_unreachable(
     ``deadline_s`` has passed, then raise the last error. ``what`` names the call in a
     warning per retry."""
     deadline = time.monotonic() + deadline_s
+    full_deadline = time.monotonic() + min(deadline_s, FULL_RETRY_S)
     # ExponentialBackoff waits base * 2**failures: 0.1 s after the first failure.
     backoff = ExponentialBackoff(cap=MAX_DELAY_S, base=FIRST_DELAY_S / 2)
     failures = 0
@@ -66,6 +71,8 @@ def retry_while_unreachable(
         delay = backoff.compute(failures)  # the wait Retry makes next
         if time.monotonic() + delay > deadline:
             raise exc
+        if is_redis_full(exc) and time.monotonic() + delay > full_deadline:
+            raise exc  # reachable but full: a shorter wait, then the caller says so
         if what is not None:
             log.warning("event=redis_retry what=%r delay_s=%.1f error=%r", what, delay, str(exc))
 

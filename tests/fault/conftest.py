@@ -120,11 +120,17 @@ def make_module_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Call
 
 
 def delivery_counts(redis_client: Any, job_id: str) -> dict[int, int]:
-    """Chunk index -> deliveries counted by the chunk task (first attempt)."""
+    """Chunk index -> deliveries counted by the chunk task (first attempt), for a job
+    whose chunks all ran: a finished chunk's counter goes, and one delivered more than
+    once leaves its count in the job's ``redelivered`` hash; the others ran once."""
     from tasks.jobs.deliveries import DELIVERIES_PREFIX
 
-    counts = {}
-    for key in redis_client.scan_iter(f"{DELIVERIES_PREFIX}{job_id}.*"):
+    total = int(redis_client.hget(f"embedfleet:job:{job_id}", "total") or 0)
+    counts = dict.fromkeys(range(total), 1)
+    for name, value in redis_client.hgetall(f"embedfleet:job:{job_id}:redelivered").items():
+        if b":" not in name:
+            counts[int(name)] = int(value)
+    for key in redis_client.scan_iter(f"{DELIVERIES_PREFIX}{job_id}.*"):  # still running
         task_id, _, attempt = key.decode().removeprefix(DELIVERIES_PREFIX).rpartition(":")
         if attempt == "0":
             counts[int(task_id.rpartition(".")[2])] = int(redis_client.get(key))

@@ -129,6 +129,37 @@ def test_an_s3_input_rewritten_fails_and_the_snapshot_has_its_etag(fleet, tmp_pa
     assert "the input changed since it was submitted: s3://pin-in/in.txt bytes 0-" in errors[0]
 
 
+def test_a_versioned_s3_input_is_read_as_it_was_at_submit(fleet, tmp_path, moto):
+    client, _ = fleet
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="pin-versioned")
+    s3.put_bucket_versioning(Bucket="pin-versioned", VersioningConfiguration={"Status": "Enabled"})
+    texts = [f"old row {i:04d}" for i in range(40)]
+    body = "".join(t + "\n" for t in texts).encode()
+    s3.put_object(Bucket="pin-versioned", Key="in.txt", Body=body)
+
+    def rewrite(_: str) -> None:  # overwritten after the scan: a new version
+        s3.put_object(Bucket="pin-versioned", Key="in.txt", Body=body.replace(b"old", b"new"))
+
+    saved = {k: os.environ.get(k) for k in moto.admin_env}
+    os.environ.update(moto.admin_env)
+    try:
+        job = client.submit_dataset(
+            "s3://pin-versioned/in.txt",
+            MODEL,
+            str(tmp_path / "out") + "/",
+            chunk_rows=10,
+            announce=rewrite,
+        )
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    assert job.record.spec["snapshot"][0]["version_id"]
+    job.wait(timeout=120)  # the pinned version is read: the rows of submit time
+    got = np.asarray(rows_of(tmp_path / "out").column("embedding").to_pylist(), np.float32)
+    np.testing.assert_array_equal(got, np.stack([hash_vector(t) for t in texts]))
+
+
 def test_a_50_mb_row_is_cut_like_a_list_jobs_text(fleet, tmp_path):
     client, _ = fleet
     huge = "0123456789" * 5_000_000  # 50 MB, one line

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -114,7 +115,8 @@ def test_dimensions_in_a_dataset_job_and_the_cli(fleet, reference, tmp_path):
     # A dataset job writes 64-wide vectors and says so in its manifest
     job = client.submit_dataset(str(source), MRL, str(tmp_path / "out") + "/", dimensions=64)
     job.wait(timeout=300)
-    table = pq.read_table(tmp_path / "out" / "part-000000.parquet").sort_by("row")
+    part_files = sorted((tmp_path / "out").glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in part_files]).sort_by("row")
     vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
     np.testing.assert_allclose(vectors, want, atol=2e-6)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
@@ -221,3 +223,57 @@ def test_unknown_prompt_name_refused_at_submit_from_the_fleet_catalog(fleet, tmp
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("its prompts: passage, query")
+
+
+def long_corpus() -> list[str]:
+    """Descriptions from the shipped bench corpus: most fit the 256-token window, the
+    longest run past it."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "debian_descriptions.jsonl"
+    texts = [json.loads(line)["text"] for line in path.read_text().splitlines()[:400]]
+    texts.sort(key=len)
+    return texts[:6] + texts[-4:]
+
+
+def test_tokens_and_truncated_equal_the_tokenizer_counts(fleet, e5_folder, tmp_path):
+    from transformers import AutoTokenizer
+
+    client, _ = fleet
+    texts = long_corpus()
+    tokenizer = AutoTokenizer.from_pretrained(str(e5_folder))
+    full = [len(tokenizer("query: " + t)["input_ids"]) for t in texts]  # specials included
+    want_tokens = np.minimum(full, 256)
+    want_truncated = np.asarray(full) > 256
+    assert want_truncated.any() and not want_truncated.all()
+    # A list job: columns beside the vectors, in input order, and the status totals
+    job = client.submit(texts, model=E5, prompt_name="query", max_texts=4)
+    job.wait(timeout=300)
+    np.testing.assert_array_equal(job.columns["tokens"], want_tokens)
+    assert job.columns["tokens"].dtype == np.int32
+    np.testing.assert_array_equal(job.columns["truncated"], want_truncated)
+    usage = job.status()["usage"]
+    assert usage == {"tokens": int(want_tokens.sum()), "truncated": int(want_truncated.sum())}
+    # Written as parquet and jsonl, the columns come along
+    from producers.output import write_job
+
+    write_job(job, tmp_path / "out.parquet", progress=False)
+    table = pq.read_table(tmp_path / "out.parquet").sort_by("row")
+    assert table.column("tokens").to_pylist() == want_tokens.tolist()
+    assert table.column("truncated").to_pylist() == want_truncated.tolist()
+    write_job(job, tmp_path / "out.jsonl", progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["truncated"] for x in lines] == want_truncated.tolist()
+    # A dataset job: typed columns in the parts, totals in the manifest
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    ds = client.submit_dataset(str(source), E5, str(tmp_path / "ds") + "/", prompt_name="query")
+    ds.wait(timeout=300)
+    # (a small job is cut into several parts, one or more per live worker thread)
+    part_files = sorted((tmp_path / "ds").glob("part-*.parquet"))
+    part = pa.concat_tables([pq.read_table(f) for f in part_files]).sort_by("row")
+    assert str(part.schema.field("tokens").type) == "int32"
+    assert str(part.schema.field("truncated").type) == "bool"
+    assert part.column("tokens").to_pylist() == want_tokens.tolist()
+    manifest = json.loads((tmp_path / "ds" / "_manifest.json").read_text())
+    assert manifest["tokens"] == int(want_tokens.sum())
+    assert manifest["truncated"] == int(want_truncated.sum())
+    assert manifest["options"] == {"prompt_name": "query"}

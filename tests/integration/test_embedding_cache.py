@@ -111,3 +111,28 @@ def test_redis_unreachable_computes_instead(redis_server):
     cache = EmbeddingCache(dead, ttl_s=60)
     out = embed_with_cache(cache, "m", "v", ["a", "b"], _encode_counting([]))
     np.testing.assert_array_equal(out, np.stack([hash_vector("a"), hash_vector("b")]))
+
+
+def test_the_cap_follows_the_servers_maxmemory(rclient):
+    mb = 2**20
+    before = rclient.config_get("maxmemory")["maxmemory"]
+    try:
+        rclient.config_set("maxmemory", 400 * mb)
+        assert EmbeddingCache(rclient, ttl_s=60).max_bytes == 100 * mb  # a quarter of it
+
+        class NoConfig:  # a managed Redis refusing CONFIG: INFO memory says it too
+            def __init__(self, inner):
+                self.inner = inner
+
+            def config_get(self, *_):
+                raise ResponseError("unknown command 'CONFIG'")
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+        assert EmbeddingCache(NoConfig(rclient), ttl_s=60).max_bytes == 100 * mb
+        assert EmbeddingCache(rclient, ttl_s=60, max_bytes=5 * mb).max_bytes == 5 * mb
+        rclient.config_set("maxmemory", 0)  # no limit: the fixed default
+        assert EmbeddingCache(rclient, ttl_s=60).max_bytes == 1024 * mb
+    finally:
+        rclient.config_set("maxmemory", before)

@@ -1,4 +1,4 @@
-"""Model config on the worker side: reading it (JSON file, SSM), versions.
+"""Model config on the worker side: reading it (JSON file, SSM), checking it can serve.
 
 The seed's entry point ``workers.config.load_model_config(source=None)`` lives here; the
 schema of an entry is the contract's (``tasks.contract.spec``).

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from workers.models.fidelity import PrecisionRecord
 
 
+#: Token window the estimate assumes for a type that states none.
+ESTIMATE_WINDOW = 512  # tokens
+
+
 class BaseEmbeddingModel(ABC):
     """A loaded embedding model. Construction loads it; :meth:`close` lets it go.
 
@@ -84,6 +88,15 @@ class BaseEmbeddingModel(ABC):
         """:meth:`encode` with ``prompt`` put before each sentence (it counts toward the
         token window); ``""``: no prompt."""
         return self.encode([prompt + s for s in sentences] if prompt else sentences)
+
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens int32, truncated bool)`` of each sentence with ``prompt`` before it,
+        as this model sees it. By default the byte estimate (``tasks.contract.chunking``)
+        against ``max_seq_length``; types with a tokenizer count with it."""
+        from workers.models.tokenizing import estimate_counts
+
+        texts = [prompt + s for s in sentences] if prompt else sentences
+        return estimate_counts(texts, self.spec.max_seq_length or ESTIMATE_WINDOW)
 
     @property
     def normalizes(self) -> bool:

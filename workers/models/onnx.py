@@ -138,6 +138,13 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
 
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
+        from workers.models.tokenizing import count_tokens
+
+        texts = [prompt + s for s in sentences] if prompt else sentences
+        with self._tokenizer_lock:
+            return count_tokens(self.tokenizer, texts, self.window)
+
     def held_bytes(self) -> dict[str, int]:
         return {
             "initializers": onnx_initializer_bytes(self.path),

@@ -94,6 +94,12 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
     def encode_with_prompt(self, sentences: list[str], prompt: str) -> np.ndarray:
         return self._encode(sentences, prompt)
 
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
+        from workers.models.tokenizing import count_tokens
+
+        texts = [prompt + s for s in sentences] if prompt else sentences
+        return count_tokens(self.model.tokenizer, texts, int(self.model.max_seq_length))
+
     @property
     def normalizes(self) -> bool:
         from sentence_transformers.sentence_transformer.modules import Normalize

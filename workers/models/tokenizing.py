@@ -64,3 +64,27 @@ def _json_field(path: Path, field: str) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def count_tokens(tokenizer: Any, texts: list[str], window: int) -> tuple[Any, Any]:
+    """``(tokens, truncated)`` of each text as a model with this tokenizer and token
+    ``window`` sees it: word pieces with special tokens, capped at the window (int32),
+    and whether the text ran past it (bool)."""
+    import numpy as np
+
+    if not texts:
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool)
+    ids = tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    full = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(texts))
+    return np.minimum(full, window).astype(np.int32), full > window
+
+
+def estimate_counts(texts: list[str], window: int) -> tuple[Any, Any]:
+    """:func:`count_tokens` for a type with no tokenizer on disk: the producer's byte
+    estimate (``tasks.contract.chunking``)."""
+    import numpy as np
+
+    from tasks.contract.chunking import estimate_tokens
+
+    full = estimate_tokens(texts, window=1 << 30)
+    return np.minimum(full, window).astype(np.int32), full > window

@@ -41,6 +41,8 @@ DEFAULT_TTL_S = 7 * 24 * 3600
 DEFAULT_MAX_MB = 1024
 #: Share of the server's ``maxmemory`` the cache may fill when no cap is set.
 MAXMEMORY_SHARE = 0.25
+#: Seconds between two reads of the server's ``maxmemory`` (when the cap follows it).
+CAP_REFRESH_S = 60.0
 
 #: KEYS: the current and previous window counters, then one key per row.
 #: ARGV: TTL (s), cap (bytes), bytes per row, the rows' float32 bytes back to back.
@@ -90,7 +92,10 @@ class EmbeddingCache:
     def __init__(self, client: Any, ttl_s: int | None = None, max_bytes: int | None = None) -> None:
         self.client = client
         self.ttl_s = ttl_s or DEFAULT_TTL_S
+        #: True when the cap follows the server's maxmemory (re-read every CAP_REFRESH_S).
+        self.follows_server = max_bytes is None
         self.max_bytes = max_bytes if max_bytes is not None else default_cap(client)
+        self._cap_read_at = time.monotonic()
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -133,6 +138,9 @@ class EmbeddingCache:
             raise ValueError(f"{len(keys)} keys for vectors of shape {data.shape}")
         if not keys:
             return True
+        if self.follows_server and time.monotonic() - self._cap_read_at > CAP_REFRESH_S:
+            self._cap_read_at = time.monotonic()  # an operator may have changed maxmemory
+            self.max_bytes = default_cap(self.client)
         window = int(time.time() // self.ttl_s)
         counters = [f"{PREFIX}bytes:{window}", f"{PREFIX}bytes:{window - 1}"]
         written = True

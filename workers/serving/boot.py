@@ -1,7 +1,9 @@
 """Worker boot: threads, config, cache, events, metrics, preloads, control commands.
 
-Listed in ``app.conf.imports`` (tasks/app.py), so a worker started either way
-(``embedfleet worker`` or ``celery -A tasks worker``) imports it; producers never do.
+Imported by the worker's entry point (``workers.serving.main``), and named in
+celeryconfig's ``imports`` for ``celery -A tasks worker``; producers never import it. At
+``worker_init`` it builds this process's runtime and hands its encoder to the app the
+worker runs (``tasks.app.FleetApp.encoder``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from typing import Any
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
-from tasks.chunks.embed import install_encoder
-from tasks.contract.settings import load_settings
+from tasks.app import app as default_app
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import start_watchdog
 from workers.models.fidelity import set_min_cosine_bar
 from workers.observability.endpoint import start_metrics
 from workers.serving.chunk_events import install_chunk_events
-from workers.serving.process import build_runtime, embed_texts, get_runtime, set_runtime
+from workers.serving.process import (
+    build_runtime,
+    current_runtime,
+    get_runtime,
+    set_runtime,
+)
 from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.threads import configure_threads
 from workers.sources.s3 import set_model_cache_dir
@@ -39,18 +45,26 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             "use -P threads or -P solo: with prefork, reload broadcasts never reach the "
             "children's model caches",
         )
-    # The environment is read here, once; what follows takes its values from `settings`.
-    settings = load_settings()
-    configure_threads(int(getattr(sender, "concurrency", 1) or 1), settings.threads)
+    # The settings the worker's entry point handed over (or the environment, read once,
+    # under `celery -A tasks worker`); what follows takes its values from them.
+    app = getattr(sender, "app", None) or default_app
+    settings = app.settings
+    concurrency = int(getattr(sender, "concurrency", 1) or 1)
+    configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
-    set_runtime(build_runtime(settings))
-    install_encoder(embed_texts)
+    runtime = build_runtime(settings)
+    set_runtime(runtime)
+    app.encoder = runtime.embed  # the chunk tasks encode through this process's runtime
     install_chunk_events()  # Celery task signals -> chunk_finished events
     # Published before the worker consumes, so a producer that sees it ready finds its models.
-    app = getattr(sender, "app", None)
     if app is not None:
-        start_publisher(str(getattr(sender, "hostname", "worker")), app.backend.client, get_runtime)
+        start_publisher(
+            str(getattr(sender, "hostname", "worker")),
+            app.backend.client,
+            get_runtime,
+            concurrency,
+        )
         # Alive before it takes a chunk; gives back the chunks of workers that died.
         start_heartbeat(app.backend.client)
         Reclaimer(app.backend.client, app.connection_for_write).start()
@@ -75,3 +89,6 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 @worker_shutdown.connect
 def _on_worker_shutdown(**_: Any) -> None:
     stop_publisher()
+    runtime = current_runtime()
+    if runtime is not None:
+        runtime.close()

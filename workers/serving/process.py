@@ -36,6 +36,11 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(config, settings)
 
 
+def current_runtime() -> Runtime | None:
+    """This process's runtime if one was built (never builds one)."""
+    return _runtime
+
+
 def set_runtime(runtime: Runtime | None) -> None:
     """Install (or clear) this process's runtime (boot code and tests)."""
     global _runtime
@@ -44,6 +49,6 @@ def set_runtime(runtime: Runtime | None) -> None:
 
 def embed_texts(
     model: str, texts: list[str], options: dict[str, Any] | None = None
-) -> tuple[np.ndarray, str]:
-    """Encode ``texts`` with ``model`` in this process's runtime."""
+) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:
+    """Encode ``texts`` with ``model`` in this process's runtime (see ``Runtime.embed``)."""
     return get_runtime().embed(model, texts, options)

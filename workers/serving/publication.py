@@ -24,9 +24,15 @@ class Publisher:
     """Keeps one worker's catalog entry current."""
 
     def __init__(
-        self, worker: str, client: Any, runtime: Callable[[], Runtime], interval_s: float
+        self,
+        worker: str,
+        client: Any,
+        runtime: Callable[[], Runtime],
+        interval_s: float,
+        concurrency: int = 1,
     ) -> None:
         self.worker = worker
+        self.concurrency = concurrency
         self.client = client
         self.runtime = runtime
         self.interval_s = interval_s
@@ -41,8 +47,9 @@ class Publisher:
                 self.worker,
                 runtime.config,
                 runtime.served_models(),
-                runtime.encode_costs.snapshot(),
+                runtime.encode_costs.stats(),
                 published_facts(runtime.config),
+                self.concurrency,
             )
         except Exception as exc:  # Redis away: the next beat publishes again
             log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))
@@ -57,7 +64,7 @@ class Publisher:
     def beat(self) -> None:
         """Refresh the heartbeat (publishing again if the entry is missing)."""
         try:
-            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.snapshot()):
+            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.stats()):
                 return
         except Exception as exc:
             log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
@@ -80,10 +87,12 @@ class Publisher:
 _publisher: Publisher | None = None
 
 
-def start_publisher(worker: str, client: Any, runtime: Callable[[], Runtime]) -> Publisher:
+def start_publisher(
+    worker: str, client: Any, runtime: Callable[[], Runtime], concurrency: int = 1
+) -> Publisher:
     """Publish now and keep the heartbeat going in a daemon thread."""
     global _publisher
-    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S)
+    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
     _publisher.publish()
     threading.Thread(target=_publisher.run, name="embedfleet-catalog", daemon=True).start()
     return _publisher

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from tasks.contract.spec import ModelConfig
 from workers.config.loader import load_model_config
 from workers.config.preflight import check_sources
 from workers.errors import ConfigError
-
-if TYPE_CHECKING:
-    from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +23,18 @@ class ConfigChange:
     changed: list[str] = field(default_factory=list)
 
 
-def apply_reload(runtime: Runtime, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
-    """Re-read the config source, check it can serve, and apply the difference.
+def plan_reload(old: ModelConfig, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
+    """Re-read ``old``'s config source, check it can serve, and say what changes:
+    ``(change, new config)``; the runtime applies it (``Runtime.reload``).
 
     All or nothing: if the source cannot be read, any entry is invalid, an added or
     changed model's type or source does not resolve (``workers.config.preflight``), or
     the config holds no model at all and ``allow_empty`` was not given, raise
-    :class:`ConfigError` and keep serving the old config, exactly as before. Removed
-    models are unloaded once their leases end; for a changed model, running tasks
-    finish on the old instance and new tasks load the new one.
-
-    The caller holds the runtime's reload lock.
+    :class:`ConfigError`, and the worker keeps serving the old config, exactly as before.
     """
-    new = load_model_config(runtime.config.source or None)
+    new = load_model_config(old.source or None)
     if new.errors:
         raise ConfigError("; ".join(new.errors[name] for name in sorted(new.errors)))
-    old = runtime.config
     if not new.models and old.models and not allow_empty:
         raise ConfigError(
             f"{new.source}: the config holds no model; reloading it would stop this worker "
@@ -58,18 +50,12 @@ def apply_reload(runtime: Runtime, allow_empty: bool = False) -> tuple[ConfigCha
     problems = check_sources(new, change.added + change.changed)
     if problems:
         raise ConfigError("; ".join(problems[name] for name in sorted(problems)))
-    runtime.versions.retire(old, change.changed + change.removed)
-    runtime.config = new
-    runtime.cache.specs = runtime.versions.specs(new)
-    for name in change.removed:
-        runtime.cache.unload(name, reason="removed by reload")
-        runtime.encode_costs.forget(name)
-    for name in change.changed:
-        runtime.cache.unload(name, reason="changed by reload")
-        runtime.encode_costs.forget(name)
+    return change, new
+
+
+def log_reload(change: ConfigChange, new: ModelConfig, old: ModelConfig) -> None:
     log.info(
-        "event=config_reloaded source=%s config_hash=%s old_hash=%s added=%s "
-        "removed=%s changed=%s",
+        "event=config_reloaded source=%s config_hash=%s old_hash=%s added=%s removed=%s changed=%s",
         new.source,
         new.config_hash,
         old.config_hash,
@@ -77,4 +63,3 @@ def apply_reload(runtime: Runtime, allow_empty: bool = False) -> tuple[ConfigCha
         ",".join(change.removed) or "-",
         ",".join(change.changed) or "-",
     )
-    return change, old

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from tasks.contract.chunking import estimate_tokens
 from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
-from workers.config.versions import VersionBook, unload_idle_old_versions
 from workers.errors import UnknownModelError
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import memory_budget_gb
@@ -27,9 +27,10 @@ from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
 from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
-from workers.serving.reload import ConfigChange, apply_reload
+from workers.serving.reload import ConfigChange, log_reload, plan_reload
 from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
+from workers.serving.versions import VersionBook, unload_idle_old_versions
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ class Runtime:
     def __init__(
         self,
         config: ModelConfig,
-        settings: Settings | None = None,
+        settings: Settings,
         budget_gb: float | None = None,
         events: Events | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings = settings or Settings()
+        self.settings = settings
         self.cache = ModelCache(
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),
@@ -54,6 +55,7 @@ class Runtime:
         )
         self._reload_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
+        self._closing = threading.Event()  # set by close(): background threads end
         self.versions = VersionBook(config)
         #: Seconds per text each model took here, published for the producers' chunk sizes.
         self.encode_costs = EncodeCosts()
@@ -80,8 +82,10 @@ class Runtime:
 
     def embed(
         self, model: str, texts: list[str], options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, str]:
-        """Encode ``texts`` with ``model``; returns (vectors, version used).
+    ) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:
+        """Encode ``texts`` with ``model``; returns (vectors, version used, columns):
+        ``columns`` holds per output row ``tokens`` (int32, what the model saw, prompt
+        and special tokens included) and ``truncated`` (bool).
 
         ``options["version"]`` pins the model version the job resolved at submit time: a
         worker serving another version loads the pinned one if it still can (a version
@@ -98,7 +102,7 @@ class Runtime:
                 raise UnknownModelError(f"model {model!r} has an invalid config entry: {reason}")
             known = ", ".join(sorted(self.config)) or "none"
             raise UnknownModelError(f"model {model!r} is not configured; known: {known}")
-        key = self.versions.cache_key(model, options.get("version"), self)
+        key = self._pinned_key(model, options.get("version"))
         with self.cache.lease(key) as loaded:
             version = spec_version(loaded.spec)
 
@@ -107,7 +111,13 @@ class Runtime:
             def encode(batch: list[str]) -> np.ndarray:
                 started = time.perf_counter()
                 vectors = generate_embeddings(loaded, batch, prompt)
-                self.encode_costs.record(model, len(batch), time.perf_counter() - started)
+                self.encode_costs.record(
+                    model,
+                    len(batch),
+                    time.perf_counter() - started,
+                    tokens=int(estimate_tokens(batch).sum()),
+                    dimension=int(vectors.shape[1]) if vectors.ndim == 2 else None,
+                )
                 return vectors
 
             if options.get("cache", True) and self.embedding_cache is not None:
@@ -121,7 +131,17 @@ class Runtime:
             else:
                 vectors = encode(texts)
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
-            return shape_vectors(vectors, embed_options, loaded), version
+            tokens, truncated = loaded.token_counts(texts, prompt)
+            columns = {"tokens": tokens, "truncated": truncated}
+            return shape_vectors(vectors, embed_options, loaded), version, columns
+
+    def _pinned_key(self, model: str, version: Any) -> str:
+        """The cache key of ``model`` at the job's pinned ``version`` (``VersionBook``);
+        an old version's spec joins the cache's specs when first asked for."""
+        key, spec = self.versions.pinned(model, version, self.config[model])
+        if key not in self.cache.specs:
+            self.cache.specs = {**self.cache.specs, key: spec}
+        return key
 
     # -- serving selection ------------------------------------------------------------
     def served_models(self, config: ModelConfig | None = None) -> list[str]:
@@ -131,12 +151,26 @@ class Runtime:
 
     # -- reload ----------------------------------------------------------------------
     def reload(self, allow_empty: bool = False) -> tuple[ConfigChange, ModelConfig]:
-        """Re-read the config source and apply the difference (``workers.serving.reload``)."""
+        """Re-read the config source and apply the difference (``workers.serving.reload``
+        checks it, all or nothing); returns ``(change, old config)``. Removed models are
+        unloaded once their leases end; for a changed model, running tasks finish on the
+        old instance and new tasks load the new one."""
         with self._reload_lock:
-            result = apply_reload(self, allow_empty=allow_empty)
-        if result[0].changed or result[0].removed:
+            old = self.config
+            change, new = plan_reload(old, allow_empty=allow_empty)
+            self.versions.retire(old, change.changed + change.removed)
+            self.config = new
+            self.cache.specs = self.versions.specs(new)
+            for name in change.removed:
+                self.cache.unload(name, reason="removed by reload")
+                self.encode_costs.forget(name)
+            for name in change.changed:
+                self.cache.unload(name, reason="changed by reload")
+                self.encode_costs.forget(name)
+            log_reload(change, new, old)
+        if change.changed or change.removed:
             self._start_old_version_sweeper()
-        return result
+        return change, old
 
     def _start_old_version_sweeper(self) -> None:
         """Once a reload retired a version: let its loaded copies go when their jobs end."""
@@ -153,11 +187,23 @@ class Runtime:
         self._sweeper.start()
 
     def _sweep_old_versions(self, idle_s: float) -> None:
-        while not threading.Event().wait(min(5.0, idle_s / 2)):
-            try:
-                unload_idle_old_versions(self.cache, idle_s)
-            except Exception as exc:  # never let the sweeper die on one bad unload
-                log.error("event=old_version_sweep_failed error=%r", str(exc))
+        while not self._closing.wait(min(5.0, idle_s / 2)):
+            self.sweep_old_versions_once(idle_s)
+
+    def sweep_old_versions_once(self, idle_s: float) -> list[str]:
+        """One pass of the old-version sweeper: unload idle ``name@version`` copies."""
+        try:
+            return unload_idle_old_versions(self.cache, idle_s)
+        except Exception as exc:  # never let the sweeper die on one bad unload
+            log.error("event=old_version_sweep_failed error=%r", str(exc))
+            return []
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop this runtime's background threads (the old-version sweeper)."""
+        self._closing.set()
+        sweeper = self._sweeper
+        if sweeper is not None and sweeper is not threading.current_thread():
+            sweeper.join(timeout)
 
     def preload(self, names: list[str] | None = None) -> None:
         """Load the served models marked ``preload: true`` (or just ``names``)."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from gateway.auth import check_startup, is_loopback
-from gateway.embeddings import shorten
 from gateway.errors import APIError
 from gateway.requests import embedding_request, parse_json
 from tasks.contract.errors import ConfigError
@@ -45,15 +43,6 @@ def test_a_body_that_is_no_json_object_is_400(raw):
     assert caught.value.status == 400
 
 
-def test_shorten_keeps_the_first_n_at_unit_length():
-    vectors = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    got = shorten(vectors, 2)
-    np.testing.assert_allclose(got[0], [0.6, 0.8])
-    np.testing.assert_array_equal(got[1], [0.0, 0.0])  # a zero row stays zero
-    with pytest.raises(APIError):
-        shorten(vectors, 4)
-
-
 def test_startup_needs_keys_or_no_auth_on_loopback():
     check_startup(("k",), False, "0.0.0.0")
     check_startup((), True, "127.0.0.1")
@@ -66,3 +55,14 @@ def test_startup_needs_keys_or_no_auth_on_loopback():
         with pytest.raises(ConfigError):
             check_startup(keys, no_auth, host)
     assert is_loopback("localhost") and not is_loopback("example.com")
+
+
+def test_without_a_tokenizer_usage_is_the_estimate(tmp_path):
+    from gateway.usage import TokenCounter
+    from tasks.contract.chunking import estimate_tokens
+
+    texts = ["a text", "another one"]
+    assert TokenCounter(None).count("m", texts) == int(estimate_tokens(texts).sum())
+    config = tmp_path / "models.json"
+    config.write_text('{"m": {"type": "tests.plugins:HashModel", "model_path": "x", "RAM": 0.01}}')
+    assert TokenCounter(str(config)).count("m", texts) == int(estimate_tokens(texts).sum())

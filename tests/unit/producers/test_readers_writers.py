@@ -44,7 +44,7 @@ def test_bad_input_names_what_is_wrong(tmp_path, name, content, message):
 
 def test_empty_texts_keep_their_rows(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "a", "id": 7}\n{"text": "", "id": 8}\n')
-    (tmp_path / "a.csv").write_text('id,text\n1,a\n2,\n3,c\n')
+    (tmp_path / "a.csv").write_text("id,text\n1,a\n2,\n3,c\n")
     got = read_rows(tmp_path / "a.jsonl")
     assert (got.texts, got.ids) == (["a", ""], ["7", "8"])
     got = read_rows(tmp_path / "a.csv")
@@ -80,3 +80,28 @@ def test_writers_round_trip(tmp_path, suffix):
 def test_unknown_output_format(tmp_path):
     with pytest.raises(UsageError, match="unsupported output format"):
         write_embeddings(tmp_path / "out.csv", np.zeros((1, 2), dtype=np.float32))
+
+
+def test_an_output_name_without_a_type_suggests_a_folder(tmp_path):
+    with pytest.raises(UsageError, match=r"or .*ds4/ for a dataset job"):
+        write_embeddings(tmp_path / "ds4", np.zeros((1, 2), dtype=np.float32))
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_list_outputs_name_the_row_column_row_and_old_index_files_still_read(tmp_path, suffix):
+    import json
+
+    vectors = np.arange(6, dtype=np.float32).reshape(3, 2)
+    path = write_embeddings(tmp_path / f"out{suffix}", vectors)
+    if suffix == ".parquet":
+        assert pq.read_table(path).column_names[:2] == ["row", "embedding"]
+        old = pa.table({"index": [2, 0, 1], "embedding": [[4.0, 5.0], [0.0, 1.0], [2.0, 3.0]]})
+        pq.write_table(old, tmp_path / "old.parquet")
+    else:
+        assert list(json.loads(path.read_text().splitlines()[0])) == ["row", "embedding"]
+        (tmp_path / "old.jsonl").write_text(
+            "".join(
+                json.dumps({"index": i, "embedding": vectors[i].tolist()}) + "\n" for i in (2, 0, 1)
+            )
+        )
+    np.testing.assert_array_equal(read_embeddings(tmp_path / f"old{suffix}"), vectors)

@@ -62,3 +62,20 @@ def test_check_for_model_names_the_model_and_what_it_offers():
         check_for_model(EmbedOptions(dimensions=385), "m", facts)
     with pytest.raises(UsageError, match=r"dimensions_supported: \[64, 128\]"):
         check_for_model(EmbedOptions(dimensions=100), "m", facts)
+
+
+def test_result_columns_round_trip_and_bad_ones_are_refused():
+    from tasks.contract.wire import pack_embeddings, unpack_columns
+
+    vectors = np.zeros((3, 2), dtype=np.float32)
+    columns = {"tokens": np.array([5, 256, 7]), "truncated": np.array([False, True, False])}
+    result = pack_embeddings(vectors, "m", columns=columns)
+    back = unpack_columns(result)
+    assert back["tokens"].dtype == np.int32 and back["tokens"].tolist() == [5, 256, 7]
+    assert back["truncated"].tolist() == [False, True, False]
+    assert unpack_columns(pack_embeddings(vectors, "m")) == {}
+    bad = {**result, "columns": {"tokens": {"dtype": "<i4", "data": b"\0\0\0\0"}}}
+    with pytest.raises(InvalidRequest, match="does not hold 3 values"):
+        unpack_columns(bad)
+    with pytest.raises(ValueError, match="expected \\(3,\\)"):
+        pack_embeddings(vectors, "m", columns={"tokens": np.array([1, 2])})

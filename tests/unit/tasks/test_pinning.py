@@ -105,6 +105,10 @@ def test_a_truncated_parquet_is_one_line_at_submit(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{path}: not a readable parquet file (truncated or corrupt)")
     assert "\n" not in message
+    from tasks.io.readers import read_rows  # a list job: the same line
+
+    with pytest.raises(InputError, match="not a readable parquet file"):
+        read_rows(path)
 
 
 def corrupt_parquet(path) -> None:
@@ -219,3 +223,20 @@ def test_openai_chunks_are_hashed_too(tmp_path):
         pinning.digest(data[int(c["start"]) : int(c["stop"])]) for c in plan.chunks
     ]
     assert np.all(plan.chunks["hash"] != 0)
+
+
+def test_rows_appended_while_the_scan_runs_are_outside_the_job(tmp_path, monkeypatch):
+    path = tmp_path / "a.txt"
+    path.write_text("".join(f"row {i}\n" for i in range(50)))
+    real = pinning.snapshot
+
+    def snapshot_then_append(url: str) -> dict:
+        taken = real(url)
+        with open(url, "a") as fh:  # a writer appends between the snapshot and the read
+            fh.write("appended during the scan\n")
+        return taken
+
+    monkeypatch.setattr(pinning, "snapshot", snapshot_then_append)
+    plan = plan_of(path, chunk_rows=8)
+    assert plan.rows == 50 and int(plan.chunks[-1]["stop"]) == plan.files[0]["size"]
+    assert read_all(plan)[0] == [f"row {i}" for i in range(50)]

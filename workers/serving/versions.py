@@ -13,14 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tasks.contract.spec import ModelConfig, ModelSpec, spec_version
 from workers.config.loader import load_model_config
 from workers.errors import ModelChangedError
-
-if TYPE_CHECKING:
-    from workers.serving.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +25,8 @@ log = logging.getLogger(__name__)
 KEEP_PER_MODEL = 3
 #: Seconds between two reads of the config source to find a pinned version.
 SOURCE_LOOKUP_INTERVAL_S = 5.0
+
+
 def unload_idle_old_versions(cache: Any, idle_s: float, now: float | None = None) -> list[str]:
     """Unload the ``name@version`` copies that no chunk leases and none used for
     ``idle_s`` seconds: the jobs pinned to them have finished here. Returns their names.
@@ -79,11 +78,11 @@ class VersionBook:
             }
         return {**extra, **config.models}
 
-    def cache_key(self, model: str, version: Any, runtime: Runtime) -> str:
-        """Cache key serving ``model`` at the pinned ``version`` (None: current)."""
-        current = runtime.config[model]
+    def pinned(self, model: str, version: Any, current: ModelSpec) -> tuple[str, ModelSpec]:
+        """The cache key and spec serving ``model`` at the pinned ``version`` (None: the
+        ``current`` spec, under the model's own name; else ``name@version``)."""
         if not version or spec_version(current) == version:
-            return model
+            return model, current
         with self._lock:
             known = self._old.get(model, {}).get(version)
         if known is None:
@@ -94,10 +93,7 @@ class VersionBook:
                 f"{version!r}, this worker serves {spec_version(current)!r} and can no longer "
                 "load the pinned one; resubmit the job"
             )
-        key = f"{model}@{version}"
-        if key not in runtime.cache.specs:
-            runtime.cache.specs = {**runtime.cache.specs, key: known}
-        return key
+        return f"{model}@{version}", known
 
     def _from_source(self, model: str, version: str) -> ModelSpec | None:
         now = time.monotonic()

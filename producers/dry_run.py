@@ -1,0 +1,187 @@
+"""Dry runs: what a submit would queue and how long the fleet would take, queuing nothing.
+
+``submit(..., dry_run=True)`` / ``submit --dry-run`` plans the job exactly as the submit
+would (the same chunks) and estimates:
+
+- tokens: the UTF-8 byte estimate of ``tasks.contract.chunking.estimate_tokens`` (the one
+  producers and workers both count with; producers load no tokenizer), over every text
+  of a list job, over a sample of chunks of a dataset job;
+- duration: the tokens x the seconds one estimated token cost a worker thread, as the
+  fleet's workers measured and published it (``tasks.contract.catalog``), plus the
+  fleet's own cost per chunk (``tasks.io.plan.CHUNK_OVERHEAD_S``), spread over the live
+  worker threads serving the model (at most one chunk each at a time). No worker has
+  measured the model yet: no duration, and the plan says so;
+- output: rows x the model's dimension as float32 (plus the row column of parts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tasks.contract import catalog
+from tasks.contract.chunking import estimate_tokens, utf8_lengths
+from tasks.io.plan import CHUNK_OVERHEAD_S
+from tasks.jobs.redis_retry import retry_while_unreachable
+
+if TYPE_CHECKING:
+    from producers.job import JobClient
+    from tasks.io.scan import Plan
+
+#: Chunks of a dataset job read to estimate its tokens (first, middle, last).
+SAMPLE_CHUNKS = 3
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """A job as it would be queued, and what it would cost; nothing was queued."""
+
+    kind: str  # "list" or "dataset"
+    model: str
+    version: str
+    rows: int
+    chunks: int
+    bytes: int  # UTF-8 bytes of the texts (list), bytes of the input files (dataset)
+    tokens: int  # estimated
+    tokens_from: str
+    threads: int  # live worker threads serving the model now
+    estimated_s: float | None
+    output_bytes: int | None
+    dimension: int | None
+    chunk_rows: int | None = None
+    output: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": True, **asdict(self)}
+
+    def dumps(self) -> str:
+        return json.dumps(self.as_dict())
+
+    def text(self) -> str:
+        est = "unknown" if self.estimated_s is None else f"~{_duration(self.estimated_s)}"
+        out = "unknown" if self.output_bytes is None else f"~{_size(self.output_bytes)}"
+        per = f" of up to {self.chunk_rows} rows" if self.chunk_rows else ""
+        lines = [
+            f"dry run: nothing queued ({self.kind} job)",
+            f"model    {self.model} ({self.version})",
+            f"rows     {self.rows}",
+            f"chunks   {self.chunks}{per}",
+            f"input    {_size(self.bytes)}",
+            f"tokens   ~{self.tokens} ({self.tokens_from})",
+            f"workers  {self.threads} live worker thread(s) serve {self.model}",
+            f"duration {est}",
+            f"output   {out}" + (f" to {self.output}" if self.output else ""),
+        ]
+        return "\n".join(lines + [f"note     {n}" for n in self.notes])
+
+
+def for_list(
+    client: JobClient, model: str, version: str, texts: list[str], bounds: np.ndarray
+) -> DryRun:
+    lengths = utf8_lengths(texts)
+    tokens = int(estimate_tokens(texts, lengths=lengths).sum())
+    rows = len(texts)
+    return _estimate(
+        client,
+        "list",
+        model,
+        version,
+        rows,
+        int(bounds.size - 1),
+        int(lengths.sum()),
+        tokens,
+        "UTF-8 bytes / 4, every text",
+        bytes_per_row=0,
+    )
+
+
+def for_dataset(client: JobClient, model: str, version: str, plan: Plan, output: str) -> DryRun:
+    from tasks.io.ranges import read_chunk
+
+    spec = {
+        "format": plan.format,
+        "text_field": plan.text_field,
+        "id_field": plan.id_field,
+        "openai_model": plan.openai_model,
+    }
+    total = int(plan.chunks.size)
+    picks = sorted({0, total // 2, total - 1})[:SAMPLE_CHUNKS]
+    sampled: list[str] = []
+    for index in picks:
+        chunk = plan.chunks[index]
+        sampled += read_chunk(spec, plan.files[int(chunk["file"])], chunk).texts
+    per_row = float(estimate_tokens(sampled).mean()) if sampled else 0.0
+    chunk_rows = int(plan.chunks["rows"].max()) if total else 0
+    return _estimate(
+        client,
+        "dataset",
+        model,
+        version,
+        plan.rows,
+        total,
+        int(sum(int(f["size"]) for f in plan.files)),
+        round(per_row * plan.rows),
+        f"UTF-8 bytes / 4, a sample of {len(sampled)} rows",
+        bytes_per_row=8,  # the int64 row column
+        chunk_rows=chunk_rows,
+        output=output,
+    )
+
+
+def _estimate(
+    client: JobClient,
+    kind: str,
+    model: str,
+    version: str,
+    rows: int,
+    chunks: int,
+    size: int,
+    tokens: int,
+    tokens_from: str,
+    bytes_per_row: int,
+    chunk_rows: int | None = None,
+    output: str | None = None,
+) -> DryRun:
+    redis = client.redis
+    served = retry_while_unreachable(lambda: catalog.read(redis)).models.get(model)
+    threads = retry_while_unreachable(lambda: catalog.live_threads(redis, model))
+    notes = []
+    estimated = None
+    per_token = served.seconds_per_token if served else None
+    per_text = served.seconds_per_text if served else None
+    if per_token is None and per_text is None:
+        notes.append(f"no worker has measured {model} yet: run a small job first to estimate")
+    else:
+        work = tokens * per_token if per_token is not None else rows * (per_text or 0.0)
+        parallel = max(1, min(threads, chunks))
+        estimated = round((work + chunks * CHUNK_OVERHEAD_S) / parallel, 2)
+    if threads == 0:
+        notes.append(f"no live worker serves {model} now: the job would wait for one")
+    dimension = served.dimension if served and served.dimension else None
+    if dimension is None:
+        notes.append(f"the fleet has not published {model}'s dimension yet: output size unknown")
+    out = None if dimension is None else rows * (dimension * 4 + bytes_per_row)
+    return DryRun(
+        kind, model, version, rows, chunks, size, tokens, tokens_from, threads,
+        estimated, out, dimension, chunk_rows, output, notes,
+    )  # fmt: skip
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = math.floor(seconds / 60)
+    return f"{minutes} min {seconds - 60 * minutes:.0f} s"

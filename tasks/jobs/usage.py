@@ -1,0 +1,39 @@
+"""Token usage of a job: tokens the model saw and rows it truncated, per chunk.
+
+``embedfleet:job:<id>:usage`` is a hash chunk index -> ``"<tokens> <truncated rows>"``,
+written by the worker once the chunk is encoded. A chunk run twice (a redelivery)
+writes the same field again, so the totals never count it twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tasks.jobs import jobstore
+
+
+def key(job_id: str) -> str:
+    return jobstore.PREFIX + job_id + ":usage"
+
+
+def record(client: Any, job_id: str, index: int, columns: dict[str, np.ndarray]) -> None:
+    """Note chunk ``index``'s usage from its result ``columns`` (``tokens``, ``truncated``)."""
+    if "tokens" not in columns:
+        return
+    tokens = int(np.asarray(columns["tokens"], dtype=np.int64).sum())
+    truncated = int(np.count_nonzero(columns.get("truncated", ())))
+    pipe = client.pipeline()
+    pipe.hset(key(job_id), str(index), f"{tokens} {truncated}")
+    pipe.expire(key(job_id), jobstore._ttl_s())
+    pipe.execute()
+
+
+def totals(client: Any, job_id: str) -> dict[str, int]:
+    """``{"tokens", "truncated"}`` over the chunks done so far."""
+    tokens = truncated = 0
+    for value in client.hvals(key(job_id)):
+        a, b = value.split()
+        tokens, truncated = tokens + int(a), truncated + int(b)
+    return {"tokens": tokens, "truncated": truncated}
