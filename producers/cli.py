@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
     sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
+    sp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="dataset job: remove the parts and manifest DEST/ holds first (else refused)",
+    )
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
@@ -183,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("delete", _delete, "free a job's keys in Redis now")
     sp.add_argument("job")
+
+    sp = cmd("verify", _verify, "check a dataset job's output folder against its manifest")
+    sp.add_argument("dest", help="DEST/ or s3://bucket/prefix/")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
     sp.add_argument("--json", action="store_true", help="print the jobs as JSON")
@@ -323,7 +332,8 @@ def _status(args: argparse.Namespace) -> int:
     status = _client().job(args.job).status()
     text = status_text(status) if status.get("kind") == "dataset" else output.status_text(status)
     print(json.dumps(status) if args.json else text)
-    return EXIT_FAILED if status["state"] == "FAILURE" else EXIT_OK
+    broken = status["state"] == "FAILURE" or status.get("output_problem")
+    return EXIT_FAILED if broken else EXIT_OK
 
 
 def _result(args: argparse.Namespace) -> int:
@@ -382,6 +392,12 @@ def _delete(args: argparse.Namespace) -> int:
     from producers import dataset_cli
 
     return dataset_cli.delete(args, _client())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from producers import dataset_cli
+
+    return dataset_cli.verify(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:

@@ -177,6 +177,13 @@ class EmbeddingClient:
         docs/DATASETS.md."""
         return submit_dataset(self, source, model, output, **options)
 
+    def verify(self, dest: str) -> Any:
+        """Check a dataset job's output ``dest`` against its manifest: a
+        :class:`producers.verify.VerifyReport` (``.ok``, ``.lines()``, ``.as_dict()``)."""
+        from producers.verify import verify
+
+        return verify(dest)
+
     def embed(self, texts: Sequence[str], model: str, timeout: float = 600) -> np.ndarray:
         """Submit and wait: the (n, dim) float32 embeddings of ``texts`` in input order."""
         return self.submit(texts, model).wait(timeout=timeout)
