@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.contract.errors import EmbedfleetError, InputError, UsageError
+from tasks.contract.errors import EmbedfleetError, InputError, UnknownModelError, UsageError
 
 __all__ = [
     "FleetError",
@@ -12,10 +12,6 @@ __all__ = [
     "UnknownModelError",
     "UsageError",
 ]
-
-
-class UnknownModelError(UsageError):
-    """Raised when a job names a model that the fleet's config does not define."""
 
 
 class JobNotFoundError(UsageError):
