@@ -74,8 +74,8 @@ def verify(client: EmbeddingClient, job: Any) -> list[str]:
     """
     if hasattr(client, "verify"):
         report = client.verify(job.output)
-        ok = report.get("ok") if isinstance(report, dict) else bool(report)
-        return [] if ok else [json.dumps(report, default=str)]
+        ok = report.get("ok") if isinstance(report, dict) else getattr(report, "ok", report)
+        return [] if ok is True else [str(report)]
     import pyarrow.parquet as pq
 
     folder = Path(job.output)
