@@ -51,7 +51,7 @@ def blocks(url: str, fmt: str, pin: dict[str, Any] | None = None) -> Iterator[Bl
     ``pin``: read the S3 object the snapshot names (``tasks.io.pinning``)."""
     stream = sources.stream(url, pin=pin)
     if pin is not None and "size" in pin:  # bytes appended since the snapshot are no part
-        stream = _upto(stream, int(pin["size"]))
+        stream = upto(stream, int(pin["size"]))
     if fmt == "csv":
         yield from _csv_blocks(url, stream)
     elif fmt == "jsonl":
@@ -60,7 +60,7 @@ def blocks(url: str, fmt: str, pin: dict[str, Any] | None = None) -> Iterator[Bl
         yield from _txt_blocks(stream)
 
 
-def _upto(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
+def upto(stream: Iterator[bytes], size: int) -> Iterator[bytes]:
     """The first ``size`` bytes of ``stream``."""
     seen = 0
     for data in stream:

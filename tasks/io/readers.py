@@ -84,9 +84,16 @@ def _csv(data: bytes, url: str, field: str | None, id_field: str | None) -> rows
 
 
 def _parquet(path: Path, field: str | None, id_field: str | None) -> rows.Rows:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"{path}: not a readable parquet file (truncated or corrupt): {reason}"
+        ) from None
     column = field or "text"
     if column not in table.column_names:
         raise InputError(f"{path}: no column {column!r}; columns: {table.column_names}")

@@ -14,6 +14,7 @@ import numpy as np
 
 from tasks.contract.errors import InputError
 from tasks.io import openai, pinning, rows, sources
+from tasks.io.boundaries import upto
 from tasks.io.plan import CHUNK_DTYPE, Plan
 from tasks.io.sources import InputFile
 
@@ -21,7 +22,7 @@ from tasks.io.sources import InputFile
 def _lines(url: str, pin: dict[str, Any]) -> Iterator[tuple[int, bytes]]:
     """``(end offset, line)`` of each line of a file, streamed."""
     offset, rest = 0, b""
-    for block in sources.stream(url, pin=pin):
+    for block in upto(sources.stream(url, pin=pin), int(pin["size"])):
         data = rest + block
         parts = data.split(b"\n")
         rest = parts.pop()
@@ -118,13 +119,13 @@ def _hash_chunks(
     stops = [c[3] for c in out[first:]]
     hashes: list[int] = []
     offset, at = 0, 0
-    for block in sources.stream(url, pin=pin):
+    for block in upto(sources.stream(url, pin=pin), int(pin["size"])):
         end = offset + len(block)
-        upto = at
-        while upto < len(stops) and stops[upto] <= end:
-            upto += 1
-        hashes += hasher.feed(offset, block, stops[at:upto])
-        at, offset = upto, end
+        last = at
+        while last < len(stops) and stops[last] <= end:
+            last += 1
+        hashes += hasher.feed(offset, block, stops[at:last])
+        at, offset = last, end
     hashes += hasher.feed(offset, b"", stops[at:])
     for i, value in enumerate(hashes):
         out[first + i] = (*out[first + i][:6], value)

@@ -105,6 +105,10 @@ def test_a_truncated_parquet_is_one_line_at_submit(tmp_path):
     message = str(caught.value)
     assert message.startswith(f"{path}: not a readable parquet file (truncated or corrupt)")
     assert "\n" not in message
+    from tasks.io.readers import read_rows  # a list job: the same line
+
+    with pytest.raises(InputError, match="not a readable parquet file"):
+        read_rows(path)
 
 
 def corrupt_parquet(path) -> None:
