@@ -1,9 +1,11 @@
-"""Every Celery setting of embedfleet, from the typed settings (``tasks.contract.settings``).
+"""Every Celery setting of embedfleet, built from one typed settings object:
+:func:`celery_settings` (``tasks.app.make_app`` configures its app with it).
 
-Loaded by ``tasks.app`` with ``config_from_object``, also under
-``celery -A tasks worker|inspect|flower``: import time reads and checks the
-``EMBEDFLEET_*`` environment once (:data:`SETTINGS`), so the same module serves
-producers and workers. A bad value raises a one-line ``ConfigError`` naming it.
+Importing this module reads nothing. The upper-case names below (``REDIS_URL``,
+``RESULT_TTL_S``, ...) are the values of this process's settings
+(``tasks.contract.settings.process_settings``, read once at first use unless the entry
+point handed them over), kept for code that still reads them here; new code takes them
+from the settings object it was handed.
 """
 
 from __future__ import annotations
@@ -12,47 +14,51 @@ import ssl
 from typing import Any
 from urllib.parse import urlparse
 
-from tasks.contract.settings import Settings, load_settings
+from tasks.contract.settings import Settings, process_settings
 
-#: This process's settings, read once; the values below come from it.
-SETTINGS = load_settings()
 
-#: Broker and result backend (any Redis-compatible server; ``rediss://`` for TLS,
-#: a password as ``redis://:PASSWORD@host:port/0`` for Redis AUTH).
-REDIS_URL = SETTINGS.redis_url
+def worker_lapse_s(settings: Settings) -> float:
+    """Seconds without a heartbeat after which a worker is taken for dead and its unacked
+    chunks go back on their queues (tasks/jobs/reclaim.py): at most 3/4 of the visibility
+    timeout, so a dead worker is seen dead before kombu's own backstop restores its chunks."""
+    return min(settings.worker_lapse_s, 0.75 * settings.visibility_timeout_s)
 
-#: Seconds before an unacked chunk of a dead worker is delivered again.
-VISIBILITY_TIMEOUT_S = SETTINGS.visibility_timeout_s
 
-#: Seconds without a heartbeat after which a worker is taken for dead and its unacked
-#: chunks go back on their queues (tasks/jobs/reclaim.py): at most 3/4 of the visibility
-#: timeout, so a dead worker is seen dead before kombu's own backstop restores its chunks.
-WORKER_LAPSE_S = min(SETTINGS.worker_lapse_s, 0.75 * VISIBILITY_TIMEOUT_S)
-
-#: Times a chunk may be delivered before it is failed instead of run again: a chunk
-#: whose every delivery killed its worker (out of memory, a crash) must not loop.
-MAX_DELIVERIES = SETTINGS.max_deliveries
-
-#: Seconds that chunk results and job records stay in Redis.
-RESULT_TTL_S = SETTINGS.result_ttl_s
-
-#: Bytes of text one chunk message may carry (``tasks.contract.wire.validate_request``).
-MAX_CHUNK_BYTES = SETTINGS.max_chunk_bytes
-
-#: Redis priority step of dataset chunks (tasks/jobs/datasets.py): 9 = after list jobs.
-DATASET_PRIORITY = SETTINGS.dataset_priority
-
-# kombu scans for unacked messages of dead consumers every
-# unacked_restore_interval * unacked_restore_throttle seconds (10 x 10 by default),
-# so a 10 s visibility timeout would still wait ~100 s. Tie the scan to the timeout.
-_RESTORE_INTERVAL_S = max(1, min(10, VISIBILITY_TIMEOUT_S // 2))
-_TRANSPORT_OPTIONS = {
-    "visibility_timeout": VISIBILITY_TIMEOUT_S,
-    "unacked_restore_interval": _RESTORE_INTERVAL_S,
-    "unacked_restore_throttle": 1,
-    "socket_keepalive": True,
-    "health_check_interval": 10,
+#: The upper-case names this module still answers, each from this process's settings:
+#: broker URL; seconds before an unacked chunk of a dead worker is delivered again;
+#: worker lapse (above); deliveries before a chunk is failed instead of run again;
+#: seconds results and job records stay in Redis; bytes of text one chunk may carry;
+#: Redis priority step of dataset chunks (9 = after list jobs).
+_FROM_SETTINGS = {
+    "SETTINGS": lambda s: s,
+    "REDIS_URL": lambda s: s.redis_url,
+    "VISIBILITY_TIMEOUT_S": lambda s: s.visibility_timeout_s,
+    "WORKER_LAPSE_S": worker_lapse_s,
+    "MAX_DELIVERIES": lambda s: s.max_deliveries,
+    "RESULT_TTL_S": lambda s: s.result_ttl_s,
+    "MAX_CHUNK_BYTES": lambda s: s.max_chunk_bytes,
+    "DATASET_PRIORITY": lambda s: s.dataset_priority,
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SETTINGS:
+        return _FROM_SETTINGS[name](process_settings())
+    raise AttributeError(f"module 'celeryconfig' has no attribute {name!r}")
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    # kombu scans for unacked messages of dead consumers every
+    # unacked_restore_interval * unacked_restore_throttle seconds (10 x 10 by default),
+    # so a 10 s visibility timeout would still wait ~100 s. Tie the scan to the timeout.
+    visibility = settings.visibility_timeout_s
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": max(1, min(10, visibility // 2)),
+        "unacked_restore_throttle": 1,
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
 
 
 #: URL schemes the fleet speaks (Redis, Redis over TLS, Redis Sentinel, a Unix socket).
@@ -71,7 +77,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def tls_options(url: str, settings: Settings = SETTINGS) -> dict[str, Any] | None:
+def tls_options(url: str, settings: Settings | None = None) -> dict[str, Any] | None:
     """SSL options for a ``rediss://`` URL from ``EMBEDFLEET_REDIS_TLS_*``; None otherwise.
 
     The server certificate is verified unless ``EMBEDFLEET_REDIS_TLS_CERT_REQS=none``
@@ -79,6 +85,7 @@ def tls_options(url: str, settings: Settings = SETTINGS) -> dict[str, Any] | Non
     """
     if urlparse(url).scheme != "rediss":
         return None
+    settings = settings or process_settings()
     levels = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
     options: dict[str, Any] = {"ssl_cert_reqs": levels[settings.redis_tls_cert_reqs]}
     for value, key in (
@@ -91,7 +98,7 @@ def tls_options(url: str, settings: Settings = SETTINGS) -> dict[str, Any] | Non
     return options
 
 
-def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
+def url_settings(url: str, settings: Settings | None = None) -> dict[str, Any]:
     """The settings that follow from the broker URL: TLS, transport, Sentinel master.
 
     - ``rediss://``: TLS for broker and result backend alike (:func:`tls_options`).
@@ -100,8 +107,9 @@ def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
     - ``sentinel://h1:26379;sentinel://h2:26379/0``: Redis Sentinel for HA; the master's
       name comes from ``EMBEDFLEET_REDIS_SENTINEL_MASTER`` (default ``mymaster``).
     """
+    settings = settings or process_settings()
     scheme = urlparse(url.split(";")[0]).scheme
-    options = dict(_TRANSPORT_OPTIONS)
+    options = _transport_options(settings)
     conf: dict[str, Any] = {
         "broker_url": url,
         "result_backend": url,
@@ -118,53 +126,63 @@ def url_settings(url: str, settings: Settings = SETTINGS) -> dict[str, Any]:
     return conf
 
 
-globals().update(url_settings(REDIS_URL))
-broker_connection_retry_on_startup = True
-broker_connection_max_retries = None  # keep trying while Redis restarts
-# Storing a chunk result retries while Redis restarts. Without this (Celery's default),
-# a chunk that finished during a restart lost its result and its message stayed in the
-# unacked hash until the visibility timeout (measured: a job stalled at 79 of 80).
-result_backend_always_retry = True
-result_backend_max_sleep_between_retries_ms = 2000
-
-# Wire format: msgpack (embeddings travel as raw float32 bytes) or JSON; never pickle.
-# accept_content also governs remote-control (pidbox) messages; events are JSON only.
-task_serializer = "msgpack"
-result_serializer = "msgpack"
+#: Wire formats a worker accepts: msgpack (embeddings travel as raw float32 bytes) or
+#: JSON; never pickle (tasks/guards/transport.py refuses the rest before decoding).
 accept_content = ["msgpack", "json"]
-result_accept_content = ["msgpack", "json"]
-event_serializer = "json"
-# The threads pool (reload reaches the model cache), with a net under Celery's trace
-# setup: a message it raises on is refused, never left holding a slot (tasks/guards/pool.py).
-worker_pool = "tasks.guards.pool:ThreadPool"
-# `pool_restart` would import modules named on the wire: keep it off.
-worker_pool_restarts = False
 
-# Delivery: a chunk is acknowledged only once it is done; a worker that dies mid-chunk
-# gives it back. Chunk tasks are idempotent, so running one twice is harmless.
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-result_expires = RESULT_TTL_S
-# Not result_extended: it would store every chunk's texts again inside its result (a
-# second copy of the input in Redis for RESULT_TTL_S), and a chunk whose texts cannot
-# be encoded (a lone surrogate sent as JSON) could not even record its refusal.
-result_extended = False
-task_track_started = True
+#: The Celery settings that follow from no setting of ours.
+_FIXED: dict[str, Any] = {
+    "broker_connection_retry_on_startup": True,
+    "broker_connection_max_retries": None,  # keep trying while Redis restarts
+    # Storing a chunk result retries while Redis restarts. Without this (Celery's default),
+    # a chunk that finished during a restart lost its result and its message stayed in the
+    # unacked hash until the visibility timeout (measured: a job stalled at 79 of 80).
+    "result_backend_always_retry": True,
+    "result_backend_max_sleep_between_retries_ms": 2000,
+    # Wire format: msgpack (embeddings travel as raw float32 bytes) or JSON; never pickle.
+    # accept_content also governs remote-control (pidbox) messages; events are JSON only.
+    "task_serializer": "msgpack",
+    "result_serializer": "msgpack",
+    "accept_content": accept_content,
+    "result_accept_content": ["msgpack", "json"],
+    "event_serializer": "json",
+    # The threads pool (reload reaches the model cache), with a net under Celery's trace
+    # setup: a message it raises on is refused, never left holding a slot (tasks/guards/pool.py).
+    "worker_pool": "tasks.guards.pool:ThreadPool",
+    # `pool_restart` would import modules named on the wire: keep it off.
+    "worker_pool_restarts": False,
+    # Delivery: a chunk is acknowledged only once it is done; a worker that dies mid-chunk
+    # gives it back. Chunk tasks are idempotent, so running one twice is harmless.
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    # Not result_extended: it would store every chunk's texts again inside its result (a
+    # second copy of the input in Redis for RESULT_TTL_S), and a chunk whose texts cannot
+    # be encoded (a lone surrogate sent as JSON) could not even record its refusal.
+    "result_extended": False,
+    "task_track_started": True,
+    # Flower and `embedfleet jobs` want to see tasks.
+    "worker_send_task_events": True,
+    "task_send_sent_event": True,
+    # What a worker imports at start: the chunk tasks, and the worker's own boot (its runtime,
+    # handed to the app as its encoder). `embedfleet worker` imports the boot itself; this
+    # line is what lets a plain `celery -A tasks worker` boot the same way. Producers never
+    # import `imports`.
+    "imports": ("tasks.chunks.embed", "tasks.chunks.dataset", "workers.serving.boot"),
+    # Queues are per model (embed.<model>) and created by routing, never a default queue.
+    "task_create_missing_queues": True,
+    "task_default_queue": "embedfleet.default",
+    "worker_hijack_root_logger": False,
+    "worker_redirect_stdouts": False,
+    "worker_cancel_long_running_tasks_on_connection_loss": False,
+}
 
-# Flower and `embedfleet jobs` want to see tasks.
-worker_send_task_events = True
-task_send_sent_event = True
 
-# What a worker imports at start: the chunk tasks, and the worker's own boot (its runtime,
-# handed to the app as its encoder). `embedfleet worker` imports the boot itself; this
-# line is what lets a plain `celery -A tasks worker` boot the same way. Producers never
-# import `imports`.
-imports = ("tasks.chunks.embed", "tasks.chunks.dataset", "workers.serving.boot")
-
-# Queues are per model (embed.<model>) and created by routing, never a default queue.
-task_create_missing_queues = True
-task_default_queue = "embedfleet.default"
-worker_hijack_root_logger = False
-worker_redirect_stdouts = False
-worker_cancel_long_running_tasks_on_connection_loss = False
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting for ``settings``: the fixed ones, those of its broker URL
+    (:func:`url_settings`), and how long results stay."""
+    return {
+        **_FIXED,
+        **url_settings(settings.redis_url, settings),
+        "result_expires": settings.result_ttl_s,
+    }

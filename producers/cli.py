@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 import producers.embed_options as embed_options
-from producers import output
+from producers import following, output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
 
@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.contract.logs import configure_logging
-    from tasks.contract.settings import load_settings
+    from tasks.contract.settings import load_settings, use_settings
 
     try:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
-        args.settings = load_settings()
+        args.settings = use_settings(load_settings())  # this process's, handed down
         configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
         from celeryconfig import url_problem
 
@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--window", type=int, default=16, help="dataset job: chunks in flight")
     sp.add_argument("--cache", action="store_true", help="dataset job: use the embedding cache")
+    sp.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="dataset job: remove the parts and manifest DEST/ holds first (else refused)",
+    )
     sp.add_argument("--wait", action="store_true", help="wait with a progress bar")
     sp.add_argument("--key", help="A/B aliases: the same key always gets the same target")
     sp.add_argument("--no-cache", action="store_true", help="bypass the embedding cache")
@@ -183,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("delete", _delete, "free a job's keys in Redis now")
     sp.add_argument("job")
+
+    sp = cmd("verify", _verify, "check a dataset job's output folder against its manifest")
+    sp.add_argument("dest", help="DEST/ or s3://bucket/prefix/")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
 
     sp = cmd("jobs", _jobs, "recent jobs with state and progress")
     sp.add_argument("--json", action="store_true", help="print the jobs as JSON")
@@ -247,22 +256,19 @@ def _up(args: argparse.Namespace) -> int:
         flower_port=args.flower_port,
         flower_auth=args.flower_auth,
     )
-    where = "started an embedded server" if started.server else "using the running server"
-    flower = f" + flower on http://127.0.0.1:{args.flower_port}" if args.flower else ""
-    print(f"fleet up at {fleet.describe_url()} ({where}); {args.workers} worker(s){flower}")
+    from producers.fleet_report import up_text
+
+    print(up_text(started, args.flower_port))
     return EXIT_OK
 
 
 def _down(args: argparse.Namespace) -> int:
     from producers import fleet
+    from producers.fleet_report import down_note
 
-    queued = fleet.queued_on_embedded_server()
-    if queued:
-        print(
-            f"embedfleet: warning: stopping the embedded server while it holds {queued} "
-            "chunk(s) of unfinished jobs; `embedfleet up` again to finish them",
-            file=sys.stderr,
-        )
+    note = down_note()
+    if note:
+        print(f"embedfleet: {note}", file=sys.stderr)
     stopped = fleet.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return EXIT_OK
@@ -308,12 +314,13 @@ def _submit(args: argparse.Namespace) -> int:
         print(job.dumps() if args.json else job.text())
         return EXIT_OK
     progress = sys.stderr.isatty() or args.wait
-    if out is not None:
-        ids = rows.ids if rows is not None else None
-        output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
-        print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
-    elif args.wait:
-        job.wait(timeout=args.timeout, progress=progress)
+    with following.waiting(job):  # says so when no live worker serves the model
+        if out is not None:
+            ids = rows.ids if rows is not None else None
+            output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
+            print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
+        elif args.wait:
+            job.wait(timeout=args.timeout, progress=progress)
     return EXIT_OK
 
 
@@ -323,7 +330,8 @@ def _status(args: argparse.Namespace) -> int:
     status = _client().job(args.job).status()
     text = status_text(status) if status.get("kind") == "dataset" else output.status_text(status)
     print(json.dumps(status) if args.json else text)
-    return EXIT_FAILED if status["state"] == "FAILURE" else EXIT_OK
+    broken = status["state"] == "FAILURE" or status.get("output_problem")
+    return EXIT_FAILED if broken else EXIT_OK
 
 
 def _result(args: argparse.Namespace) -> int:
@@ -332,13 +340,16 @@ def _result(args: argparse.Namespace) -> int:
     path = check_writable(args.output)  # before anything is fetched
     from producers.datasets import DatasetJob
     from producers.list_job import ListJob
+    from tasks.jobs.jobstore import is_cancelled
 
     job = _client().job(args.job)
     if isinstance(job, DatasetJob):
         return _dataset_result(job, args)
     assert isinstance(job, ListJob)  # the two kinds of job
-    # Rows of failed or cancelled chunks would be NaN: only with --partial (else exit 1)
-    partial = bool(args.partial)
+    # Rows of failed chunks would be NaN: only with --partial (else exit 1); a cancelled
+    # job is written as it is, what was not done NaN (README: automatic)
+    cancelled = bool(is_cancelled(job.client.redis, job.id))
+    partial = bool(args.partial) or cancelled
     ids = job.recorded_ids() if path.suffix.lower() != ".npy" else None
     try:
         output.write_job(
@@ -347,7 +358,9 @@ def _result(args: argparse.Namespace) -> int:
     except JobFailedError as exc:
         print(f"embedfleet: {exc} (--partial writes the rest, those rows NaN)", file=sys.stderr)
         return EXIT_FAILED
-    if partial:
+    if cancelled:
+        print(f"job {job.id} was cancelled: rows of chunks not done are NaN", file=sys.stderr)
+    elif partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
     if args.delete:
@@ -382,6 +395,12 @@ def _delete(args: argparse.Namespace) -> int:
     from producers import dataset_cli
 
     return dataset_cli.delete(args, _client())
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from producers import dataset_cli
+
+    return dataset_cli.verify(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:

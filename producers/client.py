@@ -27,7 +27,7 @@ from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
 from tasks.contract.chunking import budget_for, plan_chunks
-from tasks.contract.settings import Settings, load_settings
+from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
 from tasks.jobs import datasets, job_admin, jobstore
@@ -55,8 +55,10 @@ class EmbeddingClient:
         from tasks.app import app as default_app
         from tasks.app import make_app
 
-        self.settings = settings or load_settings()
-        self.app: Celery = make_app(redis_url, self.settings) if redis_url else default_app
+        self.settings = settings or process_settings()
+        # Settings given (or another URL): an app of their own; else the process's app.
+        own = redis_url or settings is not None
+        self.app: Celery = make_app(redis_url, self.settings) if own else default_app
         self.config_source = config_source
 
     @property
@@ -174,6 +176,13 @@ class EmbeddingClient:
         ``options`` are those of :func:`producers.datasets.submit_dataset`; see
         docs/DATASETS.md."""
         return submit_dataset(self, source, model, output, **options)
+
+    def verify(self, dest: str) -> Any:
+        """Check a dataset job's output ``dest`` against its manifest: a
+        :class:`producers.verify.VerifyReport` (``.ok``, ``.lines()``, ``.as_dict()``)."""
+        from producers.verify import verify
+
+        return verify(dest)
 
     def embed(self, texts: Sequence[str], model: str, timeout: float = 600) -> np.ndarray:
         """Submit and wait: the (n, dim) float32 embeddings of ``texts`` in input order."""

@@ -1,4 +1,4 @@
-"""The CLI verbs of dataset jobs: ``submit --output DEST/``, ``retry``, ``delete``, and
+"""The CLI verbs of dataset jobs: ``submit --output DEST/``, ``retry``, ``delete``, ``verify``, and
 the OpenAI batch file round trip (``submit --format openai --output out.jsonl``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import producers.embed_options as embed_options
+from producers import following
 from producers.output import waiting_text
 from tasks.io import parts
 
@@ -63,6 +64,7 @@ def submit(args: argparse.Namespace, client: Any) -> int:
         chunk_rows=args.chunk_rows,
         window=args.window,
         announce=lambda job_id: print(job_id, flush=True),
+        overwrite=args.overwrite,
         **embed_options.from_args(args),
         idempotency_key=args.idempotency_key,
         dry_run=args.dry_run,
@@ -70,10 +72,11 @@ def submit(args: argparse.Namespace, client: Any) -> int:
     if args.dry_run:
         print(job.dumps() if args.json else job.text())
         return 0
-    if not (args.wait or jsonl_out):
-        return 0
-    progress = sys.stderr.isatty() or args.wait
-    job.wait(timeout=args.timeout, progress=progress)
+    with following.waiting(job):  # says so when no live worker serves the model
+        if not (args.wait or jsonl_out):
+            return 0
+        progress = sys.stderr.isatty() or args.wait
+        job.wait(timeout=args.timeout, progress=progress)
     if jsonl_out:
         from producers.openai_output import write_openai_output
 
@@ -102,6 +105,17 @@ def delete(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def verify(args: argparse.Namespace) -> int:
+    """``embedfleet verify DEST/``: one line a check; exit 0 when all pass, else 1."""
+    import json
+
+    from producers.verify import verify as run_verify
+
+    report = run_verify(args.dest)
+    print(json.dumps(report.as_dict()) if args.json else "\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
 def raise_usage(message: str) -> None:
     from producers.errors import UsageError
 
@@ -124,6 +138,11 @@ def status_text(s: dict[str, Any]) -> str:
         f"input    {s['input']}",
         f"output   {s['output']}",
     ]
+    if s.get("output_problem"):
+        lines.append(
+            f"  the output no longer verifies: {s['output_problem']} "
+            f"(`embedfleet verify {s['output']}` checks every row)"
+        )
     for err in s["errors"]:
         rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
         lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")

@@ -18,6 +18,7 @@ import numpy as np
 import producers.dataset_plan as dataset_plan
 import producers.embed_options as embed_options
 import producers.idempotency as idempotency
+import producers.ownership as ownership
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
@@ -26,7 +27,7 @@ from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
 from tasks.io.plan import DEFAULT_CHUNK_ROWS
-from tasks.jobs import datasets, job_admin, jobstore, redis_full, usage
+from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, redis_full, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def submit_dataset(
     chunk_rows: int | None = None,
     window: int = datasets.DEFAULT_WINDOW,
     announce: Callable[[str], None] | None = None,
+    overwrite: bool = False,
     idempotency_key: str | None = None,
     dry_run: bool = False,
     **embed: Any,
@@ -55,6 +57,8 @@ def submit_dataset(
     """Plan ``source`` and queue it for ``model``; parts go to ``output`` (a folder or
     ``s3://`` prefix). ``announce(job_id)`` runs once the job is recorded, before any
     chunk is sent. ``model`` may be None for OpenAI batch input (``body.model``).
+    ``output`` holding parts or a manifest is refused unless ``overwrite`` (which
+    removes them first); one a live job is writing is refused always.
     ``idempotency_key``: a submit retried with the same key and request gets the job
     the first made (``producers.idempotency``). ``dry_run``: plan and estimate only,
     returns a :class:`producers.dry_run.DryRun` (nothing is recorded or queued).
@@ -105,7 +109,9 @@ def submit_dataset(
         held = idempotency.claim(client, idempotency_key, job_id, wanted)
         if held is not None:
             return idempotency.existing_job(client, held, announce)  # type: ignore[no-any-return]
+    redis = client.redis
     try:
+        ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
         plan = dataset_plan.plan_input(
             client, files, field, id_field, chunk_rows, asked, model, plan
         )
@@ -114,6 +120,11 @@ def submit_dataset(
         record = _record(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
+        try:  # the claim: after the record, so a claim never names a job with none
+            ownership.take(redis, dest, job_id, overwrite)
+        except BaseException:
+            job_admin.delete(redis, job_id, record.total)
+            raise
     except BaseException:
         if idempotency_key is not None:
             idempotency.release(client, idempotency_key, job_id)
@@ -212,7 +223,7 @@ class DatasetJob:
 
     def _fresh(self) -> datasets.DatasetRecord:
         redis = self.client.redis
-        found = retry_while_unreachable(lambda: datasets.load(redis, self.id), 10.0)
+        found = retry_while_unreachable(lambda: datasets.load(redis, self.id))
         if found is not None:
             self.record = found
         return self.record
@@ -221,7 +232,7 @@ class DatasetJob:
         """The contract's status keys plus rows, times, ETA and failed chunks' rows."""
         redis = self.client.redis
         record = self._fresh()
-        _, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id), 10.0)
+        _, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id))
         state = datasets.state_of(record, len(failed))
         plan = datasets.chunks(redis, self.id) if failed else None
         errors = []
@@ -267,6 +278,7 @@ class DatasetJob:
             "eta_s": eta,
             "input": record.spec.get("input"),
             "output": record.output,
+            "output_problem": _output_problem(record) if state == "SUCCESS" else None,
             "waiting_on_dead_worker": waiting,
             "usage": usage.totals(redis, self.id),
         }
@@ -286,6 +298,9 @@ class DatasetJob:
                 status = self.status()
                 if bar is not None:
                     bar.update(status["rows_done"] - bar.n)
+                if status["state"] == "SUCCESS" and status["output_problem"]:
+                    problem = f"the output no longer verifies: {status['output_problem']}"
+                    raise JobFailedError(self.id, {-1: problem}, status["total"])
                 if status["state"] == "SUCCESS":
                     return self.output
                 if status["state"] in ("FAILURE", "CANCELLED"):
@@ -308,6 +323,8 @@ class DatasetJob:
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
+        held = claims.holds(redis, record.output, self.id)  # the job is still live
+        ownership.retake(redis, record.output, self.id)
         from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
@@ -315,7 +332,8 @@ class DatasetJob:
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
         _, failed = jobstore.progress(redis, self.id)
-        present = _present_parts(record.output)
+        outputs.recall(redis, record)  # a finished job's checksums, from its manifest
+        present = _present_parts(record.output, outputs.recorded(redis, self.id, total))
         lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
         plan = datasets.chunks(redis, self.id)
         for index in lost:  # written once, gone now: count it undone
@@ -328,6 +346,11 @@ class DatasetJob:
         todo = sorted({*failed, *map(int, lost), *map(int, unsent)})
         if not todo and done.all() and record.finished is None:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
+        if not todo:
+            if not held:
+                ownership.release(redis, record.output, self.id)
+            return given_back
+        parts.remove(record.output, [parts.MANIFEST])  # no manifest while parts are redone
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
         return len(todo) + given_back
@@ -343,10 +366,13 @@ class DatasetJob:
         ids = [pending[i] for i in np.flatnonzero(sent & ~done)]
         if ids:
             self.client.app.control.revoke(ids)
+        ownership.release(redis, record.output, self.id)
         return len(ids)
 
     def delete(self) -> int:
-        """Drop the job's keys from Redis now (its parts stay where they were written)."""
+        """Drop the job's keys from Redis now (its parts stay where they were written)
+        and release its destination."""
+        ownership.release(self.client.redis, self.output, self.id)
         return job_admin.delete(self.client.redis, self.id, self.record.total)
 
 
@@ -356,22 +382,25 @@ _CANCELLED = (
 )
 
 
-def _present_parts(output: str) -> list[int]:
-    """Chunk indices whose part is in ``output``."""
-    if output.startswith("s3://"):
-        from tasks.io import s3
-
-        names = [url.rsplit("/", 1)[-1] for url, _ in s3.list_objects(output)]
-    else:
-        from pathlib import Path
-
-        folder = Path(output)
-        names = [p.name for p in folder.glob("part-*.parquet")] if folder.is_dir() else []
+def _present_parts(output: str, recorded: np.ndarray) -> list[int]:
+    """Chunk indices whose part is in ``output`` at the size its chunk recorded (any
+    size where none was recorded)."""
     found = []
-    for name in names:
-        if name.startswith("part-") and name.endswith(".parquet"):
-            try:
-                found.append(int(name[5:-8]))
-            except ValueError:
-                continue
+    for name, size in parts.listing(output).items():
+        if not parts.is_part(name):
+            continue
+        index = int(name[5:-8])
+        if index < recorded.size and recorded[index]["bytes"] not in (0, size):
+            continue  # changed since its chunk wrote it: written again
+        found.append(index)
     return found
+
+
+def _output_problem(record: datasets.DatasetRecord) -> str | None:
+    """What is wrong with a finished job's output (cheap: manifest and listing)."""
+    from producers.verify import quick_check
+
+    try:
+        return quick_check(record.output, record.id)
+    except Exception as exc:  # OSError, botocore's errors: the output cannot be listed
+        return f"cannot read {record.output}: {exc}"

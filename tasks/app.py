@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from celery import Celery
 
-if TYPE_CHECKING:
-    from tasks.contract.settings import Settings
+import celeryconfig  # a module import: celeryconfig may be the one importing `tasks`
+from tasks.contract.settings import Settings, process_settings
 
 
 class Encoder(Protocol):
@@ -25,35 +25,40 @@ class Encoder(Protocol):
 
 
 class FleetApp(Celery):  # type: ignore[misc]
-    """embedfleet's Celery app. ``encoder`` encodes this process's chunks: None until a
-    worker's boot sets it (``workers.serving.boot``); the chunk tasks read it from the app
-    they are bound to, so nothing reaches for a module global."""
+    """embedfleet's Celery app, holding the settings it was built from (:attr:`settings`)
+    and the encoder of this process's chunks (:attr:`encoder`: None until a worker's boot
+    sets it, ``workers.serving.boot``). The chunk tasks read both from the app they are
+    bound to, so nothing reaches for a module global."""
 
     encoder: Encoder | None = None
 
+    def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this app was built with, else this process's (read once)."""
+        return self._settings if self._settings is not None else process_settings()
+
 
 def make_app(redis_url: str | None = None, settings: Settings | None = None) -> FleetApp:
-    """A Celery app with embedfleet's settings; ``redis_url`` overrides the env var, and
-    its TLS / Sentinel options come from ``settings`` (default: read now)."""
-    app = FleetApp("embedfleet")
-    app.config_from_object("celeryconfig")
-    if redis_url:
-        from celeryconfig import url_settings
-        from tasks.contract.settings import load_settings
+    """A Celery app configured from ``settings`` (default: this process's, read at first
+    use, ``tasks.contract.settings.process_settings``); ``redis_url`` overrides their
+    broker URL, its TLS / Sentinel options still taken from ``settings``."""
+    app = FleetApp("embedfleet", settings=settings)
 
-        # TLS, transport and Sentinel settings follow the URL given here, not the env's.
-        app.conf.update(url_settings(redis_url, settings or load_settings()))
-    # Chunk tasks live in tasks.chunks; Celery imports `imports` at worker start, never in
-    # producers. The worker's own boot is imported by the worker's entry point
-    # (workers.serving.main), or named by celeryconfig for `celery -A tasks worker`.
-    # Defaults given lazily: importing `tasks` reads no settings (celeryconfig is read at
-    # first use), so the CLI checks them first and a bad one is one line and exit 2.
-    app.add_defaults(
-        lambda: {
-            "imports": ("tasks.chunks.embed", "tasks.chunks.dataset"),
-            "task_routes": ("tasks.routing.route_task",),
-        }
-    )
+    def configuration() -> dict[str, Any]:
+        # Given lazily: building the app reads no settings, so the CLI checks them first
+        # and a bad one is one line and exit 2.
+        values = celeryconfig.celery_settings(app.settings)
+        if redis_url:
+            values.update(celeryconfig.url_settings(redis_url, app.settings))
+        # Chunk tasks live in tasks.chunks (celeryconfig's `imports`); routes by model.
+        values["task_routes"] = ("tasks.routing.route_task",)
+        return values
+
+    app.add_defaults(configuration)
     return app
 
 

@@ -4,8 +4,11 @@ Thin like the list-path task (``tasks.chunks.embed``): the message holds only
 ``(job_id, index, model)``; the worker reads the job's spec and its chunk's range
 from Redis (``tasks.jobs.datasets``), its rows from the input (``tasks.io.ranges``),
 encodes with the encoder its boot installed, writes ``part-<index>.parquet``
-(``tasks.io.parts``) and marks the chunk done. No vector goes to Redis: the task
-stores no result. The worker that marks the last chunk done writes the manifest.
+(``tasks.io.parts``), records its checksum and marks the chunk done. No vector goes to
+Redis: the task stores no result. A part is written only while the job holds its
+destination's claim; the worker that marks the last chunk done writes the manifest
+(``tasks.jobs.outputs``), and the job's end (success, or failure of its last chunk)
+releases the claim and sweeps ``.part-*.tmp`` leftovers.
 Finishing or failing a chunk sends the next one of the job's window.
 """
 
@@ -19,7 +22,6 @@ from typing import Any
 import redis
 from celery import Task
 
-import celeryconfig
 from tasks.app import app
 from tasks.chunks import embed
 from tasks.contract.errors import (
@@ -32,7 +34,7 @@ from tasks.contract.errors import (
 )
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries, redis_full, usage
+from tasks.jobs import dataset_trust, datasets, deliveries, outputs, redis_full, usage
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
                     # the next chunks stay unsent: `retry` sends them once there is room
                     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
                     redis_full.stop_window(client, datasets.key(job_id), job_id)
+            _end_if_failed(client, job_id)
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
 
@@ -105,7 +108,7 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
     try:
         delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
         try:
-            embed.check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+            embed.check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
             _run_range(self, record, job_id, index, model)
         finally:
             retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
@@ -123,13 +126,13 @@ def _run_range(
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
     # Signed by this fleet's job key, else nothing is read or written (tasks/jobs/dataset_trust.py)
-    key = key_of(celeryconfig.SETTINGS)
+    key = key_of(self.app.settings)
     plan, file = retry(
         lambda: dataset_trust.verified_chunk(client, record, index, key), "reading the plan"
     )
     name = parts.part_name(index)
     output = record.output
-    roots = data_roots.parse(celeryconfig.SETTINGS.data_roots)
+    roots = data_roots.parse(self.app.settings.data_roots)
     data_roots.check(file["url"], roots, "read")
     data_roots.check(output, roots, "write")
     if retry(lambda: datasets.is_done(client, job_id, index), "checking") and parts.exists(
@@ -169,10 +172,12 @@ def _run_range(
     columns = more[0] if more else {}
     retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
     data = parts.part_bytes(int(plan["first_row"]), vectors, got.ids, extra, columns)
+    retry(lambda: outputs.require_claim(client, record), "checking the destination's claim")
     try:
         parts.put(output, name, data)
     except OSError as exc:
         raise PermanentError(f"cannot write {output}{name}: {exc}") from exc
+    retry(lambda: outputs.record_part(client, job_id, index, data), "recording the part")
     retry(lambda: datasets.set_dimension(client, job_id, int(vectors.shape[1])), "dimension")
     _finish(self, record, index, int(plan["rows"]))
     log.info(
@@ -193,21 +198,24 @@ def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -
         log.info("event=dataset_chunk_orphan job=%s chunk=%d", record.id, index)
         return
     retry(lambda: datasets.feed(task.app, client, record, index), "sending the next chunk")
-    if done != record.total:
+    if done != record.total:  # the job's last chunk to end may be a success after a failure
+        retry(lambda: _end_if_failed(client, record.id), "ending a failed job")
         return
     fresh = retry(lambda: datasets.load(client, record.id), "reading a dataset job")
     if fresh is None or fresh.finished is not None:
         return
-    body = parts.manifest(
-        record.id,
-        record.model,
-        record.version,
-        fresh.dimension,
-        record.n,
-        record.total,
-        str(record.spec.get("input", "")),
-        {**usage.totals(client, record.id), "options": record.spec.get("embed", {})},
-    )
-    parts.put(record.output, parts.MANIFEST, body)
+    retry(lambda: outputs.write_manifest(client, fresh), "writing the manifest")
     retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")
+    retry(lambda: outputs.end(client, fresh, finished=True), "releasing the destination")
     log.info("event=dataset_job_done job=%s rows=%d parts=%d", record.id, record.n, record.total)
+
+
+def _end_if_failed(client: Any, job_id: str) -> None:
+    """When every chunk of the job has ended and some failed, the job is FAILURE: end it
+    (``tasks.jobs.outputs.end``). One HLEN while no chunk has failed."""
+    failed = datasets.failed_count(client, job_id)
+    if not failed:
+        return
+    record = datasets.load(client, job_id)
+    if record is not None and record.finished is None and record.done + failed >= record.total:
+        outputs.end(client, record)

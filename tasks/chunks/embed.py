@@ -22,7 +22,6 @@ import redis
 from celery import Celery, Task
 from celery.signals import task_internal_error, worker_init
 
-import celeryconfig
 from tasks.app import Encoder, app
 from tasks.contract.errors import (
     JobCancelled,
@@ -243,7 +242,7 @@ def embed_chunk(
 ) -> dict[str, Any]:
     """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32 bytes."""
     job_id, index, model, texts, options = validate_request(
-        job_id, index, model, texts, options, celeryconfig.MAX_CHUNK_BYTES
+        job_id, index, model, texts, options, self.app.settings.max_chunk_bytes
     )
     client = self.app.backend.client
     task_id, attempt = str(self.request.id), self.request.retries
@@ -283,9 +282,9 @@ def _run_chunk(
             delivery.number,
             delivery.blame,
             delivery.share,
-            celeryconfig.MAX_DELIVERIES,
+            self.app.settings.max_deliveries,
         )
-    check_deliveries(delivery, job_id, index, celeryconfig.MAX_DELIVERIES)
+    check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
     encode = encoder_of(self.app)

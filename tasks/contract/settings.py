@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -248,3 +249,37 @@ def _one_line(exc: ValidationError, values: dict[str, str]) -> str:
         shown = "***" if name in _SECRETS else values.get(name, "")
         parts.append(f"{name}={shown!r}: {message}")
     return "; ".join(parts)
+
+
+class _ProcessSettings:
+    """This process's settings: handed over by its entry point (:func:`use_settings`:
+    the CLI's main, the worker's main), or else read from the environment once, at first
+    use (``celery -A tasks ...``, a library user's default ``EmbeddingClient()``)."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Settings:
+        with self._lock:
+            if self._settings is None:
+                self._settings = load_settings()
+            return self._settings
+
+    def use(self, settings: Settings) -> Settings:
+        with self._lock:
+            self._settings = settings
+            return settings
+
+
+_PROCESS = _ProcessSettings()
+
+
+def process_settings() -> Settings:
+    """This process's settings (see :class:`_ProcessSettings`)."""
+    return _PROCESS.get()
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make ``settings`` this process's settings (an entry point, once, before use)."""
+    return _PROCESS.use(settings)

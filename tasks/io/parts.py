@@ -4,14 +4,15 @@
 number over the whole input), ``embedding`` (fixed-size list of float32) and ``id``
 (string) when the input carries ids; OpenAI batch jobs add ``request`` and ``index``.
 Each part is written atomically: a temporary name then a rename on a filesystem, one
-PUT on S3 (mode 0640 on a filesystem); so a reader never sees half a part, and a chunk run twice writes the same
-bytes twice. ``_manifest.json`` is written the same way once every part is in.
+PUT on S3 (mode 0640 on a filesystem); so a reader never sees half a part, and a chunk
+run twice writes the same bytes twice. ``_manifest.json`` (``tasks.io.manifest``) is
+written the same way once every part is in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import os
 import uuid
 from pathlib import Path
@@ -48,17 +49,73 @@ def part_name(index: int) -> str:
 
 
 def put(dest: str, name: str, data: bytes) -> None:
-    """Write ``data`` as ``dest + name`` atomically."""
+    """Write ``data`` as ``dest + name`` atomically. Locally, temporary files a dead
+    writer of the same part left (``.<name>.<hex>.tmp``) are removed first."""
     if dest.startswith("s3://"):
         s3.put(dest + name, data)
         return
     folder = Path(dest)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PART_MODE)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, folder / name)
+    for leftover in folder.glob(f".{name}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+    for _ in range(3):  # a writer of the same part, at once, may sweep our temporary
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PART_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            os.replace(tmp, folder / name)
+            return
+        except FileNotFoundError:
+            continue
+    raise OSError(f"{dest}{name}: another writer kept removing the temporary file")
+
+
+def listing(dest: str) -> dict[str, int]:
+    """Every entry directly in ``dest`` -> its size in bytes (a sub-folder, or keys below
+    a deeper ``/`` on S3, as ``name/`` with size -1); empty when ``dest`` does not exist."""
+    found: dict[str, int] = {}
+    if dest.startswith("s3://"):
+        for url, size in s3.list_objects(dest):
+            rest = url[len(dest) :]
+            if "/" in rest:
+                found[rest.split("/", 1)[0] + "/"] = -1
+            elif rest:
+                found[rest] = size
+        return found
+    folder = Path(dest)
+    if not folder.is_dir():
+        return found
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                found[entry.name + "/"] = -1
+            else:
+                found[entry.name] = entry.stat(follow_symlinks=False).st_size
+    return found
+
+
+def is_part(name: str) -> bool:
+    """``part-<digits>.parquet``: a part of a job."""
+    return name.startswith("part-") and name.endswith(".parquet") and name[5:-8].isdigit()
+
+
+def is_tmp(name: str) -> bool:
+    """A local part's temporary file (``.part-....parquet.<hex>.tmp``)."""
+    return name.startswith(".part-") and name.endswith(".tmp")
+
+
+def remove(dest: str, names: list[str]) -> None:
+    """Remove ``names`` from ``dest`` (names already gone are fine)."""
+    for name in names:
+        if dest.startswith("s3://"):
+            s3.delete(dest + name)
+        else:
+            (Path(dest) / name).unlink(missing_ok=True)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def exists(dest: str, name: str) -> bool:
@@ -111,27 +168,3 @@ def part_bytes(
     sink = io.BytesIO()
     pq.write_table(pa.table(table), sink)
     return sink.getvalue()
-
-
-def manifest(
-    job: str,
-    model: str,
-    version: str,
-    dimension: int,
-    rows: int,
-    parts: int,
-    source: str,
-    extra: dict[str, Any] | None = None,
-) -> bytes:
-    """The ``_manifest.json`` bytes (``extra``: usage totals and embedding options)."""
-    body = {
-        "job": job,
-        "model": model,
-        "version": version,
-        "dimension": dimension,
-        "rows": rows,
-        "parts": parts,
-        "input": source,
-        **(extra or {}),
-    }
-    return (json.dumps(body, indent=2) + "\n").encode()

@@ -17,6 +17,8 @@ Keys (all expire after ``EMBEDFLEET_RESULT_TTL_S``; ``embedfleet delete`` drops 
 - ``embedfleet:job:<id>:refused``  string: JSON list of OpenAI requests refused at scan
 - ``embedfleet:job:<id>:redelivered`` hash chunk index -> deliveries, for chunks
                                     delivered more than once (``tasks.jobs.deliveries``)
+- ``embedfleet:job:<id>:parts``    string: 40 bytes per chunk, its part's sha256 and size
+                                    (``tasks.jobs.outputs``, for the manifest)
 
 A chunk finishing after the job was deleted writes none of these back: every write a
 chunk makes checks, in the same call, that the job hash still exists.
@@ -249,6 +251,11 @@ def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
     keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
     done = client.eval(_MARK_DONE, 3, *keys, index, rows, jobstore.result_ttl_s())
     return int(done)  # type: ignore[arg-type]
+
+
+def failed_count(client: redis.Redis, job_id: str) -> int:
+    """Chunks of the job that failed (and were not done since)."""
+    return int(client.hlen(key(job_id, "failed")))
 
 
 def _set_once(client: redis.Redis, job_id: str, name: str, value: object) -> None:

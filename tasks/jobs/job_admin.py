@@ -24,8 +24,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
         key(job_id, s)
         for s in (
             *("", "plan", "files", "donebits", "sent", "failed", "refused", "done"),
-            "redelivered",
-            "usage",
+            *("redelivered", "usage", "parts"),
         )
     ]
     names += [f"celery-task-meta-{jobstore.chunk_task_id(job_id, i)}" for i in range(total)]

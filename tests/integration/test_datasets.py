@@ -8,6 +8,7 @@ failed part; the OpenAI batch file round trip; a small job served while a big on
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -77,20 +78,29 @@ def check_output(folder: Path, texts: list[str], ids: list[str] | None, job: Any
     else:
         assert table.column("id").to_pylist() == ids
     manifest = json.loads((folder / "_manifest.json").read_text())
-    assert manifest == {
+    keys = ("job", "model", "version", "dimension", "rows", "tokens", "truncated", "options")
+    assert {k: manifest[k] for k in keys} == {
         "job": job.id,
         "model": MODEL,
         "version": job.record.version,
         "dimension": 16,
         "rows": len(texts),
-        "parts": job.record.total,
-        "input": manifest["input"],
         "tokens": sum(table.column("tokens").to_pylist()),  # usage totals of the parts
         "truncated": 0,
         "options": {},
     }
     assert manifest["tokens"] >= 2 * len(texts)  # special tokens at least
-    assert len(list(folder.glob("part-*.parquet"))) == job.record.total
+    names = sorted(p.name for p in folder.glob("part-*.parquet"))
+    assert [p["name"] for p in manifest["parts"]] == names and len(names) == job.record.total
+    for entry in manifest["parts"]:  # each part with its rows and checksum
+        data = (folder / entry["name"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        rows = pq.read_table(folder / entry["name"]).column("row").to_pylist()
+        assert rows == list(range(entry["first_row"], entry["first_row"] + entry["rows"]))
+    assert manifest["input"]["source"]
+    for snapshot in manifest["input"]["files"]:  # the input as the submit pinned it
+        assert snapshot["size"] > 0 and snapshot["mtime"].endswith("Z")
+        assert bool(snapshot["etag"]) == snapshot["url"].startswith("s3://")
     assert not list(folder.glob(".*.tmp"))
 
 

@@ -16,7 +16,6 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.app import app as default_app
-from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import start_watchdog
@@ -46,15 +45,16 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             "use -P threads or -P solo: with prefork, reload broadcasts never reach the "
             "children's model caches",
         )
-    # The environment is read here, once; what follows takes its values from `settings`.
-    settings = load_settings()
+    # The settings the worker's entry point handed over (or the environment, read once,
+    # under `celery -A tasks worker`); what follows takes its values from them.
+    app = getattr(sender, "app", None) or default_app
+    settings = app.settings
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
     configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
     runtime = build_runtime(settings)
     set_runtime(runtime)
-    app = getattr(sender, "app", None) or default_app
     app.encoder = runtime.embed  # the chunk tasks encode through this process's runtime
     install_chunk_events()  # Celery task signals -> chunk_finished events
     # Published before the worker consumes, so a producer that sees it ready finds its models.

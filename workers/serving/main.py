@@ -27,14 +27,15 @@ def run_worker(
 ) -> int:
     """Run a worker in the foreground until it is stopped; returns its exit code.
 
-    ``settings`` are the ones the CLI checked (default: read now); the worker's boot
-    reads the same environment, with ``--models`` as ``EMBEDFLEET_WORKER_MODELS``."""
-    from tasks.contract.settings import load_settings
+    ``settings`` are the ones the CLI checked (default: read now); they become this
+    process's settings, which the worker's boot takes from its app, with ``--models`` as
+    ``EMBEDFLEET_WORKER_MODELS``."""
+    from tasks.contract.settings import load_settings, use_settings
     from workers.config.loader import DEFAULT_SOURCE, load_model_config
     from workers.config.preflight import set_aside
     from workers.serving.selection import SELECTION_ENV, selected_models
 
-    settings = settings or load_settings()
+    settings = use_settings(settings or load_settings())  # this process's, from here on
     # the same checks as a reload's
     config = set_aside(load_model_config(settings.config_source or DEFAULT_SOURCE))
     wanted = selected_models(models)
@@ -62,6 +63,7 @@ def run_worker(
 
     key_of(settings)  # the job key, made now if it is the state folder's (ConfigError: exit 2)
     os.environ[SELECTION_ENV] = models
+    use_settings(settings.model_copy(update={"worker_models": models}))  # the boot's
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel, settings.log_json)
     import workers.serving.boot  # noqa: F401  (the worker's boot: runtime, encoder, threads)

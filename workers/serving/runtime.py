@@ -41,12 +41,12 @@ class Runtime:
     def __init__(
         self,
         config: ModelConfig,
-        settings: Settings | None = None,
+        settings: Settings,
         budget_gb: float | None = None,
         events: Events | None = None,
     ) -> None:
         self.config = config
-        self.settings = settings = settings or Settings()
+        self.settings = settings
         self.cache = ModelCache(
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),

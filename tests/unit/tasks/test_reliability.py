@@ -99,14 +99,25 @@ def test_tls_options_verify_the_server_by_default():
         load_settings({"EMBEDFLEET_REDIS_TLS_CERT_REQS": "maybe"})
 
 
-def test_make_app_takes_tls_settings_from_its_url(monkeypatch: pytest.MonkeyPatch):
+def test_make_app_takes_tls_settings_from_its_url():
     from tasks.app import make_app
 
-    monkeypatch.setenv("EMBEDFLEET_REDIS_TLS_CA_CERTS", "/ca.pem")
-    tls_app = make_app("rediss://127.0.0.1:6380/0")
+    settings = load_settings({"EMBEDFLEET_REDIS_TLS_CA_CERTS": "/ca.pem"})
+    tls_app = make_app("rediss://127.0.0.1:6380/0", settings)
     expected = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.pem"}
     assert tls_app.conf.broker_use_ssl == tls_app.conf.redis_backend_use_ssl == expected
-    assert make_app("redis://127.0.0.1:6379/0").conf.broker_use_ssl is None
+    assert make_app("redis://127.0.0.1:6379/0", settings).conf.broker_use_ssl is None
+
+
+def test_an_app_is_configured_from_the_settings_it_was_given():
+    # Given settings that differ from the environment's, When an app is built from them
+    from tasks.app import make_app
+
+    settings = load_settings({"EMBEDFLEET_RESULT_TTL_S": "77", "EMBEDFLEET_MAX_DELIVERIES": "5"})
+    built = make_app(settings=settings)
+    # Then its Celery settings and its settings object follow them, not the environment
+    assert built.conf.result_expires == 77 and built.settings.max_deliveries == 5
+    assert built.conf.broker_url == settings.redis_url
 
 
 def test_a_sentinel_url_takes_its_master_name_from_the_settings():

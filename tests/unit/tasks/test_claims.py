@@ -1,0 +1,134 @@
+"""Who owns a dataset destination, on the real server: claims, takeover, the manifest check."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.contract.errors import PermanentError
+from tasks.io import manifest, parts, scan, sources
+from tasks.jobs import claims, datasets, job_admin, outputs
+
+
+@pytest.fixture
+def client(redis_server):
+    from tasks.app import make_app
+
+    return make_app(redis_server.url).backend.client
+
+
+def new_job(client, tmp_path: Path, rows: int = 30, chunk_rows: int = 10) -> datasets.DatasetRecord:
+    """A dataset job recorded as submit records it (PENDING: no chunk ran)."""
+    source = tmp_path / f"in-{uuid.uuid4().hex[:6]}.txt"
+    source.write_text("".join(f"row {i}\n" for i in range(rows)))
+    plan = scan.plan(sources.resolve(str(source)), chunk_rows=chunk_rows)
+    job_id = uuid.uuid4().hex
+    spec = {"input": str(source), "output": str(tmp_path / "out") + "/", "format": "txt"}
+    record = datasets.create(client, job_id, "m", "v1", "", plan, spec, b"unit-test-key")
+    datasets.mark_submitted(client, job_id)
+    return record
+
+
+def test_a_live_claim_keeps_a_destination_and_an_ended_one_is_taken_over(client, tmp_path):
+    dest = f"{tmp_path}/dest-{uuid.uuid4().hex}/"
+    a, b = new_job(client, tmp_path), new_job(client, tmp_path)
+    assert claims.take(client, dest, a.id) is None
+    assert claims.take(client, dest, a.id) is None  # the holder again: fine
+    assert claims.take(client, dest, b.id) == a.id  # a is PENDING: live
+    claims.release(client, dest, a.id)
+    assert claims.holder(client, dest) == (a.id, False)
+    assert claims.take(client, dest, b.id) is None
+    # a retry of a may not take it back: b wrote there since
+    claims.release(client, dest, b.id)
+    assert claims.take(client, dest, a.id, takeover=False) == b.id
+    assert claims.take(client, dest, b.id, takeover=False) is None
+
+
+def test_a_claim_of_a_job_whose_records_are_gone_is_stale(client, tmp_path):
+    dest = f"{tmp_path}/dest-{uuid.uuid4().hex}/"
+    gone = new_job(client, tmp_path)
+    assert claims.take(client, dest, gone.id) is None
+    job_admin.delete(client, gone.id, gone.total)  # its claim was never released
+    other = new_job(client, tmp_path)
+    assert claims.take(client, dest, other.id) is None
+    assert claims.holds(client, dest, other.id)
+
+
+def test_of_many_jobs_taking_a_stale_claim_at_once_exactly_one_wins(client, tmp_path):
+    dest = f"{tmp_path}/dest-{uuid.uuid4().hex}/"
+    client.set(claims.key(dest), "job-with-no-records")
+    jobs = [new_job(client, tmp_path) for _ in range(8)]
+    results: dict[str, str | None] = {}
+    start = threading.Barrier(len(jobs))
+
+    def take(job_id: str) -> None:
+        start.wait()
+        results[job_id] = claims.take(client, dest, job_id)
+
+    threads = [threading.Thread(target=take, args=(j.id,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [job for job, other in results.items() if other is None]
+    assert len(winners) == 1
+    assert claims.holder(client, dest) == (winners[0], True)
+    assert {other for other in results.values() if other} == {winners[0]}
+
+
+def write_all_parts(client, record: datasets.DatasetRecord) -> None:
+    plan = datasets.chunks(client, record.id)
+    for index in range(record.total):
+        rows = int(plan[index]["rows"])
+        data = parts.part_bytes(int(plan[index]["first_row"]), np.zeros((rows, 4), np.float32))
+        parts.put(record.output, parts.part_name(index), data)
+        outputs.record_part(client, record.id, index, data)
+
+
+def test_the_manifest_lists_every_part_and_refuses_a_changed_folder(client, tmp_path):
+    record = new_job(client, tmp_path)
+    assert claims.take(client, record.output, record.id) is None
+    write_all_parts(client, record)
+    out = Path(record.output)
+    (out / "part-000007.parquet").write_bytes(b"a part of nobody")  # in the job's folder
+    (out / ".part-000001.parquet.dead.tmp").write_bytes(b"half")
+    outputs.write_manifest(client, record)
+    body = manifest.parse((out / parts.MANIFEST).read_bytes())
+    assert body.job == record.id and body.rows == 30
+    assert [(p.name, p.first_row, p.rows) for p in body.parts] == [
+        (parts.part_name(i), 10 * i, 10) for i in range(3)
+    ]
+    assert body.parts[1].sha256 == parts.sha256((out / "part-000001.parquet").read_bytes())
+    assert body.body["input"]["files"][0]["url"] == record.spec["input"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_manifest.json",
+        "part-000000.parquet",
+        "part-000001.parquet",
+        "part-000002.parquet",
+    ]
+    # a part deleted or rewritten after its chunk wrote it: no manifest, the part named
+    (out / "part-000001.parquet").unlink()
+    (out / "part-000002.parquet").write_bytes(b"short")
+    with pytest.raises(PermanentError, match="part-000001.parquet is missing; part-000002"):
+        outputs.write_manifest(client, record)
+    # a job that no longer holds its destination writes nothing
+    claims.release(client, record.output, record.id)
+    with pytest.raises(PermanentError, match="no longer claimed by job"):
+        outputs.require_claim(client, record)
+    # while a job submitted with no claim at all (an older producer) takes it on writing
+    client.delete(claims.key(record.output))
+    outputs.require_claim(client, record)
+    assert claims.holds(client, record.output, record.id)
+
+
+def test_a_part_writer_removes_the_temporaries_of_a_dead_writer_of_that_part(tmp_path):
+    dest = str(tmp_path) + "/"
+    (tmp_path / ".part-000003.parquet.0a1b.tmp").write_bytes(b"half")
+    (tmp_path / ".part-000004.parquet.0a1b.tmp").write_bytes(b"half")
+    parts.put(dest, parts.part_name(3), b"whole")
+    assert sorted(parts.listing(dest)) == [".part-000004.parquet.0a1b.tmp", "part-000003.parquet"]
+    assert parts.listing(dest)["part-000003.parquet"] == 5
