@@ -47,7 +47,8 @@ def run(
     """
     deadline = time.monotonic() + deadline_s
     job = client.submit_dataset(source, model, output, idempotency_key=f"etl:{run_id}")
-    if job.status()["state"] == "FAILURE":  # a try before this one saw chunks fail
+    status = job.status()  # a try before this one saw chunks fail, or parts went missing
+    if status["state"] == "FAILURE" or status.get("output_problem"):
         job.retry()  # sends only the failed or missing chunks again
     _wait(job, deadline)
     problems = verify(client, job)
@@ -72,10 +73,9 @@ def verify(client: EmbeddingClient, job: Any) -> list[str]:
     version of embedfleet has it; otherwise the manifest, the part files and their row
     counts are checked here (local folders).
     """
-    if hasattr(client, "verify"):
+    if hasattr(client, "verify"):  # every row once, every part's checksum, no stray file
         report = client.verify(job.output)
-        ok = report.get("ok") if isinstance(report, dict) else bool(report)
-        return [] if ok else [json.dumps(report, default=str)]
+        return [] if report.ok else report.lines()
     import pyarrow.parquet as pq
 
     folder = Path(job.output)
