@@ -19,6 +19,7 @@ from gateway.filestore import FileStore
 from gateway.fleet_metrics import FleetCollector
 from gateway.http_metrics import HttpMetrics
 from gateway.limits import BodyLimit
+from gateway.usage import TokenCounter
 from tasks.contract import catalog
 from tasks.contract.settings import Settings
 
@@ -36,6 +37,7 @@ def build_app(settings: Settings, client: Any = None, no_auth: bool = False) -> 
     app.state.client = client
     app.state.settings = settings
     app.state.files = FileStore(settings.files_at)
+    app.state.tokens = TokenCounter(client.config_source or settings.config_source)
     errors.install(app)
     check = KeyCheck(() if no_auth else settings.keys)
     guarded = [Depends(check)]

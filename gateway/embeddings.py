@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.errors import APIError
 from gateway.requests import EmbeddingRequest, embedding_request, parse_json
-from gateway.usage import count_tokens
+from gateway.usage import TokenCounter
 from producers.errors import InputError, JobFailedError, UnknownModelError, UsageError
 from tasks.contract import catalog
 from tasks.contract.vectors import FLOAT_DTYPE, to_base64
@@ -38,12 +38,12 @@ router = APIRouter()
 async def create_embeddings(request: Request) -> dict[str, Any]:
     payload = parse_json(await request.body())
     asked = embedding_request(payload)
-    client = request.app.state.client
-    vectors, tokens = await run_in_threadpool(embed, client, asked)
+    state = request.app.state
+    vectors, tokens = await run_in_threadpool(embed, state.client, state.tokens, asked)
     return response_body(asked, vectors, tokens)
 
 
-def embed(client: Any, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
+def embed(client: Any, tokens: TokenCounter, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
     """Run ``asked`` through the fleet: its (n, dim) vectors (``dimensions`` applied by
     the fleet, after its embedding cache) and the tokens counted."""
     try:
@@ -74,7 +74,7 @@ def embed(client: Any, asked: EmbeddingRequest) -> tuple[np.ndarray, int]:
         raise APIError(
             503, f"the fleet's Redis is unreachable: {exc}", "fleet_unavailable"
         ) from None
-    return vectors, count_tokens(client, model, asked.texts)
+    return vectors, tokens.count(model, asked.texts)
 
 
 def _wait(client: Any, job: Any, model: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 import producers.embed_options as embed_options
-from producers import output
+from producers import following, output
 from producers.errors import JobFailedError, UsageError
 from tasks.contract.errors import EmbedfleetError
 
@@ -256,22 +256,19 @@ def _up(args: argparse.Namespace) -> int:
         flower_port=args.flower_port,
         flower_auth=args.flower_auth,
     )
-    where = "started an embedded server" if started.server else "using the running server"
-    flower = f" + flower on http://127.0.0.1:{args.flower_port}" if args.flower else ""
-    print(f"fleet up at {fleet.describe_url()} ({where}); {args.workers} worker(s){flower}")
+    from producers.fleet_report import up_text
+
+    print(up_text(started, args.flower_port))
     return EXIT_OK
 
 
 def _down(args: argparse.Namespace) -> int:
     from producers import fleet
+    from producers.fleet_report import down_note
 
-    queued = fleet.queued_on_embedded_server()
-    if queued:
-        print(
-            f"embedfleet: warning: stopping the embedded server while it holds {queued} "
-            "chunk(s) of unfinished jobs; `embedfleet up` again to finish them",
-            file=sys.stderr,
-        )
+    note = down_note()
+    if note:
+        print(f"embedfleet: {note}", file=sys.stderr)
     stopped = fleet.down()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return EXIT_OK
@@ -317,12 +314,13 @@ def _submit(args: argparse.Namespace) -> int:
         print(job.dumps() if args.json else job.text())
         return EXIT_OK
     progress = sys.stderr.isatty() or args.wait
-    if out is not None:
-        ids = rows.ids if rows is not None else None
-        output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
-        print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
-    elif args.wait:
-        job.wait(timeout=args.timeout, progress=progress)
+    with following.waiting(job):  # says so when no live worker serves the model
+        if out is not None:
+            ids = rows.ids if rows is not None else None
+            output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
+            print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
+        elif args.wait:
+            job.wait(timeout=args.timeout, progress=progress)
     return EXIT_OK
 
 
@@ -342,13 +340,16 @@ def _result(args: argparse.Namespace) -> int:
     path = check_writable(args.output)  # before anything is fetched
     from producers.datasets import DatasetJob
     from producers.list_job import ListJob
+    from tasks.jobs.jobstore import is_cancelled
 
     job = _client().job(args.job)
     if isinstance(job, DatasetJob):
         return _dataset_result(job, args)
     assert isinstance(job, ListJob)  # the two kinds of job
-    # Rows of failed or cancelled chunks would be NaN: only with --partial (else exit 1)
-    partial = bool(args.partial)
+    # Rows of failed chunks would be NaN: only with --partial (else exit 1); a cancelled
+    # job is written as it is, what was not done NaN (README: automatic)
+    cancelled = bool(is_cancelled(job.client.redis, job.id))
+    partial = bool(args.partial) or cancelled
     ids = job.recorded_ids() if path.suffix.lower() != ".npy" else None
     try:
         output.write_job(
@@ -357,7 +358,9 @@ def _result(args: argparse.Namespace) -> int:
     except JobFailedError as exc:
         print(f"embedfleet: {exc} (--partial writes the rest, those rows NaN)", file=sys.stderr)
         return EXIT_FAILED
-    if partial:
+    if cancelled:
+        print(f"job {job.id} was cancelled: rows of chunks not done are NaN", file=sys.stderr)
+    elif partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
     print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
     if args.delete:

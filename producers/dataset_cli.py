@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import producers.embed_options as embed_options
+from producers import following
 from producers.output import waiting_text
 from tasks.io import parts
 
@@ -71,10 +72,11 @@ def submit(args: argparse.Namespace, client: Any) -> int:
     if args.dry_run:
         print(job.dumps() if args.json else job.text())
         return 0
-    if not (args.wait or jsonl_out):
-        return 0
-    progress = sys.stderr.isatty() or args.wait
-    job.wait(timeout=args.timeout, progress=progress)
+    with following.waiting(job):  # says so when no live worker serves the model
+        if not (args.wait or jsonl_out):
+            return 0
+        progress = sys.stderr.isatty() or args.wait
+        job.wait(timeout=args.timeout, progress=progress)
     if jsonl_out:
         from producers.openai_output import write_openai_output
 

@@ -223,7 +223,7 @@ class DatasetJob:
 
     def _fresh(self) -> datasets.DatasetRecord:
         redis = self.client.redis
-        found = retry_while_unreachable(lambda: datasets.load(redis, self.id), 10.0)
+        found = retry_while_unreachable(lambda: datasets.load(redis, self.id))
         if found is not None:
             self.record = found
         return self.record
@@ -232,7 +232,7 @@ class DatasetJob:
         """The contract's status keys plus rows, times, ETA and failed chunks' rows."""
         redis = self.client.redis
         record = self._fresh()
-        _, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id), 10.0)
+        _, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id))
         state = datasets.state_of(record, len(failed))
         plan = datasets.chunks(redis, self.id) if failed else None
         errors = []

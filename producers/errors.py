@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from tasks.contract.errors import EmbedfleetError, InputError, UsageError
+from tasks.contract.errors import EmbedfleetError, InputError, UnknownModelError, UsageError
 
 __all__ = [
+    "FleetError",
     "InputError",
     "JobFailedError",
     "JobNotFoundError",
     "UnknownModelError",
     "UsageError",
 ]
-
-
-class UnknownModelError(UsageError):
-    """Raised when a job names a model that the fleet's config does not define."""
 
 
 class JobNotFoundError(UsageError):
@@ -31,3 +28,8 @@ class JobFailedError(EmbedfleetError):
         super().__init__(
             f"job {job_id}: {len(errors)} of {total} chunks failed; chunk {first}: {errors[first]}"
         )
+
+
+class FleetError(EmbedfleetError):
+    """Raised when ``embedfleet up`` or ``down`` cannot do what was asked (a process
+    that would not start, a port in use, a pid file naming a live process)."""

@@ -1,14 +1,19 @@
 """The local fleet in the background: embedded server, workers, Flower.
 
 ``embedfleet up`` starts what is missing and records pids in the state folder
-(``EMBEDFLEET_STATE_DIR``, default ``~/.embedfleet``); ``embedfleet down`` stops
-what ``up`` started, and nothing else.
+(``EMBEDFLEET_STATE_DIR``, default ``~/.embedfleet``; ``producers.pidfiles``): a fleet
+already up is left as it is, ``--workers N`` adds workers up to N under new names, and
+a Redis already answering at ``EMBEDFLEET_REDIS_URL`` is used as it is. The embedded
+server keeps an append-only file in the state folder, so queued work and job records
+survive ``down`` and ``up``. ``embedfleet down`` stops what ``up`` started, and nothing
+else.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,7 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from producers.server import ServerHandle, ensure_server, redact
+from producers import pidfiles
+from producers.errors import FleetError
+from producers.server import ServerError, ServerHandle, ensure_server, redact
 from tasks.contract.host import usable_cores
 from tasks.contract.settings import Settings
 
@@ -27,6 +34,8 @@ WORKER_START_TIMEOUT_S = 180.0
 FLOWER_PORT = 5555
 #: Flower's settings file: task columns, and chunk kwargs shown as model/chunk/texts/job.
 FLOWER_CONF = Path(__file__).with_name("flowerconfig.py")
+#: Names ``up`` gives its workers.
+WORKER_NAME = re.compile(r"worker[0-9]+")
 
 
 def settings() -> Settings:
@@ -54,11 +63,17 @@ class Started:
 
     server: ServerHandle | None = None
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    #: Workers and Flower that were running already and were left alone.
+    running: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.processes]
 
     def stop(self, timeout: float = 20.0) -> None:
         for name, proc in self.processes:
             with contextlib.suppress(psutil.NoSuchProcess):
-                _terminate(psutil.Process(proc.pid), timeout)
+                pidfiles.terminate(psutil.Process(proc.pid), timeout)
             _pidfile(name).unlink(missing_ok=True)
             proc.wait()
         if self.server is not None:
@@ -68,7 +83,7 @@ class Started:
 
 def start_server_if_needed() -> ServerHandle | None:
     """Embedded default: start a server when the configured local one is silent."""
-    handle = ensure_server(redis_url(), state_dir() / "server")
+    handle = ensure_server(redis_url(), state_dir() / "server", appendonly=True)
     if handle is not None:
         _record("server", handle.pid)
     return handle
@@ -78,6 +93,7 @@ def start_worker(
     name: str, models: str = "all", concurrency: int = 1, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``embedfleet worker`` in the background, logging to the state folder."""
+    pidfiles.check_free(state_dir(), name)
     log = (state_dir() / f"{name}.log").open("ab")
     cmd = [
         sys.executable,
@@ -112,6 +128,7 @@ def start_flower(
     ``FLOWER_BASIC_AUTH`` variable, not on the command line where ``ps`` would show it.
     Without it Flower's web pages are open and its HTTP API refuses every call.
     """
+    pidfiles.check_free(state_dir(), "flower")
     log = (state_dir() / "flower.log").open("ab")
     cmd = [
         sys.executable,
@@ -150,8 +167,9 @@ def wait_for_flower(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"flower exited with code {proc.returncode}; see {state_dir()}/flower.log"
+            log = state_dir() / "flower.log"
+            raise FleetError(
+                f"flower exited with code {proc.returncode}: {_last_line(log)} (see {log})"
             )
         try:
             with urllib.request.urlopen(url, timeout=1) as reply:
@@ -159,28 +177,32 @@ def wait_for_flower(
                     return
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
-    raise TimeoutError(f"flower did not answer on port {port} within {timeout:.0f} s")
+    raise FleetError(f"flower did not answer on port {port} within {timeout:.0f} s")
 
 
 def wait_for_workers(
     names: list[str], procs: list[subprocess.Popen[bytes]], timeout: float = WORKER_START_TIMEOUT_S
 ) -> None:
-    """Block until every named worker answers a ping; fail fast if one exits."""
+    """Block until every named worker answers a ping; fail fast if one exits
+    (``procs[i]`` is ``names[i]``)."""
     from tasks.app import app
 
     deadline = time.monotonic() + timeout
     want = set(names)
     while time.monotonic() < deadline:
-        for proc in procs:
+        for name, proc in zip(names, procs, strict=False):
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"worker exited with code {proc.returncode}; see {state_dir()}/*.log"
+                log = state_dir() / f"{name}.log"
+                raise FleetError(
+                    f"{name} exited with code {proc.returncode}: {_last_line(log)} (see {log})"
                 )
         replies = app.control.ping(timeout=0.5) or []
         seen = {n.split("@")[0] for reply in replies for n in reply}
         if want <= seen:
             return
-    raise TimeoutError(f"workers {sorted(want)} did not answer within {timeout:.0f} s")
+    raise FleetError(
+        f"workers {sorted(want)} did not answer within {timeout:.0f} s; see {state_dir()}/*.log"
+    )
 
 
 def up(
@@ -190,33 +212,48 @@ def up(
     flower_port: int = FLOWER_PORT,
     flower_auth: str | None = None,
 ) -> Started:
-    """Start the server if needed, ``workers`` workers and optionally Flower.
+    """Start what is missing: the server if none answers, workers up to ``workers``
+    (``worker<k>``, names not in use), Flower when asked and not running. What runs
+    already is left alone (:attr:`Started.running`). :class:`FleetError` (one line)
+    when something cannot start; what this call started is stopped again.
 
-    With ``EMBEDFLEET_METRICS_PORT`` set, ``worker<i>`` (1-based) serves its metrics on
-    that port + i - 1.
+    With ``EMBEDFLEET_METRICS_PORT`` set, ``worker<k>`` serves its metrics on that
+    port + k - 1.
     """
     from tasks.contract.signing import key_of
 
+    if workers < 0:
+        raise FleetError("--workers must be 0 or more")
     key_of(settings())  # the state folder's job key, made once before any worker races for it
-    started = Started(server=start_server_if_needed())
-    names = [f"worker{i + 1}" for i in range(workers)]
-    metrics_base = settings().metrics_port
-    for i, name in enumerate(names):
-        env = {"EMBEDFLEET_METRICS_PORT": str(metrics_base + i)} if metrics_base else {}
-        if settings().threads is None:
-            # N workers on one machine share its cores: N x all-cores threads
-            # oversubscribe them (0.74x in bench/scale.py).
-            env["EMBEDFLEET_THREADS"] = str(max(1, usable_cores() // max(1, workers)))
-        started.processes.append((name, start_worker(name, models, env=env)))
-    flower_proc = start_flower(flower_port, basic_auth=flower_auth) if flower else None
-    if flower_proc is not None:
-        started.processes.append(("flower", flower_proc))
+    running = pidfiles.live(state_dir())
+    current = [name for name in running if WORKER_NAME.fullmatch(name)]
+    started = Started(running=sorted(name for name in running if name != "server"))
+    free = (
+        f"worker{k}" for k in range(1, workers + len(running) + 2) if f"worker{k}" not in running
+    )
+    names = [next(free) for _ in range(max(0, workers - len(current)))]
     try:
+        started.server = start_server_if_needed()
+        for name in names:
+            env = {}
+            if settings().metrics_port:
+                env["EMBEDFLEET_METRICS_PORT"] = str(settings().metrics_port + int(name[6:]) - 1)
+            if settings().threads is None:
+                # N workers on one machine share its cores: N x all-cores threads
+                # oversubscribe them (0.74x in bench/scale.py).
+                env["EMBEDFLEET_THREADS"] = str(max(1, usable_cores() // max(1, workers)))
+            started.processes.append((name, start_worker(name, models, env=env)))
+        flower_proc = None
+        if flower and "flower" not in running:
+            flower_proc = start_flower(flower_port, basic_auth=flower_auth)
+            started.processes.append(("flower", flower_proc))
         wait_for_workers(names, [p for n, p in started.processes if n in names])
         if flower_proc is not None:
             wait_for_flower(flower_proc, flower_port)
-    except Exception:
+    except BaseException as exc:
         started.stop()
+        if isinstance(exc, (ServerError, OSError, psutil.Error)):
+            raise FleetError(f"up failed: {exc}") from None
         raise
     return started
 
@@ -225,30 +262,19 @@ def down() -> list[str]:
     """Stop everything ``up`` recorded in the state folder; returns what was stopped."""
     stopped = []
     # workers and Flower first, the server they talk to last
-    for pidfile in sorted(state_dir().glob("*.pid"), key=lambda p: (p.stem == "server", p.stem)):
-        proc = _recorded(pidfile)
-        if proc is not None:
-            if pidfile.stem == "server":
-                ServerHandle(url=redis_url(), pid=proc.pid, binary="").stop()
-            _terminate(proc, 20.0)
-            stopped.append(pidfile.stem)
-        pidfile.unlink(missing_ok=True)
-    return stopped
-
-
-def queued_on_embedded_server() -> int:
-    """Chunks waiting on the embedded server ``up`` started (queued or taken but not
-    acknowledged); 0 when ``up`` started none or it does not answer."""
-    if not _pidfile("server").exists():
-        return 0
-    import redis
-
     try:
-        client = redis.Redis.from_url(redis_url(), socket_timeout=2, socket_connect_timeout=2)
-        queues = list(client.scan_iter(match="embed.*", _type="list"))
-        return sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
-    except redis.RedisError:
-        return 0
+        found = sorted(state_dir().glob("*.pid"), key=lambda p: (p.stem == "server", p.stem))
+        for pidfile in found:
+            proc = pidfiles.recorded(pidfile)
+            if proc is not None:
+                if pidfile.stem == "server":
+                    ServerHandle(url=redis_url(), pid=proc.pid, binary="").stop()
+                pidfiles.terminate(proc, 20.0)
+                stopped.append(pidfile.stem)
+            pidfile.unlink(missing_ok=True)
+    except (OSError, psutil.Error) as exc:
+        raise FleetError(f"down failed after stopping {stopped or 'nothing'}: {exc}") from None
+    return stopped
 
 
 def describe_url() -> str:
@@ -256,64 +282,17 @@ def describe_url() -> str:
 
 
 def _pidfile(name: str) -> Path:
-    return state_dir() / f"{name}.pid"
+    return pidfiles.path(state_dir(), name)
 
 
 def _record(name: str, pid: int) -> None:
-    """Write ``name``'s pid file: the pid and the process's start time, so ``down``
-    never signals another process that reused the pid after a reboot or a crash."""
+    pidfiles.record(state_dir(), name, pid)
+
+
+def _last_line(log: Path) -> str:
+    """The last line of a log (why a process exited), or where to look."""
     try:
-        started = psutil.Process(pid).create_time()
-    except psutil.NoSuchProcess:
-        started = 0.0
-    _pidfile(name).write_text(f"{pid} {started!r}")
-
-
-def _recorded(pidfile: Path) -> psutil.Process | None:
-    """The live process a pid file names, or None (gone, reused pid, unreadable file)."""
-    try:
-        fields = pidfile.read_text().split()
-        pid, started = int(fields[0]), float(fields[1]) if len(fields) > 1 else None
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > 0.01:
-            return None  # the pid now belongs to another process
-        return proc
-    except (ValueError, IndexError, OSError, psutil.Error):
-        return None
-
-
-def _terminate(proc: psutil.Process, timeout: float) -> None:
-    """SIGTERM to ``proc`` and its children, SIGKILL to what is left after ``timeout``."""
-    try:
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for member in family:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.terminate()
-    alive = _wait_gone(family, timeout)
-    for member in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
-    _wait_gone(alive, 10.0)
-
-
-def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait until ``procs`` have exited; returns those still running after ``timeout``.
-
-    Not ``psutil.wait_procs``: a process ``up`` started outlives ``up`` and is
-    reparented; where nothing reaps it, it stays a zombie, which is gone for us.
-    """
-    deadline = time.monotonic() + timeout
-    alive = [p for p in procs if _running(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if _running(p)]
-    return alive
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return lines[-1].strip() if lines else f"see {log}"

@@ -29,7 +29,9 @@ def format_task(task: Any) -> Any:
         return task
     chunk, job = fields.get("index", "?"), fields.get("job_id", "?")
     if name == "embedfleet.embed_range":
-        task.kwargs = f"model={fields['model']} rows={fields.get('rows', '?')} chunk={chunk} job={job}"
+        task.kwargs = (
+            f"model={fields['model']} rows={fields.get('rows', '?')} chunk={chunk} job={job}"
+        )
         return task
     texts = fields.get("texts", "").strip("<>").split(" ")[0]
     task.kwargs = f"model={fields['model']} chunk={chunk} texts={texts or '?'} job={job}"

@@ -19,13 +19,14 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer, poll_delays
 from producers.job import JobClient, JobKind
 from tasks.jobs import job_admin, jobstore, usage
-from tasks.jobs.redis_retry import retry_while_unreachable
+from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
 #: ``producers.gather.FIRST_POLL_S`` and grow up to this.
 POLL_INTERVAL_S = 0.1
-#: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down.
-STATUS_RETRY_S = 10.0
+#: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down:
+#: the same window as every other call (README: "Producers retry while Redis restarts").
+STATUS_RETRY_S = REDIS_RETRY_S
 
 
 class ListJob:

@@ -227,8 +227,9 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else f"see {path}"
 
 
-def ensure_server(url: str, data_dir: Path) -> ServerHandle | None:
-    """Make sure a server answers at ``url``; start one when it is local and silent.
+def ensure_server(url: str, data_dir: Path, appendonly: bool = False) -> ServerHandle | None:
+    """Make sure a server answers at ``url``; start one when it is local and silent
+    (keeping an append-only file in ``data_dir`` with ``appendonly``).
 
     Returns the handle of a server started here, or None when one was already up.
     """
@@ -244,7 +245,9 @@ def ensure_server(url: str, data_dir: Path) -> ServerHandle | None:
             "TLS URLs (it has no certificate): start your TLS server first"
         )
     parsed = urlparse(url)
-    return start_server(parsed.port or 6379, data_dir, password=parsed.password)
+    return start_server(
+        parsed.port or 6379, data_dir, appendonly=appendonly, password=parsed.password
+    )
 
 
 def redact(url: str) -> str:

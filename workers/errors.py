@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from tasks.contract.errors import ConfigError, EmbedfleetError, PermanentError, TransientError
-
-
-class UnknownModelError(PermanentError):
-    """Raised when a chunk names a model that the worker's config does not define."""
+from tasks.contract.errors import (
+    ConfigError,
+    EmbedfleetError,
+    PermanentError,
+    TransientError,
+    UnknownModelError,
+)
 
 
 class ModelLoadError(PermanentError):

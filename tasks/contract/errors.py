@@ -56,6 +56,11 @@ class UsageError(EmbedfleetError):
     """Raised for a request that cannot be served as given (CLI exit code 2)."""
 
 
+class UnknownModelError(UsageError, PermanentError):
+    """Raised when a job or a chunk names a model the config does not define: a submit
+    refuses it (a usage error, exit 2), a worker fails the chunk (never retried)."""
+
+
 class InputError(UsageError):
     """Raised when an input file or text list is empty or holds a row that is not text."""
 

@@ -4,6 +4,7 @@ workers start, a job runs on them, and `down` leaves nothing running."""
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,113 @@ def test_down_never_signals_a_process_that_reused_a_recorded_pid(tmp_path: Path)
     assert down.returncode == 0, down.stderr
     assert "nothing was running" in down.stdout
     assert running(me) and list(state.glob("*.pid")) == []
+
+
+def pid_files(state: Path) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in state.glob("*.pid")}
+
+
+def test_up_twice_grows_and_down_up_keeps_queued_work(tmp_path: Path):
+    # Given a fleet of one worker serving hash-a only (hash-b is configured, not served)
+    hashed = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
+    config = write_config(tmp_path / "models.json", {"hash-a": hashed, "hash-b": hashed})
+    state = tmp_path / "state"
+    env = {
+        "EMBEDFLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "EMBEDFLEET_STATE_DIR": str(state),
+        "EMBEDFLEET_MODEL_CONFIG": str(config),
+    }
+    family: list[psutil.Process] = []
+    try:
+        first = run_cli("up", "--workers", "1", "--models", "hash-a", env=env, timeout=240)
+        assert first.returncode == 0, first.stderr
+        before = pid_files(state)
+        assert set(before) == {"server", "worker1"}
+        family = list(recorded(state).values())
+        key = state / "job.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+        # When `up` runs again: it says so, starts nothing, touches no pid file
+        again = run_cli("up", "--workers", "1", "--models", "hash-a", env=env, timeout=240)
+        assert again.returncode == 0, again.stderr
+        assert "fleet already up" in again.stdout and "nothing started" in again.stdout
+        assert pid_files(state) == before
+        assert len(json.loads(run_cli("models", "--json", env=env).stdout)) == 1
+
+        # When a job is submitted for a model no live worker serves: queued, with a warning
+        texts = [f"kept across down and up {i}" for i in range(5)]
+        submit = run_cli("submit", "--model", "hash-b", "--text", *texts, env=env)
+        assert submit.returncode == 0, submit.stderr
+        job = submit.stdout.strip()
+        assert "no live worker serves hash-b" in submit.stderr and job in submit.stderr
+
+        # Then `down` says where the queued chunk stays, and `up` brings it back
+        down = run_cli("down", env=env, timeout=120)
+        assert down.returncode == 0, down.stderr
+        assert "stay in its append-only file" in down.stderr, down.stderr
+        assert [p.pid for p in family if running(p)] == []
+        up = run_cli("up", "--workers", "1", "--models", "hash-a", env=env, timeout=240)
+        assert up.returncode == 0 and "started an embedded server" in up.stdout, up.stderr
+        family = list(recorded(state).values())
+        status = run_cli("status", job, "--json", env=env)
+        assert json.loads(status.stdout)["state"] == "PENDING", status.stdout
+        assert key.read_bytes() and stat.S_IMODE(key.stat().st_mode) == 0o600  # reused
+
+        # When `up --workers 2` grows the fleet: one new worker, a new name, worker1 kept
+        worker1 = pid_files(state)["worker1"]
+        grow = run_cli("up", "--workers", "2", "--models", "hash-b", env=env, timeout=240)
+        assert grow.returncode == 0, grow.stderr
+        assert "2 worker(s)" in grow.stdout and "started: worker2" in grow.stdout, grow.stdout
+        assert pid_files(state)["worker1"] == worker1 and "worker2" in pid_files(state)
+        family = list(recorded(state).values())
+        # Then the job queued before `down` runs, every row right
+        out = tmp_path / "out.npy"
+        result = run_cli("result", job, "--output", str(out), "--timeout", "120", env=env)
+        assert result.returncode == 0, result.stderr
+        np.testing.assert_array_equal(np.load(out), np.stack([hash_vector(t) for t in texts]))
+        assert run_cli("down", env=env, timeout=120).returncode == 0
+    finally:
+        for proc in family:
+            if running(proc):
+                proc.kill()
+
+
+def test_up_after_workers_were_killed_under_flower_restarts_them_in_one_go(tmp_path: Path):
+    # Given `up --flower`, then its worker SIGKILLed (Flower still running)
+    config = write_config(
+        tmp_path / "models.json",
+        {"hash-up": {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}},
+    )
+    state = tmp_path / "state"
+    port = str(free_port())
+    env = {
+        "EMBEDFLEET_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "EMBEDFLEET_STATE_DIR": str(state),
+        "EMBEDFLEET_MODEL_CONFIG": str(config),
+        "FLOWER_BASIC_AUTH": "",
+    }
+    family: list[psutil.Process] = []
+    try:
+        first = run_cli("up", "--flower", "--flower-port", port, env=env, timeout=240)
+        assert first.returncode == 0, first.stderr
+        procs = recorded(state)
+        family = list(procs.values())
+        flower = pid_files(state)["flower"]
+        procs["worker1"].kill()
+        psutil.wait_procs([procs["worker1"]], timeout=30)
+        # When `up --flower` runs again
+        again = run_cli("up", "--flower", "--flower-port", port, env=env, timeout=240)
+        # Then the worker is back, Flower is the same process, and nothing was printed
+        # but one line
+        assert again.returncode == 0, again.stderr
+        assert "started: worker1" in again.stdout and "flower" in again.stdout
+        assert "Traceback" not in again.stderr
+        assert pid_files(state)["flower"] == flower
+        family += list(recorded(state).values())
+        down = run_cli("down", env=env, timeout=120)
+        assert down.returncode == 0 and "flower" in down.stdout, down.stderr
+        assert [p.pid for p in family if running(p)] == []
+    finally:
+        for proc in family:
+            if running(proc):
+                proc.kill()

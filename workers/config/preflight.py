@@ -27,15 +27,12 @@ from workers.models.registry import TYPES, resolve_class
 
 log = logging.getLogger(__name__)
 
-#: Built-in types whose ``model_path`` names no files (an endpoint name).
-REMOTE_TYPES = frozenset({"sagemaker"})
-
-
 def source_problem(name: str, spec: ModelSpec) -> str | None:
     """Why model ``name`` cannot serve as configured, or None when its sources resolve."""
     try:
-        resolve_class(spec.type)
-        if spec.type in TYPES and spec.type not in REMOTE_TYPES:
+        cls = resolve_class(spec.type)
+        # a remote type's model_path names no files (an endpoint name): declared on its class
+        if spec.type in TYPES and not cls.remote:
             _check_path(spec.model_path, spec.base_dir, spec.region)
     except (ConfigError, ModelLoadError) as exc:
         text = str(exc)

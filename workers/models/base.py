@@ -47,6 +47,9 @@ class BaseEmbeddingModel(ABC):
     #: the types that set this, lowest first (more specific formats lower), and the first
     #: whose :meth:`recognizes` says yes serves it (``workers.models.s3``).
     s3_format_order: ClassVar[int | None] = None
+    #: The type ``embedfleet optimize`` exports this type's models to (``onnx``), or None
+    #: when it cannot export them (``workers.optimize.pipeline``).
+    exports_to: ClassVar[str | None] = None
     #: The precision the model runs in and what the fidelity probe measured
     #: (``workers.models.fidelity``); None for types that have no choice (remote ones).
     precision_record: PrecisionRecord | None = None

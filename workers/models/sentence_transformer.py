@@ -27,6 +27,7 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
 
     imports = ("sentence_transformers",)
     hf_tokenizer = True
+    exports_to = "onnx"  # optimize exports its folder to ONNX (workers/optimize/export.py)
     s3_format_order = 10  # before bert: its folders hold transformers weights too
 
     @classmethod

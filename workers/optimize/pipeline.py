@@ -18,6 +18,7 @@ from tasks.contract.spec import ModelSpec, spec_version
 from tasks.routing import MODEL_NAME_RE
 from workers.config.loader import load_model_config
 from workers.errors import ConfigError
+from workers.models.registry import TYPES, resolve_class
 from workers.optimize import DEFAULT_MAX_RETRIEVAL_DROP, DEFAULT_MIN_COSINE, METHODS
 from workers.optimize.gate import Quality, check_gate, measure_quality, measure_speed
 from workers.optimize.register import check_free, config_file, register, store_root
@@ -28,8 +29,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PROBE = Path(__file__).resolve().parents[2] / "data" / "sample.jsonl"
 #: Probe texts the speed measurement encodes (cut into chunks as a producer would).
 SPEED_TEXTS = 256
-#: Types optimize can export (a sentence-transformers folder).
-SOURCE_TYPES = ("sentence_transformer",)
+
+
+def exportable_types() -> list[str]:
+    """The registered types optimize can export: those whose class declares
+    ``exports_to`` (``workers.models.base.BaseEmbeddingModel``)."""
+    return sorted(n for n in TYPES if resolve_class(n).exports_to is not None)
 
 
 @dataclass
@@ -71,9 +76,11 @@ def optimize_model(
         raise ConfigError(
             f"{cfg_path}: no valid model {model!r}{why}; known: {', '.join(sorted(cfg))}"
         )
-    if spec.type not in SOURCE_TYPES:
+    target = resolve_class(spec.type).exports_to  # declared on the type's class
+    if target is None:
         raise ConfigError(
-            f"model {model!r} is of type {spec.type!r}; optimize exports {', '.join(SOURCE_TYPES)}"
+            f"model {model!r} is of type {spec.type!r}; optimize exports "
+            f"{', '.join(exportable_types())}"
         )
     name = name or f"{model}-{method}"
     if not MODEL_NAME_RE.match(name):
@@ -88,7 +95,7 @@ def optimize_model(
     try:
         artifact, layout = _build(model, method, source_dir, work / name, say)
         cand_spec = ModelSpec(
-            type="onnx",
+            type=target,
             model_path=str(artifact),
             RAM=spec.RAM,
             pooling=layout.pooling,
@@ -109,7 +116,7 @@ def optimize_model(
         shutil.rmtree(work, ignore_errors=True)
     digest = hashlib.sha256((final / "model.onnx").read_bytes()).hexdigest()
     entry: dict[str, Any] = {
-        "type": "onnx",
+        "type": target,
         "model_path": os.path.relpath(final / "model.onnx", cfg_path.parent),
         "RAM": max(ram_gb, 0.05),
         "preload": spec.preload,

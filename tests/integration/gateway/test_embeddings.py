@@ -62,3 +62,18 @@ def test_models_lists_the_fleet_catalog(openai_client):
     assert "broken-model" not in listed  # refused by the workers: not served
     one = openai_client.models.retrieve(DEFAULT_MODEL)
     assert one.id == DEFAULT_MODEL and one.object == "model" and one.created > 0
+
+
+def test_usage_counts_the_model_s_own_tokens(openai_client):
+    from transformers import AutoTokenizer
+
+    from tasks.contract.packaged import packaged_model_dir
+
+    texts = ["short", "a somewhat longer text, with punctuation!", "word " * 1000]
+    answer = openai_client.embeddings.create(model=DEFAULT_MODEL, input=texts)
+    reference = AutoTokenizer.from_pretrained(
+        str(packaged_model_dir("sentence-transformers/all-MiniLM-L6-v2"))
+    )
+    ids = reference(texts, truncation=True, max_length=256)["input_ids"]
+    assert len(ids[2]) == 256  # the long text counts what the model sees
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens == sum(map(len, ids))

@@ -55,3 +55,14 @@ def test_startup_needs_keys_or_no_auth_on_loopback():
         with pytest.raises(ConfigError):
             check_startup(keys, no_auth, host)
     assert is_loopback("localhost") and not is_loopback("example.com")
+
+
+def test_without_a_tokenizer_usage_is_the_estimate(tmp_path):
+    from gateway.usage import TokenCounter
+    from tasks.contract.chunking import estimate_tokens
+
+    texts = ["a text", "another one"]
+    assert TokenCounter(None).count("m", texts) == int(estimate_tokens(texts).sum())
+    config = tmp_path / "models.json"
+    config.write_text('{"m": {"type": "tests.plugins:HashModel", "model_path": "x", "RAM": 0.01}}')
+    assert TokenCounter(str(config)).count("m", texts) == int(estimate_tokens(texts).sum())

@@ -67,3 +67,16 @@ def test_an_s3_entrys_format_must_be_a_type_that_declares_an_s3_format():
     # a producer (no registry) checks only the shape
     shape = parse_shape_only({"remote": {**entry, "format": "sagemaker"}})
     assert list(shape) == ["remote"]
+
+
+def test_what_optimize_exports_and_what_is_remote_are_read_from_the_classes():
+    from workers.config.preflight import source_problem
+    from workers.optimize.pipeline import exportable_types
+
+    assert exportable_types() == ["sentence_transformer"]
+    assert registry.resolve_class("sentence_transformer").exports_to == "onnx"
+    # a remote type's model_path is an endpoint name: preflight looks for no files
+    spec = parse_shape_only(
+        {"ep": {"type": "sagemaker", "model_path": "no-such-endpoint", "RAM": 0.1}}
+    )["ep"]
+    assert source_problem("ep", spec) is None
