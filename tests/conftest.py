@@ -1,35 +1,34 @@
 """Test-wide setup: a private Redis-compatible server on a free port, started by the
 project's own code (producers.server), and helpers to run real worker processes.
 
-The env vars are set at import time, before anything imports ``tasks`` (whose
-Celery settings are read from the environment once).
+The environment the suite's processes share (the server's URL, a state folder, the
+model config) is set in ``pytest_configure``; importing the project reads no settings,
+so no import order matters (``tests/unit/tasks/test_settings.py`` checks that).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    # not producers.server.free_port: importing producers would read the env too early
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
+from producers.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 _PORT = free_port()
 _STATE = Path(tempfile.mkdtemp(prefix="embedfleet-test-"))
-os.environ["EMBEDFLEET_REDIS_URL"] = f"redis://127.0.0.1:{_PORT}/0"
-os.environ["EMBEDFLEET_STATE_DIR"] = str(_STATE / "state")
-os.environ.setdefault("EMBEDFLEET_MODEL_CONFIG", str(ROOT / "models.json"))
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The environment every process of the suite (this one, its workers and CLI runs)
+    reads its settings from."""
+    os.environ["EMBEDFLEET_REDIS_URL"] = f"redis://127.0.0.1:{_PORT}/0"
+    os.environ["EMBEDFLEET_STATE_DIR"] = str(_STATE / "state")
+    os.environ.setdefault("EMBEDFLEET_MODEL_CONFIG", str(ROOT / "models.json"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from producers import EmbeddingClient
@@ -47,51 +46,29 @@ def run(
     """
     deadline = time.monotonic() + deadline_s
     job = client.submit_dataset(source, model, output, idempotency_key=f"etl:{run_id}")
-    if job.status()["state"] == "FAILURE":  # a try before this one saw chunks fail
-        job.retry()  # sends only the failed or missing chunks again
-    _wait(job, deadline)
-    problems = verify(client, job)
-    if problems:  # a part went missing since: rewrite exactly those, once
+    status = job.status()
+    # A try before this one saw chunks fail, or a part went missing since the job
+    # finished: send again exactly those chunks (the parts already written stay).
+    if status["state"] == "FAILURE" or status.get("output_problem"):
         job.retry()
-        _wait(job, deadline)
-        problems = verify(client, job)
+    job.wait(timeout=max(0.0, deadline - time.monotonic()))
+    problems = verify(client, job)
     if problems:
         raise OutputNotVerified(f"{job.output}: " + "; ".join(problems))
     status = job.status()
     return {"job": job.id, "rows": status["texts"], "parts": status["total"], "output": job.output}
 
 
-def _wait(job: Any, deadline: float) -> None:
-    job.wait(timeout=max(0.0, deadline - time.monotonic()))
-
-
 def verify(client: EmbeddingClient, job: Any) -> list[str]:
-    """What is wrong with the job's output folder (empty when nothing is).
-
-    ``client.verify(dest)`` checks parts against the manifest's checksums where this
-    version of embedfleet has it; otherwise the manifest, the part files and their row
-    counts are checked here (local folders).
-    """
-    if hasattr(client, "verify"):
-        report = client.verify(job.output)
-        ok = report.get("ok") if isinstance(report, dict) else getattr(report, "ok", report)
-        return [] if ok is True else [str(report)]
-    import pyarrow.parquet as pq
-
-    folder = Path(job.output)
-    manifest_path = folder / "_manifest.json"
-    if not manifest_path.exists():
-        return ["no _manifest.json: the job has not finished writing"]
-    manifest = json.loads(manifest_path.read_text())
-    problems = []
-    if manifest.get("job") != job.id:
-        problems.append(f"the manifest names job {manifest.get('job')}, not {job.id}")
-    parts = sorted(folder.glob("part-*.parquet"))
-    if len(parts) != manifest.get("parts"):
-        problems.append(f"{len(parts)} part files, the manifest says {manifest.get('parts')}")
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
-    if rows != manifest.get("rows"):
-        problems.append(f"{rows} rows in the parts, the manifest says {manifest.get('rows')}")
+    """What is wrong with the job's output (empty when nothing is): ``client.verify``
+    checks every part against the manifest (rows, checksums) and the manifest names
+    this job."""
+    report = client.verify(job.output)
+    problems = [line for line in report.lines() if "FAIL" in line]
+    if report.job != job.id:
+        problems.append(f"the manifest names job {report.job}, not {job.id}")
+    if not report.ok and not problems:
+        problems.append("nothing to verify: no manifest yet")
     return problems
 
 
