@@ -83,6 +83,7 @@ class EmbeddingClient:
         prompt_name: str | None = None,
         prompt: str | None = None,
         dry_run: bool = False,
+        quantize: str | None = None,
     ) -> Any:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -96,7 +97,8 @@ class EmbeddingClient:
         its workers publish it (``tasks.contract.chunking.budget_for``).
         Embedding options (``tasks.contract.options``): ``prompt_name`` (one the model
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
-        first N dimensions, re-normalized when the model normalizes.
+        first N dimensions, re-normalized when the model normalizes; ``quantize``
+        (int8, uint8, binary, ubinary) returns vectors of that dtype.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -113,7 +115,12 @@ class EmbeddingClient:
             idempotency.check_key(idempotency_key)
         model, alias, version = self.resolve_model(model, key or idempotency_key or job_id)
         options = embed_options.options_for(
-            self, model, dimensions=dimensions, prompt_name=prompt_name, prompt=prompt
+            self,
+            model,
+            dimensions=dimensions,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            quantize=quantize,
         )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
@@ -224,6 +231,12 @@ class EmbeddingClient:
         return resolving.resolve_model(
             self.redis, model, key, self.config_source, self.settings.config_source
         )
+
+    def quantize(self, vectors: Any, model: str, precision: str = "int8") -> np.ndarray:
+        """``vectors`` computed elsewhere with ``model`` in ``precision`` exactly as the
+        fleet quantizes a job's (int8/uint8: the ranges fixed for the model's version;
+        see ``producers.embed_options.quantize``)."""
+        return embed_options.quantize(self, vectors, model, precision)
 
     def seconds_per_text(self, model: str) -> float | None:
         """What one text costs ``model`` in the fleet, as its workers publish it (None when

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from redis.exceptions import RedisError
 
 from producers.job import JobClient
@@ -13,6 +14,7 @@ from tasks.contract import catalog as fleet_catalog
 from tasks.contract.errors import UsageError
 from tasks.contract.options import EmbedOptions, check_for_model
 from tasks.contract.spec import read_local_config
+from tasks.contract.vectors import QUANTIZE_DTYPES
 from tasks.jobs import jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -80,6 +82,11 @@ def add_arguments(parser: Any) -> None:
     prompt.add_argument("--prompt-name", help="a prompt the model declares (e5: query, passage)")
     prompt.add_argument("--prompt", help="a literal prompt put before each text")
     parser.add_argument(
+        "--quantize",
+        choices=sorted(QUANTIZE_DTYPES),
+        help="output precision (int8/uint8 ranges fixed per model version)",
+    )
+    parser.add_argument(
         "--dimensions",
         type=int,
         help="keep the first N dimensions (re-normalized when the model normalizes)",
@@ -92,4 +99,42 @@ def from_args(args: Any) -> dict[str, Any]:
         "dimensions": args.dimensions,
         "prompt_name": args.prompt_name,
         "prompt": args.prompt,
+        "quantize": args.quantize,
     }
+
+
+def quantize(client: Any, vectors: Any, model: str, precision: str) -> np.ndarray:
+    """``vectors`` quantized as the fleet quantizes ``model``'s: binary/ubinary need
+    nothing more; int8/uint8 use the ranges stored for the model's version and size,
+    computed first (one job over the shipped calibration set) when no worker has yet."""
+    from tasks.contract.vectors import calibration_ranges
+    from tasks.contract.vectors import quantize as apply
+    from tasks.jobs import quant_ranges
+
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise UsageError(f"vectors must be a 2-D matrix, got shape {matrix.shape}")
+    if precision not in QUANTIZE_DTYPES:
+        raise UsageError(f"quantize must be one of {', '.join(QUANTIZE_DTYPES)}, got {precision!r}")
+    if precision in ("binary", "ubinary"):
+        return apply(matrix, precision)
+    resolved, _alias, version = client.resolve_model(model, model)
+    dims = int(matrix.shape[1])
+    ranges = quant_ranges.load(client.redis, resolved, version, dims)
+    if ranges is None:
+        full = model_facts(client, resolved).get("dimension")
+        job = client.submit(
+            list(quant_ranges.calibration_texts()),
+            model=resolved,
+            dimensions=None if dims == full else dims,
+        )
+        calibration = job.wait(timeout=600)
+        if calibration.shape[1] != dims:
+            raise UsageError(
+                f"model {resolved!r} gives {calibration.shape[1]} dimensions, the vectors "
+                f"have {dims}"
+            )
+        ranges = quant_ranges.store(
+            client.redis, resolved, version, calibration_ranges(calibration)
+        )
+    return apply(matrix, precision, ranges)

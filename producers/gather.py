@@ -96,6 +96,8 @@ class Gatherer:
                 f"job {self.record.id}: chunk {index} returned {vectors.shape[0]} rows, "
                 f"expected {rows.size}"
             )
+        if self.out is None and vectors.dtype != np.float32:  # quantized: 4-32x smaller
+            self.out = np.zeros((self.record.n, vectors.shape[1]), dtype=vectors.dtype)
         if self.out is None:
             self.out = self.allocate(self.record.n, vectors.shape[1])
         self.out[rows] = vectors
@@ -114,6 +116,8 @@ class Gatherer:
     def array_with_gaps(self, failed: Iterable[int]) -> np.ndarray:
         """The gathered matrix with the rows of ``failed`` chunks set to NaN."""
         out = self.array()
+        if out.dtype != np.float32:  # quantized rows have no NaN: failed rows stay 0
+            return out
         for index in failed:
             out[self.record.chunk_rows(index)] = np.nan
         return out

@@ -51,7 +51,9 @@ def write_openai_output(job: Any, path: str | Path) -> int:
             requests = np.asarray(got.requests, dtype=np.int64)
             vectors = counted = None
             if index not in failed:
-                table = pq.read_table(pa_buffer(parts.read(record.output, parts.part_name(index))))
+                part = parts.read(record.output, parts.part_name(index))
+                # one thread: a pool thread alive at exit aborted the CLI now and then
+                table = pq.read_table(pa_buffer(part), use_threads=False)
                 table = table.sort_by("row")
                 vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
                 counted = (

@@ -68,12 +68,12 @@ def write_embeddings(
     tmp = path.with_name(path.name + ".tmp")
     if suffix == ".npy":
         with tmp.open("wb") as fh:
-            np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
+            np.save(fh, _stored(vectors))
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        flat = pa.array(_stored(vectors).ravel())
         column = pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
         table = {ROW: pa.array(np.arange(len(vectors))), "embedding": column}
         if ids is not None:
@@ -92,6 +92,12 @@ def write_embeddings(
                 fh.write(json.dumps(line) + "\n")
     tmp.replace(path)
     return path
+
+
+def _stored(vectors: np.ndarray) -> np.ndarray:
+    """float32, or the int8/uint8 of a quantized job as it is."""
+    quantized = vectors.dtype in (np.int8, np.uint8)
+    return np.ascontiguousarray(vectors, dtype=None if quantized else np.float32)
 
 
 def read_embeddings(path: str | Path) -> np.ndarray:

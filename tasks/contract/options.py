@@ -13,6 +13,9 @@ workers check the wire form again (:meth:`EmbedOptions.from_wire`).
   toward the model's token window and keys the embedding cache.
 - ``dimensions``: the first N dimensions, re-normalized when the model normalizes
   (``tasks.contract.vectors.truncate_dimensions``), applied after the embedding cache.
+- ``quantize``: ``int8`` | ``uint8`` | ``binary`` | ``ubinary``
+  (``tasks.contract.vectors.quantize``; int8 ranges: ``tasks.jobs.quant_ranges``),
+  applied last.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from tasks.contract.errors import InvalidRequest, UsageError
+from tasks.contract.vectors import QUANTIZE_DTYPES
 
 #: Characters a literal prompt may hold.
 MAX_PROMPT_CHARS = 2000
@@ -37,6 +41,8 @@ class EmbedOptions:
     prompt: str | None = None
     #: Keep the first N dimensions (Matryoshka), re-normalized when the model normalizes.
     dimensions: int | None = None
+    #: Output precision: int8 | uint8 | binary | ubinary (None: float32).
+    quantize: str | None = None
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -65,7 +71,12 @@ class EmbedOptions:
             )
         if prompt is not None and prompt_name is not None:
             raise InvalidRequest("options.prompt and prompt_name exclude each other: give one")
-        return cls(prompt_name=prompt_name, prompt=prompt, dimensions=dimensions)
+        quantize = options.get("quantize")
+        if quantize is not None and quantize not in QUANTIZE_DTYPES:
+            raise InvalidRequest(
+                f"options.quantize must be one of {', '.join(QUANTIZE_DTYPES)}, got {quantize!r}"
+            )
+        return cls(prompt_name=prompt_name, prompt=prompt, dimensions=dimensions, quantize=quantize)
 
     @classmethod
     def from_user(cls, **given: Any) -> EmbedOptions:

@@ -46,3 +46,36 @@ def to_base64(vector: np.ndarray) -> str:
 def from_base64(text: str) -> np.ndarray:
     """The float32 vector that :func:`to_base64` encoded."""
     return np.frombuffer(base64.b64decode(text), dtype=FLOAT_DTYPE).copy()
+
+
+#: Output precisions a job may ask for, and the dtype each is stored in.
+QUANTIZE_DTYPES = {"int8": "int8", "uint8": "uint8", "binary": "int8", "ubinary": "uint8"}
+
+
+def calibration_ranges(calibration: np.ndarray) -> np.ndarray:
+    """int8/uint8 ranges: the per-dimension (min, max) of ``calibration`` vectors, a
+    (2, dim) float32 array."""
+    matrix = np.asarray(calibration, dtype=np.float32)
+    return np.vstack((matrix.min(axis=0), matrix.max(axis=0))).astype(np.float32)
+
+
+def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = None) -> np.ndarray:
+    """``vectors`` in ``precision``, as sentence-transformers' ``quantize_embeddings``:
+    ``binary`` / ``ubinary`` pack the sign bits 8 per byte (int8 shifted by -128 /
+    uint8); ``int8`` / ``uint8`` cut each dimension's ``ranges`` (min, max) into 256
+    buckets. Raises ValueError for another precision or missing ranges."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if precision == "ubinary":
+        return np.packbits(matrix > 0, axis=-1)
+    if precision == "binary":
+        return (np.packbits(matrix > 0, axis=-1).astype(np.int16) - 128).astype(np.int8)
+    if precision not in ("int8", "uint8"):
+        raise ValueError(f"quantize must be one of {sorted(QUANTIZE_DTYPES)}, got {precision!r}")
+    if ranges is None or np.shape(ranges) != (2, matrix.shape[1]):
+        raise ValueError(f"{precision} needs (2, {matrix.shape[1]}) ranges, got {np.shape(ranges)}")
+    ranges = np.asarray(ranges, dtype=np.float32)
+    starts = ranges[0]
+    steps = (ranges[1] - starts) / 255
+    steps = np.where(steps == 0, 1, steps)
+    buckets = np.clip(np.floor((matrix - starts) / steps), 0, 255)
+    return buckets.astype(np.uint8) if precision == "uint8" else (buckets - 128).astype(np.int8)

@@ -20,8 +20,10 @@ from tasks.contract.errors import InvalidRequest
 from tasks.contract.options import EmbedOptions
 from tasks.routing import MODEL_NAME_RE
 
-#: The only dtype results travel in.
+#: The dtype results travel in: float32, unless the job asked for quantized vectors.
 RESULT_DTYPE = "<f4"
+#: Every dtype a result may travel in (int8/uint8: ``quantize``).
+RESULT_DTYPES = {"<f4": np.float32, "|i1": np.int8, "|u1": np.uint8}
 #: Upper bound of texts in one chunk message.
 MAX_TEXTS_PER_CHUNK = 4096
 #: Characters kept of one text; longer texts are cut here (the model truncates
@@ -106,10 +108,11 @@ def pack_embeddings(
     per-row ``columns`` (:data:`COLUMN_DTYPES`)."""
     if vectors.ndim != 2:
         raise ValueError(f"embeddings must be 2-D, got shape {vectors.shape}")
-    data = np.ascontiguousarray(vectors, dtype=RESULT_DTYPE)
+    quantized = vectors.dtype in (np.int8, np.uint8)
+    data = np.ascontiguousarray(vectors, dtype=None if quantized else RESULT_DTYPE)
     result: dict[str, Any] = {
         "shape": list(data.shape),
-        "dtype": RESULT_DTYPE,
+        "dtype": data.dtype.str,
         "data": data.tobytes(),
         "model": model,
         "version": version,
@@ -146,16 +149,21 @@ def unpack_columns(result: Any) -> dict[str, np.ndarray]:
 
 
 def unpack_embeddings(result: Any) -> np.ndarray:
-    """Turn a result map back into an (n, dim) float32 matrix, checking its framing."""
+    """Turn a result map back into an (n, dim) matrix (float32, or int8/uint8 for a
+    quantized job), checking its framing."""
     if not isinstance(result, dict) or not {"shape", "dtype", "data"} <= set(result):
         raise InvalidRequest(f"not an embedding result: {_short(result)}")
-    if result["dtype"] != RESULT_DTYPE:
+    dtype = RESULT_DTYPES.get(result["dtype"])
+    if dtype is None:
         raise InvalidRequest(f"result dtype {result['dtype']!r}, expected {RESULT_DTYPE!r}")
     rows, dim = (int(x) for x in result["shape"])
     data = result["data"]
-    if not isinstance(data, bytes | bytearray | memoryview) or len(data) != rows * dim * 4:
-        raise InvalidRequest(f"result data does not hold a {rows}x{dim} float32 matrix")
-    return np.frombuffer(data, dtype=RESULT_DTYPE).reshape(rows, dim)
+    size = np.dtype(dtype).itemsize
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) != rows * dim * size:
+        raise InvalidRequest(
+            f"result data does not hold a {rows}x{dim} {np.dtype(dtype).name} matrix"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(rows, dim)
 
 
 def _short(value: Any, limit: int = 60) -> str:

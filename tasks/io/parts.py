@@ -153,7 +153,8 @@ def part_bytes(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    quantized = vectors.dtype in (np.int8, np.uint8)  # ``quantize``: kept as it is
+    data = np.ascontiguousarray(vectors, dtype=None if quantized else np.float32)
     n, dim = data.shape
     table: dict[str, Any] = {
         "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),

@@ -21,7 +21,7 @@ import redis
 
 from tasks.contract.errors import PermanentError
 from tasks.io import manifest, parts
-from tasks.jobs import claims, jobstore, usage
+from tasks.jobs import claims, jobstore, quant_ranges, usage
 from tasks.jobs.datasets import DatasetRecord, chunks, key
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,11 @@ def write_manifest(client: redis.Redis, record: DatasetRecord) -> None:
         str(record.spec.get("input", "")),
         files,
         entries,
-        {**usage.totals(client, record.id), "options": record.spec.get("embed", {})},
+        {
+            **usage.totals(client, record.id),
+            "options": record.spec.get("embed", {}),
+            **quant_ranges.manifest_entry(client, record, record.dimension),
+        },
     )
     parts.put(dest, parts.MANIFEST, body)
 

@@ -85,6 +85,11 @@ def reference():
     return SentenceTransformer(str(shipped), device="cpu")
 
 
+def read_parts(folder: Path) -> pa.Table:
+    files = sorted(folder.glob("part-*.parquet"))
+    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by("row")
+
+
 def test_dimensions_equal_sentence_transformers_truncate_dim(fleet, reference):
     client, _ = fleet
     # When a job asks for 128 of the model's 384 dimensions
@@ -115,8 +120,7 @@ def test_dimensions_in_a_dataset_job_and_the_cli(fleet, reference, tmp_path):
     # A dataset job writes 64-wide vectors and says so in its manifest
     job = client.submit_dataset(str(source), MRL, str(tmp_path / "out") + "/", dimensions=64)
     job.wait(timeout=300)
-    part_files = sorted((tmp_path / "out").glob("part-*.parquet"))
-    table = pa.concat_tables([pq.read_table(f) for f in part_files]).sort_by("row")
+    table = read_parts(tmp_path / "out")
     vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
     np.testing.assert_allclose(vectors, want, atol=2e-6)
     manifest = json.loads((tmp_path / "out" / "_manifest.json").read_text())
@@ -267,9 +271,7 @@ def test_tokens_and_truncated_equal_the_tokenizer_counts(fleet, e5_folder, tmp_p
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     ds = client.submit_dataset(str(source), E5, str(tmp_path / "ds") + "/", prompt_name="query")
     ds.wait(timeout=300)
-    # (a small job is cut into several parts, one or more per live worker thread)
-    part_files = sorted((tmp_path / "ds").glob("part-*.parquet"))
-    part = pa.concat_tables([pq.read_table(f) for f in part_files]).sort_by("row")
+    part = read_parts(tmp_path / "ds")
     assert str(part.schema.field("tokens").type) == "int32"
     assert str(part.schema.field("truncated").type) == "bool"
     assert part.column("tokens").to_pylist() == want_tokens.tolist()
@@ -277,3 +279,77 @@ def test_tokens_and_truncated_equal_the_tokenizer_counts(fleet, e5_folder, tmp_p
     assert manifest["tokens"] == int(want_tokens.sum())
     assert manifest["truncated"] == int(want_truncated.sum())
     assert manifest["options"] == {"prompt_name": "query"}
+
+
+def retrieval_set() -> tuple[list[str], list[str]]:
+    """Queries and their documents from the shipped bench corpus: a description's short
+    summary (before the first '. ') retrieves the rest of it."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "debian_descriptions.jsonl"
+    queries, docs = [], []
+    for line in path.read_text().splitlines()[:300]:
+        summary, _, rest = json.loads(line)["text"].partition(". ")
+        if len(rest) > 40:
+            queries.append(summary)
+            docs.append(rest)
+    return queries[:200], docs[:200]
+
+
+def recall_at_1(queries: np.ndarray, docs: np.ndarray) -> float:
+    scores = queries.astype(np.float32) @ docs.astype(np.float32).T
+    return float(np.mean(scores.argmax(axis=1) == np.arange(len(queries))))
+
+
+def test_quantized_output_equals_sentence_transformers(fleet, reference, tmp_path):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    from tasks.jobs.quant_ranges import calibration_texts
+
+    client, _ = fleet
+    queries, docs = retrieval_set()
+    floats = reference.encode(docs)
+    # binary / ubinary: the sign bits, packed, bit for bit the reference's
+    for precision in ("ubinary", "binary"):
+        got = client.submit(docs, model=MRL, quantize=precision).wait(timeout=300)
+        want = quantize_embeddings(floats, precision=precision)
+        assert got.dtype == want.dtype and got.shape == (len(docs), 48)
+        assert (got != want).mean() < 0.005  # a sign flip only where fp32 rounding lands at 0
+    # int8: the reference's quantize_embeddings with the shipped calibration set
+    calibration = reference.encode(list(calibration_texts()))
+    got = client.submit(docs, model=MRL, quantize="int8").wait(timeout=300)
+    want = quantize_embeddings(floats, precision="int8", calibration_embeddings=calibration)
+    assert got.dtype == np.int8 and np.abs(got.astype(int) - want).max() <= 1
+    # client.quantize applies the same ranges to vectors computed elsewhere
+    q_floats = reference.encode(queries)
+    q_int8 = client.quantize(q_floats, model=MRL, precision="int8")
+    np.testing.assert_array_equal(q_int8, client.submit(queries, model=MRL, quantize="int8").wait())
+    # and retrieval keeps its recall@1 within 0.02 of float32
+    full, quantized = recall_at_1(q_floats, floats), recall_at_1(q_int8, got)
+    assert full > 0.5 and full - quantized <= 0.02, (full, quantized)
+    # A dataset job's parts hold fixed-size lists of int8, its manifest the ranges
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs[:20]))
+    ds = client.submit_dataset(str(source), MRL, str(tmp_path / "q") + "/", quantize="int8")
+    ds.wait(timeout=300)
+    part = read_parts(tmp_path / "q")
+    embedding = part.schema.field("embedding").type
+    assert str(embedding.value_type) == "int8" and embedding.list_size == 384
+    np.testing.assert_array_equal(np.asarray(part.column("embedding").to_pylist()), got[:20])
+    manifest = json.loads((tmp_path / "q" / "_manifest.json").read_text())
+    assert manifest["quantization"]["precision"] == "int8"
+    assert len(manifest["quantization"]["ranges"][0]) == 384
+    # The CLI writes a .npy of that dtype
+    out = tmp_path / "u.npy"
+    done = run_cli(
+        "submit",
+        "--model",
+        MRL,
+        "--input",
+        str(source),
+        "--output",
+        str(out),
+        "--quantize",
+        "ubinary",
+        env={"EMBEDFLEET_MODEL_CONFIG": str(fleet[1])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert np.load(out).dtype == np.uint8 and np.load(out).shape == (20, 48)

@@ -60,6 +60,8 @@ class Runtime:
         #: Seconds per text each model took here, published for the producers' chunk sizes.
         self.encode_costs = EncodeCosts()
         self.embedding_cache: EmbeddingCache | None = None
+        #: int8/uint8 ranges by (model, version, dims) (``quant_ranges``).
+        self._quant_ranges: dict[tuple[str, str, int], np.ndarray] = {}
         if settings.embed_cache:
             from tasks.app import app
 
@@ -133,7 +135,36 @@ class Runtime:
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
             tokens, truncated = loaded.token_counts(texts, prompt)
             columns = {"tokens": tokens, "truncated": truncated}
-            return shape_vectors(vectors, embed_options, loaded), version, columns
+            shaped = shape_vectors(
+                vectors,
+                embed_options,
+                loaded,
+                lambda dims: self.quant_ranges(model, version, loaded, dims),
+            )
+            return shaped, version, columns
+
+    def quant_ranges(
+        self, model: str, version: str, loaded: BaseEmbeddingModel, dims: int
+    ) -> np.ndarray:
+        """int8/uint8 ranges of ``model`` at ``version`` and ``dims`` dimensions: the
+        fleet's stored copy, else computed here from the shipped calibration set and
+        stored (``tasks.jobs.quant_ranges``)."""
+        from tasks.app import app
+        from tasks.contract.vectors import calibration_ranges, truncate_dimensions
+        from tasks.jobs import quant_ranges
+
+        key = (model, version, dims)
+        if key in self._quant_ranges:
+            return self._quant_ranges[key]
+        client = app.backend.client
+        ranges = quant_ranges.load(client, model, version, dims)
+        if ranges is None:
+            calibration = generate_embeddings(loaded, list(quant_ranges.calibration_texts()))
+            cut = truncate_dimensions(calibration, dims, loaded.normalizes)
+            ranges = quant_ranges.store(client, model, version, calibration_ranges(cut))
+            log.info("event=quant_ranges_computed model=%s version=%s dims=%d", *key)
+        self._quant_ranges[key] = ranges
+        return ranges
 
     def _pinned_key(self, model: str, version: Any) -> str:
         """The cache key of ``model`` at the job's pinned ``version`` (``VersionBook``);

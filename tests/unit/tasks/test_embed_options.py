@@ -79,3 +79,27 @@ def test_result_columns_round_trip_and_bad_ones_are_refused():
         unpack_columns(bad)
     with pytest.raises(ValueError, match="expected \\(3,\\)"):
         pack_embeddings(vectors, "m", columns={"tokens": np.array([1, 2])})
+
+
+def test_quantize_equals_sentence_transformers_quantize_embeddings():
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    from tasks.contract.vectors import calibration_ranges, quantize
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((50, 24)).astype(np.float32)
+    calibration = rng.standard_normal((200, 24)).astype(np.float32)
+    ranges = calibration_ranges(calibration)
+    for precision in ("int8", "uint8"):
+        want = quantize_embeddings(vectors, precision, calibration_embeddings=calibration)
+        got = quantize(vectors, precision, ranges)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    for precision in ("binary", "ubinary"):
+        np.testing.assert_array_equal(
+            quantize(vectors, precision), quantize_embeddings(vectors, precision)
+        )
+    with pytest.raises(ValueError, match="int8 needs \\(2, 24\\) ranges"):
+        quantize(vectors, "int8")
+    with pytest.raises(UsageError, match="quantize must be one of int8, uint8, binary, ubinary"):
+        EmbedOptions.from_user(quantize="int4")
