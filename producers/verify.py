@@ -43,6 +43,9 @@ class VerifyReport:
     def ok(self) -> bool:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
+    def __bool__(self) -> bool:  # ``if client.verify(dest):`` reads as it says
+        return self.ok
+
     def lines(self) -> list[str]:
         return [f"{c.name:<9} {'ok' if c.ok else 'FAIL'}: {c.detail}" for c in self.checks]
 

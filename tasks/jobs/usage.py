@@ -13,6 +13,15 @@ import numpy as np
 
 from tasks.jobs import jobstore
 
+#: Write a chunk's usage only while its job exists: a chunk that finishes after
+#: ``delete`` must leave nothing behind.
+_RECORD = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 
 def key(job_id: str) -> str:
     return jobstore.PREFIX + job_id + ":usage"
@@ -24,10 +33,8 @@ def record(client: Any, job_id: str, index: int, columns: dict[str, np.ndarray])
         return
     tokens = int(np.asarray(columns["tokens"], dtype=np.int64).sum())
     truncated = int(np.count_nonzero(columns.get("truncated", ())))
-    pipe = client.pipeline()
-    pipe.hset(key(job_id), str(index), f"{tokens} {truncated}")
-    pipe.expire(key(job_id), jobstore._ttl_s())
-    pipe.execute()
+    keys = [key(job_id), jobstore.PREFIX + job_id]
+    client.eval(_RECORD, 2, *keys, str(index), f"{tokens} {truncated}", jobstore.result_ttl_s())
 
 
 def totals(client: Any, job_id: str) -> dict[str, int]:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 FAST = "left-hash"
 SLOW = "left-slow"
-#: Bytes of Redis a finished dataset job may keep per chunk (measured ~56, see
+#: Bytes of Redis a finished dataset job may keep per chunk (measured ~67, see
 #: docs/DATASETS.md "What stays in Redis").
 BYTES_PER_CHUNK_BOUND = 80
 

@@ -79,5 +79,8 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
     took = time.perf_counter() - started
     ratio = plan.estimated_s / took
     spt = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token
-    print(f"dry-run estimate {plan.estimated_s:.2f} s, measured {took:.2f} s, ratio {ratio:.2f}; s/token {plan.tokens} {spt}")
+    print(
+        f"dry-run estimate {plan.estimated_s:.2f} s, measured {took:.2f} s, ratio {ratio:.2f} "
+        f"({plan.tokens} estimated tokens, {spt:.2e} s a token on one worker thread)"
+    )
     assert 0.5 <= ratio <= 2.0, (plan.estimated_s, took)
