@@ -318,6 +318,10 @@ def test_quantized_output_equals_sentence_transformers(fleet, reference, tmp_pat
     got = client.submit(docs, model=MRL, quantize="int8").wait(timeout=300)
     want = quantize_embeddings(floats, precision="int8", calibration_embeddings=calibration)
     assert got.dtype == np.int8 and np.abs(got.astype(int) - want).max() <= 1
+    # models --json shows the ranges the worker quantizes with
+    rows = [m for w in client.models() for m in w["models"] if m["name"] == MRL]
+    shown = [m["quantization"]["384"] for m in rows if m["quantization"]]
+    assert shown and len(shown[0]["ranges"][0]) == 384
     # client.quantize applies the same ranges to vectors computed elsewhere
     q_floats = reference.encode(queries)
     q_int8 = client.quantize(q_floats, model=MRL, precision="int8")

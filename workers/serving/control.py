@@ -40,9 +40,17 @@ def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
         "rss_gb": round(rss_gb(), 3),
         "loads": runtime.cache.loads,
         "evictions": runtime.cache.evictions,
-        "models": runtime.cache.snapshot(),
+        "models": with_quant_ranges(runtime.cache.snapshot(), runtime.quant_ranges_report()),
         "embedding_cache": runtime.embedding_cache.stats() if runtime.embedding_cache else None,
     }
+
+
+def with_quant_ranges(
+    rows: list[dict[str, Any]], ranges: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each model row with the int8/uint8 ranges this worker uses for it, by dimensions
+    (``{"384": {"version", "ranges": [[min...], [max...]]}}``; empty until a job asks)."""
+    return [{**row, "quantization": ranges.get(str(row.get("name")), {})} for row in rows]
 
 
 @control_command(name="reload_models")  # type: ignore[misc]

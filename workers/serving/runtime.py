@@ -143,6 +143,13 @@ class Runtime:
             )
             return shaped, version, columns
 
+    def quant_ranges_report(self) -> dict[str, dict[str, Any]]:
+        """Per model, the int8/uint8 ranges in use here, by dimensions (``models --json``)."""
+        out: dict[str, dict[str, Any]] = {}
+        for (model, version, dims), ranges in list(self._quant_ranges.items()):
+            out.setdefault(model, {})[str(dims)] = {"version": version, "ranges": ranges.tolist()}
+        return out
+
     def quant_ranges(
         self, model: str, version: str, loaded: BaseEmbeddingModel, dims: int
     ) -> np.ndarray:
