@@ -95,7 +95,8 @@ def retry(args: argparse.Namespace, client: Any) -> int:
     sent = job.retry()
     print(f"job {args.job}: {sent} chunk(s) sent again")
     if args.wait and sent:
-        job.wait(timeout=args.timeout, progress=sys.stderr.isatty())
+        with following.waiting(job):  # says so when no live worker serves the model
+            job.wait(timeout=args.timeout, progress=sys.stderr.isatty())
     return 0
 
 

@@ -34,7 +34,7 @@ from workers.observability.events import (
     ModelStillReferenced,
     ModelUnloaded,
 )
-from workers.observability.hub import process_events
+from workers.observability.process_events import process_events
 
 __all__ = ["CachedModel", "ModelCache"]
 

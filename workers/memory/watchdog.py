@@ -31,7 +31,7 @@ from workers.observability.events import (
     WatchdogShort,
     WatchdogStarted,
 )
-from workers.observability.hub import process_events
+from workers.observability.process_events import process_events
 
 log = logging.getLogger(__name__)
 

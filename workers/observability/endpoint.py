@@ -16,8 +16,8 @@ from prometheus_client import start_http_server
 
 from workers.observability.collector import RuntimeCollector, RuntimeView
 from workers.observability.events import Events
-from workers.observability.hub import process_events
 from workers.observability.metrics import WorkerMetrics
+from workers.observability.process_events import process_events
 
 log = logging.getLogger(__name__)
 

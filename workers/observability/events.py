@@ -8,7 +8,7 @@ methods it cares about: :class:`Subscriber` has a no-op for each. Logs
 (``workers.observability.metrics``) are two subscribers; nothing reads log text back.
 
 Emitters take an :class:`Events` in their constructor (tests pass their own); by default
-they use this process's hub (``workers.observability.hub.process_events``). Delivery is
+they use this process's events (``workers.observability.process_events.process_events``). Delivery is
 synchronous, in the emitting thread (the chunk path relies on that to subtract a load
 from a chunk's encode time). A subscriber that raises is logged and skipped: an
 observer never breaks a load, an eviction or a chunk.

@@ -28,7 +28,7 @@ from workers.observability.events import (
     Subscriber,
     TextsEncoded,
 )
-from workers.observability.hub import process_events
+from workers.observability.process_events import process_events
 
 #: Celery task name -> the ``kind`` label of its chunks.
 CHUNK_KINDS = {EMBED_TASK: "list", DATASET_TASK: "dataset"}

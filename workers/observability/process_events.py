@@ -1,4 +1,4 @@
-"""This process's event hub: what emitters use when no :class:`Events` is passed in.
+"""This process's events: what emitters use when no :class:`Events` is passed in.
 
 It starts with the log subscriber; the metrics endpoint subscribes when it starts
 (``workers.observability.endpoint``).
@@ -11,15 +11,15 @@ import threading
 from workers.observability.event_log import LogSubscriber
 from workers.observability.events import Events
 
-_hub: Events | None = None
+_events: Events | None = None
 _lock = threading.Lock()
 
 
 def process_events() -> Events:
-    """The process-wide hub, built with a :class:`LogSubscriber` on first use."""
-    global _hub
-    if _hub is None:
+    """The process-wide events, built with a :class:`LogSubscriber` on first use."""
+    global _events
+    if _events is None:
         with _lock:
-            if _hub is None:
-                _hub = Events([LogSubscriber()])
-    return _hub
+            if _events is None:
+                _events = Events([LogSubscriber()])
+    return _events
