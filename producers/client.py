@@ -84,6 +84,8 @@ class EmbeddingClient:
         prompt: str | None = None,
         dry_run: bool = False,
         quantize: str | None = None,
+        long_text: str | None = None,
+        window_overlap: int | None = None,
     ) -> Any:
         """Queue ``texts`` for ``model``; returns the job (its chunks run in the fleet).
 
@@ -98,7 +100,9 @@ class EmbeddingClient:
         Embedding options (``tasks.contract.options``): ``prompt_name`` (one the model
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
         first N dimensions, re-normalized when the model normalizes; ``quantize``
-        (int8, uint8, binary, ubinary) returns vectors of that dtype.
+        (int8, uint8, binary, ubinary) returns vectors of that dtype; ``long_text``
+        ``truncate`` (default) or ``mean`` (the token-weighted mean of windows of the
+        model's token window overlapping by ``window_overlap`` tokens, default 32).
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -121,6 +125,8 @@ class EmbeddingClient:
             prompt_name=prompt_name,
             prompt=prompt,
             quantize=quantize,
+            long_text=long_text,
+            window_overlap=window_overlap,
         )
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:

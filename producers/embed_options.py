@@ -12,7 +12,12 @@ from redis.exceptions import RedisError
 from producers.job import JobClient
 from tasks.contract import catalog as fleet_catalog
 from tasks.contract.errors import UsageError
-from tasks.contract.options import EmbedOptions, check_for_model
+from tasks.contract.options import (
+    DEFAULT_WINDOW_OVERLAP,
+    LONG_TEXT_MODES,
+    EmbedOptions,
+    check_for_model,
+)
 from tasks.contract.spec import read_local_config
 from tasks.contract.vectors import QUANTIZE_DTYPES
 from tasks.jobs import jobstore
@@ -91,6 +96,18 @@ def add_arguments(parser: Any) -> None:
         type=int,
         help="keep the first N dimensions (re-normalized when the model normalizes)",
     )
+    parser.add_argument(
+        "--long-text",
+        choices=LONG_TEXT_MODES,
+        help="texts past the model's token window: truncate (default) or mean (the "
+        "token-weighted mean of overlapping windows, one row per text)",
+    )
+    parser.add_argument(
+        "--window-overlap",
+        type=int,
+        help=f"tokens neighbouring windows share under --long-text mean "
+        f"(default {DEFAULT_WINDOW_OVERLAP})",
+    )
 
 
 def from_args(args: Any) -> dict[str, Any]:
@@ -100,6 +117,8 @@ def from_args(args: Any) -> dict[str, Any]:
         "prompt_name": args.prompt_name,
         "prompt": args.prompt,
         "quantize": args.quantize,
+        "long_text": args.long_text,
+        "window_overlap": args.window_overlap,
     }
 
 

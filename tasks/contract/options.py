@@ -16,6 +16,10 @@ workers check the wire form again (:meth:`EmbedOptions.from_wire`).
 - ``quantize``: ``int8`` | ``uint8`` | ``binary`` | ``ubinary``
   (``tasks.contract.vectors.quantize``; int8 ranges: ``tasks.jobs.quant_ranges``),
   applied last.
+- ``long_text``: ``truncate`` (None, the default: the first window of tokens, as ever)
+  | ``mean`` (the text cut into windows of the model's token window overlapping by
+  ``window_overlap`` tokens, default :data:`DEFAULT_WINDOW_OVERLAP`; the row's vector is
+  the token-weighted mean of its windows' vectors: ``workers.serving.long_text``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from tasks.contract.vectors import QUANTIZE_DTYPES
 
 #: Characters a literal prompt may hold.
 MAX_PROMPT_CHARS = 2000
+#: What ``long_text`` may be (``truncate`` travels as None: today's behaviour).
+LONG_TEXT_MODES = ("truncate", "mean")
+#: Tokens two neighbouring windows share under ``long_text=mean``.
+DEFAULT_WINDOW_OVERLAP = 32
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,15 @@ class EmbedOptions:
     dimensions: int | None = None
     #: Output precision: int8 | uint8 | binary | ubinary (None: float32).
     quantize: str | None = None
+    #: Long texts: None (truncate) | "mean" (token-weighted mean over windows).
+    long_text: str | None = None
+    #: Tokens shared by neighbouring windows (None: :data:`DEFAULT_WINDOW_OVERLAP`).
+    window_overlap: int | None = None
+
+    @property
+    def overlap(self) -> int:
+        """The window overlap in tokens this job uses."""
+        return DEFAULT_WINDOW_OVERLAP if self.window_overlap is None else self.window_overlap
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -76,7 +93,31 @@ class EmbedOptions:
             raise InvalidRequest(
                 f"options.quantize must be one of {', '.join(QUANTIZE_DTYPES)}, got {quantize!r}"
             )
-        return cls(prompt_name=prompt_name, prompt=prompt, dimensions=dimensions, quantize=quantize)
+        long_text = options.get("long_text")
+        if long_text == "windows":
+            raise InvalidRequest(
+                "options.long_text='windows' is not available yet; use truncate or mean"
+            )
+        if long_text is not None and long_text not in LONG_TEXT_MODES:
+            raise InvalidRequest(
+                f"options.long_text must be one of {', '.join(LONG_TEXT_MODES)}, "
+                f"got {long_text!r}"
+            )
+        overlap = options.get("window_overlap")
+        if overlap is not None and (
+            isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0
+        ):
+            raise InvalidRequest(
+                f"options.window_overlap must be a whole number of tokens >= 0, got {overlap!r}"
+            )
+        return cls(
+            prompt_name=prompt_name,
+            prompt=prompt,
+            dimensions=dimensions,
+            quantize=quantize,
+            long_text=None if long_text == "truncate" else long_text,
+            window_overlap=overlap,
+        )
 
     @classmethod
     def from_user(cls, **given: Any) -> EmbedOptions:

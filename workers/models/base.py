@@ -101,6 +101,19 @@ class BaseEmbeddingModel(ABC):
         texts = [prompt + s for s in sentences] if prompt else sentences
         return estimate_counts(texts, self.spec.max_seq_length or ESTIMATE_WINDOW)
 
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        """Per sentence, the character spans of its token windows for
+        ``long_text=mean`` (``workers.models.tokenizing.window_spans``); only types with
+        a Hugging Face tokenizer can cut them: others refuse, naming the model."""
+        from tasks.contract.errors import InvalidRequest
+
+        raise InvalidRequest(
+            f"long_text=mean needs a model with a Hugging Face tokenizer; model "
+            f"{self.name!r} (type {self.spec.type}) has none"
+        )
+
     @property
     def normalizes(self) -> bool:
         """True when the vectors come out unit length (``dimensions`` then re-normalizes

@@ -103,6 +103,14 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
         with self._tokenizer_lock:
             return count_tokens(self.tokenizer, texts, self.window)
 
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        from workers.models.tokenizing import window_spans
+
+        with self._tokenizer_lock:
+            return window_spans(self.tokenizer, sentences, prompt, self.window, overlap, self.name)
+
     def held_bytes(self) -> dict[str, int]:
         return {"tensors": torch_bytes(self.model), "tokenizer": tokenizer_bytes(self.tokenizer)}
 

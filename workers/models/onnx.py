@@ -145,6 +145,14 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
         with self._tokenizer_lock:
             return count_tokens(self.tokenizer, texts, self.window)
 
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        from workers.models.tokenizing import window_spans
+
+        with self._tokenizer_lock:
+            return window_spans(self.tokenizer, sentences, prompt, self.window, overlap, self.name)
+
     def held_bytes(self) -> dict[str, int]:
         return {
             "initializers": onnx_initializer_bytes(self.path),

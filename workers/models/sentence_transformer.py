@@ -101,6 +101,14 @@ class SentenceTransformerWrapper(BaseEmbeddingModel):
         texts = [prompt + s for s in sentences] if prompt else sentences
         return count_tokens(self.model.tokenizer, texts, int(self.model.max_seq_length))
 
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        from workers.models.tokenizing import window_spans
+
+        window = int(self.model.max_seq_length)
+        return window_spans(self.model.tokenizer, sentences, prompt, window, overlap, self.name)
+
     @property
     def normalizes(self) -> bool:
         from sentence_transformers.sentence_transformer.modules import Normalize

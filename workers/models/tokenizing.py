@@ -88,3 +88,51 @@ def estimate_counts(texts: list[str], window: int) -> tuple[Any, Any]:
 
     full = estimate_tokens(texts, window=1 << 30)
     return np.minimum(full, window).astype(np.int32), full > window
+
+
+def window_spans(
+    tokenizer: Any, texts: list[str], prompt: str, window: int, overlap: int, model: str
+) -> list[list[tuple[int, int]]]:
+    """Per text, the ``(char_start, char_end)`` of each window ``long_text=mean`` encodes.
+
+    ``L`` = ``window`` less the special tokens and the prompt's word pieces (the prompt
+    is put before every window). A text of ``n`` word pieces has one window (the whole
+    text) when ``n <= L``, else ``1 + ceil((n - L) / (L - overlap))`` windows of ``L``
+    word pieces starting every ``L - overlap`` pieces (the last may be shorter), each
+    the text between its first piece's start and its last piece's end (tokenizer
+    offsets). :class:`InvalidRequest` when ``overlap >= L``.
+    """
+    from tasks.contract.errors import InvalidRequest
+
+    specials = int(tokenizer.num_special_tokens_to_add(pair=False))
+    prompt_pieces = (
+        len(tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
+        if prompt
+        else 0
+    )
+    length = window - specials - prompt_pieces
+    if overlap >= length:
+        raise InvalidRequest(
+            f"window_overlap={overlap} must be smaller than model {model!r}'s window of "
+            f"{max(length, 0)} word pieces (its {window} tokens less special tokens and prompt)"
+        )
+    if not texts:
+        return []
+    offsets = tokenizer(
+        texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+    )["offset_mapping"]
+    step = length - overlap
+    out = []
+    for text, spans in zip(texts, offsets, strict=True):
+        n = len(spans)
+        if n <= length:
+            out.append([(0, len(text))])
+            continue
+        count = 1 + -(-(n - length) // step)
+        out.append(
+            [
+                (int(spans[s][0]), int(spans[min(s + length, n) - 1][1]))
+                for s in (i * step for i in range(count))
+            ]
+        )
+    return out

@@ -27,6 +27,7 @@ from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
 from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
+from workers.serving.long_text import MeanOfWindows
 from workers.serving.reload import ConfigChange, log_reload, plan_reload
 from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
@@ -122,19 +123,26 @@ class Runtime:
                 )
                 return vectors
 
+            windowing = ""
+            if embed_options.long_text == "mean":  # workers.serving.long_text
+                mean = MeanOfWindows(loaded, texts, prompt, embed_options.overlap)
+                encode, windowing = mean.encoder(encode), f"mean{embed_options.overlap}"
             if options.get("cache", True) and self.embedding_cache is not None:
                 vectors = embed_with_cache(
                     self.embedding_cache,
                     model,
-                    reuse_key(reuse_version(loaded, version), prompt),
+                    reuse_key(reuse_version(loaded, version), prompt, windowing),
                     texts,
                     encode,
                 )
             else:
                 vectors = encode(texts)
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
-            tokens, truncated = loaded.token_counts(texts, prompt)
-            columns = {"tokens": tokens, "truncated": truncated}
+            if windowing:
+                columns = mean.columns(texts)
+            else:
+                tokens, truncated = loaded.token_counts(texts, prompt)
+                columns = {"tokens": tokens, "truncated": truncated}
             shaped = shape_vectors(
                 vectors,
                 embed_options,

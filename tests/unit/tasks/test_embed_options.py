@@ -103,3 +103,19 @@ def test_quantize_equals_sentence_transformers_quantize_embeddings():
         quantize(vectors, "int8")
     with pytest.raises(UsageError, match="quantize must be one of int8, uint8, binary, ubinary"):
         EmbedOptions.from_user(quantize="int4")
+
+
+def test_long_text_options_default_to_truncate_and_bad_values_are_named():
+    # truncate is today's behaviour: it travels as nothing
+    assert EmbedOptions.from_user(long_text="truncate").to_wire() == {}
+    mean = EmbedOptions.from_user(long_text="mean", window_overlap=16)
+    assert mean.to_wire() == {"long_text": "mean", "window_overlap": 16}
+    assert EmbedOptions.from_json(mean.to_json()) == mean
+    assert EmbedOptions(long_text="mean").overlap == 32
+    with pytest.raises(UsageError, match="long_text must be one of truncate, mean, got 'x'"):
+        EmbedOptions.from_user(long_text="x")
+    with pytest.raises(UsageError, match="long_text='windows' is not available yet"):
+        EmbedOptions.from_user(long_text="windows")
+    for bad in (-1, True, 2.5):
+        with pytest.raises(InvalidRequest, match="options.window_overlap must be"):
+            EmbedOptions.from_wire({"long_text": "mean", "window_overlap": bad})
