@@ -115,6 +115,11 @@ def submit_dataset(
         plan = dataset_plan.plan_input(
             client, files, field, id_field, chunk_rows, asked, model, plan
         )
+        if plan.format == "openai" and options.long_text == "windows":
+            raise UsageError(
+                "long_text=windows cannot answer an OpenAI batch (one response per "
+                "request input); use mean"
+            )
         if plan.openai_dimensions:  # the batch's body.dimensions
             options = embed_options.for_batch(client, model, options, plan.openai_dimensions)
         record = _record(

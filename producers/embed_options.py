@@ -99,13 +99,14 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--long-text",
         choices=LONG_TEXT_MODES,
-        help="texts past the model's token window: truncate (default) or mean (the "
-        "token-weighted mean of overlapping windows, one row per text)",
+        help="texts past the model's token window: truncate (default), mean (the "
+        "token-weighted mean of overlapping windows, one row per text) or windows (one "
+        "row per window; dataset jobs only)",
     )
     parser.add_argument(
         "--window-overlap",
         type=int,
-        help=f"tokens neighbouring windows share under --long-text mean "
+        help=f"tokens neighbouring windows share under --long-text mean/windows "
         f"(default {DEFAULT_WINDOW_OVERLAP})",
     )
 

@@ -19,6 +19,7 @@ import socket
 import time
 from typing import Any
 
+import numpy as np
 import redis
 from celery import Task
 
@@ -169,9 +170,16 @@ def _run_range(
     extra = None
     if got.requests is not None and got.positions is not None:
         extra = {"request": got.requests, "index": got.positions}
-    columns = more[0] if more else {}
+    columns = dict(more[0]) if more else {}
     retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
-    data = parts.part_bytes(int(plan["first_row"]), vectors, got.ids, extra, columns)
+    first_row, ids, rows = int(plan["first_row"]), got.ids, None
+    source = columns.pop("source_row", None)  # long_text=windows: a row per window
+    if source is not None:
+        rows = first_row + np.asarray(source, dtype=np.int64)
+        ids = None if ids is None else [ids[i] for i in source]
+        if extra is not None:
+            extra = {k: [v[i] for i in source] for k, v in extra.items()}
+    data = parts.part_bytes(first_row, vectors, ids, extra, columns, rows=rows)
     retry(lambda: outputs.require_claim(client, record), "checking the destination's claim")
     try:
         parts.put(output, name, data)

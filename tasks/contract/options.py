@@ -19,7 +19,9 @@ workers check the wire form again (:meth:`EmbedOptions.from_wire`).
 - ``long_text``: ``truncate`` (None, the default: the first window of tokens, as ever)
   | ``mean`` (the text cut into windows of the model's token window overlapping by
   ``window_overlap`` tokens, default :data:`DEFAULT_WINDOW_OVERLAP`; the row's vector is
-  the token-weighted mean of its windows' vectors: ``workers.serving.long_text``).
+  the token-weighted mean of its windows' vectors: ``workers.serving.long_text``)
+  | ``windows`` (dataset jobs only: one part row per window, with ``row``, ``window``,
+  ``char_start``, ``char_end`` and ``tokens``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from tasks.contract.vectors import QUANTIZE_DTYPES
 #: Characters a literal prompt may hold.
 MAX_PROMPT_CHARS = 2000
 #: What ``long_text`` may be (``truncate`` travels as None: today's behaviour).
-LONG_TEXT_MODES = ("truncate", "mean")
+LONG_TEXT_MODES = ("truncate", "mean", "windows")
+#: The one-line refusal of ``long_text=windows`` outside a dataset job.
+WINDOWS_NEED_DATASET = (
+    "long_text=windows writes one row per window and needs a dataset job (--output DIR/)"
+)
 #: Tokens two neighbouring windows share under ``long_text=mean``.
 DEFAULT_WINDOW_OVERLAP = 32
 
@@ -51,7 +57,8 @@ class EmbedOptions:
     dimensions: int | None = None
     #: Output precision: int8 | uint8 | binary | ubinary (None: float32).
     quantize: str | None = None
-    #: Long texts: None (truncate) | "mean" (token-weighted mean over windows).
+    #: Long texts: None (truncate) | "mean" (token-weighted mean over windows) |
+    #: "windows" (a row per window; dataset jobs only).
     long_text: str | None = None
     #: Tokens shared by neighbouring windows (None: :data:`DEFAULT_WINDOW_OVERLAP`).
     window_overlap: int | None = None
@@ -94,10 +101,6 @@ class EmbedOptions:
                 f"options.quantize must be one of {', '.join(QUANTIZE_DTYPES)}, got {quantize!r}"
             )
         long_text = options.get("long_text")
-        if long_text == "windows":
-            raise InvalidRequest(
-                "options.long_text='windows' is not available yet; use truncate or mean"
-            )
         if long_text is not None and long_text not in LONG_TEXT_MODES:
             raise InvalidRequest(
                 f"options.long_text must be one of {', '.join(LONG_TEXT_MODES)}, "

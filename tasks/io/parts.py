@@ -147,9 +147,12 @@ def part_bytes(
     ids: list[str | None] | None = None,
     extra: dict[str, list[int]] | None = None,
     columns: dict[str, np.ndarray] | None = None,
+    rows: np.ndarray | None = None,
 ) -> bytes:
     """A part's parquet bytes: rows ``first_row ...`` of ``vectors`` (n, dim float32);
-    ``columns``: typed per-row columns (``tokens`` int32, ``truncated`` bool)."""
+    ``columns``: typed per-row columns (``tokens`` int32, ``truncated`` bool);
+    ``rows``: each vector's input row when they are not one per row
+    (``long_text=windows``: a row per window)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -157,7 +160,11 @@ def part_bytes(
     data = np.ascontiguousarray(vectors, dtype=None if quantized else np.float32)
     n, dim = data.shape
     table: dict[str, Any] = {
-        "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
+        "row": pa.array(
+            np.arange(first_row, first_row + n, dtype=np.int64)
+            if rows is None
+            else np.asarray(rows, dtype=np.int64)
+        ),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(data.reshape(-1)), dim),
     }
     if ids is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from producers import EmbeddingClient
-from producers.errors import JobFailedError
+from producers.errors import JobFailedError, UsageError
 from tests.support import WorkerProcess, run_cli, write_config
 from workers.sources.packaged import packaged_model_dir
 
@@ -100,9 +100,7 @@ def test_window_count_follows_the_formula_on_a_long_real_text(reference):
     assert window_spans(reference.tokenizer, [short], "", WINDOW, 32, MINI) == [[(0, len(short))]]
 
 
-def test_mean_equals_the_token_weighted_mean_of_sentence_transformers_windows(
-    fleet, reference
-):
+def test_mean_equals_the_token_weighted_mean_of_sentence_transformers_windows(fleet, reference):
     client, _ = fleet
     texts = corpus()[-3:]
     job = client.submit(texts, model=MINI, long_text="mean", max_texts=2)
@@ -164,3 +162,46 @@ def test_an_overlap_as_large_as_the_window_is_refused(fleet):
     job = client.submit(["a text"], model=MINI, long_text="mean", window_overlap=PIECES)
     with pytest.raises(JobFailedError, match="window_overlap=254 must be smaller than model"):
         job.wait(timeout=300)
+
+
+def test_windows_writes_a_part_row_per_window_in_dataset_jobs_only(fleet, reference, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    client, config = fleet
+    texts = [corpus()[-1], corpus()[0]]
+    tokenizer = reference.tokenizer
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    job = client.submit_dataset(str(source), MINI, str(tmp_path / "ds") + "/", long_text="windows")
+    job.wait(timeout=300)
+    files = sorted((tmp_path / "ds").glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files]).sort_by(
+        [("row", "ascending"), ("window", "ascending")]
+    )
+    n = len(tokenizer(texts[0], add_special_tokens=False)["input_ids"])
+    count = 1 + math.ceil((n - PIECES) / (PIECES - 32))
+    assert table.column("row").to_pylist() == [0] * count + [1]
+    assert table.column("window").to_pylist() == list(range(count)) + [0]
+    assert table.column("id").to_pylist() == ["d0"] * count + ["d1"]
+    starts, ends = table.column("char_start").to_pylist(), table.column("char_end").to_pylist()
+    assert starts[0] == 0 and (starts[-1], ends[-1]) == (0, len(texts[1]))
+    pieces = [texts[0][a:b] for a, b in zip(starts[:-1], ends[:-1], strict=True)] + [texts[1]]
+    # each window is its own text: sentence-transformers' vector of it, and its tokens
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(vectors, reference.encode(pieces), atol=2e-6)
+    want_tokens = [min(len(tokenizer(p)["input_ids"]), WINDOW) for p in pieces]
+    assert table.column("tokens").to_pylist() == want_tokens
+    # verify takes a row in several windows as it is
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    checked = run_cli("verify", str(tmp_path / "ds") + "/", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "in one window or more" in checked.stdout
+    # A list job cannot hold them: refused in one line, the CLI exits 2
+    with pytest.raises(UsageError, match="needs a dataset job"):
+        client.submit(texts, model=MINI, long_text="windows")
+    done = run_cli("submit", "--model", MINI, "--text", "a", "--long-text", "windows", env=env)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("(--output DIR/)")

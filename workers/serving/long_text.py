@@ -80,3 +80,37 @@ class MeanOfWindows:
             return mean_of_windows(vectors, weights, [len(s) for s in own], self.model.normalizes)
 
         return encode_mean
+
+
+class WindowRows:
+    """``long_text=windows``: every window of one chunk's texts as a text of its own."""
+
+    def __init__(
+        self, model: BaseEmbeddingModel, texts: list[str], prompt: str, overlap: int
+    ) -> None:
+        self.model = model
+        self.prompt = prompt
+        spans = model.window_spans(texts, prompt, overlap)
+        #: The window texts, in order: the texts the model encodes.
+        self.texts = window_texts(texts, spans)
+        self.source = np.repeat(np.arange(len(texts), dtype=np.int64), [len(s) for s in spans])
+        self.window = np.concatenate(
+            [np.arange(len(s), dtype=np.int32) for s in spans] or [np.zeros(0, np.int32)]
+        )
+        flat = [span for own in spans for span in own]
+        self.char_start = np.array([a for a, _ in flat], dtype=np.int64)
+        self.char_end = np.array([b for _, b in flat], dtype=np.int64)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per window: ``source_row`` (the text's index in the chunk; the dataset task
+        turns it into ``row``), ``window``, ``char_start``, ``char_end``, ``tokens`` and
+        ``truncated``."""
+        tokens, truncated = self.model.token_counts(self.texts, self.prompt)
+        return {
+            "source_row": self.source,
+            "window": self.window,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "tokens": tokens,
+            "truncated": truncated,
+        }

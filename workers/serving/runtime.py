@@ -27,7 +27,7 @@ from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
 from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
-from workers.serving.long_text import MeanOfWindows
+from workers.serving.long_text import MeanOfWindows, WindowRows
 from workers.serving.reload import ConfigChange, log_reload, plan_reload
 from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
@@ -124,6 +124,9 @@ class Runtime:
                 return vectors
 
             windowing = ""
+            if embed_options.long_text == "windows":  # a row per window (dataset jobs)
+                cut = WindowRows(loaded, texts, prompt, embed_options.overlap)
+                texts = cut.texts
             if embed_options.long_text == "mean":  # workers.serving.long_text
                 mean = MeanOfWindows(loaded, texts, prompt, embed_options.overlap)
                 encode, windowing = mean.encoder(encode), f"mean{embed_options.overlap}"
@@ -138,7 +141,9 @@ class Runtime:
             else:
                 vectors = encode(texts)
             self.cache.events.emit(TextsEncoded(model=model, texts=tuple(texts)))
-            if windowing:
+            if embed_options.long_text == "windows":
+                columns = cut.columns()
+            elif windowing:
                 columns = mean.columns(texts)
             else:
                 tokens, truncated = loaded.token_counts(texts, prompt)
