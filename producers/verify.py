@@ -100,7 +100,10 @@ def verify(dest: str) -> VerifyReport:
         try:
             import pyarrow.parquet as pq
 
-            rows = pq.read_table(io.BytesIO(data), columns=["row"]).column("row").to_numpy()
+            # one thread: pyarrow's pool aborted the CLI at exit ("terminate called without
+            # an active exception", rc -6) after a verify, as it did after openai_output
+            table = pq.read_table(io.BytesIO(data), columns=["row"], use_threads=False)
+            rows = table.column("row").to_numpy()
         except Exception as exc:  # pyarrow's errors: not parquet, no row column
             unreadable.append(f"{name} ({type(exc).__name__})")
             continue

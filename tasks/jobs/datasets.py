@@ -321,7 +321,10 @@ def send(
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
         priority=dataset_priority() if priority is None else priority,
-        # what inspect and Flower show of the chunk (tasks.guards.request.summarize)
+        # what inspect and Flower show of the chunk: the producer's task-sent event and
+        # the worker's task-received one (tasks.guards.request.summarize) say the same
+        kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, 'model': '{model}', "
+        f"'rows': '{rows}'}}",
         headers={ROWS_HEADER: rows, SENT_HEADER: time.time()},
     )
     keys = [key(job_id, "sent"), key(job_id)]

@@ -77,6 +77,7 @@ def fleet_factory(base: Path) -> Iterator[Callable[..., Fleet]]:
     under ``base``; every fleet made is closed (workers stopped, server stopped) on exit."""
     from producers import EmbeddingClient
     from producers.server import free_port, start_server
+    from tasks.contract.settings import load_settings
 
     fleets: list[Fleet] = []
 
@@ -93,7 +94,9 @@ def fleet_factory(base: Path) -> Iterator[Callable[..., Fleet]]:
         fleet_env = {"EMBEDFLEET_REDIS_URL": server.url, **(env or {})}
         if visibility_s is not None:
             fleet_env["EMBEDFLEET_VISIBILITY_TIMEOUT_S"] = str(visibility_s)
-        client = EmbeddingClient(redis_url=server.url, config_source=str(config))
+        # the producer reads the settings its fleet's workers get (TLS, lapse, ...), now
+        settings = load_settings({**os.environ, **fleet_env})
+        client = EmbeddingClient(redis_url=server.url, config_source=str(config), settings=settings)
         fleet = Fleet(server, port, data_dir, client, config, base / f"logs{n}", fleet_env)
         fleets.append(fleet)
         return fleet

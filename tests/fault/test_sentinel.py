@@ -13,6 +13,7 @@ import redis
 
 from producers import EmbeddingClient
 from producers.server import free_port, start_server
+from tasks.contract.settings import load_settings
 from tests.plugins import hash_vector
 from tests.support import WorkerProcess, write_config
 
@@ -56,7 +57,8 @@ def test_a_job_through_redis_sentinel(sentinel, tmp_path, monkeypatch):
     config = write_config(tmp_path / "models.json", {
         "hash-s": {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
     })
-    client = EmbeddingClient(redis_url=sentinel, config_source=str(config))
+    # settings read now, after the sentinel master's name was set (as a process would)
+    client = EmbeddingClient(redis_url=sentinel, config_source=str(config), settings=load_settings())
     worker = WorkerProcess(config, env={"EMBEDFLEET_REDIS_URL": sentinel}).wait_ready(client.app)
     try:
         texts = [f"through sentinel {i}" for i in range(10)]
