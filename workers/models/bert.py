@@ -21,7 +21,7 @@ from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.sizes import tokenizer_bytes, torch_bytes
-from workers.models.tokenizing import load_tokenizer, token_window
+from workers.models.tokenizing import HFTokenizerCounts, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 WEIGHT_FILES = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")
 
 
-class BertEmbeddingWrapper(BaseEmbeddingModel):
+class BertEmbeddingWrapper(HFTokenizerCounts, BaseEmbeddingModel):
     """A transformers encoder whose token vectors are pooled here."""
 
     imports = ("transformers",)
@@ -95,21 +95,6 @@ class BertEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
-
-    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
-        from workers.models.tokenizing import count_tokens
-
-        texts = [prompt + s for s in sentences] if prompt else sentences
-        with self._tokenizer_lock:
-            return count_tokens(self.tokenizer, texts, self.window)
-
-    def window_spans(
-        self, sentences: list[str], prompt: str, overlap: int
-    ) -> list[list[tuple[int, int]]]:
-        from workers.models.tokenizing import window_spans
-
-        with self._tokenizer_lock:
-            return window_spans(self.tokenizer, sentences, prompt, self.window, overlap, self.name)
 
     def held_bytes(self) -> dict[str, int]:
         return {"tensors": torch_bytes(self.model), "tokenizer": tokenizer_bytes(self.tokenizer)}

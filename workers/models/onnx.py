@@ -29,7 +29,7 @@ from workers.models.fidelity import PrecisionRecord
 from workers.models.onnx_threads import onnx_threads
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.sizes import onnx_initializer_bytes, tokenizer_bytes
-from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
+from workers.models.tokenizing import HFTokenizerCounts, has_tokenizer, load_tokenizer, token_window
 from workers.sources import resolve_model_dir
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ PREFERRED_OUTPUTS = ("sentence_embedding", "last_hidden_state", "token_embedding
 _NUMPY_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
-class OnnxEmbeddingWrapper(BaseEmbeddingModel):
+class OnnxEmbeddingWrapper(HFTokenizerCounts, BaseEmbeddingModel):
     """An onnxruntime ``InferenceSession`` of a transformer encoder."""
 
     imports = ("onnxruntime", "tokenizers")
@@ -137,21 +137,6 @@ class OnnxEmbeddingWrapper(BaseEmbeddingModel):
     @property
     def dimension(self) -> int | None:
         return self._dim or self.spec.dimension
-
-    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
-        from workers.models.tokenizing import count_tokens
-
-        texts = [prompt + s for s in sentences] if prompt else sentences
-        with self._tokenizer_lock:
-            return count_tokens(self.tokenizer, texts, self.window)
-
-    def window_spans(
-        self, sentences: list[str], prompt: str, overlap: int
-    ) -> list[list[tuple[int, int]]]:
-        from workers.models.tokenizing import window_spans
-
-        with self._tokenizer_lock:
-            return window_spans(self.tokenizer, sentences, prompt, self.window, overlap, self.name)
 
     def held_bytes(self) -> dict[str, int]:
         return {

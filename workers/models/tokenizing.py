@@ -136,3 +136,25 @@ def window_spans(
             ]
         )
     return out
+
+
+class HFTokenizerCounts:
+    """``token_counts`` and ``window_spans`` of a wrapper that holds a Hugging Face fast
+    tokenizer (``self.tokenizer``, guarded by ``self._tokenizer_lock``) and its token
+    window (``self.window``): one copy for the bert and onnx wrappers."""
+
+    name: str
+    tokenizer: Any
+    window: int
+    _tokenizer_lock: Any
+
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[Any, Any]:
+        texts = [prompt + s for s in sentences] if prompt else sentences
+        with self._tokenizer_lock:
+            return count_tokens(self.tokenizer, texts, self.window)
+
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        with self._tokenizer_lock:
+            return window_spans(self.tokenizer, sentences, prompt, self.window, overlap, self.name)
