@@ -7,7 +7,6 @@ alive (``tasks.jobs.datasets`` explains the window). See docs/DATASETS.md.
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.gather import poll_delays
 from producers.job import JobClient, JobKind
+from tasks.contract.logs import event_logger
 from tasks.contract.options import EmbedOptions
 from tasks.contract.signing import key_of
 from tasks.io import parts, pinning, scan, sources
@@ -30,7 +30,7 @@ from tasks.io.plan import DEFAULT_CHUNK_ROWS
 from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, redis_full, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds between progress polls of a dataset job, at most.
 POLL_S = 0.5
