@@ -20,7 +20,7 @@ from producers.errors import EXIT_FAILED, EXIT_OK, JobFailedError, UsageError
 
 if TYPE_CHECKING:
     from producers.client import EmbeddingClient
-    from producers.datasets import DatasetJob
+    from producers.dataset_job import DatasetJob
 
 
 def client() -> EmbeddingClient:
@@ -83,7 +83,7 @@ def result(args: argparse.Namespace) -> int:
     from producers.writers import check_writable
 
     path = check_writable(args.output)  # before anything is fetched
-    from producers.datasets import DatasetJob
+    from producers.dataset_job import DatasetJob
     from producers.list_job import ListJob
     from tasks.jobs.jobstore import is_cancelled
 
