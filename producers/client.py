@@ -3,7 +3,7 @@
 A job is found again by id from any process: its record (``tasks.jobs.jobstore``) and its
 chunk results (the Celery result backend) live in Redis. What a job is lives in
 ``producers.job`` (the :class:`Job` protocol), ``producers.list_job`` and
-``producers.datasets``; which model a job gets in ``producers.resolving``; asking the
+``producers.dataset_job``; which model a job gets in ``producers.resolving``; asking the
 running fleet in ``producers.fleet_admin``. ``submit`` and ``submit_dataset`` below are
 the one place their parameters are spelled.
 """
@@ -22,7 +22,8 @@ import producers.embed_options as embed_options
 import producers.fleet_admin as fleet_admin
 import producers.idempotency as idempotency
 import producers.resolving as resolving
-from producers.datasets import DatasetJob, submit_dataset
+from producers.dataset_job import DatasetJob
+from producers.dataset_submit import submit_dataset
 from producers.errors import InputError, JobNotFoundError, UsageError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
@@ -141,22 +142,20 @@ class EmbeddingClient:
             )
             return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
-            wanted = idempotency.digest(
-                asked,
-                version,
-                idempotency.texts_digest(texts),
-                "",
-                {
-                    "key": key,
-                    "cache": cache,
-                    "max_tokens": max_tokens,
-                    "max_texts": max_texts,
-                    "embed": options.to_wire(),
-                },
+            held = idempotency.existing_or_claim(
+                self,
+                idempotency_key,
+                job_id,
+                announce,
+                (asked, version, idempotency.texts_digest(texts), ""),
+                options,
+                key=key,
+                cache=cache,
+                max_tokens=max_tokens,
+                max_texts=max_texts,
             )
-            held = idempotency.claim(self, idempotency_key, job_id, wanted)
             if held is not None:
-                return idempotency.existing_job(self, held, announce)  # type: ignore[no-any-return]
+                return held
         if max_tokens is None or max_texts is None:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
@@ -198,7 +197,7 @@ class EmbeddingClient:
     ) -> DatasetJob:
         """Queue a dataset job: rows from ``source`` (file, folder, glob, ``s3://``), one
         parquet part per chunk into ``output`` (a folder or ``s3://`` prefix). The
-        ``options`` are those of :func:`producers.datasets.submit_dataset`; see
+        ``options`` are those of :func:`producers.dataset_submit.submit_dataset`; see
         docs/DATASETS.md."""
         return submit_dataset(self, source, model, output, **options)
 

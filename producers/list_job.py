@@ -7,7 +7,6 @@ finds again for a list job; it implements :class:`producers.job.Job`. Its sendin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -16,8 +15,9 @@ import numpy as np
 import producers.progress as progress
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
-from producers.gather import Gatherer, poll_delays
+from producers.gather import Gatherer
 from producers.job import JobClient, JobKind
+from producers.polling import Poller, bar_for
 from tasks.jobs import job_admin, jobstore, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
@@ -156,38 +156,28 @@ class ListJob:
         Raises :class:`JobFailedError` when a chunk failed, ``TimeoutError`` on timeout.
         """
         gatherer = Gatherer(self.client.app, self.record, allocate=allocate)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _progress_bar(self.record, progress)
-        delays = poll_delays(POLL_INTERVAL_S)
+        total = self.record.total
+        bar = bar_for(progress, total, "chunk", self.model, self.id)
         redis = self.client.redis
-        try:
+        with Poller(self.id, timeout, POLL_INTERVAL_S, bar=bar) as poller:
             while True:
                 done, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id))
-                fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
-                if bar is not None and fetched:
-                    bar.update(fetched)
+                retry_while_unreachable(lambda done=done: gatherer.fetch(done))
+                poller.show(len(gatherer.fetched))
                 self.columns = gatherer.columns
-                if len(gatherer.fetched) == self.record.total:
+                if len(gatherer.fetched) == total:
                     return gatherer.array()
-                if failed and len(done) + len(failed) >= self.record.total:
+                if failed and len(done) + len(failed) >= total:
                     if allow_failed:
                         return gatherer.array_with_gaps(failed)
-                    raise JobFailedError(self.id, failed, self.record.total)
+                    raise JobFailedError(self.id, failed, total)
                 if jobstore.is_cancelled(redis, self.id):
                     if allow_failed:  # what was done stays retrievable; the rest is NaN
                         gatherer.fetch(jobstore.progress(redis, self.id)[0])
-                        missing = set(range(self.record.total)) - gatherer.fetched
+                        missing = set(range(total)) - gatherer.fetched
                         return gatherer.array_with_gaps(missing)
-                    raise JobFailedError(self.id, {-1: "job was cancelled"}, self.record.total)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"job {self.id}: {len(done)} of {self.record.total} chunks done "
-                        f"after {timeout} s"
-                    )
-                time.sleep(next(delays))
-        finally:
-            if bar is not None:
-                bar.close()
+                    raise JobFailedError(self.id, {-1: "job was cancelled"}, total)
+                poller.pause(len(done), total)
 
     def result(self, timeout: float | None = 600, progress: bool = False) -> np.ndarray:
         """The job's embeddings in input order (waits for chunks still running)."""
@@ -206,11 +196,3 @@ class ListJob:
         if pending:
             self.client.app.control.revoke(pending)
         return len(pending)
-
-
-def _progress_bar(record: jobstore.JobRecord, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=record.total, unit="chunk", desc=f"{record.model} {record.id[:8]}")

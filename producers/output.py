@@ -30,6 +30,32 @@ def status_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def dataset_status_text(s: dict[str, Any]) -> str:
+    from producers.progress import eta_text, when
+
+    lines = [
+        f"job      {s['id']} (dataset)",
+        f"model    {s['model']} ({s.get('version', '')})",
+        f"state    {s['state']}",
+        f"rows     {s['rows_done']}/{s['texts']} done, ETA {eta_text(s)}",
+        f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed",
+        f"created  {when(s['created'])}   started {when(s.get('started'))}   "
+        f"finished {when(s['finished'])}",
+        f"input    {s['input']}",
+        f"output   {s['output']}",
+    ]
+    if s.get("output_problem"):
+        lines.append(
+            f"  the output no longer verifies: {s['output_problem']} "
+            f"(`embedfleet verify {s['output']}` checks every row)"
+        )
+    for err in s["errors"]:
+        rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
+        lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")
+    lines += waiting_text(s)
+    return "\n".join(lines)
+
+
 def waiting_text(s: dict[str, Any]) -> list[str]:
     """The status line for chunks held by a worker whose heartbeat lapsed."""
     waiting = s.get("waiting_on_dead_worker") or []

@@ -11,12 +11,12 @@ unknown format, named in the error.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.registry import TYPES, resolve_class
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
     from workers.models.fidelity import PrecisionRecord
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class S3ModelWrapper(BaseEmbeddingModel):

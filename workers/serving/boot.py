@@ -8,7 +8,6 @@ worker runs (``tasks.app.FleetApp.encoder``).
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -17,6 +16,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 import celeryconfig
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.app import app as default_app
+from tasks.contract.logs import event_logger
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import start_watchdog
@@ -33,7 +33,7 @@ from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.threads import configure_threads
 from workers.sources.s3 import set_model_cache_dir
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 @worker_init.connect

@@ -8,16 +8,16 @@ worker: every failure is logged and the next beat tries again.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from tasks.contract import catalog
+from tasks.contract.logs import event_logger
 from workers.models.prompts import published_facts
 from workers.serving.runtime import Runtime
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class Publisher:
