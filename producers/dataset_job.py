@@ -7,7 +7,6 @@ The job finishes with no producer alive: the workers send the window's next chun
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -18,11 +17,12 @@ import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
 from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
+from tasks.contract.logs import event_logger
 from tasks.io import parts
 from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, redis_full, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds between progress polls of a dataset job, at most.
 POLL_S = 0.5

@@ -14,7 +14,6 @@ Finishing or failing a chunk sends the next one of the job's window.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from typing import Any
@@ -33,12 +32,13 @@ from tasks.contract.errors import (
     RedisMemoryFull,
     TransientError,
 )
+from tasks.contract.logs import event_logger
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
 from tasks.jobs import dataset_trust, datasets, jobstore, outputs, redis_full, usage
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class DatasetChunkTask(Task):  # type: ignore[misc]

@@ -13,7 +13,6 @@ late redelivery) is neither counted nor run: its stored result is returned again
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,6 +30,7 @@ from tasks.contract.errors import (
     TooManyDeliveries,
     TransientError,
 )
+from tasks.contract.logs import event_logger
 from tasks.contract.options import WINDOWS_NEED_DATASET
 from tasks.contract.wire import pack_embeddings, validate_request
 from tasks.jobs import deliveries, jobstore, redis_full, usage
@@ -38,7 +38,7 @@ from tasks.jobs.deliveries import Delivery
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 T = TypeVar("T")
 

@@ -15,7 +15,6 @@ the unacked index), the request is marked done, the refusal is logged once and c
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +22,10 @@ from celery.concurrency.thread import TaskPool
 from celery.signals import task_rejected
 from celery.worker.state import task_ready
 
+from tasks.contract.logs import event_logger
 from tasks.jobs import jobstore, redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: What a guarded target returns for a refused message (its callback is then skipped).
 REFUSED = object()

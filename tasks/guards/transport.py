@@ -25,7 +25,6 @@ chunk is recorded failed naming Redis memory, anything else goes back on its que
 from __future__ import annotations
 
 import base64
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,11 +37,12 @@ from kombu.transport.virtual.base import Empty
 from kombu.utils.json import dumps
 
 import celeryconfig
+from tasks.contract.logs import event_logger
 from tasks.contract.settings import Settings
 from tasks.guards.holders import HolderQoS
 from tasks.jobs import jobstore, redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Content types a body may have (never pickle): the app's own list.
 ACCEPT = prepare_accept_content(celeryconfig.accept_content)

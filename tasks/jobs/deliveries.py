@@ -28,7 +28,6 @@ that caught it running, shared with the others the dead worker held.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -37,9 +36,10 @@ from dataclasses import dataclass
 
 import redis
 
+from tasks.contract.logs import event_logger
 from tasks.jobs import redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Prefix of the per-delivery counters (``<prefix><task id>:<retry>``).
 DELIVERIES_PREFIX = "embedfleet:deliveries:"

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 import numpy as np
 import redis
 
 from tasks.contract.errors import PermanentError
+from tasks.contract.logs import event_logger
 from tasks.io import manifest, parts
 from tasks.jobs import claims, quant_ranges, usage
 from tasks.jobs.datasets import DatasetRecord, chunks, key
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: One chunk's entry in ``:parts``: the part's sha256 and its size (0: not recorded).
 PART_DTYPE = np.dtype([("sha256", "S32"), ("bytes", "<u8")])

@@ -21,7 +21,6 @@ or duplicated.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -30,10 +29,11 @@ from typing import Any
 
 import redis
 
+from tasks.contract.logs import event_logger
 from tasks.guards.holders import HOLDERS_KEY, holder_of, restore_held
 from tasks.jobs.deliveries import ALIVE_PREFIX, worker_id
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Key of the lock one reclaiming worker holds.
 LOCK_KEY = "embedfleet:reclaim-lock"
