@@ -31,7 +31,6 @@ from tasks.contract.errors import (
     TransientError,
 )
 from tasks.contract.logs import event_logger
-from tasks.contract.options import WINDOWS_NEED_DATASET
 from tasks.contract.wire import pack_embeddings, validate_request
 from tasks.jobs import deliveries, jobstore, redis_full, usage
 from tasks.jobs.deliveries import Delivery
@@ -271,7 +270,8 @@ def embed_chunk(
     texts: Any = None,
     options: Any = None,
 ) -> dict[str, Any]:
-    """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32 bytes."""
+    """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32
+    bytes (``long_text=windows``: a row per window, with ``source_row`` naming its text)."""
     job_id, index, model, texts, options = validate_request(
         job_id, index, model, texts, options, self.app.settings.max_chunk_bytes
     )
@@ -316,8 +316,6 @@ def _run_chunk(
     check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    if options.get("long_text") == "windows":  # rows would not match the texts
-        raise PermanentError(WINDOWS_NEED_DATASET)
     encode = encoder_of(self.app)
     started = time.perf_counter()
     try:
