@@ -24,11 +24,10 @@ import producers.idempotency as idempotency
 import producers.resolving as resolving
 from producers.dataset_job import DatasetJob
 from producers.dataset_submit import submit_dataset
-from producers.errors import InputError, JobNotFoundError, UsageError
+from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
 from tasks.contract.chunking import budget_for, plan_chunks
-from tasks.contract.options import WINDOWS_NEED_DATASET
 from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
@@ -130,8 +129,6 @@ class EmbeddingClient:
             long_text=long_text,
             window_overlap=window_overlap,
         )
-        if options.long_text == "windows":
-            raise UsageError(WINDOWS_NEED_DATASET)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
             import producers.dry_run as dry
@@ -162,7 +159,16 @@ class EmbeddingClient:
         try:
             order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
             record = retry_while_unreachable(
-                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+                lambda: jobstore.create(
+                    self.redis,
+                    job_id,
+                    model,
+                    version,
+                    order,
+                    bounds,
+                    alias,
+                    ttl_s=self.settings.result_ttl_s,
+                )
             )
         except BaseException:
             if idempotency_key is not None:
