@@ -164,7 +164,16 @@ class EmbeddingClient:
         try:
             order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
             record = retry_while_unreachable(
-                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+                lambda: jobstore.create(
+                    self.redis,
+                    job_id,
+                    model,
+                    version,
+                    order,
+                    bounds,
+                    alias,
+                    ttl_s=self.settings.result_ttl_s,
+                )
             )
         except BaseException:
             if idempotency_key is not None:

@@ -81,7 +81,13 @@ class ListJob:
         if self._texts is None:
             raise UsageError(f"job {self.id}: the texts are not in this process")
         submitting.send_list_chunks(
-            self.client.app, self.client.redis, self.record, self._texts, list(indices), cache
+            self.client.app,
+            self.client.redis,
+            self.record,
+            self._texts,
+            list(indices),
+            cache,
+            ttl_s=self.client.settings.result_ttl_s,
         )
 
     def retry(self, texts: Sequence[str] | None = None) -> int:
@@ -113,7 +119,8 @@ class ListJob:
 
     def delete(self) -> int:
         """Drop the job's keys and chunk results from Redis now."""
-        return job_admin.delete(self.client.redis, self.id, self.record.total)
+        ttl_s = self.client.settings.result_ttl_s
+        return job_admin.delete(self.client.redis, self.id, self.record.total, ttl_s=ttl_s)
 
     def status(self) -> dict[str, Any]:
         """``{"id","kind","model","version","alias","state","done","total","failed",
