@@ -17,6 +17,7 @@ import this module too.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import logging
 import re
@@ -65,6 +66,75 @@ def _value(key: str, raw: str) -> Any:
     if key not in _TEXT_KEYS and len(raw) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(raw):
         return float(raw) if "." in raw else int(raw)
     return raw
+
+
+#: One pair of an event template: ``key=%s`` (a value given with the call) or ``key=word``.
+_TEMPLATE_PAIR = re.compile(r"([A-Za-z_]\w*)=(?:(%[-#0 +]*\d*(?:\.\d+)?[sdifgrx])|([^\s%=]+))")
+
+
+@functools.lru_cache(maxsize=1024)
+def event_template(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The pairs of an event template, in order: ``(key, literal)``, literal None for a
+    value the call gives (a %-placeholder).
+
+    A template is ``event=<name>`` then ``key=%s``-style pairs, one space apart, each key
+    once (``"event=chunk_done job=%s chunk=%d seconds=%.3f"``). Read once per template
+    (the code's constant), never from a formatted line. Raises ValueError naming the
+    template when it is not that shape.
+    """
+    pairs: list[tuple[str, str | None]] = []
+    for token in template.split(" "):
+        match = _TEMPLATE_PAIR.fullmatch(token)
+        if match is None:
+            raise ValueError(f"event template {template!r}: {token!r} is not key=%s or key=word")
+        pairs.append((match.group(1), match.group(3)))
+    keys = [key for key, _ in pairs]
+    if keys[0] != "event" or pairs[0][1] is None:
+        raise ValueError(f"event template {template!r} does not start with event=<name>")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"event template {template!r} names a key twice")
+    return tuple(pairs)
+
+
+def event_fields(template: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """The fields of one event line: each key of ``template`` with the value the call
+    passed for it (the object itself: an int stays an int, a float a float) or the word
+    the template writes (``op=get``). Raises ValueError when ``args`` do not fill the
+    template's placeholders."""
+    pairs = event_template(template)
+    wanted = sum(literal is None for _, literal in pairs)
+    if wanted != len(args):
+        raise ValueError(f"event template {template!r} takes {wanted} values, got {len(args)}")
+    given = iter(args)
+    return {key: next(given) if literal is None else literal for key, literal in pairs}
+
+
+class EventLogger(logging.LoggerAdapter[logging.Logger]):
+    """A module's logger whose ``event=`` lines carry their fields.
+
+    ``log = event_logger(__name__)``, then ``log.info("event=chunk_done job=%s chunk=%d",
+    job_id, index)`` writes the same lazy key=value text a plain logger would, with
+    ``extra={"fields": event_fields(template, args)}`` attached, so
+    :class:`JsonFormatter` writes typed values without reading the text. A message that
+    does not start with ``event=`` passes through unchanged.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, None)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        if isinstance(msg, str) and msg.startswith("event="):
+            kwargs["extra"] = {**(kwargs.get("extra") or {}), "fields": event_fields(msg, args)}
+        # the caller's frame, not this method's, names the line (``funcName``, ``lineno``)
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        self.logger.log(level, msg, *args, **kwargs)
+
+
+def event_logger(name: str) -> EventLogger:
+    """``logging.getLogger(name)`` wrapped so its ``event=`` lines carry their fields."""
+    return EventLogger(logging.getLogger(name))
 
 
 def _quote(value: str) -> str:

@@ -18,11 +18,11 @@ injected readings, no sleeps. What it decides is emitted as events
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tasks.contract.logs import event_logger
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import available_gb, memory_floor_gb
 from workers.observability.events import (
@@ -33,7 +33,7 @@ from workers.observability.events import (
 )
 from workers.observability.process_events import process_events
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0  # seconds between checks
 

@@ -14,7 +14,6 @@ The outcome is a :class:`PrecisionRecord`, part of the model's load record
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.precision import Hardware, choose_precision
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: The bar every probe row must reach: cosine to the fp32 vector.
 MIN_COSINE = 0.9999

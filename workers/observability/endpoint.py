@@ -9,17 +9,17 @@ on one registry.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
+from tasks.contract.logs import event_logger
 from workers.observability.collector import RuntimeCollector, RuntimeView
 from workers.observability.events import Events
 from workers.observability.metrics import WorkerMetrics
 from workers.observability.process_events import process_events
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 _metrics: WorkerMetrics | None = None
 

@@ -16,13 +16,14 @@ observer never breaks a load, an eviction or a chunk.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 
 @dataclass(frozen=True)

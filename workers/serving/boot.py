@@ -8,14 +8,15 @@ worker runs (``tasks.app.FleetApp.encoder``).
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
+import celeryconfig
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.app import app as default_app
+from tasks.contract.logs import event_logger
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import start_watchdog
@@ -32,7 +33,7 @@ from workers.serving.publication import start_publisher, stop_publisher
 from workers.serving.threads import configure_threads
 from workers.sources.s3 import set_model_cache_dir
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 @worker_init.connect
@@ -65,9 +66,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             get_runtime,
             concurrency,
         )
-        # Alive before it takes a chunk; gives back the chunks of workers that died.
-        start_heartbeat(app.backend.client)
-        Reclaimer(app.backend.client, app.connection_for_write).start()
+        # Alive before it takes a chunk (beating at this worker's lapse); gives back the
+        # chunks of workers that died.
+        heartbeat = start_heartbeat(app.backend.client, celeryconfig.worker_lapse_s(settings))
+        Reclaimer(app.backend.client, app.connection_for_write, heartbeat.interval_s).start()
     if settings.metrics_port:  # 0 = off
         start_metrics(settings.metrics_port, get_runtime, settings.metrics_addr)
     if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix

@@ -7,7 +7,6 @@ boolean). ``embedfleet_models`` reports the cache.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -15,12 +14,13 @@ from typing import Any
 
 from celery.worker.control import control_command, inspect_command
 
+from tasks.contract.logs import event_logger
 from tasks.routing import queue_for
 from workers.errors import ConfigError
 from workers.memory.readings import rss_gb
 from workers.serving.publication import publish_now
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 @inspect_command(name="embedfleet_models")  # type: ignore[misc]

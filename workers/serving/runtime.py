@@ -8,7 +8,6 @@ threads pool keeps them in one process.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.contract.chunking import estimate_tokens
+from tasks.contract.logs import event_logger
 from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
@@ -33,7 +33,7 @@ from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
 from workers.serving.versions import VersionBook, unload_idle_old_versions
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class Runtime:
@@ -124,7 +124,7 @@ class Runtime:
                 return vectors
 
             windowing = ""
-            if embed_options.long_text == "windows":  # a row per window (dataset jobs)
+            if embed_options.long_text == "windows":  # a row per window
                 cut = WindowRows(loaded, texts, prompt, embed_options.overlap)
                 texts = cut.texts
             if embed_options.long_text == "mean":  # workers.serving.long_text

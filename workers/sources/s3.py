@@ -20,7 +20,6 @@ the config's ``region`` field overrides the region.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -33,9 +32,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Files fetched along with a single ``.onnx`` key when they lie beside it.
 SIDECAR_FILES = frozenset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -12,6 +13,8 @@ from tasks.contract.logs import (
     JsonFormatter,
     KeyValueFormatter,
     configure_logging,
+    event_fields,
+    event_logger,
     make_formatter,
     parse_pairs,
 )
@@ -93,7 +96,7 @@ def test_configure_logging_writes_json_lines():
     handlers, level = root.handlers[:], root.level
     try:
         configure_logging("info", stream, json_lines=True)
-        logging.getLogger("workers.test").info(
+        event_logger("workers.test").info(
             "event=config_change config_hash=%s added=%s", "0123", "a,b"
         )
     finally:
@@ -127,3 +130,60 @@ def test_event_lines_are_written_from_the_events_fields_not_their_text(caplog):
     assert doc["reason"] == 'a=b "quoted" x'
     assert doc["rss_gb_freed"] == 1.5 and doc["policy"] == "largest"
     assert "fields" not in doc and "msg" not in doc
+
+
+def test_event_logger_writes_the_same_text_with_typed_fields(caplog):
+    # Given a module logger made by event_logger
+    log = event_logger("workers.test_events")
+    template = "event=chunk_done job=%s chunk=%d seconds=%.3f op=get reason=%r"
+    args = ("0123", 3, 0.25, "a b")
+    # When it logs an event
+    with caplog.at_level(logging.INFO, logger="workers.test_events"):
+        log.info(template, *args)
+    (record,) = caplog.records
+    # Then the text is what a plain logger writes and the record carries the call's values
+    assert record.getMessage() == template % args
+    assert record.getMessage() == (
+        "event=chunk_done job=0123 chunk=3 seconds=0.250 op=get reason='a b'"
+    )
+    assert record.fields == {
+        "event": "chunk_done",
+        "job": "0123",
+        "chunk": 3,
+        "seconds": 0.25,
+        "op": "get",
+        "reason": "a b",
+    }
+    assert [type(record.fields[k]) for k in ("job", "chunk", "seconds")] == [str, int, float]
+    # and the line names the caller, not the adapter
+    assert record.funcName == "test_event_logger_writes_the_same_text_with_typed_fields"
+
+
+def test_event_logger_passes_other_messages_through(caplog):
+    log = event_logger("workers.test_events")
+    with caplog.at_level(logging.DEBUG, logger="workers.test_events"):
+        log.debug("Connected to %s", "redis://x")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("event=watchdog_error")
+    prose, failed = caplog.records
+    assert prose.getMessage() == "Connected to redis://x" and not hasattr(prose, "fields")
+    assert failed.levelno == logging.ERROR and failed.exc_info is not None
+    assert failed.fields == {"event": "watchdog_error"}
+
+
+@pytest.mark.parametrize(
+    ("template", "args", "problem"),
+    [
+        ("model=%s", ("m",), "does not start with event=<name>"),
+        ("event=x job %s", ("j",), "'job' is not key=%s or key=word"),
+        ("event=x job=%s job=%s", ("a", "b"), "names a key twice"),
+        ("event=x job=%s chunk=%d", ("a",), "takes 2 values, got 1"),
+        ("event=x seconds=%.2fs", (1.0,), "is not key=%s or key=word"),
+    ],
+)
+def test_a_malformed_event_template_is_named(template, args, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)) as raised:
+        event_fields(template, args)
+    assert repr(template) in str(raised.value)
