@@ -1,25 +1,16 @@
-"""This process's events: what emitters use when no :class:`Events` is passed in.
+"""Events for an emitter built without any: logged, heard by nothing else.
 
-It starts with the log subscriber; the metrics endpoint subscribes when it starts
-(``workers.observability.endpoint``).
+A worker's runtime builds its :class:`Events` once (``workers.serving.runtime``) and its
+boot hands the same object to the model cache, the watchdog, the chunk signals and the
+metrics endpoint; an object built alone (a test, a script) gets its own from here.
 """
 
 from __future__ import annotations
 
-import threading
-
 from workers.observability.event_log import LogSubscriber
 from workers.observability.events import Events
 
-_events: Events | None = None
-_lock = threading.Lock()
 
-
-def process_events() -> Events:
-    """The process-wide events, built with a :class:`LogSubscriber` on first use."""
-    global _events
-    if _events is None:
-        with _lock:
-            if _events is None:
-                _events = Events([LogSubscriber()])
-    return _events
+def logged_events() -> Events:
+    """New :class:`Events` with a :class:`LogSubscriber` (each call its own)."""
+    return Events([LogSubscriber()])

@@ -26,6 +26,7 @@ from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
+from workers.observability.process_events import logged_events
 from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
 from workers.serving.long_text import MeanOfWindows, WindowRows
 from workers.serving.reload import ConfigChange, log_reload, plan_reload
@@ -48,11 +49,14 @@ class Runtime:
     ) -> None:
         self.config = config
         self.settings = settings
+        #: This worker's events: the boot hands the same object to every emitter and
+        #: subscriber (watchdog, chunk signals, metrics).
+        self.events = events if events is not None else logged_events()
         self.cache = ModelCache(
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),
             policy=settings.eviction_policy,
-            events=events,
+            events=self.events,
         )
         self._reload_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
