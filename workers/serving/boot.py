@@ -40,11 +40,11 @@ def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
     configure_threads(concurrency, settings.threads)
     set_model_cache_dir(settings.model_cache)
     set_min_cosine_bar(settings.precision_min_cosine)
-    runtime = build_runtime(settings)
+    client = celery_app.backend.client
+    runtime = build_runtime(settings, client)
     set_runtime(runtime)  # the seed's entry points (workers.cache) reach it there
     celery_app.encoder = runtime.embed  # the chunk tasks encode through this runtime
     worker = Worker(runtime, install_chunk_events(runtime.events))  # signals -> events
-    client = celery_app.backend.client
     # Published before the worker consumes, so a producer that sees it ready finds its models.
     worker.publisher = start_publisher(hostname, client, lambda: runtime, concurrency)
     # Alive before it takes a chunk (beating at this worker's lapse); gives back the

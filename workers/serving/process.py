@@ -21,12 +21,13 @@ from workers.config.preflight import set_aside
 from workers.serving.runtime import Runtime
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """A runtime for ``settings``: its config source, budget, policy and caches. Models
-    whose type or source does not resolve are set aside with their reason, as a reload
-    would refuse them (``workers.config.preflight``)."""
+def build_runtime(settings: Settings, client: Any = None) -> Runtime:
+    """A runtime for ``settings``: its config source, budget, policy and caches, on the
+    Redis ``client`` (the worker's app's; default: the default app's). Models whose type or
+    source does not resolve are set aside with their reason, as a reload would refuse
+    them (``workers.config.preflight``)."""
     config = set_aside(load_model_config(settings.config_source or DEFAULT_SOURCE))
-    return Runtime(config, settings)
+    return Runtime(config, settings, client=client)
 
 
 class ProcessRuntime:

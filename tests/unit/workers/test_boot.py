@@ -14,6 +14,7 @@ from tasks.app import make_app
 from tasks.contract import catalog
 from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import ALIVE_PREFIX
+from workers.observability.process_events import process_events
 from workers.serving.boot import boot_worker
 from workers.serving.process import current_runtime, set_runtime
 from workers.serving.worker import worker_of
@@ -56,7 +57,10 @@ def test_the_boot_builds_one_worker_from_its_app_s_settings(booted):
     assert worker_of(app) is worker and current_runtime() is worker.runtime
     assert app.encoder == worker.runtime.embed
     assert worker.runtime.settings is app.settings and model in worker.runtime.config
-    # One events object: the cache emits to it, the chunk signals and watchdog use it
+    assert worker.runtime.client is client  # the app's Redis, not a module's
+    # One events object, the process's hub a plugin subscribes to (README): the cache
+    # emits to it, the chunk signals and watchdog use it
+    assert worker.runtime.events is process_events()
     assert worker.runtime.cache.events is worker.runtime.events
     assert worker.signals.events is worker.runtime.events
     watchdog = worker.start_watchdog()
