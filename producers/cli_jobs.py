@@ -61,8 +61,8 @@ def submit(args: argparse.Namespace) -> int:
     with following.waiting(job):  # says so when no live worker serves the model
         if out is not None:
             ids = rows.ids if rows is not None else None
-            output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
-            print(f"wrote {job.record.n} rows to {out}", file=sys.stderr)
+            wrote = output.write_job(job, out, timeout=args.timeout, progress=progress, ids=ids)
+            print(wrote, file=sys.stderr)
         elif args.wait:
             job.wait(timeout=args.timeout, progress=progress)
     return EXIT_OK
@@ -97,7 +97,7 @@ def result(args: argparse.Namespace) -> int:
     partial = bool(args.partial) or cancelled
     ids = job.recorded_ids() if path.suffix.lower() != ".npy" else None
     try:
-        output.write_job(
+        wrote = output.write_job(
             job, path, timeout=args.timeout, progress=True, allow_failed=partial, ids=ids
         )
     except JobFailedError as exc:
@@ -107,7 +107,7 @@ def result(args: argparse.Namespace) -> int:
         print(f"job {job.id} was cancelled: rows of chunks not done are NaN", file=sys.stderr)
     elif partial:
         print("rows of chunks that failed or were cancelled are NaN", file=sys.stderr)
-    print(f"wrote {job.record.n} rows to {path}", file=sys.stderr)
+    print(wrote, file=sys.stderr)
     if args.delete:
         job.delete()
     return EXIT_OK

@@ -24,11 +24,10 @@ import producers.idempotency as idempotency
 import producers.resolving as resolving
 from producers.dataset_job import DatasetJob
 from producers.dataset_submit import submit_dataset
-from producers.errors import InputError, JobNotFoundError, UsageError
+from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
 from tasks.contract.chunking import budget_for, plan_chunks
-from tasks.contract.options import WINDOWS_NEED_DATASET
 from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
@@ -103,8 +102,13 @@ class EmbeddingClient:
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
         first N dimensions, re-normalized when the model normalizes; ``quantize``
         (int8, uint8, binary, ubinary) returns vectors of that dtype; ``long_text``
-        ``truncate`` (default) or ``mean`` (the token-weighted mean of windows of the
-        model's token window overlapping by ``window_overlap`` tokens, default 32).
+        ``truncate`` (default), ``mean`` (the token-weighted mean of windows of the
+        model's token window overlapping by ``window_overlap`` tokens, default 32) or
+        ``windows`` (a vector per window: ``wait()`` returns (m, dim), every input row's
+        windows in order, and ``job.rows`` the input row of each, ``job.columns`` its
+        ``window``, ``char_start``, ``char_end``, ``tokens``; see ``ListJob.wait``).
+        ``mean`` and ``windows`` need a model whose type has a tokenizer; others are
+        refused naming the model.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -130,8 +134,6 @@ class EmbeddingClient:
             long_text=long_text,
             window_overlap=window_overlap,
         )
-        if options.long_text == "windows":
-            raise UsageError(WINDOWS_NEED_DATASET)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
             import producers.dry_run as dry
@@ -162,7 +164,16 @@ class EmbeddingClient:
         try:
             order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
             record = retry_while_unreachable(
-                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+                lambda: jobstore.create(
+                    self.redis,
+                    job_id,
+                    model,
+                    version,
+                    order,
+                    bounds,
+                    alias,
+                    ttl_s=self.settings.result_ttl_s,
+                )
             )
         except BaseException:
             if idempotency_key is not None:

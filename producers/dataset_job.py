@@ -50,14 +50,14 @@ class DatasetJob:
     def send_window(self, indices: Any, force: bool = False) -> int:
         """Send chunks ``indices`` (retrying while Redis is unreachable); on failure the
         job is marked failed with the reason and ``retry`` can finish it."""
-        redis, app = self.client.redis, self.client.app
-        priority = self.client.settings.dataset_priority
+        redis, app, settings = self.client.redis, self.client.app, self.client.settings
+        priority, ttl_s = settings.dataset_priority, settings.result_ttl_s
         sent = 0
         try:
             for index in indices:
                 sent += retry_while_unreachable(
                     lambda i=int(index): datasets.send(
-                        app, redis, self.id, i, self.model, force, priority
+                        app, redis, self.id, i, self.model, force, priority=priority, ttl_s=ttl_s
                     ),
                     submitting.SUBMIT_RETRY_S,
                 )
@@ -157,12 +157,12 @@ class DatasetJob:
     def retry(self) -> int:
         """Send again the chunks that failed, whose part is missing, or that were never
         sent; returns how many. Nothing else runs again."""
-        redis = self.client.redis
+        redis, ttl_s = self.client.redis, self.client.settings.result_ttl_s
         record = self._fresh()
         if record.cancelled:
             raise UsageError(_CANCELLED.format(job=self.id))
         held = claims.holds(redis, record.output, self.id)  # the job is still live
-        ownership.retake(redis, record.output, self.id)
+        ownership.retake(redis, record.output, self.id, ttl_s=ttl_s)
         from tasks.jobs import reclaim  # reads the settings: not at CLI import time
 
         given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
@@ -170,7 +170,7 @@ class DatasetJob:
         done = datasets.bits(redis, self.id, "donebits", total)
         sent = datasets.bits(redis, self.id, "sent", total)
         _, failed = jobstore.progress(redis, self.id)
-        outputs.recall(redis, record)  # a finished job's checksums, from its manifest
+        outputs.recall(redis, record, ttl_s=ttl_s)  # a finished job's checksums, from its manifest
         present = _present_parts(record.output, outputs.recorded(redis, self.id, total))
         lost = np.flatnonzero(done & ~np.isin(np.arange(total), present))
         plan = datasets.chunks(redis, self.id)
@@ -186,7 +186,7 @@ class DatasetJob:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         if not todo:
             if not held:
-                ownership.release(redis, record.output, self.id)
+                ownership.release(redis, record.output, self.id, ttl_s=ttl_s)
             return given_back
         parts.remove(record.output, [parts.MANIFEST])  # no manifest while parts are redone
         job_admin.clear_for_retry(redis, self.id, todo)
@@ -195,7 +195,7 @@ class DatasetJob:
 
     def cancel(self) -> int:
         """Stop the job: chunks not started are skipped; written parts stay."""
-        redis = self.client.redis
+        redis, ttl_s = self.client.redis, self.client.settings.result_ttl_s
         jobstore.mark_cancelled(redis, self.id)
         record = self._fresh()
         pending = [jobstore.chunk_task_id(self.id, i) for i in range(record.total)]
@@ -204,14 +204,15 @@ class DatasetJob:
         ids = [pending[i] for i in np.flatnonzero(sent & ~done)]
         if ids:
             self.client.app.control.revoke(ids)
-        ownership.release(redis, record.output, self.id)
+        ownership.release(redis, record.output, self.id, ttl_s=ttl_s)
         return len(ids)
 
     def delete(self) -> int:
         """Drop the job's keys from Redis now (its parts stay where they were written)
         and release its destination."""
-        ownership.release(self.client.redis, self.output, self.id)
-        return job_admin.delete(self.client.redis, self.id, self.record.total)
+        redis, ttl_s = self.client.redis, self.client.settings.result_ttl_s
+        ownership.release(redis, self.output, self.id, ttl_s=ttl_s)
+        return job_admin.delete(redis, self.id, self.record.total, ttl_s=ttl_s)
 
 
 _CANCELLED = (

@@ -98,7 +98,7 @@ def submit_dataset(
         )
         if held is not None:
             return held
-    redis = client.redis
+    redis, ttl_s = client.redis, client.settings.result_ttl_s
     try:
         ownership.check(redis, dest, overwrite)  # a quick refusal, before the scan
         plan = dataset_plan.plan_input(
@@ -115,9 +115,9 @@ def submit_dataset(
             client, job_id, model, version, alias, plan, source, dest, window, cache, options
         )
         try:  # the claim: after the record, so a claim never names a job with none
-            ownership.take(redis, dest, job_id, overwrite)
+            ownership.take(redis, dest, job_id, overwrite, ttl_s=ttl_s)
         except BaseException:
-            job_admin.delete(redis, job_id, record.total)
+            job_admin.delete(redis, job_id, record.total, ttl_s=ttl_s)
             raise
     except BaseException:
         if idempotency_key is not None:
@@ -159,8 +159,10 @@ def _record(
         # what the input was at submit (tasks.io.pinning): the manifest copies it
         "snapshot": [pinning.public(f) for f in plan.files],
     }
-    redis = client.redis
+    redis, ttl_s = client.redis, client.settings.result_ttl_s
     job_key = key_of(client.settings)  # workers refuse a record it did not sign
     return retry_while_unreachable(  # type: ignore[no-any-return]
-        lambda: datasets.create(redis, job_id, model, version, alias, plan, spec, job_key)
+        lambda: datasets.create(
+            redis, job_id, model, version, alias, plan, spec, job_key, ttl_s=ttl_s
+        )
     )

@@ -110,8 +110,7 @@ def claim(client: Any, key: str, job_id: str, wanted: dict[str, str]) -> str | N
     """Reserve ``key`` for ``job_id``: None when this submit goes ahead, else the id of
     the job already made with the same request. Raises :class:`UsageError` when the
     key holds another request."""
-    redis = client.redis
-    ttl = jobstore.result_ttl_s()
+    redis, ttl = client.redis, client.settings.result_ttl_s
     while True:
         found = retry_while_unreachable(
             lambda: idempotency.reserve(redis, key, job_id, wanted, ttl)
@@ -145,8 +144,8 @@ def _wait_for_record(redis: Any, found: idempotency.Holder) -> bool:
 
 def attach(client: Any, key: str, job_id: str) -> None:
     """The job is recorded: its hash names the key, and they expire together."""
-    redis = client.redis
-    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, jobstore.result_ttl_s()))
+    redis, ttl = client.redis, client.settings.result_ttl_s
+    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, ttl))
 
 
 def release(client: Any, key: str, job_id: str) -> None:

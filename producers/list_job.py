@@ -45,9 +45,31 @@ class ListJob:
         self.id = record.id
         self.model = record.model
         self._texts = texts  # kept by the submitting process, for retry
+        self._windows: bool | None = None  # long_text=windows, read from the record
         #: After :meth:`wait`: per input row, ``tokens`` (int32, what the model saw,
-        #: prompt and special tokens included) and ``truncated`` (bool).
+        #: prompt and special tokens included) and ``truncated`` (bool). Under
+        #: ``long_text=windows``, per returned vector (a window): ``row`` (int64, its
+        #: input row), ``window``, ``char_start``, ``char_end``, ``tokens``, ``truncated``.
         self.columns: dict[str, np.ndarray] = {}
+
+    @property
+    def rows(self) -> np.ndarray:
+        """After :meth:`wait`: the input row of each returned vector (int64). Under
+        ``long_text=windows`` a row repeats once per window; else it is ``0 .. n-1``."""
+        if "row" in self.columns:
+            return self.columns["row"]
+        return np.arange(self.record.n, dtype=np.int64)
+
+    @property
+    def windows(self) -> bool:
+        """True for a ``long_text=windows`` job (a vector per window: see :meth:`wait`)."""
+        if self._windows is None:
+            from producers.embed_options import recorded
+
+            redis = self.client.redis
+            options = retry_while_unreachable(lambda: recorded(redis, self.id), STATUS_RETRY_S)
+            self._windows = options.long_text == "windows"
+        return self._windows
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
@@ -59,7 +81,13 @@ class ListJob:
         if self._texts is None:
             raise UsageError(f"job {self.id}: the texts are not in this process")
         submitting.send_list_chunks(
-            self.client.app, self.client.redis, self.record, self._texts, list(indices), cache
+            self.client.app,
+            self.client.redis,
+            self.record,
+            self._texts,
+            list(indices),
+            cache,
+            ttl_s=self.client.settings.result_ttl_s,
         )
 
     def retry(self, texts: Sequence[str] | None = None) -> int:
@@ -91,7 +119,8 @@ class ListJob:
 
     def delete(self) -> int:
         """Drop the job's keys and chunk results from Redis now."""
-        return job_admin.delete(self.client.redis, self.id, self.record.total)
+        ttl_s = self.client.settings.result_ttl_s
+        return job_admin.delete(self.client.redis, self.id, self.record.total, ttl_s=ttl_s)
 
     def status(self) -> dict[str, Any]:
         """``{"id","kind","model","version","alias","state","done","total","failed",
@@ -144,11 +173,18 @@ class ListJob:
         With ``allow_failed``, a job whose chunks all finished returns what succeeded,
         the rows of failed chunks set to NaN; ``status()`` names those chunks.
 
+        A ``long_text=windows`` job returns (m, dim): a vector per window, every input
+        row's windows in order, rows in input order; :attr:`rows` (m int64) names the
+        input row of each and :attr:`columns` holds ``window``, ``char_start``,
+        ``char_end`` (the window's characters in its text), ``tokens`` and ``truncated``
+        per window. A text that fits the model's window has one window (its whole
+        text). With ``allow_failed`` a row not done has one NaN vector, window 0.
+
         Results are gathered as chunks finish, so memory holds the output once;
         ``allocate(n, dim)`` may return a memory-mapped array to stream to disk.
         Raises :class:`JobFailedError` when a chunk failed, ``TimeoutError`` on timeout.
         """
-        gatherer = Gatherer(self.client.app, self.record, allocate=allocate)
+        gatherer = Gatherer(self.client.app, self.record, allocate, self.windows)
         total = self.record.total
         bar = bar_for(progress, total, "chunk", self.model, self.id)
         redis = self.client.redis
@@ -159,18 +195,22 @@ class ListJob:
                 poller.show(len(gatherer.fetched))
                 self.columns = gatherer.columns
                 if len(gatherer.fetched) == total:
-                    return gatherer.array()
+                    return self._gathered(gatherer, gatherer.array())
                 if failed and len(done) + len(failed) >= total:
                     if allow_failed:
-                        return gatherer.array_with_gaps(failed)
+                        return self._gathered(gatherer, gatherer.array_with_gaps(failed))
                     raise JobFailedError(self.id, failed, total)
                 if jobstore.is_cancelled(redis, self.id):
                     if allow_failed:  # what was done stays retrievable; the rest is NaN
                         gatherer.fetch(jobstore.progress(redis, self.id)[0])
                         missing = set(range(total)) - gatherer.fetched
-                        return gatherer.array_with_gaps(missing)
+                        return self._gathered(gatherer, gatherer.array_with_gaps(missing))
                     raise JobFailedError(self.id, {-1: "job was cancelled"}, total)
                 poller.pause(len(done), total)
+
+    def _gathered(self, gatherer: Gatherer, out: np.ndarray) -> np.ndarray:
+        self.columns = gatherer.columns  # windows: assembled with ``out``
+        return out
 
     def result(self, timeout: float | None = 600, progress: bool = False) -> np.ndarray:
         """The job's embeddings in input order (waits for chunks still running)."""

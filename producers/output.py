@@ -153,19 +153,23 @@ def write_job(
     progress: bool = True,
     allow_failed: bool = False,
     ids: list[str | None] | None = None,
-) -> None:
+) -> str:
     """Wait for a job and write its embeddings in input order (``ids``: an ``id``
-    column / field for .parquet and .jsonl).
+    column / field for .parquet and .jsonl); returns the line saying what was written.
 
     A .npy output is a memory map filled as chunks arrive, so a big job never sits in
-    memory; other formats are written once the job is gathered.
+    memory; other formats are written once the job is gathered. A ``long_text=windows``
+    job writes a row per window (``producers.writers``: the row index beside a .npy).
     """
-    from producers.writers import write_embeddings
+    from producers.writers import rows_path, write_embeddings, write_rows
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors, ids, getattr(job, "columns", None))
-        return
+        columns = getattr(job, "columns", None)
+        if ids is not None and columns and "row" in columns:  # windows: an id per window
+            ids = [ids[r] for r in columns["row"]]
+        write_embeddings(path, vectors, ids, columns)
+        return _wrote(job, path, len(vectors))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
 
@@ -179,9 +183,23 @@ def write_job(
     except BaseException:
         tmp.unlink(missing_ok=True)  # a failed job leaves no half-written output behind
         raise
+    count = len(out)
     if isinstance(out, np.memmap):
         out.flush()
         del out
         tmp.replace(path)
     else:  # nothing succeeded: nothing was mapped
         np.save(path, out)
+    rows = (getattr(job, "columns", None) or {}).get("row")
+    if rows is not None:
+        write_rows(path, rows)
+        return _wrote(job, path, count) + f" (input row of each in {rows_path(path)})"
+    return _wrote(job, path, count)
+
+
+def _wrote(job: Any, path: Path, count: int) -> str:
+    """``wrote N rows to PATH``; under ``long_text=windows``, ``M windows of N rows``."""
+    n = job.record.n
+    if "row" in (getattr(job, "columns", None) or {}):
+        return f"wrote {count} windows of {n} rows to {path}"
+    return f"wrote {n} rows to {path}"

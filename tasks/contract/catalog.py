@@ -33,7 +33,9 @@ HEARTBEAT_S = 5.0
 #: gives a silent worker's chunks to others (``tasks.jobs.reclaim``).
 LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
-FACT_KEYS = frozenset({"dimension", "dimensions_supported", "prompts", "default_prompt_name"})
+FACT_KEYS = frozenset(
+    {"dimension", "dimensions_supported", "prompts", "default_prompt_name", "windows"}
+)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import redis
 
 from tasks.contract.logs import event_logger
 from tasks.guards.holders import HOLDERS_KEY, holder_of, restore_held
-from tasks.jobs.deliveries import ALIVE_PREFIX, HEARTBEAT_S, worker_id
+from tasks.jobs.deliveries import ALIVE_PREFIX, worker_id
 
 log = event_logger(__name__)
 
@@ -104,11 +104,11 @@ def reclaim_job(client: redis.Redis, connect: Connect, job_id: str) -> int:
 
 
 class Reclaimer(threading.Thread):
-    """Watches for lapsed workers; :meth:`run` only loops over :meth:`check_once`."""
+    """Watches for lapsed workers; :meth:`run` only loops over :meth:`check_once`, every
+    ``interval_s`` (the worker's boot passes its heartbeat interval,
+    ``tasks.jobs.deliveries.heartbeat_s`` of its lapse)."""
 
-    def __init__(
-        self, client: redis.Redis, connect: Connect, interval_s: float = HEARTBEAT_S
-    ) -> None:
+    def __init__(self, client: redis.Redis, connect: Connect, interval_s: float) -> None:
         super().__init__(name="embedfleet-reclaim", daemon=True)
         self.client = client
         self.connect = connect

@@ -63,6 +63,17 @@ class S3ModelWrapper(BaseEmbeddingModel):
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)
 
+    def encode_with_prompt(self, sentences: list[str], prompt: str) -> np.ndarray:
+        return self.inner.encode_with_prompt(sentences, prompt)
+
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.token_counts(sentences, prompt)
+
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        return self.inner.window_spans(sentences, prompt, overlap)
+
     def close(self) -> None:
         self.inner.close()
         del self.inner

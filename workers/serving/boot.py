@@ -13,6 +13,7 @@ from typing import Any
 
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
+import celeryconfig
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.app import app as default_app
 from tasks.contract.logs import event_logger
@@ -65,9 +66,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
             get_runtime,
             concurrency,
         )
-        # Alive before it takes a chunk; gives back the chunks of workers that died.
-        start_heartbeat(app.backend.client)
-        Reclaimer(app.backend.client, app.connection_for_write).start()
+        # Alive before it takes a chunk (beating at this worker's lapse); gives back the
+        # chunks of workers that died.
+        heartbeat = start_heartbeat(app.backend.client, celeryconfig.worker_lapse_s(settings))
+        Reclaimer(app.backend.client, app.connection_for_write, heartbeat.interval_s).start()
     if settings.metrics_port:  # 0 = off
         start_metrics(settings.metrics_port, get_runtime, settings.metrics_addr)
     if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix

@@ -14,10 +14,24 @@ from typing import Any
 
 from tasks.contract import catalog
 from tasks.contract.logs import event_logger
+from tasks.contract.spec import ModelConfig
 from workers.models.prompts import published_facts
+from workers.models.registry import cuts_windows
 from workers.serving.runtime import Runtime
 
 log = event_logger(__name__)
+
+
+def worker_facts(config: ModelConfig) -> dict[str, dict[str, Any]]:
+    """Per model, what producers check a job's options against beyond its entry: the
+    prompts it declares and ``windows`` (its type cuts token windows, so it takes
+    ``long_text=mean|windows``; left out when the type cannot be imported here)."""
+    facts = published_facts(config)
+    for name, spec in config.items():
+        windows = cuts_windows(spec.type)
+        if windows is not None:
+            facts.setdefault(name, {})["windows"] = windows
+    return facts
 
 
 class Publisher:
@@ -48,7 +62,7 @@ class Publisher:
                 runtime.config,
                 runtime.served_models(),
                 runtime.encode_costs.stats(),
-                published_facts(runtime.config),
+                worker_facts(runtime.config),
                 self.concurrency,
             )
         except Exception as exc:  # Redis away: the next beat publishes again

@@ -124,7 +124,7 @@ class Runtime:
                 return vectors
 
             windowing = ""
-            if embed_options.long_text == "windows":  # a row per window (dataset jobs)
+            if embed_options.long_text == "windows":  # a row per window
                 cut = WindowRows(loaded, texts, prompt, embed_options.overlap)
                 texts = cut.texts
             if embed_options.long_text == "mean":  # workers.serving.long_text
