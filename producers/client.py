@@ -102,8 +102,13 @@ class EmbeddingClient:
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
         first N dimensions, re-normalized when the model normalizes; ``quantize``
         (int8, uint8, binary, ubinary) returns vectors of that dtype; ``long_text``
-        ``truncate`` (default) or ``mean`` (the token-weighted mean of windows of the
-        model's token window overlapping by ``window_overlap`` tokens, default 32).
+        ``truncate`` (default), ``mean`` (the token-weighted mean of windows of the
+        model's token window overlapping by ``window_overlap`` tokens, default 32) or
+        ``windows`` (a vector per window: ``wait()`` returns (m, dim), every input row's
+        windows in order, and ``job.rows`` the input row of each, ``job.columns`` its
+        ``window``, ``char_start``, ``char_end``, ``tokens``; see ``ListJob.wait``).
+        ``mean`` and ``windows`` need a model whose type has a tokenizer; others are
+        refused naming the model.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
