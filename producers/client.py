@@ -27,7 +27,7 @@ from producers.dataset_submit import submit_dataset
 from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
-from tasks.contract.chunking import budget_for, plan_chunks
+from tasks.contract.chunking import budget_for, plan_chunks, plan_window
 from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
@@ -102,8 +102,13 @@ class EmbeddingClient:
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
         first N dimensions, re-normalized when the model normalizes; ``quantize``
         (int8, uint8, binary, ubinary) returns vectors of that dtype; ``long_text``
-        ``truncate`` (default) or ``mean`` (the token-weighted mean of windows of the
-        model's token window overlapping by ``window_overlap`` tokens, default 32).
+        ``truncate`` (default), ``mean`` (the token-weighted mean of windows of the
+        model's token window overlapping by ``window_overlap`` tokens, default 32) or
+        ``windows`` (a vector per window: ``wait()`` returns (m, dim), every input row's
+        windows in order, and ``job.rows`` the input row of each, ``job.columns`` its
+        ``window``, ``char_start``, ``char_end``, ``tokens``; see ``ListJob.wait``).
+        ``mean`` and ``windows`` need a model whose type has a tokenizer; others are
+        refused naming the model.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -135,7 +140,10 @@ class EmbeddingClient:
 
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             _, bounds = plan_chunks(
-                texts, max_tokens=max_tokens or tokens, max_texts=max_texts or count
+                texts,
+                max_tokens=max_tokens or tokens,
+                max_texts=max_texts or count,
+                window=plan_window(options.long_text),
             )
             return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
@@ -157,7 +165,9 @@ class EmbeddingClient:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
         try:
-            order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+            order, bounds = plan_chunks(
+                texts, max_tokens, max_texts, window=plan_window(options.long_text)
+            )
             record = retry_while_unreachable(
                 lambda: jobstore.create(
                     self.redis,
