@@ -100,26 +100,12 @@ class Publisher:
             log.warning("event=catalog_forget_failed worker=%s error=%r", self.worker, str(exc))
 
 
-_publisher: Publisher | None = None
-
-
 def start_publisher(
     worker: str, client: Any, runtime: Callable[[], Runtime], concurrency: int = 1
 ) -> Publisher:
-    """Publish now and keep the heartbeat going in a daemon thread."""
-    global _publisher
-    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
-    _publisher.publish()
-    threading.Thread(target=_publisher.run, name="embedfleet-catalog", daemon=True).start()
-    return _publisher
-
-
-def publish_now() -> None:
-    """Publish again after a reload (no-op outside a booted worker)."""
-    if _publisher is not None:
-        _publisher.publish()
-
-
-def stop_publisher() -> None:
-    if _publisher is not None:
-        _publisher.stop()
+    """Publish now and keep the heartbeat going in a daemon thread; the worker's boot
+    keeps the :class:`Publisher` (a reload publishes through it, shutdown stops it)."""
+    publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
+    publisher.publish()
+    threading.Thread(target=publisher.run, name="embedfleet-catalog", daemon=True).start()
+    return publisher
