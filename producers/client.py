@@ -27,7 +27,7 @@ from producers.dataset_submit import submit_dataset
 from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
-from tasks.contract.chunking import budget_for, plan_chunks
+from tasks.contract.chunking import budget_for, plan_chunks, plan_window
 from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
@@ -140,7 +140,10 @@ class EmbeddingClient:
 
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             _, bounds = plan_chunks(
-                texts, max_tokens=max_tokens or tokens, max_texts=max_texts or count
+                texts,
+                max_tokens=max_tokens or tokens,
+                max_texts=max_texts or count,
+                window=plan_window(options.long_text),
             )
             return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
@@ -162,7 +165,9 @@ class EmbeddingClient:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
         try:
-            order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+            order, bounds = plan_chunks(
+                texts, max_tokens, max_texts, window=plan_window(options.long_text)
+            )
             record = retry_while_unreachable(
                 lambda: jobstore.create(
                     self.redis,

@@ -192,7 +192,7 @@ class Heartbeat(threading.Thread):
         self.me = worker_id()
         self.ttl_ms = int(alive_ttl_s(lapse_s) * 1000)
         self.interval_s = heartbeat_s(lapse_s)
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def beat_once(self) -> None:
         """Write the liveness key now (a failure is logged; the next beat tries again)."""
@@ -204,12 +204,12 @@ class Heartbeat(threading.Thread):
             log.warning("event=heartbeat_failed worker=%s error=%r", self.me, str(exc))
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stopping.wait(self.interval_s):
             self.beat_once()
 
     def stop(self) -> None:
         """Stop beating (the key lapses by itself)."""
-        self._stop.set()
+        self._stopping.set()
 
 
 def start_heartbeat(client: redis.Redis, lapse_s: float) -> Heartbeat:

@@ -115,7 +115,7 @@ class Reclaimer(threading.Thread):
         self.interval_s = interval_s
         self.me = worker_id()
         self._suspects: set[str] = set()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def check_once(self) -> int:
         """One look: give back the chunks of workers that were lapsed at the previous
@@ -145,11 +145,11 @@ class Reclaimer(threading.Thread):
         return restored
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stopping.wait(self.interval_s):
             try:
                 self.check_once()
             except Exception as exc:  # Redis away or full: the next look tries again
                 log.warning("event=reclaim_failed error=%r", str(exc))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()

@@ -53,6 +53,10 @@ def probe_texts(path: Path = PROBE_FILE) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+# Process-wide on purpose: the boot sets it once from its settings
+# (EMBEDFLEET_PRECISION_MIN_COSINE) and the wrappers that probe are built as
+# ``cls(name, spec)`` (the type plugin contract), which has no place for it; a caller
+# that has it passes ``bar`` to :func:`settle_precision` instead.
 _bar = MIN_COSINE
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from tasks.contract import catalog
 from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelConfig
+from tasks.jobs import redis_full
 from workers.models.prompts import published_facts
 from workers.models.registry import cuts_windows
 from workers.serving.runtime import Runtime
@@ -78,7 +79,8 @@ class Publisher:
     def beat(self) -> None:
         """Refresh the heartbeat (publishing again if the entry is missing)."""
         try:
-            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.stats()):
+            costs = self.runtime().encode_costs.stats()
+            if catalog.heartbeat(self.client, self.worker, costs, redis_full.hset):
                 return
         except Exception as exc:
             log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
@@ -98,26 +100,12 @@ class Publisher:
             log.warning("event=catalog_forget_failed worker=%s error=%r", self.worker, str(exc))
 
 
-_publisher: Publisher | None = None
-
-
 def start_publisher(
     worker: str, client: Any, runtime: Callable[[], Runtime], concurrency: int = 1
 ) -> Publisher:
-    """Publish now and keep the heartbeat going in a daemon thread."""
-    global _publisher
-    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
-    _publisher.publish()
-    threading.Thread(target=_publisher.run, name="embedfleet-catalog", daemon=True).start()
-    return _publisher
-
-
-def publish_now() -> None:
-    """Publish again after a reload (no-op outside a booted worker)."""
-    if _publisher is not None:
-        _publisher.publish()
-
-
-def stop_publisher() -> None:
-    if _publisher is not None:
-        _publisher.stop()
+    """Publish now and keep the heartbeat going in a daemon thread; the worker's boot
+    keeps the :class:`Publisher` (a reload publishes through it, shutdown stops it)."""
+    publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
+    publisher.publish()
+    threading.Thread(target=publisher.run, name="embedfleet-catalog", daemon=True).start()
+    return publisher

@@ -61,6 +61,16 @@ def test_a_row_whose_chunk_is_missing_gets_one_nan_placeholder():
     assert columns["tokens"].tolist() == [0, 7, 7, 0]
 
 
+def test_quantized_windows_keep_their_dtype_and_a_missing_row_is_zero():
+    vectors = np.array([[1, -2], [3, -4]], np.int8)
+    columns = unpack_columns(chunk_result([2], 0.0))
+    pieces = WindowPieces("job", 2)
+    pieces.add(0, np.array([1]), vectors, columns)
+    out, got = pieces.assemble(lambda n, d: pytest.fail("float32 outputs only are allocated"))
+    assert out.dtype == np.int8 and out.tolist() == [[0, 0], [1, -2], [3, -4]]
+    assert got["row"].tolist() == [0, 1, 1]
+
+
 def test_a_result_without_windows_is_refused_naming_the_chunk():
     pieces = WindowPieces("job7", 1)
     plain = pack_embeddings(np.zeros((1, 3), np.float32), model="m")
