@@ -1,11 +1,9 @@
 """Every Celery setting of embedfleet, built from one typed settings object:
 :func:`celery_settings` (``tasks.app.make_app`` configures its app with it).
 
-Importing this module reads nothing. The upper-case names below (``REDIS_URL``,
-``RESULT_TTL_S``, ...) are the values of this process's settings
-(``tasks.contract.settings.process_settings``, read once at first use unless the entry
-point handed them over), kept for code that still reads them here; new code takes them
-from the settings object it was handed.
+Importing this module reads nothing, and nothing here answers a setting by itself: code
+takes each value from the settings object it was handed (its app's, ``FleetApp.settings``;
+a client's; the one the entry point read).
 """
 
 from __future__ import annotations
@@ -22,29 +20,6 @@ def worker_lapse_s(settings: Settings) -> float:
     chunks go back on their queues (tasks/jobs/reclaim.py): at most 3/4 of the visibility
     timeout, so a dead worker is seen dead before kombu's own backstop restores its chunks."""
     return min(settings.worker_lapse_s, 0.75 * settings.visibility_timeout_s)
-
-
-#: The upper-case names this module still answers, each from this process's settings:
-#: broker URL; seconds before an unacked chunk of a dead worker is delivered again;
-#: worker lapse (above); deliveries before a chunk is failed instead of run again;
-#: seconds results and job records stay in Redis; bytes of text one chunk may carry;
-#: Redis priority step of dataset chunks (9 = after list jobs).
-_FROM_SETTINGS = {
-    "SETTINGS": lambda s: s,
-    "REDIS_URL": lambda s: s.redis_url,
-    "VISIBILITY_TIMEOUT_S": lambda s: s.visibility_timeout_s,
-    "WORKER_LAPSE_S": worker_lapse_s,
-    "MAX_DELIVERIES": lambda s: s.max_deliveries,
-    "RESULT_TTL_S": lambda s: s.result_ttl_s,
-    "MAX_CHUNK_BYTES": lambda s: s.max_chunk_bytes,
-    "DATASET_PRIORITY": lambda s: s.dataset_priority,
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _FROM_SETTINGS:
-        return _FROM_SETTINGS[name](process_settings())
-    raise AttributeError(f"module 'celeryconfig' has no attribute {name!r}")
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -121,8 +96,10 @@ def url_settings(url: str, settings: Settings | None = None) -> dict[str, Any]:
     elif scheme == "sentinel":
         conf["broker_transport"] = "tasks.guards.transport:SentinelTransport"
         options["master_name"] = settings.redis_sentinel_master
-    conf["broker_transport_options"] = options
     conf["result_backend_transport_options"] = dict(options)
+    # Read by the broker's channel (tasks.guards.transport), which records a chunk failed
+    # when a full Redis refuses the message it took: the records it writes last as long.
+    conf["broker_transport_options"] = {**options, "result_ttl_s": settings.result_ttl_s}
     return conf
 
 
@@ -157,7 +134,7 @@ _FIXED: dict[str, Any] = {
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
     # Not result_extended: it would store every chunk's texts again inside its result (a
-    # second copy of the input in Redis for RESULT_TTL_S), and a chunk whose texts cannot
+    # second copy of the input in Redis for EMBEDFLEET_RESULT_TTL_S), and a chunk whose texts cannot
     # be encoded (a lone surrogate sent as JSON) could not even record its refusal.
     "result_extended": False,
     "task_track_started": True,

@@ -84,15 +84,17 @@ def chunks_of(texts: list[str], max_tokens: int) -> list[list[str]]:
 
 
 def runtime() -> Any:
-    from tasks.contract.settings import Settings
+    from tasks.contract.settings import load_settings
     from workers.config.loader import parse_model_config
     from workers.serving.runtime import Runtime
     from workers.serving.threads import configure_threads
 
     configure_threads(1)
     config = parse_model_config({_fleet.MODEL: _fleet.model_entry()})
-    # compute only: no embedding cache, so no cache lookups in Runtime.embed
-    rt = Runtime(config, Settings(embed_cache=False), budget_gb=4.0)
+    # this process's settings (its environment), compute only: no embedding cache, so no
+    # cache lookups in Runtime.embed
+    settings = load_settings().model_copy(update={"embed_cache": False})
+    rt = Runtime(config, settings, budget_gb=4.0)
     rt.embed(_fleet.MODEL, ["warm up", "the model"], {"cache": False})
     return rt
 

@@ -12,7 +12,6 @@ restart mid-batch loses nothing: the job runs in the fleet and the record is in 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -23,9 +22,10 @@ from gateway.batch_store import WINDOW_S, BatchRecord, save
 from gateway.filestore import FileStore
 from producers.errors import UsageError
 from tasks.contract.errors import EmbedfleetError
+from tasks.contract.logs import event_logger
 from tasks.jobs import datasets, jobstore
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds one gateway holds the right to assemble a batch's files.
 FINALIZE_LOCK_S = 600

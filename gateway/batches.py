@@ -4,7 +4,6 @@ shapes (see ``gateway.batch_runs`` for the life of one)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from typing import Any
 
@@ -14,9 +13,10 @@ from starlette.concurrency import run_in_threadpool
 from gateway import batch_runs, batch_store, files
 from gateway.errors import APIError
 from gateway.requests import parse_json
+from tasks.contract.logs import event_logger
 from tasks.io.openai import URL
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds between two looks at the open batches by each gateway (so a batch's files
 #: are made when its job ends even if nobody reads it).

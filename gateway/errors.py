@@ -7,14 +7,14 @@ The status codes are those the OpenAI SDK maps to its exception classes: 400
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 #: OpenAI's error ``type`` for each status this gateway answers with.
 TYPES = {

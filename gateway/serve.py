@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from gateway.auth import check_startup
+from tasks.contract.logs import event_logger
 from tasks.contract.settings import Settings
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_S = 5

@@ -12,16 +12,16 @@ it counts as the producers do: ``tasks.contract.chunking.estimate_tokens``.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from tasks.contract.chunking import estimate_tokens
+from tasks.contract.logs import event_logger
 from tasks.contract.packaged import packaged_model_dir
 from tasks.contract.spec import ModelSpec, read_local_config
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
 

@@ -1,7 +1,7 @@
 """The client side: submit jobs, follow them, gather results. Never imports torch."""
 
 from producers.client import EmbeddingClient
-from producers.datasets import DatasetJob
+from producers.dataset_job import DatasetJob
 from producers.errors import (
     InputError,
     JobFailedError,

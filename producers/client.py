@@ -3,7 +3,7 @@
 A job is found again by id from any process: its record (``tasks.jobs.jobstore``) and its
 chunk results (the Celery result backend) live in Redis. What a job is lives in
 ``producers.job`` (the :class:`Job` protocol), ``producers.list_job`` and
-``producers.datasets``; which model a job gets in ``producers.resolving``; asking the
+``producers.dataset_job``; which model a job gets in ``producers.resolving``; asking the
 running fleet in ``producers.fleet_admin``. ``submit`` and ``submit_dataset`` below are
 the one place their parameters are spelled.
 """
@@ -22,12 +22,12 @@ import producers.embed_options as embed_options
 import producers.fleet_admin as fleet_admin
 import producers.idempotency as idempotency
 import producers.resolving as resolving
-from producers.datasets import DatasetJob, submit_dataset
-from producers.errors import InputError, JobNotFoundError, UsageError
+from producers.dataset_job import DatasetJob
+from producers.dataset_submit import submit_dataset
+from producers.errors import InputError, JobNotFoundError
 from producers.job import Job
 from producers.list_job import POLL_INTERVAL_S, STATUS_RETRY_S, ListJob
-from tasks.contract.chunking import budget_for, plan_chunks
-from tasks.contract.options import WINDOWS_NEED_DATASET
+from tasks.contract.chunking import budget_for, plan_chunks, plan_window
 from tasks.contract.settings import Settings, process_settings
 from tasks.contract.wire import MAX_CHARS_PER_TEXT
 from tasks.io.readers import check_texts
@@ -102,8 +102,13 @@ class EmbeddingClient:
         declares; refused otherwise) or a literal ``prompt``; ``dimensions=N`` keeps the
         first N dimensions, re-normalized when the model normalizes; ``quantize``
         (int8, uint8, binary, ubinary) returns vectors of that dtype; ``long_text``
-        ``truncate`` (default) or ``mean`` (the token-weighted mean of windows of the
-        model's token window overlapping by ``window_overlap`` tokens, default 32).
+        ``truncate`` (default), ``mean`` (the token-weighted mean of windows of the
+        model's token window overlapping by ``window_overlap`` tokens, default 32) or
+        ``windows`` (a vector per window: ``wait()`` returns (m, dim), every input row's
+        windows in order, and ``job.rows`` the input row of each, ``job.columns`` its
+        ``window``, ``char_start``, ``char_end``, ``tokens``; see ``ListJob.wait``).
+        ``mean`` and ``windows`` need a model whose type has a tokenizer; others are
+        refused naming the model.
 
         ``idempotency_key``: a submit retried with the same key and the same request gets
         the job the first one made, and queues nothing (``producers.idempotency``).
@@ -129,41 +134,51 @@ class EmbeddingClient:
             long_text=long_text,
             window_overlap=window_overlap,
         )
-        if options.long_text == "windows":
-            raise UsageError(WINDOWS_NEED_DATASET)
         texts = [t[:MAX_CHARS_PER_TEXT] for t in texts]
         if dry_run:
             import producers.dry_run as dry
 
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             _, bounds = plan_chunks(
-                texts, max_tokens=max_tokens or tokens, max_texts=max_texts or count
+                texts,
+                max_tokens=max_tokens or tokens,
+                max_texts=max_texts or count,
+                window=plan_window(options.long_text),
             )
             return dry.for_list(self, model, version, texts, bounds)
         if idempotency_key is not None:
-            wanted = idempotency.digest(
-                asked,
-                version,
-                idempotency.texts_digest(texts),
-                "",
-                {
-                    "key": key,
-                    "cache": cache,
-                    "max_tokens": max_tokens,
-                    "max_texts": max_texts,
-                    "embed": options.to_wire(),
-                },
+            held = idempotency.existing_or_claim(
+                self,
+                idempotency_key,
+                job_id,
+                announce,
+                (asked, version, idempotency.texts_digest(texts), ""),
+                options,
+                key=key,
+                cache=cache,
+                max_tokens=max_tokens,
+                max_texts=max_texts,
             )
-            held = idempotency.claim(self, idempotency_key, job_id, wanted)
             if held is not None:
-                return idempotency.existing_job(self, held, announce)  # type: ignore[no-any-return]
+                return held
         if max_tokens is None or max_texts is None:
             tokens, count = budget_for(self.seconds_per_text(model), len(texts))
             max_tokens, max_texts = max_tokens or tokens, max_texts or count
         try:
-            order, bounds = plan_chunks(texts, max_tokens=max_tokens, max_texts=max_texts)
+            order, bounds = plan_chunks(
+                texts, max_tokens, max_texts, window=plan_window(options.long_text)
+            )
             record = retry_while_unreachable(
-                lambda: jobstore.create(self.redis, job_id, model, version, order, bounds, alias)
+                lambda: jobstore.create(
+                    self.redis,
+                    job_id,
+                    model,
+                    version,
+                    order,
+                    bounds,
+                    alias,
+                    ttl_s=self.settings.result_ttl_s,
+                )
             )
         except BaseException:
             if idempotency_key is not None:
@@ -189,7 +204,7 @@ class EmbeddingClient:
     ) -> DatasetJob:
         """Queue a dataset job: rows from ``source`` (file, folder, glob, ``s3://``), one
         parquet part per chunk into ``output`` (a folder or ``s3://`` prefix). The
-        ``options`` are those of :func:`producers.datasets.submit_dataset`; see
+        ``options`` are those of :func:`producers.dataset_submit.submit_dataset`; see
         docs/DATASETS.md."""
         return submit_dataset(self, source, model, output, **options)
 

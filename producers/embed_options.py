@@ -36,7 +36,7 @@ def model_facts(client: JobClient, model: str) -> dict[str, Any]:
         except RedisError:
             served = None
         if served is not None:
-            return dict(served.facts)
+            return {**served.facts, "type": served.type}
     local = client.config_source or client.settings.config_source
     if not local:
         return {}
@@ -101,7 +101,8 @@ def add_arguments(parser: Any) -> None:
         choices=LONG_TEXT_MODES,
         help="texts past the model's token window: truncate (default), mean (the "
         "token-weighted mean of overlapping windows, one row per text) or windows (one "
-        "row per window; dataset jobs only)",
+        "row per window: row, window, char_start, char_end, tokens; a .npy output gets "
+        "NAME.rows.npy, the input row of each vector, beside it)",
     )
     parser.add_argument(
         "--window-overlap",

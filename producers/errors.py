@@ -5,6 +5,9 @@ from __future__ import annotations
 from tasks.contract.errors import EmbedfleetError, InputError, UnknownModelError, UsageError
 
 __all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "FleetError",
     "InputError",
     "JobFailedError",
@@ -12,6 +15,11 @@ __all__ = [
     "UnknownModelError",
     "UsageError",
 ]
+
+
+#: The ``embedfleet`` CLI's exit codes: done; a job failed (or timed out); bad usage,
+#: configuration or input (every :class:`UsageError`, an unreachable Redis).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class JobNotFoundError(UsageError):

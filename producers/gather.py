@@ -2,7 +2,9 @@
 
 Results are read straight from the Celery result backend with one MGET per batch of
 chunks; each chunk's rows are scattered to their input positions, so the output can
-be a memory-mapped .npy file and a big job never sits twice in memory.
+be a memory-mapped .npy file and a big job never sits twice in memory. A
+``long_text=windows`` job (a result row per window) is assembled by
+``producers.windows`` once every chunk is back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from celery import Celery
 
+from producers.windows import WindowPieces
 from tasks.contract.errors import InvalidRequest
 from tasks.contract.wire import unpack_columns, unpack_embeddings
 from tasks.jobs import jobstore
@@ -58,15 +61,19 @@ class Gatherer:
         app: Celery,
         record: jobstore.JobRecord,
         allocate: Callable[[int, int], np.ndarray] | None = None,
+        windows: bool = False,
     ) -> None:
         self.app = app
         self.record = record
         #: Makes the (n, dim) output once dim is known; a memmap for streamed writes.
         self.allocate = allocate or zeroed
         self.out: np.ndarray | None = None
-        #: Per-row columns the results carry (``tokens``, ``truncated``), input order.
+        #: Per-row columns the results carry (``tokens``, ``truncated``), input order;
+        #: under ``windows``, per window and with ``row``, once assembled.
         self.columns: dict[str, np.ndarray] = {}
         self.fetched: set[int] = set()
+        #: ``long_text=windows``: the chunks' windows, assembled by :meth:`array`.
+        self.windows = WindowPieces(record.id, record.n) if windows else None
 
     def fetch(self, done: Iterable[int]) -> int:
         """Fetch the results of finished chunks not fetched yet; returns how many."""
@@ -91,6 +98,10 @@ class Gatherer:
         self, index: int, vectors: np.ndarray, columns: dict[str, np.ndarray] | None = None
     ) -> None:
         rows = self.record.chunk_rows(index)
+        if self.windows is not None:
+            self.windows.add(index, rows, vectors, columns or {})
+            self.fetched.add(index)
+            return
         if vectors.shape[0] != rows.size:
             raise InvalidRequest(
                 f"job {self.record.id}: chunk {index} returned {vectors.shape[0]} rows, "
@@ -108,7 +119,12 @@ class Gatherer:
         self.fetched.add(index)
 
     def array(self) -> np.ndarray:
-        """The gathered matrix (all zeros where chunks are missing)."""
+        """The gathered matrix (all zeros where chunks are missing; under ``windows``,
+        the windows in input order, a NaN placeholder for a row not done)."""
+        if self.windows is not None:
+            if self.out is None:
+                self.out, self.columns = self.windows.assemble(self.allocate)
+            return self.out
         if self.out is None:
             return np.zeros((self.record.n, 0), dtype=np.float32)
         return self.out
@@ -116,7 +132,8 @@ class Gatherer:
     def array_with_gaps(self, failed: Iterable[int]) -> np.ndarray:
         """The gathered matrix with the rows of ``failed`` chunks set to NaN."""
         out = self.array()
-        if out.dtype != np.float32:  # quantized rows have no NaN: failed rows stay 0
+        # quantized rows have no NaN: failed rows stay 0; windows: NaN placeholders already
+        if out.dtype != np.float32 or self.windows is not None:
             return out
         for index in failed:
             out[self.record.chunk_rows(index)] = np.nan

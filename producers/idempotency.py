@@ -20,6 +20,7 @@ from typing import Any
 
 from producers.errors import UsageError
 from tasks.contract.chunking import utf8_lengths
+from tasks.contract.options import EmbedOptions
 from tasks.jobs import idempotency, jobstore
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -82,12 +83,34 @@ def digest(
     }
 
 
+def existing_or_claim(
+    client: Any,
+    key: str,
+    job_id: str,
+    announce: Any,
+    request: tuple[str, str, str, str],
+    embed: EmbedOptions,
+    /,
+    **options: Any,
+) -> Any | None:
+    """The one place a submit's digest is built and its key claimed: ``request`` is
+    (model as asked, version pinned, input hash, output), ``embed`` the embedding
+    options and ``options`` the others that shape the job (chunking, cache, fields; an
+    A/B ``key`` among them: the parameters before are positional, so the names don't meet).
+    Returns None when this submit goes ahead as ``job_id``, else the job the key already
+    names for the same request, announced like a new one. Raises :class:`UsageError`
+    when the key holds another request."""
+    model, version, input_hash, output = request
+    wanted = digest(model, version, input_hash, output, {**options, "embed": embed.to_wire()})
+    held = claim(client, key, job_id, wanted)
+    return None if held is None else existing_job(client, held, announce)
+
+
 def claim(client: Any, key: str, job_id: str, wanted: dict[str, str]) -> str | None:
     """Reserve ``key`` for ``job_id``: None when this submit goes ahead, else the id of
     the job already made with the same request. Raises :class:`UsageError` when the
     key holds another request."""
-    redis = client.redis
-    ttl = jobstore.result_ttl_s()
+    redis, ttl = client.redis, client.settings.result_ttl_s
     while True:
         found = retry_while_unreachable(
             lambda: idempotency.reserve(redis, key, job_id, wanted, ttl)
@@ -121,8 +144,8 @@ def _wait_for_record(redis: Any, found: idempotency.Holder) -> bool:
 
 def attach(client: Any, key: str, job_id: str) -> None:
     """The job is recorded: its hash names the key, and they expire together."""
-    redis = client.redis
-    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, jobstore.result_ttl_s()))
+    redis, ttl = client.redis, client.settings.result_ttl_s
+    retry_while_unreachable(lambda: idempotency.attach(redis, job_id, key, ttl))
 
 
 def release(client: Any, key: str, job_id: str) -> None:

@@ -2,7 +2,7 @@
 :class:`JobClient`, what a job needs of the client that made it.
 
 This module is the floor the job classes (``producers.list_job``,
-``producers.datasets``) and the client (``producers.client``) all stand on: jobs never
+``producers.dataset_job``) and the client (``producers.client``) all stand on: jobs never
 import the client, so nothing here cycles.
 """
 

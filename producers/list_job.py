@@ -7,7 +7,6 @@ finds again for a list job; it implements :class:`producers.job.Job`. Its sendin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -16,8 +15,9 @@ import numpy as np
 import producers.progress as progress
 import producers.submitting as submitting
 from producers.errors import JobFailedError, UsageError
-from producers.gather import Gatherer, poll_delays
+from producers.gather import Gatherer
 from producers.job import JobClient, JobKind
+from producers.polling import Poller, bar_for
 from tasks.jobs import job_admin, jobstore, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
@@ -45,9 +45,31 @@ class ListJob:
         self.id = record.id
         self.model = record.model
         self._texts = texts  # kept by the submitting process, for retry
+        self._windows: bool | None = None  # long_text=windows, read from the record
         #: After :meth:`wait`: per input row, ``tokens`` (int32, what the model saw,
-        #: prompt and special tokens included) and ``truncated`` (bool).
+        #: prompt and special tokens included) and ``truncated`` (bool). Under
+        #: ``long_text=windows``, per returned vector (a window): ``row`` (int64, its
+        #: input row), ``window``, ``char_start``, ``char_end``, ``tokens``, ``truncated``.
         self.columns: dict[str, np.ndarray] = {}
+
+    @property
+    def rows(self) -> np.ndarray:
+        """After :meth:`wait`: the input row of each returned vector (int64). Under
+        ``long_text=windows`` a row repeats once per window; else it is ``0 .. n-1``."""
+        if "row" in self.columns:
+            return self.columns["row"]
+        return np.arange(self.record.n, dtype=np.int64)
+
+    @property
+    def windows(self) -> bool:
+        """True for a ``long_text=windows`` job (a vector per window: see :meth:`wait`)."""
+        if self._windows is None:
+            from producers.embed_options import recorded
+
+            redis = self.client.redis
+            options = retry_while_unreachable(lambda: recorded(redis, self.id), STATUS_RETRY_S)
+            self._windows = options.long_text == "windows"
+        return self._windows
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, model={self.model!r}, texts={self.record.n})"
@@ -59,7 +81,13 @@ class ListJob:
         if self._texts is None:
             raise UsageError(f"job {self.id}: the texts are not in this process")
         submitting.send_list_chunks(
-            self.client.app, self.client.redis, self.record, self._texts, list(indices), cache
+            self.client.app,
+            self.client.redis,
+            self.record,
+            self._texts,
+            list(indices),
+            cache,
+            ttl_s=self.client.settings.result_ttl_s,
         )
 
     def retry(self, texts: Sequence[str] | None = None) -> int:
@@ -91,7 +119,8 @@ class ListJob:
 
     def delete(self) -> int:
         """Drop the job's keys and chunk results from Redis now."""
-        return job_admin.delete(self.client.redis, self.id, self.record.total)
+        ttl_s = self.client.settings.result_ttl_s
+        return job_admin.delete(self.client.redis, self.id, self.record.total, ttl_s=ttl_s)
 
     def status(self) -> dict[str, Any]:
         """``{"id","kind","model","version","alias","state","done","total","failed",
@@ -144,43 +173,44 @@ class ListJob:
         With ``allow_failed``, a job whose chunks all finished returns what succeeded,
         the rows of failed chunks set to NaN; ``status()`` names those chunks.
 
+        A ``long_text=windows`` job returns (m, dim): a vector per window, every input
+        row's windows in order, rows in input order; :attr:`rows` (m int64) names the
+        input row of each and :attr:`columns` holds ``window``, ``char_start``,
+        ``char_end`` (the window's characters in its text), ``tokens`` and ``truncated``
+        per window. A text that fits the model's window has one window (its whole
+        text). With ``allow_failed`` a row not done has one NaN vector, window 0.
+
         Results are gathered as chunks finish, so memory holds the output once;
         ``allocate(n, dim)`` may return a memory-mapped array to stream to disk.
         Raises :class:`JobFailedError` when a chunk failed, ``TimeoutError`` on timeout.
         """
-        gatherer = Gatherer(self.client.app, self.record, allocate=allocate)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _progress_bar(self.record, progress)
-        delays = poll_delays(POLL_INTERVAL_S)
+        gatherer = Gatherer(self.client.app, self.record, allocate, self.windows)
+        total = self.record.total
+        bar = bar_for(progress, total, "chunk", self.model, self.id)
         redis = self.client.redis
-        try:
+        with Poller(self.id, timeout, POLL_INTERVAL_S, bar=bar) as poller:
             while True:
                 done, failed = retry_while_unreachable(lambda: jobstore.progress(redis, self.id))
-                fetched = retry_while_unreachable(lambda done=done: gatherer.fetch(done))
-                if bar is not None and fetched:
-                    bar.update(fetched)
+                retry_while_unreachable(lambda done=done: gatherer.fetch(done))
+                poller.show(len(gatherer.fetched))
                 self.columns = gatherer.columns
-                if len(gatherer.fetched) == self.record.total:
-                    return gatherer.array()
-                if failed and len(done) + len(failed) >= self.record.total:
+                if len(gatherer.fetched) == total:
+                    return self._gathered(gatherer, gatherer.array())
+                if failed and len(done) + len(failed) >= total:
                     if allow_failed:
-                        return gatherer.array_with_gaps(failed)
-                    raise JobFailedError(self.id, failed, self.record.total)
+                        return self._gathered(gatherer, gatherer.array_with_gaps(failed))
+                    raise JobFailedError(self.id, failed, total)
                 if jobstore.is_cancelled(redis, self.id):
                     if allow_failed:  # what was done stays retrievable; the rest is NaN
                         gatherer.fetch(jobstore.progress(redis, self.id)[0])
-                        missing = set(range(self.record.total)) - gatherer.fetched
-                        return gatherer.array_with_gaps(missing)
-                    raise JobFailedError(self.id, {-1: "job was cancelled"}, self.record.total)
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"job {self.id}: {len(done)} of {self.record.total} chunks done "
-                        f"after {timeout} s"
-                    )
-                time.sleep(next(delays))
-        finally:
-            if bar is not None:
-                bar.close()
+                        missing = set(range(total)) - gatherer.fetched
+                        return self._gathered(gatherer, gatherer.array_with_gaps(missing))
+                    raise JobFailedError(self.id, {-1: "job was cancelled"}, total)
+                poller.pause(len(done), total)
+
+    def _gathered(self, gatherer: Gatherer, out: np.ndarray) -> np.ndarray:
+        self.columns = gatherer.columns  # windows: assembled with ``out``
+        return out
 
     def result(self, timeout: float | None = 600, progress: bool = False) -> np.ndarray:
         """The job's embeddings in input order (waits for chunks still running)."""
@@ -199,11 +229,3 @@ class ListJob:
         if pending:
             self.client.app.control.revoke(pending)
         return len(pending)
-
-
-def _progress_bar(record: jobstore.JobRecord, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=record.total, unit="chunk", desc=f"{record.model} {record.id[:8]}")

@@ -30,6 +30,32 @@ def status_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def dataset_status_text(s: dict[str, Any]) -> str:
+    from producers.progress import eta_text, when
+
+    lines = [
+        f"job      {s['id']} (dataset)",
+        f"model    {s['model']} ({s.get('version', '')})",
+        f"state    {s['state']}",
+        f"rows     {s['rows_done']}/{s['texts']} done, ETA {eta_text(s)}",
+        f"chunks   {s['done']}/{s['total']} done, {s['failed']} failed",
+        f"created  {when(s['created'])}   started {when(s.get('started'))}   "
+        f"finished {when(s['finished'])}",
+        f"input    {s['input']}",
+        f"output   {s['output']}",
+    ]
+    if s.get("output_problem"):
+        lines.append(
+            f"  the output no longer verifies: {s['output_problem']} "
+            f"(`embedfleet verify {s['output']}` checks every row)"
+        )
+    for err in s["errors"]:
+        rows = f" rows {err['rows'][0]}-{err['rows'][1]}" if "rows" in err else ""
+        lines.append(f"  chunk {err['chunk']}{rows}: {err['error']}")
+    lines += waiting_text(s)
+    return "\n".join(lines)
+
+
 def waiting_text(s: dict[str, Any]) -> list[str]:
     """The status line for chunks held by a worker whose heartbeat lapsed."""
     waiting = s.get("waiting_on_dead_worker") or []
@@ -127,19 +153,23 @@ def write_job(
     progress: bool = True,
     allow_failed: bool = False,
     ids: list[str | None] | None = None,
-) -> None:
+) -> str:
     """Wait for a job and write its embeddings in input order (``ids``: an ``id``
-    column / field for .parquet and .jsonl).
+    column / field for .parquet and .jsonl); returns the line saying what was written.
 
     A .npy output is a memory map filled as chunks arrive, so a big job never sits in
-    memory; other formats are written once the job is gathered.
+    memory; other formats are written once the job is gathered. A ``long_text=windows``
+    job writes a row per window (``producers.writers``: the row index beside a .npy).
     """
-    from producers.writers import write_embeddings
+    from producers.writers import rows_path, write_embeddings, write_rows
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
-        write_embeddings(path, vectors, ids, getattr(job, "columns", None))
-        return
+        columns = getattr(job, "columns", None)
+        if ids is not None and columns and "row" in columns:  # windows: an id per window
+            ids = [ids[r] for r in columns["row"]]
+        write_embeddings(path, vectors, ids, columns)
+        return _wrote(job, path, len(vectors))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
 
@@ -153,9 +183,23 @@ def write_job(
     except BaseException:
         tmp.unlink(missing_ok=True)  # a failed job leaves no half-written output behind
         raise
+    count = len(out)
     if isinstance(out, np.memmap):
         out.flush()
         del out
         tmp.replace(path)
     else:  # nothing succeeded: nothing was mapped
         np.save(path, out)
+    rows = (getattr(job, "columns", None) or {}).get("row")
+    if rows is not None:
+        write_rows(path, rows)
+        return _wrote(job, path, count) + f" (input row of each in {rows_path(path)})"
+    return _wrote(job, path, count)
+
+
+def _wrote(job: Any, path: Path, count: int) -> str:
+    """``wrote N rows to PATH``; under ``long_text=windows``, ``M windows of N rows``."""
+    n = job.record.n
+    if "row" in (getattr(job, "columns", None) or {}):
+        return f"wrote {count} windows of {n} rows to {path}"
+    return f"wrote {n} rows to {path}"

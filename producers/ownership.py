@@ -50,9 +50,10 @@ def check(redis: Any, dest: str, overwrite: bool) -> None:
         raise UsageError(_OCCUPIED.format(dest=dest, what=what))
 
 
-def take(redis: Any, dest: str, job_id: str, overwrite: bool) -> None:
-    """Claim ``dest`` for ``job_id``, then refuse it (releasing the claim) or clear it."""
-    other = claims.take(redis, dest, job_id)
+def take(redis: Any, dest: str, job_id: str, overwrite: bool, *, ttl_s: int) -> None:
+    """Claim ``dest`` for ``job_id`` (for ``ttl_s``, as the job's records), then refuse
+    it (releasing the claim) or clear it."""
+    other = claims.take(redis, dest, job_id, ttl_s=ttl_s)
     if other is not None:
         _refuse_live(redis, dest, job_id)
         raise UsageError(f"{dest} is being written by job {other}")  # it ended just now
@@ -63,7 +64,7 @@ def take(redis: Any, dest: str, job_id: str, overwrite: bool) -> None:
         if what:
             clear(dest)
     except BaseException:
-        claims.release(redis, dest, job_id)
+        claims.release(redis, dest, job_id, ttl_s=ttl_s)
         raise
 
 
@@ -77,16 +78,16 @@ def clear(dest: str) -> None:
     parts.remove(dest, [n for n in names if n != parts.MANIFEST])
 
 
-def retake(redis: Any, dest: str, job_id: str) -> None:
+def retake(redis: Any, dest: str, job_id: str, *, ttl_s: int) -> None:
     """Claim ``dest`` again for a retry of ``job_id``: refused when another job has
     taken it since (its output may be there now)."""
-    other = claims.take(redis, dest, job_id, takeover=False)
+    other = claims.take(redis, dest, job_id, takeover=False, ttl_s=ttl_s)
     if other is None:
         data = parts.read(dest, parts.MANIFEST) if parts.exists(dest, parts.MANIFEST) else None
         named = manifest.job_of(data) if data is not None else job_id
         if named == job_id:
             return
-        claims.release(redis, dest, job_id)
+        claims.release(redis, dest, job_id, ttl_s=ttl_s)
         other = named or "unknown"
     raise UsageError(
         f"{dest} has been written by job {other} since job {job_id} ran there: a retry "
@@ -94,8 +95,8 @@ def retake(redis: Any, dest: str, job_id: str) -> None:
     )
 
 
-def release(redis: Any, dest: str, job_id: str) -> None:
-    claims.release(redis, dest, job_id)
+def release(redis: Any, dest: str, job_id: str, *, ttl_s: int) -> None:
+    claims.release(redis, dest, job_id, ttl_s=ttl_s)
 
 
 _OCCUPIED = "{dest} holds {what}; pass --overwrite (overwrite=True) to replace them"

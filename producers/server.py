@@ -12,7 +12,6 @@ The test suite starts its own on a free port with the same code.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,9 @@ from urllib.parse import urlparse
 
 import redis
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", ""}
 #: Seconds to wait for a started server to answer PING.

@@ -37,10 +37,12 @@ def send_list_chunks(
     texts: Sequence[str],
     indices: list[int],
     cache: bool = True,
+    *,
+    ttl_s: int,
 ) -> None:
     """Send chunks ``indices`` of the list job ``record`` (its ``texts`` in input order),
     retrying while Redis is unreachable; when it stays down, the chunks not sent are
-    recorded as failed with the reason and :class:`UsageError` says so."""
+    recorded as failed with the reason (for ``ttl_s``) and :class:`UsageError` says so."""
     job_id, model = record.id, record.model
     key = jobstore.PREFIX + job_id
     queue = queue_for(model)
@@ -90,7 +92,7 @@ def send_list_chunks(
 
         def record_unsent() -> None:
             # written even on a full Redis: the chunks not sent are never lost from view
-            redis_full.mark_failed(redis, key + ":failed", unsent, reason, jobstore.result_ttl_s())
+            redis_full.mark_failed(redis, key + ":failed", unsent, reason, ttl_s)
             redis_full.hset(redis, key, "submitted", repr(time.time()))
 
         try:

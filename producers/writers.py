@@ -4,6 +4,11 @@ Rows are in input order. Parquet and JSONL rows carry ``row`` (0-based input row
 dataset parts use too) and ``embedding``, and ``id`` when the input rows had one (``id``,
 ``custom_id`` or ``--id-field``). Files written before the rename name the row ``index``;
 :func:`read_embeddings` reads both.
+
+A ``long_text=windows`` job has a vector per window: ``row`` then repeats (a row's windows
+in order) and .parquet/.jsonl rows carry ``window``, ``char_start``, ``char_end``,
+``tokens`` and ``truncated``; a .npy file gets the row index beside it, ``NAME.rows.npy``
+(m int64: :func:`rows_path`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,24 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def rows_path(path: str | Path) -> Path:
+    """Where a .npy output of a ``long_text=windows`` job keeps its row index:
+    ``out.npy`` -> ``out.rows.npy``."""
+    path = Path(path)
+    return path.with_name(path.stem + ".rows.npy")
+
+
+def write_rows(path: str | Path, rows: np.ndarray) -> Path:
+    """Write the row index of the vectors in the .npy file ``path`` beside it
+    (:func:`rows_path`), atomically."""
+    target = rows_path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, np.asarray(rows, dtype=np.int64))
+    tmp.replace(target)
+    return target
+
+
 def write_embeddings(
     path: str | Path,
     vectors: np.ndarray,
@@ -60,7 +83,10 @@ def write_embeddings(
 ) -> Path:
     """Write ``vectors`` (input order) to ``path``; the format comes from the extension.
     ``ids`` (the input's id of each row) become an ``id`` column / field; ``columns``
-    (per row: ``tokens``, ``truncated``) columns / fields of .parquet and .jsonl."""
+    (per row: ``tokens``, ``truncated``) columns / fields of .parquet and .jsonl.
+    ``columns["row"]`` (``long_text=windows``: the input row of each vector, with
+    ``window``, ``char_start``, ...) replaces ``0 .. n-1`` as the row column; a .npy
+    file then gets it beside (:func:`write_rows`)."""
     columns = columns or {}
     path = check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +95,8 @@ def write_embeddings(
     if suffix == ".npy":
         with tmp.open("wb") as fh:
             np.save(fh, _stored(vectors))
+        if ROW in columns:
+            write_rows(path, columns[ROW])
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -110,10 +138,13 @@ def read_embeddings(path: str | Path) -> np.ndarray:
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        table = table.sort_by(ROW if ROW in table.column_names else OLD_ROW)
+        keys = [ROW if ROW in table.column_names else OLD_ROW]
+        keys += ["window"] if "window" in table.column_names else []  # long_text=windows
+        table = table.sort_by([(k, "ascending") for k in keys])
         return np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
     with path.open(encoding="utf-8") as fh:
         rows = sorted(
-            (json.loads(line) for line in fh), key=lambda r: r[ROW] if ROW in r else r[OLD_ROW]
+            (json.loads(line) for line in fh),
+            key=lambda r: (r[ROW] if ROW in r else r[OLD_ROW], r.get("window", 0)),
         )
     return np.asarray([r["embedding"] for r in rows], dtype=np.float32)

@@ -31,6 +31,10 @@ class FleetApp(Celery):  # type: ignore[misc]
     bound to, so nothing reaches for a module global."""
 
     encoder: Encoder | None = None
+    #: What the worker's boot built and owns (``workers.serving.worker.Worker``: runtime,
+    #: publisher, heartbeat, ...), for its remote-control commands; None elsewhere.
+    #: The contract never reads it.
+    worker: Any = None
 
     def __init__(self, *args: Any, settings: Settings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

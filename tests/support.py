@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,64 @@ def default_entry(**overrides: Any) -> dict[str, Any]:
     return entry
 
 
-class WorkerProcess:
+class CliProcess:
+    """One ``embedfleet`` verb in a subprocess, as an operator runs it, its output in a
+    log file: started here, waited ready by a subclass, stopped or killed by the test.
+    (The worker's and the gateway's processes differ only in their verb, environment
+    and the question that says they are ready.)"""
+
+    #: What the process is called in errors ("worker test-1a2b3c4d").
+    what = "process"
+    #: Seconds :meth:`stop` waits after SIGTERM before it kills.
+    stop_timeout = 30.0
+
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None, append: bool = False
+    ) -> None:
+        self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = log_path.open("ab" if append else "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "producers.cli", *args],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Ask ``ready`` until it says yes; raises RuntimeError (with the log) when the
+        process exits first, TimeoutError (with the log) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.what} exited {self.proc.returncode}:\n{self.log()}")
+            if ready():
+                return
+        raise TimeoutError(f"{self.what} not ready after {timeout:g} s:\n{self.log()}")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` (default :attr:`stop_timeout`) s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
+
+
+class WorkerProcess(CliProcess):
     """A real ``embedfleet worker`` subprocess."""
 
     def __init__(
@@ -48,68 +106,29 @@ class WorkerProcess:
         log_dir: Path | None = None,
     ) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}"
-        self.log_path = (log_dir or Path(os.environ["EMBEDFLEET_STATE_DIR"])) / f"{self.name}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        full_env = {
-            **os.environ,
-            "EMBEDFLEET_MODEL_CONFIG": str(config),
-            "PYTHONPATH": str(ROOT),
-            **(env or {}),
-        }
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "producers.cli",
-                "worker",
-                "--models",
-                models,
-                "--concurrency",
-                str(concurrency),
-                "--name",
-                f"{self.name}@%h",
-            ],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.what = f"worker {self.name}"
+        log_path = (log_dir or Path(os.environ["EMBEDFLEET_STATE_DIR"])) / f"{self.name}.log"
+        args = ["worker", "--models", models, "--concurrency", str(concurrency)]
+        super().__init__(
+            [*args, "--name", f"{self.name}@%h"],
+            log_path,
+            {"EMBEDFLEET_MODEL_CONFIG": str(config), **(env or {})},
         )
 
     def wait_ready(self, app: Any, timeout: float = 180.0) -> WorkerProcess:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.log()}")
-            replies = app.control.ping(destination=[self.node], timeout=0.5) or []
-            if replies:
-                return self
-        raise TimeoutError(f"worker {self.name} not ready:\n{self.log()}")
+        """Wait until the worker answers a ping."""
+
+        def answers() -> bool:
+            return bool(app.control.ping(destination=[self.node], timeout=0.5))
+
+        self._wait_until(answers, timeout)
+        return self
 
     @property
     def node(self) -> str:
         import socket
 
         return f"{self.name}@{socket.gethostname()}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-        self._log.close()
 
 
 def run_cli(

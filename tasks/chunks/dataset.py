@@ -14,7 +14,6 @@ Finishing or failing a chunk sends the next one of the job's window.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from typing import Any
@@ -33,12 +32,13 @@ from tasks.contract.errors import (
     RedisMemoryFull,
     TransientError,
 )
+from tasks.contract.logs import event_logger
 from tasks.contract.signing import key_of
 from tasks.io import data_roots, parts, ranges
-from tasks.jobs import dataset_trust, datasets, deliveries, outputs, redis_full, usage
+from tasks.jobs import dataset_trust, datasets, jobstore, outputs, redis_full, usage
 from tasks.routing import DATASET_TASK, MODEL_NAME_RE
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class DatasetChunkTask(Task):  # type: ignore[misc]
@@ -54,28 +54,39 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
         if chunk is None:
             return
         job_id, index = chunk
-        client = self.app.backend.client
+        client, ttl_s = self.app.backend.client, embed.ttl_of(self.app)
         message = embed.failure_message(exc, job_id)
 
         def record() -> None:
             found = datasets.load(client, job_id)
             if found is None:
                 return
-            from tasks.jobs import jobstore
-
-            jobstore.mark_failed(client, job_id, index, message)
+            jobstore.mark_failed(client, job_id, index, message, ttl_s=ttl_s)
             if not isinstance(exc, JobCancelled):
                 try:
-                    datasets.feed(self.app, client, found, index)
+                    feed(self.app, client, found, index)
                 except redis.ResponseError as error:
                     if not redis_full.is_redis_full(error):
                         raise
                     # the next chunks stay unsent: `retry` sends them once there is room
                     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "feed")
                     redis_full.stop_window(client, datasets.key(job_id), job_id)
-            _end_if_failed(client, job_id)
+            _end_if_failed(client, job_id, ttl_s)
 
         embed.with_redis_retry(record, "recording a dataset chunk failure")
+
+
+def feed(app: Any, client: Any, record: datasets.DatasetRecord, index: int) -> None:
+    """``datasets.feed`` at the priority and TTL of ``app``'s settings (this worker's)."""
+    settings = app.settings
+    datasets.feed(
+        app,
+        client,
+        record,
+        index,
+        priority=settings.dataset_priority,
+        ttl_s=settings.result_ttl_s,
+    )
 
 
 def _check(job_id: Any, index: Any, model: Any) -> tuple[str, int, str]:
@@ -107,14 +118,14 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         return  # deleted or expired: nothing to do, nothing to record
     task_id, attempt = str(self.request.id), self.request.retries
     try:
-        delivery = retry(lambda: deliveries.begin(client, task_id, attempt), "counting a delivery")
+        delivery = embed.begin_delivery(self.app, task_id, attempt)
         try:
             embed.check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
             _run_range(self, record, job_id, index, model)
         finally:
-            retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+            embed.end_delivery(self.app, task_id, attempt)
     except RedisMemoryFull as exc:
-        embed.record_redis_full(client, job_id, index, exc)
+        embed.record_redis_full(client, job_id, index, exc, ttl_s=embed.ttl_of(self.app))
         raise
 
 
@@ -122,7 +133,7 @@ def _run_range(
     self: Task, record: datasets.DatasetRecord, job_id: str, index: int, model: str
 ) -> None:
     """Read, encode and write chunk ``index`` (its delivery is being counted)."""
-    client = self.app.backend.client
+    client, ttl_s = self.app.backend.client, embed.ttl_of(self.app)
     retry = embed.with_redis_retry
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
@@ -171,7 +182,7 @@ def _run_range(
     if got.requests is not None and got.positions is not None:
         extra = {"request": got.requests, "index": got.positions}
     columns = dict(more[0]) if more else {}
-    retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    retry(lambda: usage.record(client, job_id, index, columns, ttl_s=ttl_s), "recording usage")
     first_row, ids, rows = int(plan["first_row"]), got.ids, None
     source = columns.pop("source_row", None)  # long_text=windows: a row per window
     if source is not None:
@@ -180,12 +191,17 @@ def _run_range(
         if extra is not None:
             extra = {k: [v[i] for i in source] for k, v in extra.items()}
     data = parts.part_bytes(first_row, vectors, ids, extra, columns, rows=rows)
-    retry(lambda: outputs.require_claim(client, record), "checking the destination's claim")
+    retry(
+        lambda: outputs.require_claim(client, record, ttl_s=ttl_s),
+        "checking the destination's claim",
+    )
     try:
         parts.put(output, name, data)
     except OSError as exc:
         raise PermanentError(f"cannot write {output}{name}: {exc}") from exc
-    retry(lambda: outputs.record_part(client, job_id, index, data), "recording the part")
+    retry(
+        lambda: outputs.record_part(client, job_id, index, data, ttl_s=ttl_s), "recording the part"
+    )
     retry(lambda: datasets.set_dimension(client, job_id, int(vectors.shape[1])), "dimension")
     _finish(self, record, index, int(plan["rows"]))
     log.info(
@@ -199,26 +215,30 @@ def _run_range(
 
 def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -> None:
     """Mark the chunk done, send the next one, and write the manifest after the last."""
-    client = task.app.backend.client
+    client, ttl_s = task.app.backend.client, embed.ttl_of(task.app)
     retry = embed.with_redis_retry
-    done = retry(lambda: datasets.mark_done(client, record.id, index, rows), "marking done")
+    done = retry(
+        lambda: datasets.mark_done(client, record.id, index, rows, ttl_s=ttl_s), "marking done"
+    )
     if done < 0:  # deleted (or expired) while this chunk ran: write nothing more
         log.info("event=dataset_chunk_orphan job=%s chunk=%d", record.id, index)
         return
-    retry(lambda: datasets.feed(task.app, client, record, index), "sending the next chunk")
+    retry(lambda: feed(task.app, client, record, index), "sending the next chunk")
     if done != record.total:  # the job's last chunk to end may be a success after a failure
-        retry(lambda: _end_if_failed(client, record.id), "ending a failed job")
+        retry(lambda: _end_if_failed(client, record.id, ttl_s), "ending a failed job")
         return
     fresh = retry(lambda: datasets.load(client, record.id), "reading a dataset job")
     if fresh is None or fresh.finished is not None:
         return
-    retry(lambda: outputs.write_manifest(client, fresh), "writing the manifest")
+    retry(lambda: outputs.write_manifest(client, fresh, ttl_s=ttl_s), "writing the manifest")
     retry(lambda: datasets.mark_finished(client, record.id), "marking a job finished")
-    retry(lambda: outputs.end(client, fresh, finished=True), "releasing the destination")
+    retry(
+        lambda: outputs.end(client, fresh, finished=True, ttl_s=ttl_s), "releasing the destination"
+    )
     log.info("event=dataset_job_done job=%s rows=%d parts=%d", record.id, record.n, record.total)
 
 
-def _end_if_failed(client: Any, job_id: str) -> None:
+def _end_if_failed(client: Any, job_id: str, ttl_s: int) -> None:
     """When every chunk of the job has ended and some failed, the job is FAILURE: end it
     (``tasks.jobs.outputs.end``). One HLEN while no chunk has failed."""
     failed = datasets.failed_count(client, job_id)
@@ -226,4 +246,4 @@ def _end_if_failed(client: Any, job_id: str) -> None:
         return
     record = datasets.load(client, job_id)
     if record is not None and record.finished is None and record.done + failed >= record.total:
-        outputs.end(client, record)
+        outputs.end(client, record, ttl_s=ttl_s)

@@ -13,7 +13,6 @@ late redelivery) is neither counted nor run: its stored result is returned again
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ import redis
 from celery import Celery, Task
 from celery.signals import task_internal_error, worker_init
 
+import celeryconfig
 from tasks.app import Encoder, app
 from tasks.contract.errors import (
     JobCancelled,
@@ -30,14 +30,14 @@ from tasks.contract.errors import (
     TooManyDeliveries,
     TransientError,
 )
-from tasks.contract.options import WINDOWS_NEED_DATASET
+from tasks.contract.logs import event_logger
 from tasks.contract.wire import pack_embeddings, validate_request
 from tasks.jobs import deliveries, jobstore, redis_full, usage
 from tasks.jobs.deliveries import Delivery
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import DATASET_TASK, EMBED_TASK
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 T = TypeVar("T")
 
@@ -76,11 +76,13 @@ def failure_message(exc: BaseException, job_id: str) -> str:
     return f"{type(exc).__name__}: {exc}".replace(redis_full.THE_JOB, job_id)
 
 
-def record_redis_full(client: redis.Redis, job_id: str, index: int, exc: BaseException) -> None:
+def record_redis_full(
+    client: redis.Redis, job_id: str, index: int, exc: BaseException, *, ttl_s: int
+) -> None:
     """Record a chunk that Redis refused for memory as failed, before Celery tries to
     store anything (which a full Redis refuses too, skipping ``on_failure``)."""
     try:
-        jobstore.mark_failed(client, job_id, index, failure_message(exc, job_id))
+        jobstore.mark_failed(client, job_id, index, failure_message(exc, job_id), ttl_s=ttl_s)
     except redis.RedisError as error:  # logged: the message is acknowledged regardless
         log.error(
             "event=chunk_failure_not_recorded job=%s chunk=%d error=%r", job_id, index, str(error)
@@ -97,16 +99,42 @@ def _on_internal_error(
     if chunk is None or not redis_full.is_redis_full(exception):
         return
     job_id, index = chunk
-    client = (getattr(sender, "app", None) or app).backend.client
+    owner = getattr(sender, "app", None) or app
+    client = owner.backend.client
     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "storing the chunk state")
     try:
-        jobstore.mark_failed(
-            client, job_id, index, redis_full.reason("storing the chunk's state", job_id), True
-        )
+        reason = redis_full.reason("storing the chunk's state", job_id)
+        jobstore.mark_failed(client, job_id, index, reason, True, ttl_s=ttl_of(owner))
     except redis.RedisError as error:
         log.error(
             "event=chunk_failure_not_recorded job=%s chunk=%d error=%r", job_id, index, str(error)
         )
+
+
+def ttl_of(celery_app: Celery) -> int:
+    """Seconds the records a chunk writes last: ``EMBEDFLEET_RESULT_TTL_S`` of the
+    settings ``celery_app`` was built with (this worker's, handed over at its entry point)."""
+    return int(celery_app.settings.result_ttl_s)
+
+
+def begin_delivery(celery_app: Celery, task_id: str, attempt: object) -> Delivery:
+    """``deliveries.begin`` with the lapse and TTL of ``celery_app``'s settings."""
+    client, settings = celery_app.backend.client, celery_app.settings
+    lapse_s = celeryconfig.worker_lapse_s(settings)
+    return with_redis_retry(
+        lambda: deliveries.begin(
+            client, task_id, attempt, lapse_s=lapse_s, ttl_s=ttl_of(celery_app)
+        ),
+        "counting a delivery",
+    )
+
+
+def end_delivery(celery_app: Celery, task_id: str, attempt: object) -> None:
+    """``deliveries.end`` with the TTL of ``celery_app``'s settings."""
+    client, ttl_s = celery_app.backend.client, ttl_of(celery_app)
+    with_redis_retry(
+        lambda: deliveries.end(client, task_id, attempt, ttl_s=ttl_s), "ending a delivery"
+    )
 
 
 def check_deliveries(delivery: Delivery, job_id: str, index: int, limit: int) -> None:
@@ -198,9 +226,10 @@ class ChunkTask(Task):  # type: ignore[misc]
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
         if isinstance(job_id, str) and isinstance(index, int):
-            client = self.app.backend.client
+            client, ttl_s = self.app.backend.client, ttl_of(self.app)
             with_redis_retry(
-                lambda: jobstore.mark_done(client, job_id, index), "marking a chunk done"
+                lambda: jobstore.mark_done(client, job_id, index, ttl_s=ttl_s),
+                "marking a chunk done",
             )
 
     def on_failure(
@@ -210,13 +239,13 @@ class ChunkTask(Task):  # type: ignore[misc]
         if chunk is None:
             return
         job_id, index = chunk
-        client = self.app.backend.client
+        client, ttl_s = self.app.backend.client, ttl_of(self.app)
         message = failure_message(exc, job_id)
 
         def record() -> None:
             # Only jobs that exist: a malformed message must not create job keys.
             if client.exists(jobstore.PREFIX + job_id):
-                jobstore.mark_failed(client, job_id, index, message)
+                jobstore.mark_failed(client, job_id, index, message, ttl_s=ttl_s)
 
         with_redis_retry(record, "recording a chunk failure")
 
@@ -241,7 +270,8 @@ def embed_chunk(
     texts: Any = None,
     options: Any = None,
 ) -> dict[str, Any]:
-    """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32 bytes."""
+    """Embed one chunk of a job; the result is ``tasks.contract.wire`` framing of float32
+    bytes (``long_text=windows``: a row per window, with ``source_row`` naming its text)."""
     job_id, index, model, texts, options = validate_request(
         job_id, index, model, texts, options, self.app.settings.max_chunk_bytes
     )
@@ -253,15 +283,13 @@ def embed_chunk(
             log.info("event=chunk_already_done job=%s chunk=%d", job_id, index)
             return previous  # type: ignore[no-any-return]
     try:
-        delivery = with_redis_retry(
-            lambda: deliveries.begin(client, task_id, attempt), "counting a delivery"
-        )
+        delivery = begin_delivery(self.app, task_id, attempt)
         try:
             return _run_chunk(self, delivery, job_id, index, model, texts, options)
         finally:
-            with_redis_retry(lambda: deliveries.end(client, task_id, attempt), "ending a delivery")
+            end_delivery(self.app, task_id, attempt)
     except RedisMemoryFull as exc:
-        record_redis_full(client, job_id, index, exc)
+        record_redis_full(client, job_id, index, exc, ttl_s=ttl_of(self.app))
         raise
 
 
@@ -288,8 +316,6 @@ def _run_chunk(
     check_deliveries(delivery, job_id, index, self.app.settings.max_deliveries)
     if with_redis_retry(lambda: cancelled_else_started(client, job_id), "checking cancel"):
         raise JobCancelled(f"job {job_id} was cancelled")
-    if options.get("long_text") == "windows":  # rows would not match the texts
-        raise PermanentError(WINDOWS_NEED_DATASET)
     encode = encoder_of(self.app)
     started = time.perf_counter()
     try:
@@ -310,5 +336,8 @@ def _run_chunk(
         time.perf_counter() - started,
     )
     columns = more[0] if more else {}
-    with_redis_retry(lambda: usage.record(client, job_id, index, columns), "recording usage")
+    ttl_s = ttl_of(self.app)
+    with_redis_retry(
+        lambda: usage.record(client, job_id, index, columns, ttl_s=ttl_s), "recording usage"
+    )
     return pack_embeddings(vectors, model=model, version=version, columns=columns)

@@ -19,6 +19,9 @@ DEFAULT_MAX_TEXTS = 128
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 #: Tokens the model sees at most (all-MiniLM-L6-v2 truncates at 256 word pieces).
 DEFAULT_WINDOW = 256
+#: The window to plan with when the model sees every token of a text
+#: (``long_text=mean|windows``: a long text is several windows' work).
+WHOLE_TEXT = 1 << 30
 #: Rough bytes per word-piece token for English text.
 BYTES_PER_TOKEN = 4.0
 #: Special tokens added per text ([CLS], [SEP]).
@@ -101,3 +104,10 @@ def plan_chunks(
         start = max(start + 1, min(end, limit))
         bounds.append(start)
     return order, np.asarray(bounds, dtype=np.int64)
+
+
+def plan_window(long_text: str | None) -> int:
+    """The ``window`` to plan a job's chunks with: :data:`DEFAULT_WINDOW`, or
+    :data:`WHOLE_TEXT` under ``long_text=mean|windows`` (every window is encoded, so a
+    chunk's work is all its tokens: a chunk of long texts holds fewer of them)."""
+    return DEFAULT_WINDOW if long_text is None else WHOLE_TEXT

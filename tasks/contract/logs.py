@@ -1,13 +1,14 @@
 """Log lines: ``key=value`` text (logfmt), or one JSON object a line.
 
-Every embedfleet message is already ``event=<name> key=value ...`` (lazy %-args).
-:class:`KeyValueFormatter` prefixes it with ``time= level= logger=`` so a whole line
-is logfmt; :class:`JsonFormatter` writes a JSON object. A record that carries its
-fields (``extra={"fields": {...}}``: every worker event, ``workers.observability.event_log``)
-is written from them, typed as the emitter typed them, and its text is never read back;
-for the other embedfleet lines the formatter parses the same pairs, so log shippers get
-typed fields (``"seconds": 0.52``) without a regex. Messages that are not key=value
-(Celery's own) keep their text under ``msg``.
+An embedfleet event is logged as ``event=<name> key=value ...`` (lazy %-args) through a
+module logger made by :func:`event_logger`, which attaches the call's own values as
+``extra={"fields": {...}}``; the model-memory subscriber
+(``workers.observability.event_log``) attaches its events' fields the same way.
+:class:`KeyValueFormatter` prefixes the text with ``time= level= logger=`` so a whole
+line is logfmt; :class:`JsonFormatter` writes a JSON object from the fields, typed as
+the caller passed them (``"seconds": 0.52``, ``"chunk": 3``). No formatter reads a
+message back: a record without fields (Celery's own lines, any prose) is written as its
+text, under ``msg=`` in a text line and ``"message"`` in a JSON one.
 
 ``EMBEDFLEET_LOG_JSON=1`` picks JSON lines; :func:`configure_logging` is called by
 ``embedfleet worker`` and by every other ``embedfleet`` command. Stdlib only: producers
@@ -16,7 +17,7 @@ import this module too.
 
 from __future__ import annotations
 
-import ast
+import functools
 import json
 import logging
 import re
@@ -24,47 +25,75 @@ import sys
 import time
 from typing import Any, TextIO
 
-#: One ``key=value`` pair; a value is bare (no spaces) or a quoted Python/JSON string.
-_PAIR = re.compile(r"""([A-Za-z_][\w.]*)=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S*)""")
-#: Numbers JSON should carry as numbers (no exponent: ids such as ``12e45`` stay text).
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
-#: Values longer than this stay strings even when they are all digits (ids, hashes).
-_MAX_NUMBER_CHARS = 15
-#: Keys whose values are identifiers, never numbers.
-_TEXT_KEYS = frozenset({"job", "id", "task", "task_id", "config_hash", "worker", "version"})
 #: LogRecord attributes that are not ``extra=`` fields.
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+#: One pair of an event template: ``key=%s`` (a value given with the call) or ``key=word``.
+_TEMPLATE_PAIR = re.compile(r"([A-Za-z_]\w*)=(?:(%[-#0 +]*\d*(?:\.\d+)?[sdifgrx])|([^\s%=]+))")
 
 
-def parse_pairs(message: str) -> dict[str, Any] | None:
-    """The ``key=value`` pairs of ``message``, or None when it is not all pairs.
+@functools.lru_cache(maxsize=1024)
+def event_template(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The pairs of an event template, in order: ``(key, literal)``, literal None for a
+    value the call gives (a %-placeholder).
 
-    Quoted values are unquoted; short integers and decimals become numbers.
+    A template is ``event=<name>`` then ``key=%s``-style pairs, one space apart, each key
+    once (``"event=chunk_done job=%s chunk=%d seconds=%.3f"``). Read once per template
+    (the code's constant), never from a formatted line. Raises ValueError naming the
+    template when it is not that shape.
     """
-    fields: dict[str, Any] = {}
-    pos = 0
-    text = message.strip()
-    while pos < len(text):
-        match = _PAIR.match(text, pos)
+    pairs: list[tuple[str, str | None]] = []
+    for token in template.split(" "):
+        match = _TEMPLATE_PAIR.fullmatch(token)
         if match is None:
-            return None
-        key, raw = match.group(1), match.group(2)
-        fields[key] = _value(key, raw)
-        pos = match.end()
-        while pos < len(text) and text[pos] == " ":
-            pos += 1
-    return fields or None
+            raise ValueError(f"event template {template!r}: {token!r} is not key=%s or key=word")
+        pairs.append((match.group(1), match.group(3)))
+    keys = [key for key, _ in pairs]
+    if keys[0] != "event" or pairs[0][1] is None:
+        raise ValueError(f"event template {template!r} does not start with event=<name>")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"event template {template!r} names a key twice")
+    return tuple(pairs)
 
 
-def _value(key: str, raw: str) -> Any:
-    if raw[:1] in {"'", '"'} and len(raw) >= 2:
-        try:
-            return ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            return raw[1:-1]
-    if key not in _TEXT_KEYS and len(raw) <= _MAX_NUMBER_CHARS and _NUMBER.fullmatch(raw):
-        return float(raw) if "." in raw else int(raw)
-    return raw
+def event_fields(template: str, args: tuple[Any, ...]) -> dict[str, Any]:
+    """The fields of one event line: each key of ``template`` with the value the call
+    passed for it (the object itself: an int stays an int, a float a float) or the word
+    the template writes (``op=get``). Raises ValueError when ``args`` do not fill the
+    template's placeholders."""
+    pairs = event_template(template)
+    wanted = sum(literal is None for _, literal in pairs)
+    if wanted != len(args):
+        raise ValueError(f"event template {template!r} takes {wanted} values, got {len(args)}")
+    given = iter(args)
+    return {key: next(given) if literal is None else literal for key, literal in pairs}
+
+
+class EventLogger(logging.LoggerAdapter[logging.Logger]):
+    """A module's logger whose ``event=`` lines carry their fields.
+
+    ``log = event_logger(__name__)``, then ``log.info("event=chunk_done job=%s chunk=%d",
+    job_id, index)`` writes the same lazy key=value text a plain logger would, with
+    ``extra={"fields": event_fields(template, args)}`` attached, so
+    :class:`JsonFormatter` writes typed values without reading the text. A message that
+    does not start with ``event=`` passes through unchanged.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, None)
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        if isinstance(msg, str) and msg.startswith("event="):
+            kwargs["extra"] = {**(kwargs.get("extra") or {}), "fields": event_fields(msg, args)}
+        # the caller's frame, not this method's, names the line (``funcName``, ``lineno``)
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+        self.logger.log(level, msg, *args, **kwargs)
+
+
+def event_logger(name: str) -> EventLogger:
+    """``logging.getLogger(name)`` wrapped so its ``event=`` lines carry their fields."""
+    return EventLogger(logging.getLogger(name))
 
 
 def _quote(value: str) -> str:
@@ -79,13 +108,19 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{stamp}.{int(record.msecs):03d}{time.strftime('%z', time.localtime(record.created))}"
 
 
+def _fields(record: logging.LogRecord) -> dict[str, Any] | None:
+    """The fields an event record carries (``extra={"fields": ...}``), else None."""
+    fields = getattr(record, "fields", None)
+    return fields if isinstance(fields, dict) else None
+
+
 class KeyValueFormatter(logging.Formatter):
     """``time=... level=INFO logger=workers.memory.model_cache event=model_loaded model=m seconds=1.20``."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         head = f"time={_timestamp(record)} level={record.levelname} logger={record.name}"
-        body = message if parse_pairs(message) is not None else f"msg={_quote(message)}"
+        body = message if _fields(record) is not None else f"msg={_quote(message)}"
         line = f"{head} {body}"
         if record.exc_info:
             line += f" exc={_quote(self.formatException(record.exc_info))}"
@@ -93,22 +128,21 @@ class KeyValueFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: ``time``, ``level``, ``logger``, then the message's pairs."""
+    """One JSON object a line: ``time``, ``level``, ``logger``, then the record's fields
+    (an event's) or its ``message`` (any other line), never a parse of the text."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         doc: dict[str, Any] = {
             "time": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
         }
-        given = getattr(record, "fields", None)
-        pairs = dict(given) if isinstance(given, dict) else parse_pairs(message)
-        if pairs is None:
-            doc["msg"] = message
+        fields = _fields(record)
+        if fields is None:
+            doc["message"] = record.getMessage()
         else:
-            doc.update({k: v for k, v in pairs.items() if k not in doc})
-        for key, value in vars(record).items():  # extra={...} fields
+            doc.update({k: v for k, v in fields.items() if k not in doc})
+        for key, value in vars(record).items():  # other extra={...} keys
             if key not in _RECORD_ATTRS and key not in doc and key != "fields":
                 doc[key] = value
         if record.exc_info:

@@ -20,8 +20,12 @@ workers check the wire form again (:meth:`EmbedOptions.from_wire`).
   | ``mean`` (the text cut into windows of the model's token window overlapping by
   ``window_overlap`` tokens, default :data:`DEFAULT_WINDOW_OVERLAP`; the row's vector is
   the token-weighted mean of its windows' vectors: ``workers.serving.long_text``)
-  | ``windows`` (dataset jobs only: one part row per window, with ``row``, ``window``,
-  ``char_start``, ``char_end`` and ``tokens``).
+  | ``windows`` (one row per window, with ``row``, ``window``, ``char_start``,
+  ``char_end`` and ``tokens``: a part row in dataset jobs; in list jobs the vectors in
+  input order, windows in order, with a ``row`` index array beside them). Both cut texts
+  with the model's own tokenizer: a model whose type has none (a remote endpoint) is
+  refused (:func:`no_windows_reason`; producers know it from the fact ``windows`` the
+  workers publish).
 """
 
 from __future__ import annotations
@@ -37,10 +41,6 @@ from tasks.contract.vectors import QUANTIZE_DTYPES
 MAX_PROMPT_CHARS = 2000
 #: What ``long_text`` may be (``truncate`` travels as None: today's behaviour).
 LONG_TEXT_MODES = ("truncate", "mean", "windows")
-#: The one-line refusal of ``long_text=windows`` outside a dataset job.
-WINDOWS_NEED_DATASET = (
-    "long_text=windows writes one row per window and needs a dataset job (--output DIR/)"
-)
 #: Tokens two neighbouring windows share under ``long_text=mean``.
 DEFAULT_WINDOW_OVERLAP = 32
 
@@ -58,7 +58,7 @@ class EmbedOptions:
     #: Output precision: int8 | uint8 | binary | ubinary (None: float32).
     quantize: str | None = None
     #: Long texts: None (truncate) | "mean" (token-weighted mean over windows) |
-    #: "windows" (a row per window; dataset jobs only).
+    #: "windows" (a row per window).
     long_text: str | None = None
     #: Tokens shared by neighbouring windows (None: :data:`DEFAULT_WINDOW_OVERLAP`).
     window_overlap: int | None = None
@@ -143,13 +143,24 @@ class EmbedOptions:
         return cls.from_wire(json.loads(text)) if text else cls()
 
 
+def no_windows_reason(model: str, type_name: str) -> str:
+    """The one-line refusal of ``long_text=mean|windows`` for a model whose type cannot
+    cut windows (it holds no Hugging Face tokenizer)."""
+    return (
+        f"long_text=mean and windows cut texts into token windows with the model's own "
+        f"tokenizer; model {model!r} (type {type_name}) has none: use long_text=truncate"
+    )
+
+
 def check_for_model(options: EmbedOptions, model: str, facts: dict[str, Any]) -> None:
     """Refuse ``options`` that ``model`` cannot honour, with one line naming why.
 
     ``facts`` is what the fleet publishes of the model (``dimension``,
-    ``dimensions_supported``, ``prompts``; missing keys are not checked here: the
-    worker checks again with the loaded model).
+    ``dimensions_supported``, ``prompts``, ``windows`` and ``type``; missing keys are
+    not checked here: the worker checks again with the loaded model).
     """
+    if options.long_text is not None and facts.get("windows") is False:
+        raise UsageError(no_windows_reason(model, str(facts.get("type", "?"))))
     prompts = facts.get("prompts")
     if options.prompt_name is not None and isinstance(prompts, dict):
         if options.prompt_name not in prompts:

@@ -22,6 +22,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.contract.errors import ConfigError
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 PREFIX = "EMBEDFLEET_"
 MIB = 1024 * 1024
@@ -115,8 +118,10 @@ class Settings(BaseSettings):
     )
     watchdog_interval_s: float = Field(5.0, gt=0, description="seconds between memory checks")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per task")
-    model_cache: Path = Field(
-        Path("~/.cache/embedfleet/models"), description="where S3 models are downloaded"
+    download_dir: Path = Field(
+        Path("~/.cache/embedfleet/models"),
+        description="the download folder: where workers keep the model files they fetch "
+        "from S3 (not the model cache, which is the models loaded in memory)",
     )
     model_store: Path | None = Field(
         None, description="where `embedfleet optimize` writes models (default `models/`)"
@@ -190,10 +195,16 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
         return value
 
-    @field_validator("model_cache", "model_store", "state_dir")
+    @field_validator("download_dir", "model_store", "state_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @property
+    def model_cache(self) -> Path:
+        """Deprecated name of :attr:`download_dir` (``EMBEDFLEET_MODEL_CACHE`` was the
+        download folder's variable; "model cache" now means the models in memory)."""
+        return self.download_dir
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -207,6 +218,8 @@ class Settings(BaseSettings):
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+#: Old variable -> the field it still sets, when the field's own variable is unset.
+DEPRECATED = {PREFIX + "MODEL_CACHE": "download_dir"}
 #: Variables whose value an error never shows.
 _SECRETS = {PREFIX + "JOB_KEY"}
 
@@ -218,8 +231,8 @@ def env_name(field: str) -> str:
 
 
 def env_names() -> list[str]:
-    """Every ``EMBEDFLEET_*`` variable embedfleet reads, sorted."""
-    return sorted(env_name(field) for field in Settings.model_fields)
+    """Every ``EMBEDFLEET_*`` variable embedfleet reads, sorted (deprecated ones too)."""
+    return sorted([*(env_name(field) for field in Settings.model_fields), *DEPRECATED])
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,10 +242,25 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values = {
         name: env[name] for name in env_names() if name in env and str(env[name]).strip() != ""
     }
+    _deprecated(values)
     try:
         return Settings(**_by_field(values))
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, values)) from None
+
+
+def _deprecated(values: dict[str, str]) -> None:
+    """Move each deprecated variable's value in ``values`` to its field's variable
+    (which wins when both are set), saying so in a warning."""
+    for old, field in DEPRECATED.items():
+        if old not in values:
+            continue
+        value, new = values.pop(old), env_name(field)
+        if new in values:
+            log.warning("event=deprecated_variable name=%s ignored_for=%s", old, new)
+        else:
+            log.warning("event=deprecated_variable name=%s use=%s", old, new)
+            values[new] = value
 
 
 def _by_field(values: dict[str, str]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -27,9 +26,10 @@ from pydantic import (
 )
 
 from tasks.contract.errors import ConfigError
+from tasks.contract.logs import event_logger
 from tasks.routing import MODEL_NAME_RE
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: A type name: a registered one (``sentence_transformer``) or ``package.module:Class``.
 TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

@@ -7,7 +7,9 @@ Results: a msgpack map ``{"shape": [n, dim], "dtype": "<f4", "data": <bytes>,
 "model": str, "version": str}``; ``data`` is the raw little-endian float32 matrix,
 so a result is the float32 size plus a few dozen bytes of framing. ``columns`` (when
 present) maps a per-row column name to ``{"dtype", "data"}`` raw bytes of n values:
-``tokens`` (<i4), ``truncated`` (|b1).
+``tokens`` (<i4), ``truncated`` (|b1); under ``long_text=windows`` a row is a window and
+the result also carries ``source_row`` (the text's index in the chunk), ``window``,
+``char_start`` and ``char_end`` (all <i4).
 """
 
 from __future__ import annotations
@@ -95,7 +97,15 @@ def validate_request(
 
 
 #: Per-row columns a result may carry, with their wire dtype.
-COLUMN_DTYPES = {"tokens": "<i4", "truncated": "|b1"}
+COLUMN_DTYPES = {
+    "tokens": "<i4",
+    "truncated": "|b1",
+    # long_text=windows: a result row per window (workers.serving.long_text.WindowRows)
+    "source_row": "<i4",
+    "window": "<i4",
+    "char_start": "<i4",
+    "char_end": "<i4",
+}
 
 
 def pack_embeddings(

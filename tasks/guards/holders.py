@@ -16,7 +16,6 @@ tag another worker now holds is a no-op (:data:`_RELEASE`).
 
 from __future__ import annotations
 
-import logging
 from time import time
 from typing import Any
 
@@ -25,9 +24,10 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from tasks.contract.logs import event_logger
 from tasks.jobs.deliveries import worker_id
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Hash: delivery tag -> ``"<worker> <task id>"`` of every message a worker holds unacked.
 HOLDERS_KEY = "embedfleet:held-by"

@@ -15,7 +15,6 @@ the unacked index), the request is marked done, the refusal is logged once and c
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +22,10 @@ from celery.concurrency.thread import TaskPool
 from celery.signals import task_rejected
 from celery.worker.state import task_ready
 
+from tasks.contract.logs import event_logger
 from tasks.jobs import jobstore, redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: What a guarded target returns for a refused message (its callback is then skipped).
 REFUSED = object()
@@ -74,9 +74,10 @@ def _record_redis_full(request: Any) -> bool:
     if not isinstance(job_id, str) or not isinstance(index, int) or isinstance(index, bool):
         return False
     try:
-        client = request.task.app.backend.client
+        owner = request.task.app  # this worker's app, built from its settings
+        client, ttl_s = owner.backend.client, owner.settings.result_ttl_s
         reason = redis_full.reason("storing the chunk's state", job_id)
-        jobstore.mark_failed(client, job_id, index, reason, keep_existing=True)
+        jobstore.mark_failed(client, job_id, index, reason, keep_existing=True, ttl_s=ttl_s)
     except Exception as error:
         log.error(
             "event=chunk_failure_not_recorded job=%s chunk=%s error=%r", job_id, index, str(error)

@@ -25,7 +25,6 @@ chunk is recorded failed naming Redis memory, anything else goes back on its que
 from __future__ import annotations
 
 import base64
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,10 +37,12 @@ from kombu.transport.virtual.base import Empty
 from kombu.utils.json import dumps
 
 import celeryconfig
+from tasks.contract.logs import event_logger
+from tasks.contract.settings import Settings
 from tasks.guards.holders import HolderQoS
 from tasks.jobs import jobstore, redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Content types a body may have (never pickle): the app's own list.
 ACCEPT = prepare_accept_content(celeryconfig.accept_content)
@@ -80,6 +81,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
     records which worker holds each unacked message (``tasks.guards.holders``)."""
 
     QoS = HolderQoS
+    #: Seconds a chunk failure recorded here lasts: the worker's ``EMBEDFLEET_RESULT_TTL_S``,
+    #: which ``celeryconfig.url_settings`` puts in the broker's transport options (kombu
+    #: sets each name of ``from_transport_options`` found there on the channel).
+    result_ttl_s: int = Settings.model_fields["result_ttl_s"].default
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "result_ttl_s")
 
     @property
     def _broken_link_errors(self) -> tuple[type[BaseException], ...]:
@@ -125,7 +131,7 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 if chunk is not None:
                     job_id, index = chunk
                     error = redis_full.reason("taking the chunk from its queue", job_id)
-                    jobstore.mark_failed(client, job_id, index, error)
+                    jobstore.mark_failed(client, job_id, index, error, ttl_s=self.result_ttl_s)
                     redis_full.stop_window(client, jobstore.PREFIX + job_id, job_id)
                 else:
                     priority = self._get_message_priority(raw_message, reverse=False)
@@ -224,6 +230,11 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):  # type: ignore[misc]
     """kombu's Sentinel channel with the same refusal of undecodable items."""
+
+    from_transport_options = (
+        *kombu_redis.SentinelChannel.from_transport_options,
+        "result_ttl_s",
+    )
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):  # type: ignore[misc]

@@ -73,12 +73,14 @@ def live_state(client: redis.Redis, job_id: str) -> str | None:
     return state if state in LIVE_STATES else None
 
 
-def take(client: redis.Redis, dest: str, job_id: str, takeover: bool = True) -> str | None:
+def take(
+    client: redis.Redis, dest: str, job_id: str, takeover: bool = True, *, ttl_s: int
+) -> str | None:
     """Claim ``dest`` for ``job_id``; returns None when it is now the job's, else the id
     of the job that keeps it: a live one, or (``takeover=False``, for a retry) any other
     job that wrote there since. A claim whose job has ended or whose records are gone is
-    stale and is taken over (atomically: of two jobs taking it at once, one wins)."""
-    ttl = jobstore.result_ttl_s()
+    stale and is taken over (atomically: of two jobs taking it at once, one wins). The
+    claim lasts ``ttl_s`` (``EMBEDFLEET_RESULT_TTL_S``, as the job's records)."""
     for _ in range(8):  # each turn, someone else changed the key in between
         raw = client.get(key(dest))
         current = "" if raw is None else (raw.decode() if isinstance(raw, bytes) else raw)
@@ -90,15 +92,15 @@ def take(client: redis.Redis, dest: str, job_id: str, takeover: bool = True) -> 
                 return other
             if not current.startswith(ENDED) and live_state(client, other) is not None:
                 return other
-        if client.eval(_TAKE, 1, key(dest), job_id, current, ttl):
+        if client.eval(_TAKE, 1, key(dest), job_id, current, ttl_s):
             return None
     raise RuntimeError(f"{dest}: the destination's claim kept changing; try again")
 
 
-def release(client: redis.Redis, dest: str, job_id: str) -> bool:
-    """End ``job_id``'s claim on ``dest`` (if it holds it); the key keeps its name."""
-    ttl = jobstore.result_ttl_s()
-    return bool(client.eval(_RELEASE, 1, key(dest), job_id, ENDED + job_id, ttl))
+def release(client: redis.Redis, dest: str, job_id: str, *, ttl_s: int) -> bool:
+    """End ``job_id``'s claim on ``dest`` (if it holds it); the key keeps its name, for
+    ``ttl_s``."""
+    return bool(client.eval(_RELEASE, 1, key(dest), job_id, ENDED + job_id, ttl_s))
 
 
 def holds(client: redis.Redis, dest: str, job_id: str) -> bool:

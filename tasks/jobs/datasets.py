@@ -29,8 +29,12 @@ The window: the producer sends chunks ``0 .. window-1``; a worker that finishes 
 fails) chunk ``i`` sends chunk ``i + window``. So at most ``window`` messages of a job
 wait or run at any time, whatever the input's size, and the job needs no producer after
 ``submit``. The ``sent`` bit keeps a chunk redelivered after a worker died from sending
-its successor twice. Dataset chunks travel at priority :func:`dataset_priority` (kombu's
-Redis priority lists), behind small jobs' chunks on the same model queue.
+its successor twice. Dataset chunks travel at the priority the sender's settings give
+(``EMBEDFLEET_DATASET_PRIORITY``, kombu's Redis priority lists), behind small jobs' chunks
+on the same model queue.
+
+Every write takes its ``ttl_s`` (``EMBEDFLEET_RESULT_TTL_S``) from the caller: the
+producer's settings at submit, the worker's in a chunk (``FleetApp.settings``).
 """
 
 from __future__ import annotations
@@ -132,11 +136,13 @@ def create(
     plan: Plan,
     spec: dict[str, Any],
     job_key: bytes,
+    *,
+    ttl_s: int,
 ) -> DatasetRecord:
     """Write a dataset job's record, plan and files (before any chunk is sent), signed
-    with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise."""
+    with ``job_key`` (``tasks.contract.signing``): workers refuse it otherwise. They
+    expire in ``ttl_s``."""
     created = time.time()
-    ttl = jobstore.result_ttl_s()
     total = int(plan.chunks.size)
     fields = signing.job_fields(job_id, model, version, alias, plan.rows, total, json.dumps(spec))
     plan_bytes = plan.chunks.astype(CHUNK_DTYPE).tobytes()
@@ -160,7 +166,7 @@ def create(
     if plan.errors:
         pipe.set(key(job_id, "refused"), json.dumps(plan.errors))
     for suffix in ("", "plan", "files", "refused"):
-        pipe.expire(key(job_id, suffix), ttl)
+        pipe.expire(key(job_id, suffix), ttl_s)
     pipe.zadd(jobstore.JOBS_KEY, {job_id: created})
     pipe.zremrangebyrank(jobstore.JOBS_KEY, 0, -jobstore.JOBS_INDEX_SIZE - 1)
     pipe.execute()
@@ -245,11 +251,11 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
     return bool(client.getbit(key(job_id, "donebits"), index))
 
 
-def mark_done(client: redis.Redis, job_id: str, index: int, rows: int) -> int:
+def mark_done(client: redis.Redis, job_id: str, index: int, rows: int, *, ttl_s: int) -> int:
     """Record chunk ``index`` as written (once, however often it ran); returns the number
     of chunks done, or -1 when the job is gone (deleted or expired)."""
     keys = [key(job_id, "donebits"), key(job_id), key(job_id, "failed")]
-    done = client.eval(_MARK_DONE, 3, *keys, index, rows, jobstore.result_ttl_s())
+    done = client.eval(_MARK_DONE, 3, *keys, index, rows, ttl_s)
     return int(done)  # type: ignore[arg-type]
 
 
@@ -283,15 +289,6 @@ def mark_submitted(client: redis.Redis, job_id: str, error: str = "") -> None:
         client.hdel(key(job_id), "submit_error")
 
 
-def dataset_priority() -> int:
-    """kombu Redis priority step of dataset chunks: 0 is served first and list jobs send
-    0; 9 (the default) puts dataset chunks behind them on the same queue
-    (``EMBEDFLEET_DATASET_PRIORITY``, from the settings celeryconfig read, at first use)."""
-    import celeryconfig
-
-    return int(celeryconfig.DATASET_PRIORITY)
-
-
 def send(
     app: Celery,
     client: redis.Redis,
@@ -299,11 +296,14 @@ def send(
     index: int,
     model: str,
     force: bool = False,
-    priority: int | None = None,
+    *,
+    priority: int,
+    ttl_s: int,
 ) -> bool:
     """Send chunk ``index`` unless it was sent already (``force``: retry sends again) or
-    the job is gone (deleted or expired), at ``priority`` (default
-    :func:`dataset_priority`)."""
+    the job is gone (deleted or expired), at kombu Redis ``priority`` (0 is served first
+    and list jobs send 0; ``EMBEDFLEET_DATASET_PRIORITY``, 9 by default, puts dataset
+    chunks behind them on the same queue); its ``sent`` bit expires in ``ttl_s``."""
     pipe = client.pipeline()
     pipe.getbit(key(job_id, "sent"), index)
     pipe.exists(key(job_id))
@@ -320,7 +320,7 @@ def send(
         kwargs={"job_id": job_id, "index": index, "model": model},
         task_id=jobstore.chunk_task_id(job_id, index),
         queue=queue_for(model),
-        priority=dataset_priority() if priority is None else priority,
+        priority=priority,
         # what inspect and Flower show of the chunk: the producer's task-sent event and
         # the worker's task-received one (tasks.guards.request.summarize) say the same
         kwargsrepr=f"{{'job_id': '{job_id}', 'index': {index}, 'model': '{model}', "
@@ -328,15 +328,24 @@ def send(
         headers={ROWS_HEADER: rows, SENT_HEADER: time.time()},
     )
     keys = [key(job_id, "sent"), key(job_id)]
-    client.eval(_MARK_SENT, 2, *keys, index, jobstore.result_ttl_s())
+    client.eval(_MARK_SENT, 2, *keys, index, ttl_s)
     return True
 
 
-def feed(app: Celery, client: redis.Redis, record: DatasetRecord, index: int) -> None:
-    """Chunk ``index`` left the window: send its successor ``index + window``."""
+def feed(
+    app: Celery,
+    client: redis.Redis,
+    record: DatasetRecord,
+    index: int,
+    *,
+    priority: int,
+    ttl_s: int,
+) -> None:
+    """Chunk ``index`` left the window: send its successor ``index + window`` (see
+    :func:`send` for ``priority`` and ``ttl_s``)."""
     successor = index + record.window
     if successor < record.total and not record.cancelled:
-        send(app, client, record.id, successor, record.model)
+        send(app, client, record.id, successor, record.model, priority=priority, ttl_s=ttl_s)
 
 
 def state_of(record: DatasetRecord, failed: int, now: float | None = None) -> str:

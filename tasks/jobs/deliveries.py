@@ -3,8 +3,11 @@
 Every delivery of a chunk is counted (``embedfleet:deliveries:<task id>:<retry>``, an
 ``INCR``) and records which worker process took it. A worker process is
 ``host:pid:boot-token``; while it runs chunks it keeps ``embedfleet:alive:<worker>``
-fresh (every :data:`HEARTBEAT_S`, expiring after :data:`ALIVE_TTL_S`) and holds the
-chunks it is running in ``embedfleet:running:<worker>``.
+fresh (its :class:`Heartbeat`, every :func:`heartbeat_s`, each write lasting
+:func:`alive_ttl_s` of the worker's lapse) and holds the chunks it is running in
+``embedfleet:running:<worker>``. The lapse and how long delivery keys last come from
+the worker's settings (``EMBEDFLEET_WORKER_LAPSE_S``, ``EMBEDFLEET_RESULT_TTL_S``), passed
+in by its boot and its chunk tasks: nothing here reads settings.
 
 When a chunk comes back, its previous delivery is judged:
 
@@ -25,7 +28,6 @@ that caught it running, shared with the others the dead worker held.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -34,10 +36,10 @@ from dataclasses import dataclass
 
 import redis
 
-import celeryconfig
+from tasks.contract.logs import event_logger
 from tasks.jobs import redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Prefix of the per-delivery counters (``<prefix><task id>:<retry>``).
 DELIVERIES_PREFIX = "embedfleet:deliveries:"
@@ -49,14 +51,26 @@ LAST_PREFIX = "embedfleet:delivered-to:"
 ALIVE_PREFIX = "embedfleet:alive:"
 #: Prefix of the set of chunks a worker is running.
 RUNNING_PREFIX = "embedfleet:running:"
-#: Seconds a liveness write lasts: the worker lapse (``EMBEDFLEET_WORKER_LAPSE_S``, at most
-#: 3/4 of the visibility timeout, so a worker that died is seen dead before kombu's
-#: backstop gives its chunks back). A worker whose key expired is dead to the fleet:
-#: ``tasks.jobs.reclaim`` puts its unacked chunks back on their queues.
-ALIVE_TTL_S = max(1.5, celeryconfig.WORKER_LAPSE_S)
-#: Seconds between two liveness writes of a worker: six beats per lapse, so a busy or
-#: briefly disconnected worker misses several before it counts as dead.
-HEARTBEAT_S = ALIVE_TTL_S / 6
+#: Shortest a liveness write lasts, seconds, whatever the lapse.
+MIN_ALIVE_TTL_S = 1.5
+#: Liveness writes per lapse: a busy or briefly disconnected worker misses several
+#: before it counts as dead.
+BEATS_PER_LAPSE = 6
+
+
+def alive_ttl_s(lapse_s: float) -> float:
+    """Seconds a liveness write lasts for a worker lapse of ``lapse_s`` (the worker's
+    settings: ``celeryconfig.worker_lapse_s``, at most 3/4 of the visibility timeout, so a
+    worker that died is seen dead before kombu's backstop gives its chunks back). A worker
+    whose key expired is dead to the fleet: ``tasks.jobs.reclaim`` puts its unacked
+    chunks back on their queues."""
+    return max(MIN_ALIVE_TTL_S, lapse_s)
+
+
+def heartbeat_s(lapse_s: float) -> float:
+    """Seconds between two liveness writes of a worker whose lapse is ``lapse_s``."""
+    return alive_ttl_s(lapse_s) / BEATS_PER_LAPSE
+
 
 _BEGIN = """
 local n = redis.call('INCR', KEYS[1])
@@ -106,8 +120,6 @@ class Delivery:
 
 
 _boot = uuid.uuid4().hex[:8]
-_heartbeat_lock = threading.Lock()
-_heartbeat_pid: int | None = None
 
 
 def worker_id() -> str:
@@ -115,9 +127,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{_boot}"
 
 
-def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
+def begin(
+    client: redis.Redis, task_id: str, attempt: object, *, lapse_s: float, ttl_s: int
+) -> Delivery:
     """Count a delivery of ``task_id`` (retry ``attempt``) taken by this process, judge
-    the previous one (module docstring), and note this chunk as running here."""
+    the previous one (module docstring), and note this chunk as running here and this
+    process alive (for :func:`alive_ttl_s` of ``lapse_s``; the worker's :class:`Heartbeat`
+    keeps it so). The delivery keys expire in ``ttl_s``."""
     me, member = worker_id(), f"{task_id}:{attempt}"
     keys = [
         DELIVERIES_PREFIX + member,
@@ -129,21 +145,21 @@ def begin(client: redis.Redis, task_id: str, attempt: object) -> Delivery:
     args = [
         me,
         member,
-        celeryconfig.RESULT_TTL_S,
+        ttl_s,
         ALIVE_PREFIX,
         RUNNING_PREFIX,
-        int(ALIVE_TTL_S * 1000),
+        int(alive_ttl_s(lapse_s) * 1000),
     ]
     number, blame, share = client.eval(_BEGIN, len(keys), *keys, *args)
-    start_heartbeat(client)  # already running in a worker (boot); a no-op then
     return Delivery(int(number), float(blame), float(share))
 
 
-def end(client: redis.Redis, task_id: str, attempt: object) -> None:
+def end(client: redis.Redis, task_id: str, attempt: object, *, ttl_s: int) -> None:
     """The chunk finished here (done, failed or retried): a death now is not its fault,
     and its delivery keys go. A chunk delivered more than once leaves its count in its
     job's ``redelivered`` hash (``<index>`` or ``<index>:<retry>`` -> deliveries), which
-    expires and is deleted with the job; nothing is written for a job that is gone."""
+    expires (``ttl_s``) and is deleted with the job; nothing is written for a job that
+    is gone."""
     member = f"{task_id}:{attempt}"
     job_id, _, index = task_id.rpartition(".")
     field = index if str(attempt) == "0" else f"{index}:{attempt}"
@@ -156,7 +172,7 @@ def end(client: redis.Redis, task_id: str, attempt: object) -> None:
         job,
         job + ":redelivered",
     ]
-    client.eval(_END, len(keys), *keys, member, field, celeryconfig.RESULT_TTL_S)
+    client.eval(_END, len(keys), *keys, member, field, ttl_s)
 
 
 def is_alive(client: redis.Redis, worker: str) -> bool:
@@ -164,31 +180,42 @@ def is_alive(client: redis.Redis, worker: str) -> bool:
     return bool(client.exists(ALIVE_PREFIX + worker))
 
 
-def start_heartbeat(client: redis.Redis) -> None:
-    """Write this process's liveness key now and keep it fresh in a daemon thread
-    (once per process; again after a fork). A worker calls this at boot, before it
-    consumes: a chunk it takes is never held by a worker that looks dead."""
-    global _heartbeat_pid
-    with _heartbeat_lock:
-        if _heartbeat_pid == os.getpid():
-            return
-        _heartbeat_pid = os.getpid()
-    me = worker_id()
-    _beat_once(client, me)
-    thread = threading.Thread(target=_beat, args=(client, me), name="embedfleet-alive", daemon=True)
-    thread.start()
+class Heartbeat(threading.Thread):
+    """Keeps this worker process's liveness key fresh; :meth:`run` only loops over
+    :meth:`beat_once`. The worker's boot builds one from its settings' lapse, starts it
+    before it consumes (a chunk it takes is never held by a worker that looks dead) and
+    stops it at shutdown."""
+
+    def __init__(self, client: redis.Redis, lapse_s: float) -> None:
+        super().__init__(name="embedfleet-alive", daemon=True)
+        self.client = client
+        self.me = worker_id()
+        self.ttl_ms = int(alive_ttl_s(lapse_s) * 1000)
+        self.interval_s = heartbeat_s(lapse_s)
+        self._stopping = threading.Event()
+
+    def beat_once(self) -> None:
+        """Write the liveness key now (a failure is logged; the next beat tries again)."""
+        try:
+            redis_full.set_px(self.client, ALIVE_PREFIX + self.me, "1", self.ttl_ms)
+        except redis.ConnectionError as exc:  # Redis restarting: the next beat tries again
+            log.debug("event=heartbeat_failed worker=%s error=%r", self.me, str(exc))
+        except redis.RedisError as exc:
+            log.warning("event=heartbeat_failed worker=%s error=%r", self.me, str(exc))
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval_s):
+            self.beat_once()
+
+    def stop(self) -> None:
+        """Stop beating (the key lapses by itself)."""
+        self._stopping.set()
 
 
-def _beat_once(client: redis.Redis, me: str) -> None:
-    try:
-        redis_full.set_px(client, ALIVE_PREFIX + me, "1", int(ALIVE_TTL_S * 1000))
-    except redis.ConnectionError as exc:  # Redis restarting: the next beat tries again
-        log.debug("event=heartbeat_failed worker=%s error=%r", me, str(exc))
-    except redis.RedisError as exc:
-        log.warning("event=heartbeat_failed worker=%s error=%r", me, str(exc))
-
-
-def _beat(client: redis.Redis, me: str) -> None:
-    stop = threading.Event()
-    while not stop.wait(HEARTBEAT_S):
-        _beat_once(client, me)
+def start_heartbeat(client: redis.Redis, lapse_s: float) -> Heartbeat:
+    """Write this process's liveness key now and keep it fresh in a daemon thread;
+    returns the :class:`Heartbeat`, which the caller owns (and stops)."""
+    heartbeat = Heartbeat(client, lapse_s)
+    heartbeat.beat_once()
+    heartbeat.start()
+    return heartbeat

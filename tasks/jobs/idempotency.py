@@ -2,8 +2,8 @@
 
 ``embedfleet:idem:<key>`` is a string ``<job id> <reserved at> <digest JSON>``, written
 with ``SET NX`` by the first submit (before its job is recorded) and expiring with the
-job's records (``celeryconfig.RESULT_TTL_S``). The job's hash names the key
-(``idempotency_key``) so that ``delete`` frees it (:func:`free`), only while the key
+job's records (the submitting client's ``EMBEDFLEET_RESULT_TTL_S``). The job's hash names
+the key (``idempotency_key``) so that ``delete`` frees it (:func:`free`), only while the key
 still names that job. A reservation whose job never appeared (its submit died between
 the two writes) is taken over after :data:`RESERVE_GRACE_S`, with a compare-and-set.
 """

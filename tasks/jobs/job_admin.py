@@ -14,9 +14,9 @@ from tasks.jobs.datasets import key
 DELETED_PREFIX = "embedfleet:deleted:"
 
 
-def delete(client: redis.Redis, job_id: str, total: int) -> int:
+def delete(client: redis.Redis, job_id: str, total: int, *, ttl_s: int) -> int:
     """Drop every key of a job (record, plan, bits, results, delivery counters) and free
-    its idempotency key; leaves a small tombstone. Returns how many keys went."""
+    its idempotency key; leaves a small tombstone for ``ttl_s``. Returns how many keys went."""
     held = client.hget(key(job_id), idempotency.JOB_FIELD)
     if held is not None:
         idempotency.free(client, held.decode(), job_id)
@@ -36,7 +36,7 @@ def delete(client: redis.Redis, job_id: str, total: int) -> int:
     for start in range(0, len(names), 1000):
         removed += int(client.delete(*names[start : start + 1000]))  # type: ignore[arg-type]
     client.zrem(jobstore.JOBS_KEY, job_id)
-    client.set(DELETED_PREFIX + job_id, repr(time.time()), ex=jobstore.result_ttl_s())
+    client.set(DELETED_PREFIX + job_id, repr(time.time()), ex=ttl_s)
     return removed
 
 

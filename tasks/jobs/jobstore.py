@@ -1,6 +1,7 @@
 """Job records in Redis: what lets anyone holding a job id follow and fetch it.
 
-Keys (all expire after ``celeryconfig.RESULT_TTL_S``):
+Keys (all expire after ``ttl_s`` seconds, ``EMBEDFLEET_RESULT_TTL_S`` of the process that
+writes them: its settings, read at its entry point, give every write its ``ttl_s``):
 
 - ``embedfleet:job:<id>``         hash: model, version, n, total, created, order, bounds,
                                    cancelled
@@ -63,8 +64,10 @@ def create(
     order: np.ndarray,
     bounds: np.ndarray,
     alias: str = "",
+    *,
+    ttl_s: int,
 ) -> JobRecord:
-    """Write a new job record (before its chunks are queued)."""
+    """Write a new job record (before its chunks are queued), expiring in ``ttl_s``."""
     created = time.time()
     record = JobRecord(
         id=job_id,
@@ -92,7 +95,7 @@ def create(
             "alias": alias,
         },
     )
-    pipe.expire(key, result_ttl_s())
+    pipe.expire(key, ttl_s)
     pipe.zadd(JOBS_KEY, {job_id: created})
     pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
     pipe.execute()
@@ -145,11 +148,11 @@ return 1
 """
 
 
-def mark_done(client: redis.Redis, job_id: str, index: int) -> None:
-    """Record chunk ``index`` as finished (idempotent); the last one stamps the job's
-    ``finished`` time (the server's clock, once)."""
+def mark_done(client: redis.Redis, job_id: str, index: int, *, ttl_s: int) -> None:
+    """Record chunk ``index`` as finished (idempotent; the ``:done`` set expires in
+    ``ttl_s``); the last one stamps the job's ``finished`` time (the server's clock, once)."""
     keys = [PREFIX + job_id + ":done", PREFIX + job_id + ":failed", PREFIX + job_id]
-    client.eval(_MARK_DONE, 3, *keys, index, result_ttl_s())
+    client.eval(_MARK_DONE, 3, *keys, index, ttl_s)
 
 
 def times(client: redis.Redis, job_id: str) -> tuple[float | None, float | None]:
@@ -164,17 +167,24 @@ def is_done(client: redis.Redis, job_id: str, index: int) -> bool:
 
 
 def mark_failed(
-    client: redis.Redis, job_id: str, index: int, error: str, keep_existing: bool = False
+    client: redis.Redis,
+    job_id: str,
+    index: int,
+    error: str,
+    keep_existing: bool = False,
+    *,
+    ttl_s: int,
 ) -> None:
     """Record why chunk ``index`` failed, even on a Redis out of memory (a failure is
     never lost: ``tasks.jobs.redis_full``); ``keep_existing``: not over another reason.
-    Nothing is written when the job is gone (deleted or expired)."""
+    The ``:failed`` hash expires in ``ttl_s``. Nothing is written when the job is gone
+    (deleted or expired)."""
     redis_full.mark_failed(
         client,
         PREFIX + job_id + ":failed",
         [index],
         error,
-        result_ttl_s(),
+        ttl_s,
         keep_existing,
         job_key=PREFIX + job_id,
     )
@@ -210,14 +220,3 @@ def state_of(total: int, done: int, failed: int, cancelled: bool, started: bool)
     if done + failed == total:
         return "FAILURE"
     return "RUNNING" if (done or failed or started) else "PENDING"
-
-
-def result_ttl_s() -> int:
-    """``EMBEDFLEET_RESULT_TTL_S``, from the settings celeryconfig read (at first use,
-    not at import: importing the contract reads no settings)."""
-    import celeryconfig
-
-    return celeryconfig.RESULT_TTL_S
-
-
-_ttl_s = result_ttl_s  # the name it had before: code in flight on other branches still calls it

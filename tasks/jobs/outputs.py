@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 
 import numpy as np
 import redis
 
 from tasks.contract.errors import PermanentError
+from tasks.contract.logs import event_logger
 from tasks.io import manifest, parts
-from tasks.jobs import claims, jobstore, quant_ranges, usage
+from tasks.jobs import claims, quant_ranges, usage
 from tasks.jobs.datasets import DatasetRecord, chunks, key
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: One chunk's entry in ``:parts``: the part's sha256 and its size (0: not recorded).
 PART_DTYPE = np.dtype([("sha256", "S32"), ("bytes", "<u8")])
@@ -39,15 +39,16 @@ return 1
 """
 
 
-def record_part(client: redis.Redis, job_id: str, index: int, data: bytes) -> None:
-    """Remember the checksum and size of the part chunk ``index`` just wrote."""
+def record_part(client: redis.Redis, job_id: str, index: int, data: bytes, *, ttl_s: int) -> None:
+    """Remember the checksum and size of the part chunk ``index`` just wrote (the
+    ``:parts`` key expires in ``ttl_s``)."""
     entry = np.array([(hashlib.sha256(data).digest(), len(data))], dtype=PART_DTYPE)
     keys = [key(job_id, "parts"), key(job_id)]
     offset = index * PART_DTYPE.itemsize
-    client.eval(_RECORD_PART, 2, *keys, offset, entry.tobytes(), jobstore.result_ttl_s())
+    client.eval(_RECORD_PART, 2, *keys, offset, entry.tobytes(), ttl_s)
 
 
-def recall(client: redis.Redis, record: DatasetRecord) -> None:
+def recall(client: redis.Redis, record: DatasetRecord, *, ttl_s: int) -> None:
     """Put back the checksums a finished job's manifest holds (Redis dropped them when
     the manifest was written), so a retry neither trusts nor re-hashes parts as they
     are now: a part changed since keeps its original checksum, and ``verify`` sees it."""
@@ -66,7 +67,7 @@ def recall(client: redis.Redis, record: DatasetRecord) -> None:
             entries[index] = (bytes.fromhex(entry.sha256), entry.bytes)
     pipe = client.pipeline()
     pipe.set(key(record.id, "parts"), entries.tobytes())
-    pipe.expire(key(record.id, "parts"), jobstore.result_ttl_s())
+    pipe.expire(key(record.id, "parts"), ttl_s)
     pipe.execute()
 
 
@@ -78,12 +79,13 @@ def recorded(client: redis.Redis, job_id: str, total: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=PART_DTYPE)
 
 
-def require_claim(client: redis.Redis, record: DatasetRecord) -> None:
-    """Refuse to write into a destination this job no longer holds."""
+def require_claim(client: redis.Redis, record: DatasetRecord, *, ttl_s: int) -> None:
+    """Refuse to write into a destination this job no longer holds (taking it again,
+    for ``ttl_s``, when nobody does)."""
     found = claims.holder(client, record.output)
     if found == (record.id, True):
         return
-    if found is None and claims.take(client, record.output, record.id, takeover=False) is None:
+    if found is None and claims.take(client, record.output, record.id, False, ttl_s=ttl_s) is None:
         return  # a job submitted with no claim (an older producer), or its key expired
     now = "released" if found is None or found[0] == record.id else f"now job {found[0]}'s"
     raise PermanentError(
@@ -91,11 +93,11 @@ def require_claim(client: redis.Redis, record: DatasetRecord) -> None:
     )
 
 
-def write_manifest(client: redis.Redis, record: DatasetRecord) -> None:
+def write_manifest(client: redis.Redis, record: DatasetRecord, *, ttl_s: int) -> None:
     """Check the destination against what the chunks wrote, clear strays, write the
     manifest. Raises :class:`PermanentError` naming parts that are missing or changed."""
     dest = record.output
-    require_claim(client, record)
+    require_claim(client, record, ttl_s=ttl_s)
     found = parts.listing(dest)
     plan = chunks(client, record.id)
     sums = recorded(client, record.id, record.total)
@@ -148,7 +150,7 @@ def write_manifest(client: redis.Redis, record: DatasetRecord) -> None:
     parts.put(dest, parts.MANIFEST, body)
 
 
-def end(client: redis.Redis, record: DatasetRecord, finished: bool = False) -> None:
+def end(client: redis.Redis, record: DatasetRecord, finished: bool = False, *, ttl_s: int) -> None:
     """The job ended (success or failure): remove local ``.part-*.tmp`` leftovers and
     release the destination (only while the job still holds it). ``finished``: the
     manifest holds the parts' checksums now, so Redis keeps them no longer (a failed
@@ -163,4 +165,4 @@ def end(client: redis.Redis, record: DatasetRecord, finished: bool = False) -> N
             parts.remove(record.output, leftovers)
         except OSError as exc:  # the claim must still be released
             log.warning("event=tmp_sweep_failed dest=%s error=%s", record.output, exc)
-    claims.release(client, record.output, record.id)
+    claims.release(client, record.output, record.id, ttl_s=ttl_s)

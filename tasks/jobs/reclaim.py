@@ -21,7 +21,6 @@ or duplicated.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -30,10 +29,11 @@ from typing import Any
 
 import redis
 
+from tasks.contract.logs import event_logger
 from tasks.guards.holders import HOLDERS_KEY, holder_of, restore_held
-from tasks.jobs.deliveries import ALIVE_PREFIX, HEARTBEAT_S, worker_id
+from tasks.jobs.deliveries import ALIVE_PREFIX, worker_id
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Key of the lock one reclaiming worker holds.
 LOCK_KEY = "embedfleet:reclaim-lock"
@@ -104,18 +104,18 @@ def reclaim_job(client: redis.Redis, connect: Connect, job_id: str) -> int:
 
 
 class Reclaimer(threading.Thread):
-    """Watches for lapsed workers; :meth:`run` only loops over :meth:`check_once`."""
+    """Watches for lapsed workers; :meth:`run` only loops over :meth:`check_once`, every
+    ``interval_s`` (the worker's boot passes its heartbeat interval,
+    ``tasks.jobs.deliveries.heartbeat_s`` of its lapse)."""
 
-    def __init__(
-        self, client: redis.Redis, connect: Connect, interval_s: float = HEARTBEAT_S
-    ) -> None:
+    def __init__(self, client: redis.Redis, connect: Connect, interval_s: float) -> None:
         super().__init__(name="embedfleet-reclaim", daemon=True)
         self.client = client
         self.connect = connect
         self.interval_s = interval_s
         self.me = worker_id()
         self._suspects: set[str] = set()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def check_once(self) -> int:
         """One look: give back the chunks of workers that were lapsed at the previous
@@ -145,11 +145,11 @@ class Reclaimer(threading.Thread):
         return restored
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stopping.wait(self.interval_s):
             try:
                 self.check_once()
             except Exception as exc:  # Redis away or full: the next look tries again
                 log.warning("event=reclaim_failed error=%r", str(exc))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()

@@ -13,7 +13,6 @@ retried for ``tasks.jobs.redis_full.FULL_RETRY_S`` (10 s) only.
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Callable
@@ -25,9 +24,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from tasks.contract.logs import event_logger
 from tasks.jobs.redis_full import FULL_RETRY_S, is_redis_full
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Seconds a call is retried while Redis is unreachable.
 REDIS_RETRY_S = 60.0

@@ -27,14 +27,17 @@ def key(job_id: str) -> str:
     return jobstore.PREFIX + job_id + ":usage"
 
 
-def record(client: Any, job_id: str, index: int, columns: dict[str, np.ndarray]) -> None:
-    """Note chunk ``index``'s usage from its result ``columns`` (``tokens``, ``truncated``)."""
+def record(
+    client: Any, job_id: str, index: int, columns: dict[str, np.ndarray], *, ttl_s: int
+) -> None:
+    """Note chunk ``index``'s usage from its result ``columns`` (``tokens``, ``truncated``);
+    the usage hash expires in ``ttl_s``."""
     if "tokens" not in columns:
         return
     tokens = int(np.asarray(columns["tokens"], dtype=np.int64).sum())
     truncated = int(np.count_nonzero(columns.get("truncated", ())))
     keys = [key(job_id), jobstore.PREFIX + job_id]
-    client.eval(_RECORD, 2, *keys, str(index), f"{tokens} {truncated}", jobstore.result_ttl_s())
+    client.eval(_RECORD, 2, *keys, str(index), f"{tokens} {truncated}", ttl_s)
 
 
 def totals(client: Any, job_id: str) -> dict[str, int]:

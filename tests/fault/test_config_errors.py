@@ -43,7 +43,7 @@ def test_bad_entries_are_named_and_good_ones_keep_serving(make_fleet, tmp_path: 
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_MAX_ATTEMPTS": "1",
-        "EMBEDFLEET_MODEL_CACHE": str(tmp_path / "model-cache"),
+        "EMBEDFLEET_DOWNLOAD_DIR": str(tmp_path / "downloads"),
     }
     fleet = make_fleet(MODELS, env=env)
     worker = fleet.worker()

@@ -50,9 +50,13 @@ def write_record(
         "window": 1,
     }
     redis, job_id = fleet.redis(), uuid.uuid4().hex
-    datasets.create(redis, job_id, "hash-model", "", "", plan, spec, key)
+    settings = fleet.client.settings
+    ttl_s, priority = settings.result_ttl_s, settings.dataset_priority
+    datasets.create(redis, job_id, "hash-model", "", "", plan, spec, key, ttl_s=ttl_s)
     if send:
-        datasets.send(fleet.client.app, redis, job_id, 0, "hash-model")
+        datasets.send(
+            fleet.client.app, redis, job_id, 0, "hash-model", priority=priority, ttl_s=ttl_s
+        )
     return job_id
 
 
@@ -92,7 +96,16 @@ def test_a_record_not_signed_by_this_fleet_is_refused(fleet, tmp_path: Path, how
             spec = json.loads(redis.hget(datasets.key(job_id), "spec"))
             spec["output"] = str(output) + "/"
             redis.hset(datasets.key(job_id), "spec", json.dumps(spec))
-        datasets.send(fleet.client.app, redis, job_id, 0, "hash-model")
+        settings = fleet.client.settings
+        datasets.send(
+            fleet.client.app,
+            redis,
+            job_id,
+            0,
+            "hash-model",
+            priority=settings.dataset_priority,
+            ttl_s=settings.result_ttl_s,
+        )
         assert not honest.exists()
     # Then the chunk fails naming why, and nothing was written anywhere
     error = chunk_error(fleet, job_id)

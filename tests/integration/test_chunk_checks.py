@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def test_cancel_check_marks_the_start_once_and_sees_cancels(redis_server):
     client = redis.Redis.from_url(redis_server.url)
     order, bounds = np.arange(4), np.array([0, 2, 4])
-    jobstore.create(client, "job-checks", "m", "v", order, bounds)
+    jobstore.create(client, "job-checks", "m", "v", order, bounds, ttl_s=600)
     assert jobstore.load(client, "job-checks").started is False
     # When a chunk of a live job starts
     assert cancelled_else_started(client, "job-checks") is False

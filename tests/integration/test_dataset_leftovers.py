@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import celeryconfig
 from producers import EmbeddingClient
 from tests.plugins import SLOW_ENV
 from tests.support import WorkerProcess, write_config
@@ -97,7 +96,7 @@ def test_delete_of_a_running_job_leaves_no_key(fleet, tmp_path):
     wait_for(lambda: messages_of(client, job.id) == 0, 60, "the job's chunks to drain")
     tombstone = f"embedfleet:deleted:{job.id}"  # `status` says deleted; it expires
     assert keys_naming(client, job.id) == [tombstone]
-    assert 0 < client.redis.ttl(tombstone) <= celeryconfig.RESULT_TTL_S
+    assert 0 < client.redis.ttl(tombstone) <= client.settings.result_ttl_s
     assert f"event=dataset_chunk_orphan job={job.id}" in worker.log()
 
 
@@ -115,7 +114,7 @@ def test_finished_chunks_leave_no_delivery_keys_and_few_bytes(fleet, tmp_path):
     assert keys and all(k.startswith(f"embedfleet:job:{job.id}") for k in keys), keys
     # every one expires with the job
     ttls = {k: redis.ttl(k) for k in keys}
-    assert all(0 < t <= celeryconfig.RESULT_TTL_S for t in ttls.values()), ttls
+    assert all(0 < t <= client.settings.result_ttl_s for t in ttls.values()), ttls
     used = sum(int(redis.memory_usage(k, samples=0) or 0) for k in keys)
     per_chunk = used / chunks
     print(f"redis bytes per chunk: {per_chunk:.1f} ({used} bytes, {len(keys)} keys)")

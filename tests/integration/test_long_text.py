@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from producers import EmbeddingClient
-from producers.errors import JobFailedError, UsageError
+from producers.errors import JobFailedError
 from tests.support import WorkerProcess, run_cli, write_config
 from workers.sources.packaged import packaged_model_dir
 
@@ -164,7 +164,7 @@ def test_an_overlap_as_large_as_the_window_is_refused(fleet):
         job.wait(timeout=300)
 
 
-def test_windows_writes_a_part_row_per_window_in_dataset_jobs_only(fleet, reference, tmp_path):
+def test_windows_writes_a_part_row_per_window_in_dataset_jobs(fleet, reference, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -199,9 +199,4 @@ def test_windows_writes_a_part_row_per_window_in_dataset_jobs_only(fleet, refere
     checked = run_cli("verify", str(tmp_path / "ds") + "/", env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "in one window or more" in checked.stdout
-    # A list job cannot hold them: refused in one line, the CLI exits 2
-    with pytest.raises(UsageError, match="needs a dataset job"):
-        client.submit(texts, model=MINI, long_text="windows")
-    done = run_cli("submit", "--model", MINI, "--text", "a", "--long-text", "windows", env=env)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].endswith("(--output DIR/)")
+    # list jobs: tests/integration/test_list_windows.py

@@ -160,8 +160,10 @@ def test_worker_logs_are_json_lines(metrics_worker):
     chunk = [r for r in events if r["event"] == "chunk_done" and r.get("job") == job.id]
     assert len(chunk) == 1
     assert (chunk[0]["model"], chunk[0]["texts"]) == (HASH, 1)
-    assert isinstance(chunk[0]["seconds"], float)
+    assert isinstance(chunk[0]["seconds"], float) and isinstance(chunk[0]["chunk"], int)
     assert any(r["event"] == "metrics_started" for r in events)
+    # every event line the worker wrote came with its fields: none is left as text
+    assert [r["message"] for r in records if r.get("message", "").startswith("event=")] == []
 
 
 def real_tokens(texts: list[str]) -> int:

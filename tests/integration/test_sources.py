@@ -170,11 +170,12 @@ def sources_worker(
         **moto.worker_env,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": sagemaker.url,
         "EMBEDFLEET_MODEL_CONFIG": ssm_config,
-        "EMBEDFLEET_MODEL_CACHE": str(tmp_path_factory.mktemp("model-cache")),
+        "EMBEDFLEET_DOWNLOAD_DIR": str(tmp_path_factory.mktemp("downloads")),
         "HF_HUB_CACHE": str(hub_cache),
         "HF_HUB_OFFLINE": "1",
     }
     proc = WorkerProcess(json_config, env=env).wait_ready(sources_client.app)
+    proc.download_dir = Path(env["EMBEDFLEET_DOWNLOAD_DIR"])  # type: ignore[attr-defined]
     yield proc
     proc.stop()
 
@@ -371,6 +372,9 @@ def test_s3_prefix_folder_is_served_as_bert(sources_client, sources_worker, tiny
     expected = build_model("t", spec["t"]).encode(["a folder on s3", "second"])
     vectors = sources_client.embed(["a folder on s3", "second"], model="tiny-bert-s3")
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    # the worker fetched it into the download folder its EMBEDFLEET_DOWNLOAD_DIR names
+    fetched = list((sources_worker.download_dir / "s3").rglob("config.json"))
+    assert fetched, f"nothing downloaded under {sources_worker.download_dir}"
 
 
 @pytest.mark.parametrize(

@@ -18,14 +18,14 @@ the old config keeps serving (``workers.serving.reload``).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
+from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelConfig, ModelSpec
 from workers.errors import ConfigError, ModelLoadError
 from workers.models.registry import TYPES, resolve_class
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 def source_problem(name: str, spec: ModelSpec) -> str | None:
     """Why model ``name`` cannot serve as configured, or None when its sources resolve."""

@@ -24,19 +24,19 @@ from __future__ import annotations
 
 import gc
 import importlib
-import logging
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelSpec
 from workers.errors import EmbedfleetError, ModelLoadError
-from workers.memory.readings import release_until
+from workers.memory.readings import release_memory, release_until
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.models.registry import resolve_class
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Encoded once right after a load, so the measured RSS includes the weight pages a
 #: forward pass touches (and a broken model fails at load, not on its first chunk).
@@ -143,6 +143,10 @@ def load_measured(
             raise
         raise ModelLoadError(f"model {name!r} loaded but cannot encode: {exc}") from exc
     seconds = time.perf_counter() - started
+    # What the load freed again (the warm-up's buffers, a probe's fp32 pass, heap that
+    # threads meeting on a busy machine spread over extra malloc arenas) goes back to
+    # the OS before the reading: the growth counts what the model keeps.
+    release_memory()
     after = rss()
     try:
         footprint = measure(model, after - before)

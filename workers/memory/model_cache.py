@@ -34,7 +34,7 @@ from workers.observability.events import (
     ModelStillReferenced,
     ModelUnloaded,
 )
-from workers.observability.process_events import process_events
+from workers.observability.process_events import logged_events
 
 __all__ = ["CachedModel", "ModelCache"]
 
@@ -58,7 +58,7 @@ class ModelCache:
         self._factory = factory
         self._rss = rss
         self._prepare = prepare
-        self.events = events if events is not None else process_events()
+        self.events = events if events is not None else logged_events()
         self._entries: dict[str, CachedModel] = {}
         self._retired: list[CachedModel] = []
         #: Last RAM measured per model, with the spec it was measured for: admission

@@ -13,14 +13,15 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 GB = 1024**3
 #: Share of host RAM used as the budget when neither env nor cgroup sets one.

@@ -18,11 +18,11 @@ injected readings, no sleeps. What it decides is emitted as events
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tasks.contract.logs import event_logger
 from workers.memory.model_cache import ModelCache
 from workers.memory.readings import available_gb, memory_floor_gb
 from workers.observability.events import (
@@ -31,9 +31,9 @@ from workers.observability.events import (
     WatchdogShort,
     WatchdogStarted,
 )
-from workers.observability.process_events import process_events
+from workers.observability.process_events import logged_events
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 DEFAULT_INTERVAL_S = 5.0  # seconds between checks
 
@@ -70,7 +70,7 @@ class MemoryWatchdog(threading.Thread):
         self.interval_s = interval_s if interval_s is not None else DEFAULT_INTERVAL_S
         self.floor_gb = floor_gb if floor_gb is not None else memory_floor_gb()
         self._available = available
-        self.events = events if events is not None else process_events()
+        self.events = events if events is not None else logged_events()
         self._stopped = threading.Event()
         #: Loaded models when last short with nothing to evict: warn once per such state.
         self._stuck: tuple[str, ...] | None = None
@@ -139,28 +139,3 @@ class MemoryWatchdog(threading.Thread):
                 stuck=stuck is not None,
             )
         )
-
-
-_watchdog: MemoryWatchdog | None = None
-
-
-def start_watchdog(
-    cache: ModelCache | Callable[[], ModelCache],
-    interval_s: float | None = None,
-    floor_gb: float | None = None,
-    events: Events | None = None,
-) -> MemoryWatchdog:
-    """Start this process's watchdog (once); returns it."""
-    global _watchdog
-    if _watchdog is None or not _watchdog.is_alive():
-        _watchdog = MemoryWatchdog(cache, interval_s, floor_gb, events=events)
-        _watchdog.start()
-    return _watchdog
-
-
-def stop_watchdog() -> None:
-    """Stop this process's watchdog, if one runs."""
-    global _watchdog
-    if _watchdog is not None:
-        _watchdog.stop()
-        _watchdog = None

@@ -105,14 +105,13 @@ class BaseEmbeddingModel(ABC):
         self, sentences: list[str], prompt: str, overlap: int
     ) -> list[list[tuple[int, int]]]:
         """Per sentence, the character spans of its token windows for
-        ``long_text=mean`` (``workers.models.tokenizing.window_spans``); only types with
-        a Hugging Face tokenizer can cut them: others refuse, naming the model."""
+        ``long_text=mean`` and ``windows`` (``workers.models.tokenizing.window_spans``);
+        only types with a Hugging Face tokenizer can cut them: others refuse, naming the
+        model (:func:`tasks.contract.options.no_windows_reason`)."""
         from tasks.contract.errors import InvalidRequest
+        from tasks.contract.options import no_windows_reason
 
-        raise InvalidRequest(
-            f"long_text=mean needs a model with a Hugging Face tokenizer; model "
-            f"{self.name!r} (type {self.spec.type}) has none"
-        )
+        raise InvalidRequest(no_windows_reason(self.name, self.spec.type))
 
     @property
     def normalizes(self) -> bool:

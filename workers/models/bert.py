@@ -8,7 +8,6 @@ sentence-transformers window, else the tokenizer's / position table's limit).
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.device import pick_torch_device
@@ -27,7 +27,7 @@ from workers.sources import resolve_model_dir
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Files that hold transformers weights.
 WEIGHT_FILES = ("*.safetensors", "pytorch_model.bin", "tf_model.h5")

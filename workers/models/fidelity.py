@@ -14,7 +14,6 @@ The outcome is a :class:`PrecisionRecord`, part of the model's load record
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.precision import Hardware, choose_precision
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: The bar every probe row must reach: cosine to the fp32 vector.
 MIN_COSINE = 0.9999
@@ -53,6 +53,10 @@ def probe_texts(path: Path = PROBE_FILE) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+# Process-wide on purpose: the boot sets it once from its settings
+# (EMBEDFLEET_PRECISION_MIN_COSINE) and the wrappers that probe are built as
+# ``cls(name, spec)`` (the type plugin contract), which has no place for it; a caller
+# that has it passes ``bar`` to :func:`settle_precision` instead.
 _bar = MIN_COSINE
 
 

@@ -16,13 +16,13 @@ Threads: ``intra_op_num_threads`` is set explicitly from ``EMBEDFLEET_THREADS`` 
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
 from workers.models.fidelity import PrecisionRecord
@@ -35,7 +35,7 @@ from workers.sources import resolve_model_dir
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Graph inputs this wrapper knows how to feed.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")

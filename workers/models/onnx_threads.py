@@ -9,6 +9,9 @@ from __future__ import annotations
 
 DEFAULT_THREADS = 1
 
+# Process-wide on purpose, as torch.set_num_threads is: the boot sets it once from its
+# settings, and a wrapper is built as ``cls(name, spec)`` (the type plugin contract),
+# which has no place for it. Tests set it and put it back.
 _threads = DEFAULT_THREADS
 
 

@@ -11,15 +11,15 @@ sentence-transformers folder says which one its model was trained with
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 Pooling = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

@@ -21,17 +21,17 @@ capability; both are injected as a :class:`Hardware` value, so tests pick the ma
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Precisions a torch wrapper can run in (besides ``auto``).
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -9,14 +9,14 @@ before each input; :func:`prompt_text` resolves it against a loaded model.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from tasks.contract.errors import InvalidRequest
+from tasks.contract.logs import event_logger
 from tasks.contract.options import EmbedOptions
 from tasks.contract.spec import ModelConfig, ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: sentence-transformers' file holding a model folder's prompts.
 ST_CONFIG = "config_sentence_transformers.json"

@@ -63,6 +63,18 @@ def resolve_class(type_name: str) -> type[BaseEmbeddingModel]:
     return cls
 
 
+def cuts_windows(type_name: str) -> bool | None:
+    """True when the type cuts texts into token windows (``long_text=mean|windows``: its
+    class implements ``window_spans``); None when the type cannot be imported here.
+    Producers refuse those options at submit for a type that cannot
+    (``tasks.contract.options.check_for_model``, the published fact ``windows``)."""
+    try:
+        cls = resolve_class(type_name)
+    except ConfigError:
+        return None
+    return cls.window_spans is not BaseEmbeddingModel.window_spans
+
+
 def build_model(name: str, spec: ModelSpec) -> BaseEmbeddingModel:
     """Construct (load) the model ``name`` described by ``spec``."""
     return resolve_class(spec.type)(name, spec)

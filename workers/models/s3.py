@@ -11,12 +11,12 @@ unknown format, named in the error.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.registry import TYPES, resolve_class
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
     from workers.models.fidelity import PrecisionRecord
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class S3ModelWrapper(BaseEmbeddingModel):
@@ -62,6 +62,17 @@ class S3ModelWrapper(BaseEmbeddingModel):
 
     def encode(self, sentences: list[str]) -> np.ndarray:
         return self.inner.encode(sentences)
+
+    def encode_with_prompt(self, sentences: list[str], prompt: str) -> np.ndarray:
+        return self.inner.encode_with_prompt(sentences, prompt)
+
+    def token_counts(self, sentences: list[str], prompt: str = "") -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.token_counts(sentences, prompt)
+
+    def window_spans(
+        self, sentences: list[str], prompt: str, overlap: int
+    ) -> list[list[tuple[int, int]]]:
+        return self.inner.window_spans(sentences, prompt, overlap)
 
     def close(self) -> None:
         self.inner.close()

@@ -22,11 +22,11 @@ HTTP status, the error code and the message (``EndpointError``).
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import EndpointBusyError, EndpointError, ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.pooling import get_pooling, normalize_rows
@@ -34,7 +34,7 @@ from workers.models.pooling import get_pooling, normalize_rows
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Largest request body sent to the endpoint (SageMaker real-time limit: 6 MB).
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel
 from workers.models.device import pick_torch_device
@@ -18,7 +18,7 @@ from workers.sources import resolve_model_dir
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class SentenceTransformerWrapper(BaseEmbeddingModel):

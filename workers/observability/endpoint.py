@@ -9,19 +9,16 @@ on one registry.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from prometheus_client import start_http_server
 
+from tasks.contract.logs import event_logger
 from workers.observability.collector import RuntimeCollector, RuntimeView
 from workers.observability.events import Events
 from workers.observability.metrics import WorkerMetrics
-from workers.observability.process_events import process_events
 
-log = logging.getLogger(__name__)
-
-_metrics: WorkerMetrics | None = None
+log = event_logger(__name__)
 
 
 def build_metrics(runtime: Callable[[], RuntimeView]) -> WorkerMetrics:
@@ -34,13 +31,11 @@ def build_metrics(runtime: Callable[[], RuntimeView]) -> WorkerMetrics:
 def start_metrics(
     port: int,
     runtime: Callable[[], RuntimeView],
+    events: Events,
     addr: str | None = None,
-    events: Events | None = None,
 ) -> WorkerMetrics | None:
-    """Serve ``/metrics`` on ``port`` and subscribe to the events; None if the port is taken."""
-    global _metrics
-    if _metrics is not None:
-        return _metrics
+    """Serve ``/metrics`` on ``port`` and subscribe to ``events`` (the runtime's); None if
+    the port is taken. The worker's boot calls it once and keeps what it returns."""
     metrics = build_metrics(runtime)
     addr = addr or "0.0.0.0"  # all interfaces: a scraper in another container reaches it
     try:
@@ -48,7 +43,6 @@ def start_metrics(
     except OSError as exc:  # a busy port must not stop the worker from serving
         log.error("event=metrics_disabled port=%d error=%r", port, str(exc))
         return None
-    (events if events is not None else process_events()).subscribe(metrics)
-    _metrics = metrics
+    events.subscribe(metrics)
     log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
     return metrics

@@ -7,22 +7,25 @@ methods it cares about: :class:`Subscriber` has a no-op for each. Logs
 (``workers.observability.event_log``) and Prometheus metrics
 (``workers.observability.metrics``) are two subscribers; nothing reads log text back.
 
-Emitters take an :class:`Events` in their constructor (tests pass their own); by default
-they use this process's events (``workers.observability.process_events.process_events``). Delivery is
-synchronous, in the emitting thread (the chunk path relies on that to subtract a load
+Emitters take an :class:`Events` in their constructor: a worker's runtime holds one (the
+process's hub, ``workers.observability.process_events.process_events``, unless given
+another) and its boot passes it to every emitter and subscriber (tests pass their own);
+an emitter built alone logs only (``process_events.logged_events``).
+Delivery is synchronous, in the emitting thread (the chunk path relies on that to subtract a load
 from a chunk's encode time). A subscriber that raises is logged and skipped: an
 observer never breaks a load, an eviction or a chunk.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ Sizes are in bytes, times in seconds, as Prometheus names want.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from tasks.contract.logs import event_logger
 from workers.observability.events import (
     ChunkFinished,
     MessageRefused,
@@ -32,7 +32,7 @@ from workers.observability.token_counts import TokenCounter
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Chunk run time buckets, seconds (a 128-text CPU chunk takes ~0.1-5 s).
 ENCODE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

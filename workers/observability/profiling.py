@@ -15,14 +15,15 @@ Written at ``worker_shutdown``. Off (nothing connected) when the variable is uns
 from __future__ import annotations
 
 import cProfile
-import logging
 import pstats
 import threading
 from typing import Any
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 
 class WorkerProfiler:

@@ -12,12 +12,12 @@ plugins) fall back to the producer's estimate (``tasks.contract.chunking``: UTF-
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.registry import resolve_class
 from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_window
@@ -25,7 +25,7 @@ from workers.models.tokenizing import has_tokenizer, load_tokenizer, token_windo
 if TYPE_CHECKING:
     from tasks.contract.spec import ModelSpec
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Tokenizers kept in memory at once (a few MB each).
 MAX_TOKENIZERS = 16

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tasks.contract.logs import event_logger
 from workers.errors import ConfigError, ModelLoadError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: ONNX opset of the export (onnxruntime >= 1.14 runs it).
 OPSET = 17

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tasks.contract.logs import event_logger
 from workers.config.loader import DEFAULT_SOURCE, SSM_PREFIX, parse_model_config
 from workers.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 def config_file(config: str | None) -> Path:

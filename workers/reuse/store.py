@@ -23,7 +23,6 @@ text. A server without scripting gets the same writes as one pipeline of ``SET``
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 import time
 from collections import Counter
@@ -32,7 +31,9 @@ from typing import Any
 import numpy as np
 from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
-log = logging.getLogger(__name__)
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 PREFIX = "embedfleet:emb:"
 #: Seconds an embedding stays cached.

@@ -28,7 +28,6 @@ from workers.observability.events import (
     Subscriber,
     TextsEncoded,
 )
-from workers.observability.process_events import process_events
 
 #: Celery task name -> the ``kind`` label of its chunks.
 CHUNK_KINDS = {EMBED_TASK: "list", DATASET_TASK: "dataset"}
@@ -122,18 +121,13 @@ class ChunkSignals(Subscriber):
         model = str(kwargs.get("model") or "unknown")
         self.events.emit(ChunkFinished(model=model, status="revoked", texts=(), kind=kind))
 
-
     def on_rejected(self, **_: Any) -> None:
         self.events.emit(MessageRefused())
 
 
-_signals: ChunkSignals | None = None
-
-
-def install_chunk_events(events: Events | None = None) -> ChunkSignals:
-    """Connect this process's chunk signals (once, at worker boot); returns them."""
-    global _signals
-    if _signals is None:
-        _signals = ChunkSignals(events if events is not None else process_events())
-        _signals.connect()
-    return _signals
+def install_chunk_events(events: Events) -> ChunkSignals:
+    """Connect chunk signals emitting to ``events`` (the runtime's); the worker's boot
+    calls it once and keeps what it returns (``disconnect`` at shutdown)."""
+    signals = ChunkSignals(events)
+    signals.connect()
+    return signals

@@ -7,7 +7,6 @@ boolean). ``embedfleet_models`` reports the cache.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -15,20 +14,35 @@ from typing import Any
 
 from celery.worker.control import control_command, inspect_command
 
+from tasks.contract.logs import event_logger
 from tasks.routing import queue_for
 from workers.errors import ConfigError
 from workers.memory.readings import rss_gb
-from workers.serving.publication import publish_now
+from workers.serving.runtime import Runtime
+from workers.serving.worker import worker_of
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
+
+
+def _app_of(state: Any) -> Any:
+    return getattr(getattr(state, "consumer", None), "app", None)
+
+
+def runtime_of(state: Any) -> Runtime:
+    """The runtime of the worker a control command runs in: the one its boot built
+    (``FleetApp.worker``), else this process's (``workers.serving.process``)."""
+    worker = worker_of(_app_of(state))
+    if worker is not None:
+        return worker.runtime
+    from workers.serving.process import get_runtime
+
+    return get_runtime()
 
 
 @inspect_command(name="embedfleet_models")  # type: ignore[misc]
 def embedfleet_models(state: Any, **_: Any) -> dict[str, Any]:
     """This worker's config hash, budget, RSS and one row per configured model."""
-    from workers.serving.process import get_runtime
-
-    runtime = get_runtime()
+    runtime = runtime_of(state)
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -60,9 +74,7 @@ def reload_models(state: Any, allow_empty: Any = False, **_: Any) -> dict[str, A
     ``allow_empty`` (true only when it is the JSON ``true``) lets a config without any
     model through: it stops this worker serving every model.
     """
-    from workers.serving.process import get_runtime
-
-    runtime = get_runtime()
+    runtime = runtime_of(state)
     served_before = set(runtime.served_models())
     try:
         change, _old = runtime.reload(allow_empty=allow_empty is True)
@@ -89,7 +101,9 @@ def reload_models(state: Any, allow_empty: Any = False, **_: Any) -> dict[str, A
         for name in sorted(served_before - served_after):
             consumer.cancel_task_queue(queue_for(name))
             log.info("event=queue_cancelled queue=%s", queue_for(name))
-    publish_now()
+    worker = worker_of(_app_of(state))
+    if worker is not None and worker.publisher is not None:
+        worker.publisher.publish()  # the fleet's catalog shows the new config now
     # Preloads run after the reply, so the reply is fast.
     wanted = change.added + change.changed
     if wanted:

@@ -124,7 +124,7 @@ def check_redis_credentials() -> None:
 def _where() -> str:
     import re
 
-    import celeryconfig
+    from tasks.app import app
 
-    masked = re.sub(r"//([^@/]*)@", "//***@", celeryconfig.REDIS_URL)  # no password in logs
+    masked = re.sub(r"//([^@/]*)@", "//***@", app.settings.redis_url)  # no password in logs
     return f"EMBEDFLEET_REDIS_URL={masked}"

@@ -8,16 +8,31 @@ worker: every failure is logged and the next beat tries again.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from tasks.contract import catalog
+from tasks.contract.logs import event_logger
+from tasks.contract.spec import ModelConfig
+from tasks.jobs import redis_full
 from workers.models.prompts import published_facts
+from workers.models.registry import cuts_windows
 from workers.serving.runtime import Runtime
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
+
+
+def worker_facts(config: ModelConfig) -> dict[str, dict[str, Any]]:
+    """Per model, what producers check a job's options against beyond its entry: the
+    prompts it declares and ``windows`` (its type cuts token windows, so it takes
+    ``long_text=mean|windows``; left out when the type cannot be imported here)."""
+    facts = published_facts(config)
+    for name, spec in config.items():
+        windows = cuts_windows(spec.type)
+        if windows is not None:
+            facts.setdefault(name, {})["windows"] = windows
+    return facts
 
 
 class Publisher:
@@ -48,7 +63,7 @@ class Publisher:
                 runtime.config,
                 runtime.served_models(),
                 runtime.encode_costs.stats(),
-                published_facts(runtime.config),
+                worker_facts(runtime.config),
                 self.concurrency,
             )
         except Exception as exc:  # Redis away: the next beat publishes again
@@ -64,7 +79,8 @@ class Publisher:
     def beat(self) -> None:
         """Refresh the heartbeat (publishing again if the entry is missing)."""
         try:
-            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.stats()):
+            costs = self.runtime().encode_costs.stats()
+            if catalog.heartbeat(self.client, self.worker, costs, redis_full.hset):
                 return
         except Exception as exc:
             log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
@@ -84,26 +100,12 @@ class Publisher:
             log.warning("event=catalog_forget_failed worker=%s error=%r", self.worker, str(exc))
 
 
-_publisher: Publisher | None = None
-
-
 def start_publisher(
     worker: str, client: Any, runtime: Callable[[], Runtime], concurrency: int = 1
 ) -> Publisher:
-    """Publish now and keep the heartbeat going in a daemon thread."""
-    global _publisher
-    _publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
-    _publisher.publish()
-    threading.Thread(target=_publisher.run, name="embedfleet-catalog", daemon=True).start()
-    return _publisher
-
-
-def publish_now() -> None:
-    """Publish again after a reload (no-op outside a booted worker)."""
-    if _publisher is not None:
-        _publisher.publish()
-
-
-def stop_publisher() -> None:
-    if _publisher is not None:
-        _publisher.stop()
+    """Publish now and keep the heartbeat going in a daemon thread; the worker's boot
+    keeps the :class:`Publisher` (a reload publishes through it, shutdown stops it)."""
+    publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
+    publisher.publish()
+    threading.Thread(target=publisher.run, name="embedfleet-catalog", daemon=True).start()
+    return publisher

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
+from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelConfig
 from workers.config.loader import load_model_config
 from workers.config.preflight import check_sources
 from workers.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 @dataclass

@@ -8,7 +8,6 @@ threads pool keeps them in one process.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tasks.contract.chunking import estimate_tokens
+from tasks.contract.logs import event_logger
 from tasks.contract.options import EmbedOptions
 from tasks.contract.settings import Settings
 from tasks.contract.spec import ModelConfig, spec_version
@@ -26,6 +26,7 @@ from workers.models.base import BaseEmbeddingModel, generate_embeddings
 from workers.models.prompts import prompt_text
 from workers.observability.encode_cost import EncodeCosts
 from workers.observability.events import Events, TextsEncoded
+from workers.observability.process_events import process_events
 from workers.reuse.store import EmbeddingCache, embed_with_cache, reuse_key
 from workers.serving.long_text import MeanOfWindows, WindowRows
 from workers.serving.reload import ConfigChange, log_reload, plan_reload
@@ -33,7 +34,7 @@ from workers.serving.selection import served_models
 from workers.serving.shaping import shape_vectors
 from workers.serving.versions import VersionBook, unload_idle_old_versions
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 class Runtime:
@@ -45,14 +46,20 @@ class Runtime:
         settings: Settings,
         budget_gb: float | None = None,
         events: Events | None = None,
+        client: Any = None,
     ) -> None:
         self.config = config
         self.settings = settings
+        self._client = client
+        #: This worker's events (default: the process's hub, where plugins subscribe): the
+        #: boot hands the same object to every emitter and subscriber (watchdog, chunk
+        #: signals, metrics).
+        self.events = events if events is not None else process_events()
         self.cache = ModelCache(
             config.models,
             budget_gb if budget_gb is not None else memory_budget_gb(settings.memory_limit_gb),
             policy=settings.eviction_policy,
-            events=events,
+            events=self.events,
         )
         self._reload_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
@@ -64,10 +71,8 @@ class Runtime:
         #: int8/uint8 ranges by (model, version, dims) (``quant_ranges``).
         self._quant_ranges: dict[tuple[str, str, int], np.ndarray] = {}
         if settings.embed_cache:
-            from tasks.app import app
-
             self.embedding_cache = EmbeddingCache(
-                app.backend.client,
+                self.client,
                 ttl_s=settings.embed_cache_ttl_s,
                 max_bytes=(
                     None
@@ -82,6 +87,16 @@ class Runtime:
             ",".join(config) or "-",
             self.cache.budget_gb,
         )
+
+    @property
+    def client(self) -> Any:
+        """The Redis client of the embedding cache and the fleet's quantization ranges:
+        the one the boot handed in (its app's), else the default app's."""
+        if self._client is None:
+            from tasks.app import app
+
+            self._client = app.backend.client
+        return self._client
 
     def embed(
         self, model: str, texts: list[str], options: dict[str, Any] | None = None
@@ -124,7 +139,7 @@ class Runtime:
                 return vectors
 
             windowing = ""
-            if embed_options.long_text == "windows":  # a row per window (dataset jobs)
+            if embed_options.long_text == "windows":  # a row per window
                 cut = WindowRows(loaded, texts, prompt, embed_options.overlap)
                 texts = cut.texts
             if embed_options.long_text == "mean":  # workers.serving.long_text
@@ -169,14 +184,13 @@ class Runtime:
         """int8/uint8 ranges of ``model`` at ``version`` and ``dims`` dimensions: the
         fleet's stored copy, else computed here from the shipped calibration set and
         stored (``tasks.jobs.quant_ranges``)."""
-        from tasks.app import app
         from tasks.contract.vectors import calibration_ranges, truncate_dimensions
         from tasks.jobs import quant_ranges
 
         key = (model, version, dims)
         if key in self._quant_ranges:
             return self._quant_ranges[key]
-        client = app.backend.client
+        client = self.client
         ranges = quant_ranges.load(client, model, version, dims)
         if ranges is None:
             calibration = generate_embeddings(loaded, list(quant_ranges.calibration_texts()))

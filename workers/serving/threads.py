@@ -7,13 +7,13 @@ tasks encoding at once do not fight over the same cores. ``EMBEDFLEET_THREADS``
 
 from __future__ import annotations
 
-import logging
 import os
 
 from tasks.contract.host import usable_cores
+from tasks.contract.logs import event_logger
 from workers.models.onnx_threads import set_onnx_threads
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 
 def threads_per_task(concurrency: int, threads: int | None = None) -> int:

@@ -10,16 +10,16 @@ it) is looked up in the config source itself. Anything else fails with
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any
 
+from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelConfig, ModelSpec, spec_version
 from workers.config.loader import load_model_config
 from workers.errors import ModelChangedError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Old versions kept per model.
 KEEP_PER_MODEL = 3

@@ -20,7 +20,6 @@ the config's ``region`` field overrides the region.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -33,9 +32,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 
-log = logging.getLogger(__name__)
+log = event_logger(__name__)
 
 #: Files fetched along with a single ``.onnx`` key when they lie beside it.
 SIDECAR_FILES = frozenset(
@@ -58,6 +58,9 @@ _PARTIAL = ".partial-"
 #: Root of the local model cache unless the worker's boot sets another.
 DEFAULT_CACHE_DIR = Path("~/.cache/embedfleet/models")
 
+# Process-wide on purpose: the boot sets it once from its settings
+# (EMBEDFLEET_MODEL_CACHE) and the s3 wrapper is built as ``cls(name, spec)`` (the type
+# plugin contract), which has no place for it; a caller that has it passes ``cache_dir``.
 _cache_dir = DEFAULT_CACHE_DIR
 
 

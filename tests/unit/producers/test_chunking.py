@@ -47,3 +47,15 @@ def test_chunks_stay_under_the_byte_bound_even_when_tokens_are_capped():
     assert [len(c) for c in chunks] == [2] * 10
     _, single = _chunks(["y" * 500_000], max_bytes=1000)  # one text over the bound still goes
     assert single == [[0]]
+
+
+def test_under_mean_or_windows_a_chunk_is_budgeted_on_all_its_tokens():
+    from tasks.contract.chunking import plan_window
+
+    texts = ["word " * 2000] * 8  # ~2500 tokens each: 10+ windows of 256
+    # truncate: each costs one window, so all 8 fit a budget of 8192 padded tokens
+    assert len(_chunks(texts, max_tokens=8192, window=plan_window(None))[1]) == 1
+    # mean/windows: every token is encoded, so 3 texts a chunk
+    for mode in ("mean", "windows"):
+        sizes = [len(c) for c in _chunks(texts, max_tokens=8192, window=plan_window(mode))[1]]
+        assert sizes == [3, 3, 2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from producers.dataset_cli import status_text
+from producers.output import dataset_status_text as status_text
 
 
 def test_status_names_failed_chunks_with_rows_times_and_eta() -> None:

@@ -13,6 +13,8 @@ from tasks.contract.errors import PermanentError
 from tasks.io import manifest, parts, scan, sources
 from tasks.jobs import claims, datasets, job_admin, outputs
 
+TTL_S = 600  # seconds the records and claims written here last
+
 
 @pytest.fixture
 def client(redis_server):
@@ -28,7 +30,9 @@ def new_job(client, tmp_path: Path, rows: int = 30, chunk_rows: int = 10) -> dat
     plan = scan.plan(sources.resolve(str(source)), chunk_rows=chunk_rows)
     job_id = uuid.uuid4().hex
     spec = {"input": str(source), "output": str(tmp_path / "out") + "/", "format": "txt"}
-    record = datasets.create(client, job_id, "m", "v1", "", plan, spec, b"unit-test-key")
+    record = datasets.create(
+        client, job_id, "m", "v1", "", plan, spec, b"unit-test-key", ttl_s=TTL_S
+    )
     datasets.mark_submitted(client, job_id)
     return record
 
@@ -36,25 +40,25 @@ def new_job(client, tmp_path: Path, rows: int = 30, chunk_rows: int = 10) -> dat
 def test_a_live_claim_keeps_a_destination_and_an_ended_one_is_taken_over(client, tmp_path):
     dest = f"{tmp_path}/dest-{uuid.uuid4().hex}/"
     a, b = new_job(client, tmp_path), new_job(client, tmp_path)
-    assert claims.take(client, dest, a.id) is None
-    assert claims.take(client, dest, a.id) is None  # the holder again: fine
-    assert claims.take(client, dest, b.id) == a.id  # a is PENDING: live
-    claims.release(client, dest, a.id)
+    assert claims.take(client, dest, a.id, ttl_s=TTL_S) is None
+    assert claims.take(client, dest, a.id, ttl_s=TTL_S) is None  # the holder again: fine
+    assert claims.take(client, dest, b.id, ttl_s=TTL_S) == a.id  # a is PENDING: live
+    claims.release(client, dest, a.id, ttl_s=TTL_S)
     assert claims.holder(client, dest) == (a.id, False)
-    assert claims.take(client, dest, b.id) is None
+    assert claims.take(client, dest, b.id, ttl_s=TTL_S) is None
     # a retry of a may not take it back: b wrote there since
-    claims.release(client, dest, b.id)
-    assert claims.take(client, dest, a.id, takeover=False) == b.id
-    assert claims.take(client, dest, b.id, takeover=False) is None
+    claims.release(client, dest, b.id, ttl_s=TTL_S)
+    assert claims.take(client, dest, a.id, takeover=False, ttl_s=TTL_S) == b.id
+    assert claims.take(client, dest, b.id, takeover=False, ttl_s=TTL_S) is None
 
 
 def test_a_claim_of_a_job_whose_records_are_gone_is_stale(client, tmp_path):
     dest = f"{tmp_path}/dest-{uuid.uuid4().hex}/"
     gone = new_job(client, tmp_path)
-    assert claims.take(client, dest, gone.id) is None
-    job_admin.delete(client, gone.id, gone.total)  # its claim was never released
+    assert claims.take(client, dest, gone.id, ttl_s=TTL_S) is None
+    job_admin.delete(client, gone.id, gone.total, ttl_s=TTL_S)  # its claim was never released
     other = new_job(client, tmp_path)
-    assert claims.take(client, dest, other.id) is None
+    assert claims.take(client, dest, other.id, ttl_s=TTL_S) is None
     assert claims.holds(client, dest, other.id)
 
 
@@ -67,7 +71,7 @@ def test_of_many_jobs_taking_a_stale_claim_at_once_exactly_one_wins(client, tmp_
 
     def take(job_id: str) -> None:
         start.wait()
-        results[job_id] = claims.take(client, dest, job_id)
+        results[job_id] = claims.take(client, dest, job_id, ttl_s=TTL_S)
 
     threads = [threading.Thread(target=take, args=(j.id,)) for j in jobs]
     for t in threads:
@@ -86,17 +90,17 @@ def write_all_parts(client, record: datasets.DatasetRecord) -> None:
         rows = int(plan[index]["rows"])
         data = parts.part_bytes(int(plan[index]["first_row"]), np.zeros((rows, 4), np.float32))
         parts.put(record.output, parts.part_name(index), data)
-        outputs.record_part(client, record.id, index, data)
+        outputs.record_part(client, record.id, index, data, ttl_s=TTL_S)
 
 
 def test_the_manifest_lists_every_part_and_refuses_a_changed_folder(client, tmp_path):
     record = new_job(client, tmp_path)
-    assert claims.take(client, record.output, record.id) is None
+    assert claims.take(client, record.output, record.id, ttl_s=TTL_S) is None
     write_all_parts(client, record)
     out = Path(record.output)
     (out / "part-000007.parquet").write_bytes(b"a part of nobody")  # in the job's folder
     (out / ".part-000001.parquet.dead.tmp").write_bytes(b"half")
-    outputs.write_manifest(client, record)
+    outputs.write_manifest(client, record, ttl_s=TTL_S)
     body = manifest.parse((out / parts.MANIFEST).read_bytes())
     assert body.job == record.id and body.rows == 30
     assert [(p.name, p.first_row, p.rows) for p in body.parts] == [
@@ -114,14 +118,14 @@ def test_the_manifest_lists_every_part_and_refuses_a_changed_folder(client, tmp_
     (out / "part-000001.parquet").unlink()
     (out / "part-000002.parquet").write_bytes(b"short")
     with pytest.raises(PermanentError, match="part-000001.parquet is missing; part-000002"):
-        outputs.write_manifest(client, record)
+        outputs.write_manifest(client, record, ttl_s=TTL_S)
     # a job that no longer holds its destination writes nothing
-    claims.release(client, record.output, record.id)
+    claims.release(client, record.output, record.id, ttl_s=TTL_S)
     with pytest.raises(PermanentError, match="no longer claimed by job"):
-        outputs.require_claim(client, record)
+        outputs.require_claim(client, record, ttl_s=TTL_S)
     # while a job submitted with no claim at all (an older producer) takes it on writing
     client.delete(claims.key(record.output))
-    outputs.require_claim(client, record)
+    outputs.require_claim(client, record, ttl_s=TTL_S)
     assert claims.holds(client, record.output, record.id)
 
 

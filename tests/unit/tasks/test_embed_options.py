@@ -118,3 +118,13 @@ def test_long_text_options_default_to_truncate_and_bad_values_are_named():
     for bad in (-1, True, 2.5):
         with pytest.raises(InvalidRequest, match="options.window_overlap must be"):
             EmbedOptions.from_wire({"long_text": "mean", "window_overlap": bad})
+
+
+def test_long_text_windows_or_mean_is_refused_for_a_model_that_cannot_cut_windows():
+    facts = {"windows": False, "type": "sagemaker"}
+    for mode in ("windows", "mean"):
+        with pytest.raises(UsageError, match="model 'remote' \\(type sagemaker\\) has none"):
+            check_for_model(EmbedOptions(long_text=mode), "remote", facts)
+    check_for_model(EmbedOptions(), "remote", facts)  # truncate is fine
+    check_for_model(EmbedOptions(long_text="windows"), "m", {"windows": True})
+    check_for_model(EmbedOptions(long_text="windows"), "m", {})  # unknown: the worker checks

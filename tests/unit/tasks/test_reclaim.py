@@ -57,7 +57,7 @@ def test_a_lapsed_workers_message_goes_back_after_two_looks(broker):
     held = reclaim.lapsed(client, "job7")
     assert [(h.tag, h.task_id) for h in held] == [(message.delivery_tag, "job7.3")]
     assert reclaim.lapsed(client, "job8") == []
-    watchdog = reclaim.Reclaimer(client, connect)
+    watchdog = reclaim.Reclaimer(client, connect, interval_s=5.0)
 
     # When the watchdog looks twice; Then the first look only suspects, the second gives back
     assert watchdog.check_once() == 0
@@ -84,7 +84,7 @@ def test_a_live_workers_message_stays_and_a_held_lock_waits(broker):
     client, connect, queue = broker
     conn, message = take(connect, queue)
     client.set(ALIVE_PREFIX + worker_id(), "1", px=60_000)
-    watchdog = reclaim.Reclaimer(client, connect)
+    watchdog = reclaim.Reclaimer(client, connect, interval_s=5.0)
     assert watchdog.check_once() == 0 and watchdog.check_once() == 0
     assert client.hexists("unacked", message.delivery_tag)
 

@@ -47,8 +47,8 @@ def test_a_chunk_failure_and_a_heartbeat_are_written_on_a_full_redis(full):
     with pytest.raises(OutOfMemoryError):
         full.hset(jobstore.PREFIX + job + ":failed", 0, "plain writes are refused")
     redis_full.hset(full, jobstore.PREFIX + job, "total", "4")  # the job's record
-    jobstore.mark_failed(full, job, 3, "why 3")
-    jobstore.mark_failed(full, job, 3, "not over it", keep_existing=True)
+    jobstore.mark_failed(full, job, 3, "why 3", ttl_s=600)
+    jobstore.mark_failed(full, job, 3, "not over it", keep_existing=True, ttl_s=600)
     redis_full.set_px(full, "embedfleet:alive:test-" + job, "1", 5000)
     _, failed = jobstore.progress(full, job)  # reads work, outside MULTI too
     assert failed == {3: "why 3"}

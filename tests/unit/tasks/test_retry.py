@@ -3,10 +3,13 @@ errors are retried."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from kombu.exceptions import OperationalError
 
+from tasks.contract.logs import JsonFormatter
 from tasks.jobs import redis_retry as retry_module
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -103,3 +106,20 @@ def test_each_retry_is_logged_when_the_call_is_named(clock: Clock, caplog):
         retry_while_unreachable(call, what="storing chunk 3")
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and all("what='storing chunk 3'" in line for line in lines)
+
+
+def test_a_retry_line_in_json_carries_the_values_typed(clock: Clock, caplog):
+    # Given a call that fails once while Redis is away
+    call, _ = failing(1, redis.ConnectionError("refused"))
+    # When the retry is logged and written as a JSON line
+    with caplog.at_level("WARNING", logger="tasks.jobs.redis_retry"):
+        retry_while_unreachable(call, what="storing chunk 3")
+    (record,) = caplog.records
+    doc = json.loads(JsonFormatter().format(record))
+    # Then the line holds the loop's own values: the wait a float, the texts unquoted
+    assert (doc["event"], doc["what"], doc["error"]) == (
+        "redis_retry",
+        "storing chunk 3",
+        "refused",
+    )
+    assert type(doc["delay_s"]) is float and doc["delay_s"] == clock.sleeps[0]

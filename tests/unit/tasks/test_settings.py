@@ -4,14 +4,16 @@ naming it and exit 2, the README's table lists exactly the variables read."""
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tasks.contract.errors import ConfigError
-from tasks.contract.settings import PREFIX, Settings, env_names, load_settings
+from tasks.contract.settings import DEPRECATED, PREFIX, Settings, env_names, load_settings
 from tests.support import ROOT, run_cli
 
 #: One bad value for each variable whose type can be wrong.
@@ -46,9 +48,23 @@ THROUGH_THE_CLI = [
 
 def test_every_field_is_one_embedfleet_variable():
     names = env_names()
-    assert len(names) == len(set(names)) == len(Settings.model_fields)
+    assert len(names) == len(set(names)) == len(Settings.model_fields) + len(DEPRECATED)
     assert all(name.startswith(PREFIX) for name in names)
     assert "EMBEDFLEET_MODEL_CONFIG" in names  # the one field named otherwise
+
+
+def test_the_download_folder_is_set_by_its_new_name_and_its_deprecated_one(tmp_path, caplog):
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert load_settings({"EMBEDFLEET_DOWNLOAD_DIR": str(new)}).download_dir == new
+    # Given only the old name, it still sets the folder, with a warning naming both
+    with caplog.at_level(logging.WARNING, logger="tasks.contract.settings"):
+        settings = load_settings({"EMBEDFLEET_MODEL_CACHE": str(old)})
+    assert settings.download_dir == old and settings.model_cache == old
+    assert "name=EMBEDFLEET_MODEL_CACHE use=EMBEDFLEET_DOWNLOAD_DIR" in caplog.text
+    # Given both, the new name wins
+    both = {"EMBEDFLEET_DOWNLOAD_DIR": str(new), "EMBEDFLEET_MODEL_CACHE": str(old)}
+    assert load_settings(both).download_dir == new
+    assert load_settings({}).download_dir == Path("~/.cache/embedfleet/models").expanduser()
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

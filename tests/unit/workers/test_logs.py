@@ -1,10 +1,12 @@
-"""Log lines: logfmt text by default, JSON objects with typed fields on request."""
+"""Log lines: logfmt text by default, JSON objects with typed fields on request; event lines
+carry their fields (event_logger), and no formatter reads a message back."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import re
 
 import pytest
 
@@ -12,38 +14,27 @@ from tasks.contract.logs import (
     JsonFormatter,
     KeyValueFormatter,
     configure_logging,
+    event_fields,
+    event_logger,
     make_formatter,
-    parse_pairs,
 )
 from tasks.contract.settings import load_settings
 
 
 def _record(msg: str, *args: object, name: str = "workers.memory.model_cache") -> logging.LogRecord:
+    """A record as a plain logger makes it: text only, no fields."""
     return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
 
 
-def test_parse_pairs_types_numbers_and_unquotes_reprs():
-    message = _record("event=model_evicted model=m reason=%r ram_gb=%.3f hits=%d", "load b", 0.5, 3)
-    fields = parse_pairs(message.getMessage())
-    assert fields == {
-        "event": "model_evicted",
-        "model": "m",
-        "reason": "load b",
-        "ram_gb": 0.5,
-        "hits": 3,
-    }
-
-
-def test_parse_pairs_keeps_ids_as_text_and_rejects_prose():
-    # a job id that happens to be all digits, and one that looks like an exponent
-    assert parse_pairs("event=chunk_done job=12345 chunk=2")["job"] == "12345"
-    assert parse_pairs("event=x ref=12e45")["ref"] == "12e45"
-    assert parse_pairs("Connected to redis://127.0.0.1:6379/0") is None
-    assert parse_pairs("event=x then some prose") is None
+def _event(template: str, *args: object) -> logging.LogRecord:
+    """A record as an event_logger makes it: the text and the call's values as fields."""
+    record = _record(template, *args)
+    record.fields = event_fields(template, args)
+    return record
 
 
 def test_key_value_line_is_logfmt_and_wraps_prose():
-    line = KeyValueFormatter().format(_record("event=model_loaded model=%s seconds=%.2f", "m", 1.5))
+    line = KeyValueFormatter().format(_event("event=model_loaded model=%s seconds=%.2f", "m", 1.5))
     assert line.split(" ", 3)[1:] == [
         "level=INFO",
         "logger=workers.memory.model_cache",
@@ -55,7 +46,7 @@ def test_key_value_line_is_logfmt_and_wraps_prose():
 
 
 def test_json_line_has_typed_fields_and_exception():
-    record = _record(
+    record = _event(
         "event=chunk_done job=%s chunk=%d model=%s texts=%d seconds=%.3f", "ab12", 3, "m", 16, 0.25
     )
     doc = json.loads(JsonFormatter().format(record))
@@ -76,7 +67,49 @@ def test_json_line_has_typed_fields_and_exception():
             "x", logging.ERROR, __file__, 1, "Task failed", (), sys.exc_info()
         )
     doc = json.loads(JsonFormatter().format(failed))
-    assert doc["msg"] == "Task failed" and "ValueError: boom" in doc["exc"]
+    assert doc["message"] == "Task failed" and "ValueError: boom" in doc["exc"]
+
+
+def test_a_json_line_keeps_the_types_the_call_passed(caplog):
+    # Given values whose text would read as another type: a float written with no
+    # decimals, an id of digits only, a note holding spaces, quotes and an equals sign
+    log = event_logger("workers.test_events")
+    with caplog.at_level(logging.INFO, logger="workers.test_events"):
+        log.info(
+            "event=encoded ref=%s texts=%d seconds=%.0f share=%.2f note=%r ok=%s",
+            "12345",
+            16,
+            2.0,
+            0.5,
+            'a=b "c" d',
+            True,
+        )
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "event=encoded ref=12345 texts=16 seconds=2 share=0.50 note='a=b \"c\" d' ok=True"
+    )
+    # When it is written as a JSON line
+    doc = json.loads(JsonFormatter().format(record))
+    # Then each value has the type the call gave it, not one guessed from the text
+    assert doc["event"] == "encoded"
+    assert (doc["ref"], doc["texts"], doc["seconds"], doc["share"]) == ("12345", 16, 2.0, 0.5)
+    assert [type(doc[k]) for k in ("ref", "texts", "seconds", "share", "ok")] == [
+        str,
+        int,
+        float,
+        float,
+        bool,
+    ]
+    assert doc["note"] == 'a=b "c" d' and "message" not in doc
+
+
+def test_a_line_without_fields_is_not_read_back():
+    # an event-shaped text that came through a plain logger stays text
+    doc = json.loads(JsonFormatter().format(_record("event=chunk_done job=%s chunk=%d", "j", 3)))
+    assert doc["message"] == "event=chunk_done job=j chunk=3"
+    assert "event" not in doc and "chunk" not in doc
+    line = KeyValueFormatter().format(_record("event=chunk_done job=%s chunk=%d", "j", 3))
+    assert line.endswith('msg="event=chunk_done job=j chunk=3"')
 
 
 @pytest.mark.parametrize(
@@ -93,7 +126,7 @@ def test_configure_logging_writes_json_lines():
     handlers, level = root.handlers[:], root.level
     try:
         configure_logging("info", stream, json_lines=True)
-        logging.getLogger("workers.test").info(
+        event_logger("workers.test").info(
             "event=config_change config_hash=%s added=%s", "0123", "a,b"
         )
     finally:
@@ -126,4 +159,61 @@ def test_event_lines_are_written_from_the_events_fields_not_their_text(caplog):
     assert doc["event"] == "model_evicted" and doc["model"] == "m"
     assert doc["reason"] == 'a=b "quoted" x'
     assert doc["rss_gb_freed"] == 1.5 and doc["policy"] == "largest"
-    assert "fields" not in doc and "msg" not in doc
+    assert "fields" not in doc and "message" not in doc
+
+
+def test_event_logger_writes_the_same_text_with_typed_fields(caplog):
+    # Given a module logger made by event_logger
+    log = event_logger("workers.test_events")
+    template = "event=chunk_done job=%s chunk=%d seconds=%.3f op=get reason=%r"
+    args = ("0123", 3, 0.25, "a b")
+    # When it logs an event
+    with caplog.at_level(logging.INFO, logger="workers.test_events"):
+        log.info(template, *args)
+    (record,) = caplog.records
+    # Then the text is what a plain logger writes and the record carries the call's values
+    assert record.getMessage() == template % args
+    assert record.getMessage() == (
+        "event=chunk_done job=0123 chunk=3 seconds=0.250 op=get reason='a b'"
+    )
+    assert record.fields == {
+        "event": "chunk_done",
+        "job": "0123",
+        "chunk": 3,
+        "seconds": 0.25,
+        "op": "get",
+        "reason": "a b",
+    }
+    assert [type(record.fields[k]) for k in ("job", "chunk", "seconds")] == [str, int, float]
+    # and the line names the caller, not the adapter
+    assert record.funcName == "test_event_logger_writes_the_same_text_with_typed_fields"
+
+
+def test_event_logger_passes_other_messages_through(caplog):
+    log = event_logger("workers.test_events")
+    with caplog.at_level(logging.DEBUG, logger="workers.test_events"):
+        log.debug("Connected to %s", "redis://x")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("event=watchdog_error")
+    prose, failed = caplog.records
+    assert prose.getMessage() == "Connected to redis://x" and not hasattr(prose, "fields")
+    assert failed.levelno == logging.ERROR and failed.exc_info is not None
+    assert failed.fields == {"event": "watchdog_error"}
+
+
+@pytest.mark.parametrize(
+    ("template", "args", "problem"),
+    [
+        ("model=%s", ("m",), "does not start with event=<name>"),
+        ("event=x job %s", ("j",), "'job' is not key=%s or key=word"),
+        ("event=x job=%s job=%s", ("a", "b"), "names a key twice"),
+        ("event=x job=%s chunk=%d", ("a",), "takes 2 values, got 1"),
+        ("event=x seconds=%.2fs", (1.0,), "is not key=%s or key=word"),
+    ],
+)
+def test_a_malformed_event_template_is_named(template, args, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)) as raised:
+        event_fields(template, args)
+    assert repr(template) in str(raised.value)

@@ -80,3 +80,12 @@ def test_what_optimize_exports_and_what_is_remote_are_read_from_the_classes():
         {"ep": {"type": "sagemaker", "model_path": "no-such-endpoint", "RAM": 0.1}}
     )["ep"]
     assert source_problem("ep", spec) is None
+
+
+def test_which_types_cut_token_windows_is_read_from_their_class():
+    # long_text=mean|windows need window_spans: the types holding a tokenizer have it
+    assert [n for n in sorted(registry.TYPES) if registry.cuts_windows(n)] == [
+        "bert", "onnx", "s3", "sentence_transformer",
+    ]  # fmt: skip
+    assert registry.cuts_windows("sagemaker") is False
+    assert registry.cuts_windows("no.such.module:Thing") is None  # not importable here
