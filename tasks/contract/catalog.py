@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,16 +156,26 @@ def publish(
     client.hset(CATALOG_KEY, worker, json.dumps(entry))
 
 
-def heartbeat(client: redis.Redis, worker: str, costs: Costs | None = None) -> bool:
+def heartbeat(
+    client: redis.Redis,
+    worker: str,
+    costs: Costs | None = None,
+    write: Callable[[redis.Redis, str, str, str], object] | None = None,
+) -> bool:
     """Refresh ``worker``'s heartbeat (and its models' ``costs``); False when it has no
-    publication to refresh."""
+    publication to refresh. ``write(client, key, field, value)`` stores the entry (the
+    worker passes one that a full Redis lets through: a worker that serves must not
+    look dead because Redis memory is full)."""
     raw = client.hget(CATALOG_KEY, worker)
     if raw is None:
         return False
     entry = json.loads(raw)  # type: ignore[arg-type]
     entry["heartbeat"] = time.time()
     _set_costs(entry, costs)
-    client.hset(CATALOG_KEY, worker, json.dumps(entry))
+    if write is None:
+        client.hset(CATALOG_KEY, worker, json.dumps(entry))
+    else:
+        write(client, CATALOG_KEY, worker, json.dumps(entry))
     return True
 
 

@@ -8,20 +8,41 @@ naming Redis memory (so the queue drains and memory comes back); once there is r
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import time
+import uuid
 
 import numpy as np
 import pytest
 from redis.exceptions import OutOfMemoryError
 
 from producers.errors import UsageError
+from tasks.contract import catalog
 from tests.fault.conftest import HASH, wait_for
 from tests.plugins import hash_vector
 
 pytestmark = pytest.mark.fault
 
 MB = 2**20
+
+
+def heartbeat_of(redis, worker) -> float:
+    """The catalog heartbeat time of ``worker`` (0 when it has no entry)."""
+    for raw in redis.hgetall(catalog.CATALOG_KEY).values():
+        entry = json.loads(raw)
+        if worker.name in str(entry.get("worker")):
+            return float(entry.get("heartbeat", 0))
+    return 0.0
+
+
+def fill(redis) -> bool:
+    """Write 1 KB keys until Redis refuses one for memory; True."""
+    with pytest.raises(OutOfMemoryError):
+        for _ in range(100_000):
+            redis.set(f"filler:{uuid.uuid4().hex}", b"\0" * 1024)
+    return True
 
 
 def ended(job) -> bool:
@@ -105,8 +126,18 @@ def test_a_worker_fails_what_a_full_redis_will_not_let_it_hold_and_lives(make_fl
     assert worker.proc.poll() is None
     assert redis.hlen("unacked") == 0
 
+    # ... and it still shows as alive: its catalog heartbeat goes on while Redis is full
+    # (kept full to the last small write: what the failed chunks free is taken again)
+    full_since = time.time()
+    wait_for(
+        lambda: fill(redis) and heartbeat_of(redis, worker) > full_since,
+        4 * catalog.HEARTBEAT_S,
+        "a catalog heartbeat written on a full Redis",
+    )
+    assert worker.name in " ".join(catalog.live_workers(redis, "hash"))
+
     # When memory is freed and the job retried, it completes on the same worker
-    redis.delete("filler")
+    redis.delete("filler", *redis.keys("filler:*"))
     assert job.retry() == status["total"]
     vectors = job.wait(timeout=90)
     np.testing.assert_array_equal(vectors, np.stack([hash_vector(t) for t in texts]))

@@ -15,6 +15,7 @@ from typing import Any
 from tasks.contract import catalog
 from tasks.contract.logs import event_logger
 from tasks.contract.spec import ModelConfig
+from tasks.jobs import redis_full
 from workers.models.prompts import published_facts
 from workers.models.registry import cuts_windows
 from workers.serving.runtime import Runtime
@@ -78,7 +79,8 @@ class Publisher:
     def beat(self) -> None:
         """Refresh the heartbeat (publishing again if the entry is missing)."""
         try:
-            if catalog.heartbeat(self.client, self.worker, self.runtime().encode_costs.stats()):
+            costs = self.runtime().encode_costs.stats()
+            if catalog.heartbeat(self.client, self.worker, costs, redis_full.hset):
                 return
         except Exception as exc:
             log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
