@@ -175,7 +175,7 @@ def workers(
     config: Path, count: int = 1, concurrency: int = 1, env: dict[str, str] | None = None
 ) -> Iterator[list[Worker]]:
     """``count`` real ``embedfleet worker`` processes; yields once every one answers a ping."""
-    from producers.fleet import wait_for_workers
+    from producers.local_fleet import wait_for_workers
 
     started: list[Worker] = []
     for _ in range(count):

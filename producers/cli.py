@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedfleet: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (RedisError, OperationalError, ConnectionError) as exc:
-        from producers.fleet import describe_url
+        from producers.local_fleet import describe_url
         from tasks.jobs.redis_full import is_redis_full
 
         if is_redis_full(exc):

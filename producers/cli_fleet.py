@@ -18,8 +18,8 @@ from producers.errors import EXIT_FAILED, EXIT_OK
 
 
 def up(args: argparse.Namespace) -> int:
-    from producers import fleet
-    from producers.fleet_report import up_text
+    import producers.local_fleet as fleet
+    from producers.local_fleet_report import up_text
 
     started = fleet.up(
         workers=args.workers,
@@ -33,8 +33,8 @@ def up(args: argparse.Namespace) -> int:
 
 
 def down(args: argparse.Namespace) -> int:
-    from producers import fleet
-    from producers.fleet_report import down_note
+    import producers.local_fleet as fleet
+    from producers.local_fleet_report import down_note
 
     note = down_note()
     if note:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from producers import fleet
+import producers.local_fleet as fleet
 from producers.client import EmbeddingClient
 from producers.writers import check_output, write_embeddings
 from tasks.contract.spec import read_local_config

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from producers import fleet
+import producers.local_fleet as fleet
 from tasks.io.readers import read_texts
 from tasks.routing import DATASET_TASK, EMBED_TASK, queue_for
 from tests.conftest import free_port

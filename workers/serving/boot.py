@@ -38,7 +38,7 @@ def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
     """Build and start a worker's parts from ``celery_app``'s settings (see module doc)."""
     settings = celery_app.settings
     configure_threads(concurrency, settings.threads)
-    set_model_cache_dir(settings.model_cache)
+    set_model_cache_dir(settings.download_dir)
     set_min_cosine_bar(settings.precision_min_cosine)
     client = celery_app.backend.client
     runtime = build_runtime(settings, client)

@@ -59,7 +59,7 @@ _PARTIAL = ".partial-"
 DEFAULT_CACHE_DIR = Path("~/.cache/embedfleet/models")
 
 # Process-wide on purpose: the boot sets it once from its settings
-# (EMBEDFLEET_MODEL_CACHE) and the s3 wrapper is built as ``cls(name, spec)`` (the type
+# (EMBEDFLEET_DOWNLOAD_DIR) and the s3 wrapper is built as ``cls(name, spec)`` (the type
 # plugin contract), which has no place for it; a caller that has it passes ``cache_dir``.
 _cache_dir = DEFAULT_CACHE_DIR
 

@@ -3,7 +3,7 @@ and what happens to queued work when the embedded server stops."""
 
 from __future__ import annotations
 
-from producers import fleet
+import producers.local_fleet as fleet
 
 
 def up_text(started: fleet.Started, flower_port: int) -> str:
