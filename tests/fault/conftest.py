@@ -23,6 +23,10 @@ from tests.waiting import wait_for  # noqa: F401  (the fault tests import it fro
 
 #: Visibility timeout of the fault suite's workers (the default is 3600 s).
 VISIBILITY_S = 5
+#: Heartbeat lapse of the fleets whose tests wait for a dead or paused worker's chunks to
+#: come back (``EMBEDFLEET_WORKER_LAPSE_S``; the default is 30 s). What those tests check
+#: is the same at any lapse; 10 s is still 6 missed beats of 1.7 s for a live worker.
+LAPSE_S = 10
 #: The cheap plugin models of the suite.
 HASH = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
 SLOW = {"type": "tests.plugins:SlowHashModel", "model_path": "none", "RAM": 0.01}
@@ -73,8 +77,9 @@ class Fleet:
 
 @contextmanager
 def fleet_factory(base: Path) -> Iterator[Callable[..., Fleet]]:
-    """``make(models, env=..., visibility_s=..., **server_options)`` -> a new :class:`Fleet`
-    under ``base``; every fleet made is closed (workers stopped, server stopped) on exit."""
+    """``make(models, env=..., visibility_s=..., lapse_s=..., **server_options)`` -> a new
+    :class:`Fleet` under ``base``; every fleet made is closed (workers stopped, server
+    stopped) on exit."""
     from producers import EmbeddingClient
     from producers.server import free_port, start_server
     from tasks.contract.settings import load_settings
@@ -85,6 +90,7 @@ def fleet_factory(base: Path) -> Iterator[Callable[..., Fleet]]:
         models: dict[str, Any],
         env: dict[str, str] | None = None,
         visibility_s: int | None = VISIBILITY_S,
+        lapse_s: float | None = None,
         **server_options: Any,
     ) -> Fleet:
         n = len(fleets)
@@ -94,6 +100,8 @@ def fleet_factory(base: Path) -> Iterator[Callable[..., Fleet]]:
         fleet_env = {"EMBEDFLEET_REDIS_URL": server.url, **(env or {})}
         if visibility_s is not None:
             fleet_env["EMBEDFLEET_VISIBILITY_TIMEOUT_S"] = str(visibility_s)
+        if lapse_s is not None:
+            fleet_env["EMBEDFLEET_WORKER_LAPSE_S"] = str(lapse_s)
         # the producer reads the settings its fleet's workers get (TLS, lapse, ...), now
         settings = load_settings({**os.environ, **fleet_env})
         client = EmbeddingClient(redis_url=server.url, config_source=str(config), settings=settings)

@@ -1,6 +1,6 @@
 """A worker SIGKILLed mid-dataset-job, with the default visibility timeout (3,600 s): its
-chunk comes back once its heartbeat lapses, another worker writes its part, and every
-row is in the output exactly once."""
+chunk comes back once its heartbeat lapses (:data:`LAPSE_S` here), another worker
+writes its part, and every row is in the output exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.fault.conftest import SLOW, wait_for
+from tests.fault.conftest import LAPSE_S, SLOW, wait_for
 from tests.plugins import HANG_ENV, hash_vector
 
 pytestmark = pytest.mark.fault
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.fault
 
 def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Path):
     # Given two workers; worker A freezes inside the first dataset chunk it takes
-    fleet = make_fleet({"slow": SLOW}, visibility_s=None)  # the default: 3,600 s
+    fleet = make_fleet({"slow": SLOW}, visibility_s=None, lapse_s=LAPSE_S)  # timeout: 3,600 s
     hang_file = tmp_path / "frozen"
     frozen = fleet.worker(**{HANG_ENV: str(hang_file)})
     healthy = fleet.worker()
@@ -40,7 +40,7 @@ def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Pa
     assert frozen.proc.returncode == -signal.SIGKILL
 
     # Then the job completes, every row once with its own text's vector
-    job.wait(timeout=90)  # a safety net: the lapse is 30 s, the timeout 3,600 s
+    job.wait(timeout=90)  # a safety net: the lapse is 10 s, the timeout 3,600 s
     files = sorted(out.glob("part-*.parquet"))
     assert len(files) == job.record.total == 30
     table = pa.concat_tables([pq.read_table(f) for f in files])

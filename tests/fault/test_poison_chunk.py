@@ -2,7 +2,7 @@
 that cannot fit) is failed after ``EMBEDFLEET_MAX_DELIVERIES`` deliveries, with an
 error that says why, instead of killing worker after worker forever. With the default
 visibility timeout (3,600 s): each dead worker's chunk comes back when its heartbeat
-lapses, and the death is charged to the chunk as before."""
+lapses (:data:`LAPSE_S` here), and the death is charged to the chunk as before."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.fault.conftest import KILLER, delivery_counts
+from tests.fault.conftest import KILLER, LAPSE_S, delivery_counts
 from tests.plugins import KILL_MARKER, hash_vector
 
 pytestmark = pytest.mark.fault
@@ -28,6 +28,7 @@ def test_chunk_that_kills_every_worker_fails_after_max_deliveries(make_fleet):
         {"killer": KILLER},
         env={"EMBEDFLEET_MAX_DELIVERIES": str(MAX_DELIVERIES)},
         visibility_s=None,  # the default, 3,600 s: the lapse brings the chunk back
+        lapse_s=LAPSE_S,
     )
     texts = [f"row {i} of the poison test" for i in range(40)]
     texts[17] = f"row 17 {KILL_MARKER}"
@@ -37,7 +38,7 @@ def test_chunk_that_kills_every_worker_fails_after_max_deliveries(make_fleet):
     # When a job holds one chunk that kills whichever worker runs it
     job = fleet.client.submit(texts, model="killer", max_texts=4)
     deaths = []
-    deadline = time.monotonic() + 300  # a safety net: ~40 s per death
+    deadline = time.monotonic() + 300  # a safety net: ~20 s per death
     while job.status()["state"] in {"PENDING", "RUNNING"}:
         assert len(deaths) <= MAX_DELIVERIES, "the poison chunk kept killing workers"
         assert time.monotonic() < deadline, f"job still running after deaths {deaths}"

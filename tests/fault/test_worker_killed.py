@@ -1,6 +1,7 @@
 """A worker SIGKILLed mid-chunk, with the default visibility timeout (3,600 s): once its
-heartbeat lapses (``EMBEDFLEET_WORKER_LAPSE_S``, 30 s) the other worker puts its chunk
-back on the queue, and the job completes, every row right and present exactly once."""
+heartbeat lapses (``EMBEDFLEET_WORKER_LAPSE_S``, 30 s by default, :data:`LAPSE_S` here)
+the other worker puts its chunk back on the queue, and the job completes, every row
+right and present exactly once."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fault.conftest import SLOW, delivery_counts, wait_for
+from tests.fault.conftest import LAPSE_S, SLOW, delivery_counts, wait_for
 from tests.plugins import HANG_ENV, hash_vector
 
 pytestmark = pytest.mark.fault
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.fault
 
 def test_chunk_of_killed_worker_is_redelivered_and_job_completes(make_fleet, tmp_path: Path):
     # Given two workers; worker A freezes inside the first chunk it takes
-    fleet = make_fleet({"slow": SLOW}, visibility_s=None)  # the default: 3,600 s
+    fleet = make_fleet({"slow": SLOW}, visibility_s=None, lapse_s=LAPSE_S)  # timeout: 3,600 s
     hang_file = tmp_path / "frozen"
     frozen = fleet.worker(**{HANG_ENV: str(hang_file)})
     healthy = fleet.worker()
@@ -34,7 +35,7 @@ def test_chunk_of_killed_worker_is_redelivered_and_job_completes(make_fleet, tmp
     assert frozen.proc.returncode == -signal.SIGKILL
 
     # Then the job completes: every row equals its own text's vector, in input order
-    # (the deadline is a safety net, not a measure: the lapse is 30 s, the timeout 3,600 s)
+    # (the deadline is a safety net, not a measure: the lapse is 10 s, the timeout 3,600 s)
     vectors = job.wait(timeout=90)
     expected = np.stack([hash_vector(t) for t in texts])
     np.testing.assert_array_equal(vectors, expected)

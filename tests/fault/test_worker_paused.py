@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.guards.holders import HOLDERS_KEY, holder_of
-from tests.fault.conftest import SLOW, wait_for
+from tests.fault.conftest import LAPSE_S, SLOW, wait_for
 from tests.plugins import SLOW_ENV, hash_vector
 
 pytestmark = pytest.mark.fault
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.fault
 
 def test_a_paused_worker_loses_and_duplicates_nothing(make_fleet, tmp_path: Path):
     # Given two workers, each chunk taking ~3 s, the default visibility timeout
-    fleet = make_fleet({"slow": SLOW}, env={SLOW_ENV: "0.3"}, visibility_s=None)
+    fleet = make_fleet({"slow": SLOW}, env={SLOW_ENV: "0.3"}, visibility_s=None, lapse_s=LAPSE_S)
     paused, healthy = fleet.worker(), fleet.worker()
     fleet.ready(paused, healthy)
     redis = fleet.redis()

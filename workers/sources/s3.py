@@ -61,7 +61,7 @@ DEFAULT_DOWNLOAD_DIR = Path("~/.cache/embedfleet/models")
 
 # Process-wide on purpose: the boot sets it once from its settings
 # (EMBEDFLEET_DOWNLOAD_DIR) and the s3 wrapper is built as ``cls(name, spec)`` (the type
-# plugin contract), which has no place for it; a caller that has it passes ``download_dir``.
+# plugin contract), which has no place for it; a caller that has it passes ``folder``.
 _download_dir = DEFAULT_DOWNLOAD_DIR
 
 

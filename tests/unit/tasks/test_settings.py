@@ -131,9 +131,17 @@ def test_celeryconfig_takes_its_values_from_the_settings():
     assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (5, 1)
 
 
-def test_importing_the_contract_and_celeryconfig_reads_no_settings():
+def test_importing_any_module_reads_no_settings():
+    # every module of the packages (the worker side too: a lapse or TTL fixed at import
+    # would ignore the settings its entry point hands over), and celeryconfig
+    modules = ["celeryconfig"]
+    for package in ("tasks", "producers", "gateway", "workers"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     code = (
-        "import celeryconfig, tasks, producers, tasks.contract.settings as s; "
+        f"import importlib; [importlib.import_module(m) for m in {modules!r}]; "
+        "import tasks.contract.settings as s; "
         "assert s._PROCESS._settings is None; print('ok')"
     )
     # a bad value in the environment: reading it would raise
