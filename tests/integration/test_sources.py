@@ -214,19 +214,19 @@ def test_s3_cache_is_keyed_by_etag_and_a_prefix_keeps_its_layout(moto, aws_env, 
     s3.create_bucket(Bucket="etag-bucket")
     s3.put_object(Bucket="etag-bucket", Key="m/model.onnx", Body=b"version one")
     uri = "s3://etag-bucket/m/model.onnx"
-    first = fetch_s3(uri, cache_dir=tmp_path)
+    first = fetch_s3(uri, folder=tmp_path)
     assert first.name == "model.onnx" and first.read_bytes() == b"version one"
-    assert fetch_s3(uri, cache_dir=tmp_path) == first  # unchanged: the cached copy
+    assert fetch_s3(uri, folder=tmp_path) == first  # unchanged: the cached copy
     # When a new model is uploaded under the same key
     s3.put_object(Bucket="etag-bucket", Key="m/model.onnx", Body=b"version two")
-    second = fetch_s3(uri, cache_dir=tmp_path)
+    second = fetch_s3(uri, folder=tmp_path)
     # Then it is a new version beside the old one
     assert second != first and second.read_bytes() == b"version two"
     assert first.read_bytes() == b"version one"
     # A prefix comes down as a folder with its layout
     s3.put_object(Bucket="etag-bucket", Key="dir/a.txt", Body=b"a")
     s3.put_object(Bucket="etag-bucket", Key="dir/sub/b.txt", Body=b"b")
-    folder = fetch_s3("s3://etag-bucket/dir", cache_dir=tmp_path)
+    folder = fetch_s3("s3://etag-bucket/dir", folder=tmp_path)
     assert (folder / "a.txt").read_bytes() == b"a" and (folder / "sub/b.txt").read_bytes() == b"b"
     assert not list(tmp_path.rglob(".partial-*"))
 
@@ -241,28 +241,28 @@ def test_unreachable_s3_falls_back_to_the_newest_cached_version(
     s3.create_bucket(Bucket="offline-bucket")
     s3.put_object(Bucket="offline-bucket", Key="m/model.onnx", Body=b"cached")
     uri = "s3://offline-bucket/m/model.onnx"
-    cached = fetch_s3(uri, cache_dir=tmp_path)
+    cached = fetch_s3(uri, folder=tmp_path)
     # When S3 cannot be reached at all (nothing listens on the endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     # Then the cached copy serves, and a model never fetched is an error saying why
-    assert fetch_s3(uri, cache_dir=tmp_path) == cached
+    assert fetch_s3(uri, folder=tmp_path) == cached
     with pytest.raises(ModelLoadError, match="cannot be reached and nothing is cached"):
-        fetch_s3("s3://offline-bucket/other.onnx", cache_dir=tmp_path)
+        fetch_s3("s3://offline-bucket/other.onnx", folder=tmp_path)
 
 
 def test_s3_refusals_are_model_load_errors(moto, aws_env, s3_models, tmp_path):
     from workers.sources.s3 import fetch_s3
 
     with pytest.raises(ModelLoadError, match="access denied"):
-        fetch_s3(f"s3://{PRIVATE_BUCKET}/model.onnx", cache_dir=tmp_path)
+        fetch_s3(f"s3://{PRIVATE_BUCKET}/model.onnx", folder=tmp_path)
     with pytest.raises(ModelLoadError, match="no such object"):
-        fetch_s3(f"s3://{BUCKET}/models/absent.onnx", cache_dir=tmp_path)
+        fetch_s3(f"s3://{BUCKET}/models/absent.onnx", folder=tmp_path)
     with pytest.raises(ModelLoadError, match="NoSuchBucket"):
-        fetch_s3("s3://no-such-bucket/x/", cache_dir=tmp_path)
+        fetch_s3("s3://no-such-bucket/x/", folder=tmp_path)
 
 
 def test_two_processes_fetching_at_once_download_once(moto, aws_env, tmp_path):
-    from workers.sources.s3 import cache_key_dir, locked
+    from workers.sources.s3 import locked, versions_dir
 
     s3 = moto.client("s3")
     s3.create_bucket(Bucket="race-bucket")
@@ -271,11 +271,11 @@ def test_two_processes_fetching_at_once_download_once(moto, aws_env, tmp_path):
     code = (
         "import logging, sys; logging.basicConfig(level=logging.INFO); "
         "from pathlib import Path; from workers.sources.s3 import fetch_s3; "
-        "print(fetch_s3(sys.argv[1], cache_dir=Path(sys.argv[2])))"
+        "print(fetch_s3(sys.argv[1], folder=Path(sys.argv[2])))"
     )
     env = {**aws_env, "PYTHONPATH": str(ROOT)}
     logs = [tmp_path / f"fetch{i}.log" for i in range(2)]
-    key_dir = cache_key_dir(uri, tmp_path)
+    key_dir = versions_dir(uri, tmp_path)
     key_dir.mkdir(parents=True)
     # Given two fetchers that both reach the lock while another holder has it
     with locked(key_dir / ".lock", uri):

@@ -113,7 +113,7 @@ def _check_s3(uri: str, region: str | None) -> None:
     except ClientError as exc:
         raise ModelLoadError(f"{uri}: {s3.describe_error(exc)}") from exc
     except BotoCoreError as exc:
-        if s3.newest_cached(uri) is None:
+        if s3.newest_download(uri) is None:
             raise ModelLoadError(
                 f"{uri}: S3 cannot be reached and nothing is cached: {exc}"
             ) from exc

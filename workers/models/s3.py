@@ -1,7 +1,7 @@
 """``s3``: a model stored on S3, served by the wrapper of its format.
 
 ``model_path`` is ``s3://bucket/key`` of a file or a prefix (a model folder); it is
-fetched into the local model cache (``workers.sources.s3``). The ``format`` field picks
+fetched into the download folder (``workers.sources.s3``). The ``format`` field picks
 the wrapper, else the download does: every registered type that declares an
 ``s3_format_order`` is asked, in that order, whether it ``recognizes`` the download (a
 folder with ``modules.json`` -> ``sentence_transformer``; with transformers weights ->

@@ -29,7 +29,7 @@ from workers.serving.process import build_runtime, set_runtime
 from workers.serving.publication import start_publisher
 from workers.serving.threads import configure_threads
 from workers.serving.worker import Worker, worker_of
-from workers.sources.s3 import set_model_cache_dir
+from workers.sources.s3 import set_download_dir
 
 log = event_logger(__name__)
 
@@ -38,7 +38,7 @@ def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
     """Build and start a worker's parts from ``celery_app``'s settings (see module doc)."""
     settings = celery_app.settings
     configure_threads(concurrency, settings.threads)
-    set_model_cache_dir(settings.download_dir)
+    set_download_dir(settings.download_dir)
     set_min_cosine_bar(settings.precision_min_cosine)
     client = celery_app.backend.client
     runtime = build_runtime(settings, client)

@@ -14,7 +14,7 @@ def resolve_model_dir(
 ) -> Path:
     """Local folder (or file) holding the model that ``model_path`` names.
 
-    Order: ``s3://bucket/key`` (fetched into the local model cache, see
+    Order: ``s3://bucket/key`` (fetched into the download folder, see
     ``workers.sources.s3``); an existing local path (relative ones against ``base_dir``,
     the config's folder, then the working directory); a package that ships the hub id;
     the Hub (its cache, then the network unless ``HF_HUB_OFFLINE``).

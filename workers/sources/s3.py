@@ -1,9 +1,10 @@
 """Models on S3: ``s3://bucket/key`` of one file or of a prefix (a model folder).
 
-Downloads land in a local cache (``EMBEDFLEET_MODEL_CACHE``, default
-``~/.cache/embedfleet/models``) under ``s3/<bucket>/<key>/<version>/``, where the version
-is a hash of every object's key and ETag: an upload under the same key is a new
-version, an unchanged model is never fetched twice. A download goes into a temporary
+Downloads land in the download folder (``EMBEDFLEET_DOWNLOAD_DIR``, default
+``~/.cache/embedfleet/models``; not the model cache, which is the models in memory)
+under ``s3/<bucket>/<key>/<version>/``, where the version is a hash of every object's
+key and ETag: an upload under the same key is a new version, an unchanged model is
+never fetched twice. A download goes into a temporary
 folder beside its target and is renamed into place, so a reader never sees half a model;
 an exclusive ``flock`` per key makes two workers on one machine that fetch the same
 model at once download it once (the second waits, then finds it there).
@@ -11,7 +12,7 @@ model at once download it once (the second waits, then finds it there).
 A single ``.onnx`` key brings its sidecar files along (tokenizer, config) when they lie
 beside it under the same prefix, so ``s3://bucket/models/custom.onnx`` with a
 ``tokenizer.json`` next to it is a complete model. When S3 cannot be reached at all
-(network, no credentials) the newest cached version is used, with a warning; a refusal
+(network, no credentials) the newest version downloaded before is used, with a warning; a refusal
 (access denied, no such key) is an error. Endpoints, credentials and region come from
 boto3's own chain (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, profiles, roles...);
 the config's ``region`` field overrides the region.
@@ -55,25 +56,25 @@ SIDECAR_FILES = frozenset(
     }
 )
 _PARTIAL = ".partial-"
-#: Root of the local model cache unless the worker's boot sets another.
-DEFAULT_CACHE_DIR = Path("~/.cache/embedfleet/models")
+#: The download folder unless the worker's boot sets another.
+DEFAULT_DOWNLOAD_DIR = Path("~/.cache/embedfleet/models")
 
 # Process-wide on purpose: the boot sets it once from its settings
 # (EMBEDFLEET_DOWNLOAD_DIR) and the s3 wrapper is built as ``cls(name, spec)`` (the type
-# plugin contract), which has no place for it; a caller that has it passes ``cache_dir``.
-_cache_dir = DEFAULT_CACHE_DIR
+# plugin contract), which has no place for it; a caller that has it passes ``folder``.
+_download_dir = DEFAULT_DOWNLOAD_DIR
 
 
-def set_model_cache_dir(path: Path) -> None:
-    """Root of the local model cache for this process (``EMBEDFLEET_MODEL_CACHE``,
+def set_download_dir(path: Path) -> None:
+    """The download folder of this process (``EMBEDFLEET_DOWNLOAD_DIR``,
     set at worker boot)."""
-    global _cache_dir
-    _cache_dir = Path(path)
+    global _download_dir
+    _download_dir = Path(path)
 
 
-def model_cache_dir() -> Path:
-    """Root of the local model cache."""
-    return _cache_dir.expanduser()
+def download_dir() -> Path:
+    """The download folder: S3 models are fetched under it."""
+    return _download_dir.expanduser()
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -84,20 +85,21 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def cache_key_dir(uri: str, cache_dir: Path | None = None) -> Path:
-    """Folder holding the cached versions of ``uri`` (and its ``.lock``)."""
+def versions_dir(uri: str, folder: Path | None = None) -> Path:
+    """Folder holding the downloaded versions of ``uri`` (and its ``.lock``), under
+    ``folder`` (default: the download folder)."""
     bucket, key = parse_s3_uri(uri)
-    return (cache_dir or model_cache_dir()) / "s3" / bucket / _safe_name(key or "_root")
+    return (folder or download_dir()) / "s3" / bucket / _safe_name(key or "_root")
 
 
-def fetch_s3(uri: str, region: str | None = None, cache_dir: Path | None = None) -> Path:
+def fetch_s3(uri: str, region: str | None = None, folder: Path | None = None) -> Path:
     """Local copy of ``uri``: the file for a file key, the folder for a prefix."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, key = parse_s3_uri(uri)
-    key_dir = cache_key_dir(uri, cache_dir)
+    key_dir = versions_dir(uri, folder)
     # a Session of its own: boto3's shared default session is not thread-safe to build
     client = boto3.session.Session().client(
         "s3", region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 3})
@@ -255,6 +257,6 @@ def describe_error(exc: Any) -> str:
     return f"HTTP {status} {code}: {message}"
 
 
-def newest_cached(uri: str, cache_dir: Path | None = None) -> Path | None:
-    """The newest cached version folder of ``uri``, or None when nothing is cached."""
-    return _newest_version(cache_key_dir(uri, cache_dir))
+def newest_download(uri: str, folder: Path | None = None) -> Path | None:
+    """The newest downloaded version folder of ``uri``, or None when there is none."""
+    return _newest_version(versions_dir(uri, folder))
