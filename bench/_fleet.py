@@ -83,7 +83,9 @@ def machine() -> str:
     except OSError:
         pass
     simd = [
-        f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags
+        f
+        for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+        if f in flags
     ]
     cores = len(os.sched_getaffinity(0))
     return f"{model}, {cores} cores, {' '.join(simd) or 'no AVX2'}"

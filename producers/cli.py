@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -46,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"embedfleet: {problem}", file=sys.stderr)
             return EXIT_USAGE
-        return int(args.func(args) or EXIT_OK)
+        try:
+            return int(args.func(args) or EXIT_OK)
+        finally:
+            # Native objects (pyarrow readers and their thread pools) go while their
+            # libraries still work, not in the interpreter's last teardown, where a
+            # reader's thread aborted the CLI at exit ("terminate called without an
+            # active exception", rc -6) now and then (apache/arrow#34314).
+            gc.collect()
     except JobFailedError as exc:
         print(f"embedfleet: {exc}", file=sys.stderr)
         return EXIT_FAILED

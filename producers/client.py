@@ -145,7 +145,7 @@ class EmbeddingClient:
                 max_texts=max_texts or count,
                 window=plan_window(options.long_text),
             )
-            return dry.for_list(self, model, version, texts, bounds)
+            return dry.for_list(self, model, version, texts, bounds, options)
         if idempotency_key is not None:
             held = idempotency.existing_or_claim(
                 self,

@@ -80,7 +80,7 @@ def submit_dataset(
         plan = dataset_plan.plan_input(
             client, files, field, id_field, chunk_rows, asked, model, plan
         )
-        return dry.for_dataset(client, model, version, plan, dest)
+        return dry.for_dataset(client, model, version, plan, dest, options)
     if idempotency_key is not None:
         held = idempotency.existing_or_claim(
             client,

@@ -11,7 +11,9 @@ would (the same chunks) and estimates:
   fleet's own cost per chunk (``tasks.io.plan.CHUNK_OVERHEAD_S``), spread over the live
   worker threads serving the model (at most one chunk each at a time). No worker has
   measured the model yet: no duration, and the plan says so;
-- output: rows x the model's dimension as float32 (plus the row column of parts).
+- output: rows x the bytes of one vector as the job's options shape it (``dimensions``:
+  the first N; ``quantize``: 1 byte a dimension for int8/uint8, 1 bit for binary/ubinary;
+  else float32), plus the row column of parts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from tasks.contract import catalog
 from tasks.contract.chunking import estimate_tokens, utf8_lengths
+from tasks.contract.options import EmbedOptions
 from tasks.io.plan import CHUNK_OVERHEAD_S
 from tasks.jobs.redis_retry import retry_while_unreachable
 
@@ -80,8 +83,23 @@ class DryRun:
         return "\n".join(lines + [f"note     {n}" for n in self.notes])
 
 
+def vector_bytes(dimension: int, options: EmbedOptions | None = None) -> int:
+    """Bytes of one output vector of a model of ``dimension`` under ``options``."""
+    if options is not None and options.dimensions:
+        dimension = min(dimension, options.dimensions)
+    quantize = options.quantize if options is not None else None
+    if quantize in ("binary", "ubinary"):
+        return math.ceil(dimension / 8)
+    return dimension if quantize in ("int8", "uint8") else dimension * 4
+
+
 def for_list(
-    client: JobClient, model: str, version: str, texts: list[str], bounds: np.ndarray
+    client: JobClient,
+    model: str,
+    version: str,
+    texts: list[str],
+    bounds: np.ndarray,
+    options: EmbedOptions | None = None,
 ) -> DryRun:
     lengths = utf8_lengths(texts)
     tokens = int(estimate_tokens(texts, lengths=lengths).sum())
@@ -97,10 +115,18 @@ def for_list(
         tokens,
         "UTF-8 bytes / 4, every text",
         bytes_per_row=0,
+        options=options,
     )
 
 
-def for_dataset(client: JobClient, model: str, version: str, plan: Plan, output: str) -> DryRun:
+def for_dataset(
+    client: JobClient,
+    model: str,
+    version: str,
+    plan: Plan,
+    output: str,
+    options: EmbedOptions | None = None,
+) -> DryRun:
     from tasks.io.ranges import read_chunk
 
     spec = {
@@ -130,6 +156,7 @@ def for_dataset(client: JobClient, model: str, version: str, plan: Plan, output:
         bytes_per_row=8,  # the int64 row column
         chunk_rows=chunk_rows,
         output=output,
+        options=options,
     )
 
 
@@ -146,6 +173,7 @@ def _estimate(
     bytes_per_row: int,
     chunk_rows: int | None = None,
     output: str | None = None,
+    options: EmbedOptions | None = None,
 ) -> DryRun:
     redis = client.redis
     served = retry_while_unreachable(lambda: catalog.read(redis)).models.get(model)
@@ -165,7 +193,7 @@ def _estimate(
     dimension = served.dimension if served and served.dimension else None
     if dimension is None:
         notes.append(f"the fleet has not published {model}'s dimension yet: output size unknown")
-    out = None if dimension is None else rows * (dimension * 4 + bytes_per_row)
+    out = None if dimension is None else rows * (vector_bytes(dimension, options) + bytes_per_row)
     return DryRun(
         kind, model, version, rows, chunks, size, tokens, tokens_from, threads,
         estimated, out, dimension, chunk_rows, output, notes,

@@ -5,15 +5,12 @@ it; the Redis bytes a job keeps per chunk stay under a bound (docs/DATASETS.md).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from producers import EmbeddingClient
 from tests.plugins import SLOW_ENV
 from tests.support import WorkerProcess, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +37,6 @@ def fleet(redis_server, tmp_path_factory):
     ).wait_ready(client.app)
     yield client, worker
     worker.stop()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def keys_naming(client: EmbeddingClient, job_id: str) -> list[str]:
