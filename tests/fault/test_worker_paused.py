@@ -22,8 +22,8 @@ pytestmark = pytest.mark.fault
 
 
 def test_a_paused_worker_loses_and_duplicates_nothing(make_fleet, tmp_path: Path):
-    # Given two workers, each chunk taking ~3 s, the default visibility timeout
-    fleet = make_fleet({"slow": SLOW}, env={SLOW_ENV: "0.3"}, visibility_s=None, lapse_s=LAPSE_S)
+    # Given two workers, each chunk taking ~1.5 s, the default visibility timeout
+    fleet = make_fleet({"slow": SLOW}, env={SLOW_ENV: "0.15"}, visibility_s=None, lapse_s=LAPSE_S)
     paused, healthy = fleet.worker(), fleet.worker()
     fleet.ready(paused, healthy)
     redis = fleet.redis()
