@@ -159,9 +159,17 @@ def write_job(
 
     A .npy output is a memory map filled as chunks arrive, so a big job never sits in
     memory; other formats are written once the job is gathered. A ``long_text=windows``
-    job writes a row per window (``producers.writers``: the row index beside a .npy).
+    job writes a row per window (``producers.writers``: the row index beside a .npy);
+    a plain job's .npy removes the row index an earlier windows job left beside it, and
+    the line says so.
     """
-    from producers.writers import rows_path, write_embeddings, write_rows
+    from producers.writers import (
+        drop_stale_rows,
+        rows_path,
+        stale_rows_note,
+        write_embeddings,
+        write_rows,
+    )
 
     if path.suffix.lower() != ".npy":
         vectors = job.wait(timeout=timeout, progress=progress, allow_failed=allow_failed)
@@ -184,17 +192,18 @@ def write_job(
         tmp.unlink(missing_ok=True)  # a failed job leaves no half-written output behind
         raise
     count = len(out)
+    rows = (getattr(job, "columns", None) or {}).get("row")
+    removed = drop_stale_rows(path) if rows is None else None  # before the vectors land
     if isinstance(out, np.memmap):
         out.flush()
         del out
         tmp.replace(path)
     else:  # nothing succeeded: nothing was mapped
         np.save(path, out)
-    rows = (getattr(job, "columns", None) or {}).get("row")
     if rows is not None:
         write_rows(path, rows)
         return _wrote(job, path, count) + f" (input row of each in {rows_path(path)})"
-    return _wrote(job, path, count)
+    return _wrote(job, path, count) + stale_rows_note(removed)
 
 
 def _wrote(job: Any, path: Path, count: int) -> str:

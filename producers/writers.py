@@ -8,7 +8,9 @@ dataset parts use too) and ``embedding``, and ``id`` when the input rows had one
 A ``long_text=windows`` job has a vector per window: ``row`` then repeats (a row's windows
 in order) and .parquet/.jsonl rows carry ``window``, ``char_start``, ``char_end``,
 ``tokens`` and ``truncated``; a .npy file gets the row index beside it, ``NAME.rows.npy``
-(m int64: :func:`rows_path`).
+(m int64: :func:`rows_path`). A .npy written without a row index removes a
+``NAME.rows.npy`` an earlier windows job left there (:func:`drop_stale_rows`), so a
+reader never pairs an old row index with new vectors.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from producers.errors import UsageError
+from tasks.contract.logs import event_logger
+
+log = event_logger(__name__)
 
 FORMATS = (".npy", ".parquet", ".jsonl")
 #: The row column of every output (list files and dataset parts alike).
@@ -75,6 +80,27 @@ def write_rows(path: str | Path, rows: np.ndarray) -> Path:
     return target
 
 
+def drop_stale_rows(path: str | Path) -> Path | None:
+    """Remove the row index (:func:`rows_path`) an earlier ``long_text=windows`` job left
+    beside the .npy file ``path``, before a plain job's vectors replace that file: it
+    would name the input row of vectors that are no longer there. Returns the removed
+    path (None when there was none); the caller says so."""
+    stale = rows_path(path)
+    try:
+        stale.unlink()
+    except FileNotFoundError:
+        return None
+    return stale
+
+
+def stale_rows_note(removed: Path | None) -> str:
+    """What the CLI adds to its ``wrote ...`` line when :func:`drop_stale_rows` removed
+    a file ("" when it did not)."""
+    if removed is None:
+        return ""
+    return f" (removed {removed}: the row index of an earlier --long-text windows job)"
+
+
 def write_embeddings(
     path: str | Path,
     vectors: np.ndarray,
@@ -97,6 +123,8 @@ def write_embeddings(
             np.save(fh, _stored(vectors))
         if ROW in columns:
             write_rows(path, columns[ROW])
+        elif removed := drop_stale_rows(path):  # before the new vectors take the name
+            log.warning("event=stale_rows_removed removed=%s output=%s", removed, path)
     elif suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

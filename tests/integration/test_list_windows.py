@@ -188,6 +188,37 @@ def test_the_cli_writes_windows_with_their_row_index(fleet, reference, tmp_path)
     assert table.column("char_end").to_pylist() == [x["char_end"] for x in lines]
 
 
+def test_a_plain_npy_over_a_windows_one_leaves_no_stale_row_index(fleet, tmp_path):
+    _, config, _ = fleet
+    env = {"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    out = tmp_path / "out.npy"
+    stale = tmp_path / "out.rows.npy"
+    texts = [corpus()[-1], "a short text"]
+
+    def submit(*extra: str):
+        done = run_cli(
+            "submit", "--model", MINI, "--text", *texts, "--output", str(out), *extra, env=env
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[0], done.stderr
+
+    # Given out.npy written by a windows job: out.rows.npy beside it
+    windows_id, _ = submit("--long-text", "windows")
+    assert stale.exists()
+    # When a plain job writes out.npy: the row index goes, and stderr says so
+    plain_id, said = submit()
+    assert not stale.exists(), "a row index of the windows job is left beside plain vectors"
+    assert f"removed {stale}" in said
+    assert np.load(out).shape == (2, 384)
+    # and the same through `result`: the windows job's, then the plain job's
+    assert run_cli("result", windows_id, "--output", str(out), env=env).returncode == 0
+    assert np.load(stale).shape[0] == np.load(out).shape[0] > 2
+    done = run_cli("result", plain_id, "--output", str(out), env=env)
+    assert done.returncode == 0, done.stderr
+    assert not stale.exists() and f"removed {stale}" in done.stderr
+    assert np.load(out).shape == (2, 384)
+
+
 def test_windows_and_mean_are_refused_for_a_model_without_a_tokenizer(fleet, tmp_path):
     client, config, _ = fleet
     # the remote model serves plain jobs

@@ -26,17 +26,19 @@ pytestmark = pytest.mark.integration
 
 GB = 1024**3
 MINILM, HASH = "metrics-minilm", "metrics-hash"
+#: The JSON log test's worker serves models of its own: no other worker takes its chunks.
+JSON_MINILM, JSON_HASH = "json-log-minilm", "json-log-hash"
 BUDGET_GB = 4.0  # minilm (3 GB) + hash (2 GB) do not fit: loading hash evicts minilm
 
 
-@pytest.fixture(scope="module")
-def metrics_worker(redis_server, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("metrics")
+def start_worker(folder: Path, minilm: str, plugin: str):
+    """A worker of two models (the real one and the plugin), with its metrics port and
+    JSON log lines."""
     config = write_config(
         folder / "models.json",
         {
-            MINILM: default_entry(preload=False, RAM=3.0),
-            HASH: {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 2.0},
+            minilm: default_entry(preload=False, RAM=3.0),
+            plugin: {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 2.0},
         },
     )
     port = free_port()
@@ -50,8 +52,24 @@ def metrics_worker(redis_server, tmp_path_factory):
 
     client = EmbeddingClient(config_source=str(config))
     proc = WorkerProcess(config, env=env, log_dir=folder).wait_ready(client.app)
-    yield proc, client, config, f"http://127.0.0.1:{port}/metrics"
-    proc.stop()
+    return proc, client, config, f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture(scope="module")
+def metrics_worker(redis_server, tmp_path_factory):
+    """The worker whose counts the metrics test reads: no other test sends it work."""
+    worker = start_worker(tmp_path_factory.mktemp("metrics"), MINILM, HASH)
+    yield worker
+    worker[0].stop()
+
+
+@pytest.fixture
+def fresh_worker(redis_server, tmp_path):
+    """A worker of its own for a test that must see it load a model (the metrics
+    worker's loads depend on which tests ran before)."""
+    worker = start_worker(tmp_path, JSON_MINILM, JSON_HASH)
+    yield worker
+    worker[0].stop()
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -144,9 +162,11 @@ def test_metrics_follow_jobs_loads_and_evictions(metrics_worker, tmp_path):
     assert labels["models"] == f"{HASH},{MINILM}"
 
 
-def test_worker_logs_are_json_lines(metrics_worker):
-    proc, client, _, _ = metrics_worker
-    job = client.submit(["one json line please"], model=HASH)
+def test_worker_logs_are_json_lines(fresh_worker):
+    proc, client, _, _ = fresh_worker
+    # Given a worker that loads the real model for a job, then serves the plugin model
+    client.submit(["the real model loads for this"], model=JSON_MINILM).wait(timeout=300)
+    job = client.submit(["one json line please"], model=JSON_HASH)
     job.wait(timeout=120)
     wait_for(lambda: job.id in proc.log(), 30, "the job's lines in the worker log")
     lines = [line for line in proc.log().splitlines() if line.strip()]
@@ -155,11 +175,11 @@ def test_worker_logs_are_json_lines(metrics_worker):
     assert not [line for line in lines if line.startswith("time=")]
     events = [r for r in records if "event" in r]
     assert {"level", "logger", "time"} <= set(events[0])
-    loaded = [r for r in events if r["event"] == "model_loaded" and r["model"] == MINILM]
+    loaded = [r for r in events if r["event"] == "model_loaded" and r["model"] == JSON_MINILM]
     assert len(loaded) == 1 and isinstance(loaded[0]["seconds"], float)
     chunk = [r for r in events if r["event"] == "chunk_done" and r.get("job") == job.id]
     assert len(chunk) == 1
-    assert (chunk[0]["model"], chunk[0]["texts"]) == (HASH, 1)
+    assert (chunk[0]["model"], chunk[0]["texts"]) == (JSON_HASH, 1)
     assert isinstance(chunk[0]["seconds"], float) and isinstance(chunk[0]["chunk"], int)
     assert any(r["event"] == "metrics_started" for r in events)
     # every event line the worker wrote came with its fields: none is left as text

@@ -158,6 +158,12 @@ def test_a_gateway_restart_mid_batch_loses_nothing(worker, state_dir, fleet_conf
         got = np.asarray(
             [x["response"]["body"]["data"][0]["embedding"] for x in out], dtype=np.float32
         )
-        np.testing.assert_allclose(got, client.embed(texts, model=DEFAULT_MODEL), atol=1e-5)
+        # Each row is its own text's vector. The shared worker runs the default precision
+        # (bf16 on a CPU with AMX or AVX512-BF16), where a vector depends a little on the
+        # chunk it was encoded with (up to 5e-4 a component seen on AMX; fp32: 1e-6):
+        # rows are matched to texts by similarity, then compared within that
+        want = client.embed(texts, model=DEFAULT_MODEL)
+        assert (np.argmax(got @ want.T, axis=1) == np.arange(len(texts))).all()
+        np.testing.assert_allclose(got, want, atol=2e-3)
     finally:
         second.stop()

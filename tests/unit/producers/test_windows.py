@@ -113,3 +113,21 @@ def test_windows_are_written_with_their_row_index(tmp_path, suffix):
         table = pq.read_table(path)
         assert table.column("row").to_pylist() == [0, 0, 1, 2]
         assert table.column("char_end").to_pylist() == [120, 200, 5, 7]
+
+
+def test_a_plain_npy_written_over_a_windows_one_removes_its_stale_row_index(tmp_path, caplog):
+    # Given out.npy written by a windows job, with out.rows.npy beside it
+    out = tmp_path / "out.npy"
+    windows = {"row": np.array([0, 0, 1])}
+    write_embeddings(out, np.zeros((3, 2), np.float32), columns=windows)
+    assert rows_path(out).exists()
+    # When a plain job writes out.npy again
+    with caplog.at_level("WARNING", logger="producers.writers"):
+        write_embeddings(out, np.ones((3, 2), np.float32))
+    # Then no row index is left to pair with the new vectors, and the log says so
+    assert not rows_path(out).exists()
+    assert f"event=stale_rows_removed removed={rows_path(out)}" in caplog.text
+    # and a plain write with no stale file says nothing
+    caplog.clear()
+    write_embeddings(out, np.ones((3, 2), np.float32))
+    assert "stale_rows_removed" not in caplog.text
