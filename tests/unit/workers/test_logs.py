@@ -217,3 +217,27 @@ def test_a_malformed_event_template_is_named(template, args, problem):
     with pytest.raises(ValueError, match=re.escape(problem)) as raised:
         event_fields(template, args)
     assert repr(template) in str(raised.value)
+
+
+def test_json_line_writes_numpy_scalars_as_numbers_and_non_finite_floats_as_null():
+    # Given an event whose values are numpy scalars and non-finite floats
+    import numpy as np
+
+    record = _event(
+        "event=chunk_done rows=%d dim=%d seconds=%.3f ok=%s norm=%s low=%s extra=%s",
+        np.int64(7),
+        np.int32(384),
+        np.float32(0.25),
+        np.bool_(True),
+        np.float64("nan"),
+        float("-inf"),
+        [np.int16(2), float("inf")],
+    )
+    # When it is written as JSON
+    line = JsonFormatter().format(record)
+    # Then the line is strict JSON, numbers are numbers and non-finite values are null
+    doc = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in {line}"))
+    assert (doc["rows"], doc["dim"], doc["seconds"], doc["ok"]) == (7, 384, 0.25, True)
+    assert [type(doc[k]) for k in ("rows", "dim", "seconds", "ok")] == [int, int, float, bool]
+    assert doc["norm"] is None and doc["low"] is None
+    assert doc["extra"] == [2, None]
