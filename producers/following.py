@@ -37,7 +37,8 @@ def say(line: str) -> None:
 def unserved_text(model: str, job_id: str) -> str:
     return (
         f"embedfleet: no live worker serves {model} (none has a heartbeat from the last "
-        f"{catalog.LIVE_S:.0f} s): job {job_id} waits in its queue until one starts "
+        f"{catalog.LIVE_S:.0f} s, or its shorter lapse): job {job_id} waits in its queue "
+        f"until one starts "
         f"(`embedfleet up`, or `embedfleet worker --models {model}`)"
     )
 

@@ -7,10 +7,11 @@ version from the newest publication that names the model, so an ETL machine need
 copy of the fleet's models.json, and a models.json being edited badly never stops
 ``submit`` while the workers still serve the old config.
 
-Each worker refreshes its ``heartbeat`` every :data:`HEARTBEAT_S` seconds and removes
-its field when it stops. Readers merge the publications of live workers (heartbeat
-within :data:`LIVE_S`); when none is live they merge all of them, so a fleet that is
-down for a while still accepts jobs, which wait in their queues.
+Each worker refreshes its ``heartbeat`` every :data:`HEARTBEAT_S` seconds (six times
+in its lapse, when that is shorter) and removes its field when it stops. Readers merge
+the publications of live workers (heartbeat within :data:`LIVE_S`, or the shorter
+``live_s`` the worker published); when none is live they merge all of them, so a fleet
+that is down for a while still accepts jobs, which wait in their queues.
 """
 
 from __future__ import annotations
@@ -31,11 +32,19 @@ HEARTBEAT_S = 5.0
 #: A publication whose heartbeat is older than this (seconds) is from a worker that
 #: stopped without saying so (killed): used only when no live one names the model.
 #: Six beats, the default ``EMBEDFLEET_WORKER_LAPSE_S`` (30 s) after which the fleet
-#: gives a silent worker's chunks to others (``tasks.jobs.reclaim``).
+#: gives a silent worker's chunks to others (``tasks.jobs.reclaim``). A worker whose
+#: lapse is shorter publishes it as its entry's ``live_s`` and beats six times in it.
 LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
 FACT_KEYS = frozenset(
-    {"dimension", "dimensions_supported", "prompts", "default_prompt_name", "windows"}
+    {
+        "dimension",
+        "dimensions_supported",
+        "prompts",
+        "default_prompt_name",
+        "windows",
+        "max_seq_length",
+    }
 )
 
 
@@ -93,14 +102,16 @@ def entry_for(
     costs: Costs | None = None,
     facts: dict[str, dict[str, Any]] | None = None,
     concurrency: int = 1,
+    live_s: float = LIVE_S,
 ) -> dict[str, Any]:
     """The publication of one worker serving ``config`` (``costs``: what its encodes
     cost, per model; ``facts``: per model, what the worker knows beyond the entry, e.g.
     the prompts its folder declares; ``concurrency``: its pool threads, each running one
-    chunk)."""
+    chunk; ``live_s``: seconds its heartbeat counts as fresh, see :func:`is_fresh`)."""
     entry = {
         "worker": worker,
         "concurrency": concurrency,
+        "live_s": live_s,
         "config_hash": config.config_hash,
         "published": time.time(),
         "heartbeat": time.time(),
@@ -127,6 +138,7 @@ def model_facts(spec: ModelSpec) -> dict[str, Any]:
         "dimension": spec.dimension,
         "dimensions_supported": spec.dimensions_supported,
         "default_prompt_name": spec.default_prompt_name,
+        "max_seq_length": spec.max_seq_length,  # the token window, when the entry sets it
     }
     if spec.type != "sentence_transformer":  # else its folder may declare more
         facts["prompts"] = dict(spec.prompts or {})
@@ -150,9 +162,11 @@ def publish(
     costs: Costs | None = None,
     facts: dict[str, dict[str, Any]] | None = None,
     concurrency: int = 1,
+    live_s: float = LIVE_S,
 ) -> None:
-    """Record what ``worker`` serves now (boot, reload; ``facts``: see :func:`entry_for`)."""
-    entry = entry_for(worker, config, served, costs, facts, concurrency)
+    """Record what ``worker`` serves now (boot, reload; ``facts``, ``live_s``: see
+    :func:`entry_for`)."""
+    entry = entry_for(worker, config, served, costs, facts, concurrency, live_s)
     client.hset(CATALOG_KEY, worker, json.dumps(entry))
 
 
@@ -184,6 +198,13 @@ def forget(client: redis.Redis, worker: str) -> None:
     client.hdel(CATALOG_KEY, worker)
 
 
+def is_fresh(entry: dict[str, Any], now: float) -> bool:
+    """True while ``entry``'s heartbeat is younger than the ``live_s`` its worker
+    published (:data:`LIVE_S` for a worker that published none, or a longer one)."""
+    live_s = min(float(entry.get("live_s") or LIVE_S), LIVE_S)
+    return now - float(entry.get("heartbeat", 0)) <= live_s
+
+
 def read(client: redis.Redis, now: float | None = None) -> Catalog:
     """The merged catalog: for each model and alias, the newest publication of a live
     worker wins (of any worker, when none is live)."""
@@ -196,7 +217,7 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
         except (ValueError, TypeError):
             continue  # one unreadable field must not hide the others
     now = time.time() if now is None else now
-    live = [e for e in entries if now - float(e.get("heartbeat", 0)) <= LIVE_S]
+    live = [e for e in entries if is_fresh(e, now)]
     entries = live or entries
     newest_alias: dict[str, float] = {}
     for entry in sorted(entries, key=lambda e: float(e.get("published", 0))):
@@ -243,7 +264,7 @@ def read(client: redis.Redis, now: float | None = None) -> Catalog:
 def live_workers(
     client: redis.Redis, model: str | None = None, now: float | None = None
 ) -> list[str]:
-    """Workers whose heartbeat is fresh (within :data:`LIVE_S`) and, when ``model`` is
+    """Workers whose heartbeat is fresh (:func:`is_fresh`) and, when ``model`` is
     given, that consume its queue. The one answer to "is anyone serving this?" for
     producers, the CLI and the gateway."""
     now = time.time() if now is None else now
@@ -252,7 +273,7 @@ def live_workers(
     for value in raw.values():
         try:
             entry = json.loads(value)
-            fresh = now - float(entry.get("heartbeat", 0)) <= LIVE_S
+            fresh = is_fresh(entry, now)
         except (ValueError, TypeError, AttributeError):
             continue
         if fresh and (model is None or model in (entry.get("served") or [])):
@@ -269,7 +290,7 @@ def live_threads(client: redis.Redis, model: str, now: float | None = None) -> i
     for value in raw.values():
         try:
             entry = json.loads(value)
-            fresh = now - float(entry.get("heartbeat", 0)) <= LIVE_S
+            fresh = is_fresh(entry, now)
             if fresh and model in (entry.get("served") or []):
                 threads += max(1, int(entry.get("concurrency") or 1))
         except (ValueError, TypeError, AttributeError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -158,9 +159,32 @@ class KeyValueFormatter(logging.Formatter):
         return line
 
 
+def _json_value(value: Any) -> Any:
+    """``value`` as strict JSON can hold it: a numpy scalar as its Python number (found by
+    its ``item()``, so this module needs no numpy), a NaN or infinity as null, inside
+    lists, tuples and dicts too; anything else as it is (``default=str`` writes the rest)."""
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (str, int)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+        try:
+            item = value.item()
+        except (ValueError, TypeError):  # an array of more than one value
+            return value
+        if isinstance(item, (bool, int, float, str)):
+            return _json_value(item)
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``time``, ``level``, ``logger``, then the record's fields
-    (an event's) or its ``message`` (any other line), never a parse of the text."""
+    (an event's) or its ``message`` (any other line), never a parse of the text. The line
+    is strict JSON: numpy scalars are written as numbers, NaN and infinities as null."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -178,7 +202,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return json.dumps(_json_value(doc), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def make_formatter(json_lines: bool = False) -> logging.Formatter:

@@ -51,7 +51,9 @@ class Cli:
 
 @pytest.fixture
 def fleet(make_fleet):
-    """A worker serving ``hash-model``; ``idle`` is configured and served by nobody."""
+    """A worker serving ``hash-model``; ``idle`` is configured and served by nobody. The
+    workers' lapse is 3/4 of the fleet's 5 s visibility timeout: a dead one leaves the
+    catalog's live workers that long after its last beat."""
     fleet = make_fleet({"hash-model": HASH, "idle": HASH, "slow": SLOW})
     worker = WorkerProcess(fleet.config, models="hash-model", env=fleet.env, log_dir=fleet.log_dir)
     fleet.workers.append(worker)
@@ -98,6 +100,7 @@ def test_wait_says_when_the_last_worker_serving_the_model_dies(fleet):
         wait_for(lambda: job.status()["state"] == "RUNNING", 60, "the first chunk to start")
         slow.kill()
         # Then `--wait` says no live worker serves it, once its heartbeat has lapsed
+        # (a safety net: the lapse here is 3.75 s, the catalog's default LIVE_S 30 s)
         wait_for(lambda: cli.said("no live worker serves slow"), LIVE_S + 40, "the line")
         # ... and a new worker is noticed, and finishes the job
         back = WorkerProcess(fleet.config, models="slow", env=fleet.env, log_dir=fleet.log_dir)

@@ -1,5 +1,6 @@
 """The gateway while the only worker of a model dies under a request: the SDK gets a 503
-once the worker's heartbeat lapses, not a hang until its own timeout."""
+once the worker's heartbeat lapses (its lapse: 3/4 of the fleet's 5 s visibility timeout
+here, under the catalog's default 30 s), not a hang until its own timeout."""
 
 from __future__ import annotations
 

@@ -45,11 +45,13 @@ def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
     set_runtime(runtime)  # the seed's entry points (workers.cache) reach it there
     celery_app.encoder = runtime.embed  # the chunk tasks encode through this runtime
     worker = Worker(runtime, install_chunk_events(runtime.events))  # signals -> events
-    # Published before the worker consumes, so a producer that sees it ready finds its models.
-    worker.publisher = start_publisher(hostname, client, lambda: runtime, concurrency)
+    # Published before the worker consumes, so a producer that sees it ready finds its
+    # models; fresh in the catalog for at most this worker's lapse.
+    lapse_s = celeryconfig.worker_lapse_s(settings)
+    worker.publisher = start_publisher(hostname, client, lambda: runtime, concurrency, lapse_s)
     # Alive before it takes a chunk (beating at this worker's lapse); gives back the
     # chunks of workers that died.
-    worker.heartbeat = start_heartbeat(client, celeryconfig.worker_lapse_s(settings))
+    worker.heartbeat = start_heartbeat(client, lapse_s)
     worker.reclaimer = Reclaimer(
         client, celery_app.connection_for_write, worker.heartbeat.interval_s
     )

@@ -1,8 +1,9 @@
 """Publishing what this worker serves to the fleet catalog (``tasks.contract.catalog``).
 
 At boot and after every reload the worker writes its config hash, models, versions and
-aliases; a daemon thread refreshes the heartbeat every ``HEARTBEAT_S`` seconds; a clean
-shutdown removes the entry. A Redis that is briefly away costs a missed beat, never the
+aliases; a daemon thread refreshes the heartbeat every ``HEARTBEAT_S`` seconds (six times
+in the worker's lapse, when that is shorter than ``LIVE_S``); a clean shutdown removes
+the entry. A Redis that is briefly away costs a missed beat, never the
 worker: every failure is logged and the next beat tries again.
 """
 
@@ -45,12 +46,14 @@ class Publisher:
         runtime: Callable[[], Runtime],
         interval_s: float,
         concurrency: int = 1,
+        live_s: float = catalog.LIVE_S,
     ) -> None:
         self.worker = worker
         self.concurrency = concurrency
         self.client = client
         self.runtime = runtime
         self.interval_s = interval_s
+        self.live_s = live_s
         self._stop = threading.Event()
 
     def publish(self) -> bool:
@@ -65,6 +68,7 @@ class Publisher:
                 runtime.encode_costs.stats(),
                 worker_facts(runtime.config),
                 self.concurrency,
+                self.live_s,
             )
         except Exception as exc:  # Redis away: the next beat publishes again
             log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))
@@ -101,11 +105,19 @@ class Publisher:
 
 
 def start_publisher(
-    worker: str, client: Any, runtime: Callable[[], Runtime], concurrency: int = 1
+    worker: str,
+    client: Any,
+    runtime: Callable[[], Runtime],
+    concurrency: int = 1,
+    lapse_s: float = catalog.LIVE_S,
 ) -> Publisher:
     """Publish now and keep the heartbeat going in a daemon thread; the worker's boot
-    keeps the :class:`Publisher` (a reload publishes through it, shutdown stops it)."""
-    publisher = Publisher(worker, client, runtime, catalog.HEARTBEAT_S, concurrency)
+    keeps the :class:`Publisher` (a reload publishes through it, shutdown stops it).
+    ``lapse_s``: the worker's lapse; under :data:`catalog.LIVE_S` the entry says so
+    (``live_s``) and beats six times in it, so readers see a dead worker as soon."""
+    live_s = min(lapse_s, catalog.LIVE_S)
+    interval_s = catalog.HEARTBEAT_S * live_s / catalog.LIVE_S
+    publisher = Publisher(worker, client, runtime, interval_s, concurrency, live_s)
     publisher.publish()
     threading.Thread(target=publisher.run, name="embedfleet-catalog", daemon=True).start()
     return publisher

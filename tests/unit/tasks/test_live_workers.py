@@ -31,3 +31,38 @@ def test_only_fresh_workers_serving_the_model_count() -> None:
     assert catalog.live_workers(fake, now=now) == ["w1", "w3"]  # type: ignore[arg-type]
     assert catalog.live_workers(fake, "a", now=now) == ["w1"]  # type: ignore[arg-type]
     assert catalog.live_workers(fake, "c", now=now) == []  # type: ignore[arg-type]
+
+
+def test_a_worker_with_a_shorter_lapse_is_fresh_for_its_own_live_s() -> None:
+    now = 1_000.0
+    fake = _Hash(
+        {
+            # published live_s=10: dead 11 s after its last beat, alive 9 s after
+            "short-dead": {
+                "worker": "short-dead",
+                "heartbeat": now - 11,
+                "live_s": 10.0,
+                "served": ["a"],
+                "concurrency": 2,
+            },
+            "short-live": {
+                "worker": "short-live",
+                "heartbeat": now - 9,
+                "live_s": 10.0,
+                "served": ["a"],
+                "concurrency": 3,
+            },
+            # none published, or a longer one: LIVE_S holds
+            "old": {"worker": "old", "heartbeat": now - catalog.LIVE_S + 1, "served": ["a"]},
+            "long": {
+                "worker": "long",
+                "heartbeat": now - catalog.LIVE_S - 1,
+                "live_s": 300,
+                "served": ["a"],
+            },
+        }
+    )
+    assert catalog.live_workers(fake, "a", now=now) == ["old", "short-live"]  # type: ignore[arg-type]
+    assert catalog.live_threads(fake, "a", now=now) == 4  # type: ignore[arg-type]
+    assert catalog.is_fresh({"heartbeat": now - 11, "live_s": 10}, now) is False
+    assert catalog.is_fresh({"heartbeat": now - 11}, now) is True

@@ -240,3 +240,27 @@ def test_an_event_value_from_the_wire_cannot_start_a_line_or_split_a_pair():
         'job=victim" chunk=3 seconds=1.235'
     )
     assert lines[1].endswith("event=fetched path=\"/tmp/my models/a\" reason='make room for b'")
+
+
+def test_json_line_writes_numpy_scalars_as_numbers_and_non_finite_floats_as_null():
+    # Given an event whose values are numpy scalars and non-finite floats
+    import numpy as np
+
+    record = _event(
+        "event=chunk_done rows=%d dim=%d seconds=%.3f ok=%s norm=%s low=%s extra=%s",
+        np.int64(7),
+        np.int32(384),
+        np.float32(0.25),
+        np.bool_(True),
+        np.float64("nan"),
+        float("-inf"),
+        [np.int16(2), float("inf")],
+    )
+    # When it is written as JSON
+    line = JsonFormatter().format(record)
+    # Then the line is strict JSON, numbers are numbers and non-finite values are null
+    doc = json.loads(line, parse_constant=lambda name: pytest.fail(f"bare {name} in {line}"))
+    assert (doc["rows"], doc["dim"], doc["seconds"], doc["ok"]) == (7, 384, 0.25, True)
+    assert [type(doc[k]) for k in ("rows", "dim", "seconds", "ok")] == [int, int, float, bool]
+    assert doc["norm"] is None and doc["low"] is None
+    assert doc["extra"] == [2, None]
