@@ -37,7 +37,14 @@ HEARTBEAT_S = 5.0
 LIVE_S = 6 * HEARTBEAT_S
 #: Keys of a model's entry that :attr:`FleetModel.facts` keeps.
 FACT_KEYS = frozenset(
-    {"dimension", "dimensions_supported", "prompts", "default_prompt_name", "windows"}
+    {
+        "dimension",
+        "dimensions_supported",
+        "prompts",
+        "default_prompt_name",
+        "windows",
+        "max_seq_length",
+    }
 )
 
 
@@ -131,6 +138,7 @@ def model_facts(spec: ModelSpec) -> dict[str, Any]:
         "dimension": spec.dimension,
         "dimensions_supported": spec.dimensions_supported,
         "default_prompt_name": spec.default_prompt_name,
+        "max_seq_length": spec.max_seq_length,  # the token window, when the entry sets it
     }
     if spec.type != "sentence_transformer":  # else its folder may declare more
         facts["prompts"] = dict(spec.prompts or {})

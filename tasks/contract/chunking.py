@@ -57,6 +57,30 @@ def estimate_tokens(
     return np.minimum(est, window)
 
 
+def estimate_windows(
+    texts: list[str],
+    window: int = DEFAULT_WINDOW,
+    overlap: int = 32,
+    lengths: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(windows, tokens)`` of each text under ``long_text=windows|mean``, estimated from
+    UTF-8 bytes as :func:`estimate_tokens` does (no tokenizer here), by the worker's rule
+    (``workers.models.tokenizing.window_spans``, issue 23 item 5): ``L`` = ``window``
+    less the special tokens; a text of ``n`` word pieces is one window when ``n <= L``,
+    else ``1 + ceil((n - L) / (L - overlap))`` windows. Every window is encoded, so its
+    tokens are the ``n`` pieces, the ``overlap`` pieces each later window repeats, and
+    the special tokens of each window. (A prompt, which shortens ``L`` and goes before
+    every window, is not counted: the producer does not know every model's prompts.)"""
+    lengths = utf8_lengths(texts) if lengths is None else lengths
+    pieces = np.ceil(lengths / BYTES_PER_TOKEN).astype(np.int64)
+    length = max(1, window - SPECIAL_TOKENS)
+    step = max(1, length - overlap)  # overlap >= L is refused by the worker
+    longer = np.maximum(pieces - length, 0)
+    windows = 1 + -(-longer // step)
+    tokens = pieces + (windows - 1) * (length - step) + SPECIAL_TOKENS * windows
+    return windows, tokens
+
+
 def budget_for(seconds_per_text: float | None, job_texts: int | None = None) -> tuple[int, int]:
     """``(max_tokens, max_texts)`` for a model that encodes a text in ``seconds_per_text``
     (as its workers measured it; None when unknown), for a job of ``job_texts`` texts.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -103,6 +104,35 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def event_text(template: str, args: tuple[Any, ...]) -> str:
+    """An event line's logfmt text: each value formatted by its placeholder, quoted when
+    it holds a space, quote, equals sign or line break (a job id or path from the wire
+    cannot start a forged line or split a pair); ``%r`` values stay as ``repr`` wrote
+    them (never a raw line break)."""
+    given = iter(args)
+    out = []
+    for token in template.split(" "):
+        key, _, value = token.partition("=")
+        if value.startswith("%"):
+            value = value % (next(given),)
+            if not token.endswith("r") or "\n" in value or "\r" in value:
+                value = _quote(value)
+        out.append(f"{key}={value}")
+    return " ".join(out)
+
+
+def _event_message(record: logging.LogRecord) -> str:
+    """The text of an event record: rebuilt with quoting from its template and values
+    when it has them; as given otherwise."""
+    if isinstance(record.msg, str) and isinstance(record.args, tuple):
+        try:
+            event_template(record.msg)
+            return event_text(record.msg, record.args)
+        except (ValueError, TypeError, StopIteration):
+            pass
+    return record.getMessage()
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
     return f"{stamp}.{int(record.msecs):03d}{time.strftime('%z', time.localtime(record.created))}"
@@ -118,18 +148,43 @@ class KeyValueFormatter(logging.Formatter):
     """``time=... level=INFO logger=workers.memory.model_cache event=model_loaded model=m seconds=1.20``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         head = f"time={_timestamp(record)} level={record.levelname} logger={record.name}"
-        body = message if _fields(record) is not None else f"msg={_quote(message)}"
+        if _fields(record) is not None:
+            body = _event_message(record)
+        else:
+            body = f"msg={_quote(record.getMessage())}"
         line = f"{head} {body}"
         if record.exc_info:
             line += f" exc={_quote(self.formatException(record.exc_info))}"
         return line
 
 
+def _json_value(value: Any) -> Any:
+    """``value`` as strict JSON can hold it: a numpy scalar as its Python number (found by
+    its ``item()``, so this module needs no numpy), a NaN or infinity as null, inside
+    lists, tuples and dicts too; anything else as it is (``default=str`` writes the rest)."""
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (str, int)) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if type(value).__module__ == "numpy" and callable(getattr(value, "item", None)):
+        try:
+            item = value.item()
+        except (ValueError, TypeError):  # an array of more than one value
+            return value
+        if isinstance(item, (bool, int, float, str)):
+            return _json_value(item)
+    return value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``time``, ``level``, ``logger``, then the record's fields
-    (an event's) or its ``message`` (any other line), never a parse of the text."""
+    (an event's) or its ``message`` (any other line), never a parse of the text. The line
+    is strict JSON: numpy scalars are written as numbers, NaN and infinities as null."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -147,7 +202,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return json.dumps(_json_value(doc), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def make_formatter(json_lines: bool = False) -> logging.Formatter:

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from tasks.contract import catalog
+from tasks.contract.chunking import estimate_windows
 from tasks.io.plan import CHUNK_OVERHEAD_S
 from tasks.io.readers import read_texts
 from tests.support import DEFAULT_MODEL, SAMPLE, run_cli
@@ -41,7 +42,15 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
     before = fleet_keys(client)
 
     # When a list job and a dataset job are dry-run (Python and CLI)
-    plan = client.submit(measured, DEFAULT_MODEL, dry_run=True)
+    def steady_plan():
+        """A dry run made while the published cost stood still (a heartbeat may publish
+        the warm-up's cost while it runs), with the cost it read."""
+        cost = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token
+        made = client.submit(measured, DEFAULT_MODEL, dry_run=True)
+        same = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token == cost
+        return (made, cost) if same else None
+
+    plan, spt = wait_for(steady_plan, 3 * catalog.HEARTBEAT_S, "a steady published cost")
     source = tmp_path / "rows.txt"
     source.write_text("".join(t.replace("\n", " ") + "\n" for t in measured))
     dataset = client.submit_dataset(
@@ -67,7 +76,6 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
     # And the estimate is the fleet's published cost of a token times the job's tokens,
     # spread over the live threads (how close that comes to a real run, which a test
     # cannot time on a shared machine: bench/dry_run.py)
-    spt = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token
     parallel = max(1, min(plan.threads, plan.chunks))
     work = plan.tokens * spt + plan.chunks * CHUNK_OVERHEAD_S
     assert plan.estimated_s == pytest.approx(work / parallel, abs=0.01)
@@ -84,3 +92,37 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
             measured, DEFAULT_MODEL, dry_run=True, dimensions=dimensions, quantize=quantize
         )
         assert got.output_bytes == size, (dimensions, quantize, got.output_bytes)
+
+
+def test_a_windows_dry_run_counts_every_window(client, worker, tmp_path):
+    # Given texts of several windows each (the sample's descriptions joined) and short ones
+    sample = read_texts(str(SAMPLE), None)
+    texts = [" ".join(sample[i : i + 12]).replace("\n", " ") for i in range(0, 120, 12)]
+    texts += sample[200:210]
+    windows, _ = estimate_windows(texts)  # 256 tokens, 32 overlap: the model's defaults
+    assert windows.max() > 1
+    source = tmp_path / "rows.txt"
+    source.write_text("".join(t.replace("\n", " ") + "\n" for t in texts))
+    # When the same job is dry-run truncated, as windows and as the mean of windows
+    plain = client.submit(texts, DEFAULT_MODEL, dry_run=True)
+    split = client.submit(texts, DEFAULT_MODEL, dry_run=True, long_text="windows")
+    mean = client.submit(texts, DEFAULT_MODEL, dry_run=True, long_text="mean")
+    dataset = client.submit_dataset(
+        str(source), DEFAULT_MODEL, str(tmp_path / "o") + "/", dry_run=True, long_text="windows"
+    )
+    shown = run_cli(
+        "submit", "--model", DEFAULT_MODEL, "--input", str(source), "--dry-run",
+        "--long-text", "windows", "--window-overlap", "64",
+    )  # fmt: skip
+    # Then every window's tokens count, and windows give an output row each
+    assert split.tokens == mean.tokens > plain.tokens
+    assert (plain.output_rows, mean.output_rows) == (20, 20)
+    assert split.rows == 20 and split.output_rows == int(windows.sum()) > 20
+    assert split.output_bytes == split.output_rows * (384 * 4 + 8)
+    assert mean.output_bytes == plain.output_bytes == 20 * 384 * 4
+    # (a dataset job's from a sample of its chunks, scaled to its rows)
+    assert dataset.rows == 20 and dataset.output_rows > 20 and dataset.tokens > plain.tokens
+    assert any("the producer has no tokenizer" in n for n in split.notes)
+    assert shown.returncode == 0, shown.stderr
+    assert "output rows: one a window" in shown.stdout
+    assert "windows of 256 tokens overlapping by 64" in shown.stdout

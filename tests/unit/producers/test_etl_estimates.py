@@ -11,6 +11,7 @@ import pytest
 
 from producers import dry_run
 from tasks.contract import catalog
+from tasks.contract.options import EmbedOptions
 from tasks.contract.spec import parse_model_config
 from tasks.io.plan import (
     CHUNK_OVERHEAD_S,
@@ -109,3 +110,71 @@ def test_eta_follows_the_rate_kept_since_the_job_started():
     assert eta_s(1000, 250, started=100.0, state="RUNNING", now=110.0) == 30.0
     assert eta_s(1000, 0, started=100.0, state="RUNNING", now=110.0) is None
     assert eta_s(1000, 1000, started=100.0, state="SUCCESS", now=110.0) is None
+
+
+def test_windows_and_mean_estimate_every_window_s_tokens_and_windows_rows():
+    client = _Hash()
+    costs = EncodeCosts()
+    costs.record("m", 10, 0.12, tokens=120, dimension=8)  # 1 ms a token
+    catalog.publish(client, "w1", CONFIG, ["m"], costs.stats(), concurrency=1)
+    # 4,000 bytes: ~1,000 word pieces; windows of L = 256 - 2 pieces every 254 - 32:
+    # 1 + ceil((1000 - 254) / 222) = 5 windows, the pieces once plus 4 overlaps of 32,
+    # plus [CLS] and [SEP] in each window. A short text is one window, as under truncate.
+    texts = ["x" * 4000, "y" * 38]
+    bounds = np.array([0, 1, 2])
+    long_tokens, windows = 1000 + 4 * 32 + 5 * 2, 5
+    truncate = dry_run.for_list(_Client(client), "m", "v1", texts, bounds)
+    assert (truncate.tokens, truncate.output_rows) == (256 + 12, 2)
+    for mode in ("windows", "mean"):
+        plan = dry_run.for_list(
+            _Client(client), "m", "v1", texts, bounds, EmbedOptions(long_text=mode)
+        )
+        assert plan.tokens == long_tokens + 12
+        assert plan.estimated_s == pytest.approx((long_tokens + 12) * 0.001 + 2 * CHUNK_OVERHEAD_S)
+        rows = windows + 1 if mode == "windows" else 2
+        assert (plan.rows, plan.output_rows) == (2, rows)
+        assert plan.output_bytes == rows * (8 * 4 + (8 if mode == "windows" else 0))
+        assert any("no tokenizer" in n and "overlapping by 32" in n for n in plan.notes)
+    assert (
+        "(~6 output rows: one a window)"
+        in dry_run.for_list(
+            _Client(client), "m", "v1", texts, bounds, EmbedOptions(long_text="windows")
+        ).text()
+    )
+    # another overlap: 1 + ceil(746 / 254) windows
+    no_overlap = EmbedOptions(long_text="windows", window_overlap=0)
+    plan = dry_run.for_list(_Client(client), "m", "v1", texts, bounds, no_overlap)
+    assert plan.output_rows == 4 + 1 and plan.tokens == 1000 + 4 * 2 + 12
+    # a model whose entry sets its window: L = 128 - 2, 1 + ceil((1000 - 126) / 126)
+    entry = {"type": "tests.plugins:HashModel", "model_path": "-", "RAM": 0.01}
+    narrow = parse_model_config({"m": {**entry, "max_seq_length": 128}})
+    catalog.publish(client, "w1", narrow, ["m"], costs.stats(), concurrency=1)
+    plan = dry_run.for_list(_Client(client), "m", "v1", texts, bounds, no_overlap)
+    assert plan.output_rows == 8 + 1
+    assert any("windows of 128 tokens" in n for n in plan.notes)
+
+
+def test_the_window_estimate_follows_the_workers_window_rule():
+    """The producer's estimate against the worker's own cutting
+    (``workers.models.tokenizing.window_spans``) with a tokenizer whose word pieces are
+    4 bytes, as the estimate assumes."""
+    from tasks.contract.chunking import estimate_windows
+    from workers.models.tokenizing import window_spans
+
+    class FourBytePieces:
+        def num_special_tokens_to_add(self, pair=False):
+            return 2
+
+        def __call__(self, texts, **_):
+            if isinstance(texts, str):
+                texts = [texts]
+            spans = [[(i, min(i + 4, len(t))) for i in range(0, len(t), 4)] for t in texts]
+            return {"offset_mapping": spans, "input_ids": spans}
+
+    texts = ["a" * n for n in (0, 3, 1016, 1017, 1900, 4000, 10_001)]
+    for window, overlap in ((256, 32), (128, 0), (512, 100)):
+        spans = window_spans(FourBytePieces(), texts, "", window, overlap, "m")
+        counts, tokens = estimate_windows(texts, window, overlap)
+        assert counts.tolist() == [len(s) for s in spans]
+        pieces = [sum(-(-(b - a) // 4) for a, b in s) for s in spans]
+        assert tokens.tolist() == [p + 2 * len(s) for p, s in zip(pieces, spans, strict=True)]
