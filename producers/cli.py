@@ -35,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     from tasks.contract.logs import configure_logging
+    from tasks.contract.renames import Notice, log_notices
     from tasks.contract.settings import load_settings, use_settings
 
     try:
         # Every EMBEDFLEET_* variable, read and checked once: a bad one is exit 2 here.
-        args.settings = use_settings(load_settings())  # this process's, handed down
+        notices: list[Notice] = []  # its warnings, logged once logging is configured
+        args.settings = use_settings(load_settings(notices=notices))  # this process's
         configure_logging(args.settings.log_level, json_lines=args.settings.log_json)
+        log_notices(notices)
         from celeryconfig import url_problem
 
         problem = url_problem(args.settings.redis_url)

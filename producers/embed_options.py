@@ -108,7 +108,7 @@ def add_arguments(parser: Any) -> None:
         "--window-overlap",
         type=int,
         help=f"tokens neighbouring windows share under --long-text mean/windows "
-        f"(default {DEFAULT_WINDOW_OVERLAP})",
+        f"(default {DEFAULT_WINDOW_OVERLAP}; at most half the model's window)",
     )
 
 

@@ -104,6 +104,35 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def event_text(template: str, args: tuple[Any, ...]) -> str:
+    """An event line's logfmt text: each value formatted by its placeholder, quoted when
+    it holds a space, quote, equals sign or line break (a job id or path from the wire
+    cannot start a forged line or split a pair); ``%r`` values stay as ``repr`` wrote
+    them (never a raw line break)."""
+    given = iter(args)
+    out = []
+    for token in template.split(" "):
+        key, _, value = token.partition("=")
+        if value.startswith("%"):
+            value = value % (next(given),)
+            if not token.endswith("r") or "\n" in value or "\r" in value:
+                value = _quote(value)
+        out.append(f"{key}={value}")
+    return " ".join(out)
+
+
+def _event_message(record: logging.LogRecord) -> str:
+    """The text of an event record: rebuilt with quoting from its template and values
+    when it has them; as given otherwise."""
+    if isinstance(record.msg, str) and isinstance(record.args, tuple):
+        try:
+            event_template(record.msg)
+            return event_text(record.msg, record.args)
+        except (ValueError, TypeError, StopIteration):
+            pass
+    return record.getMessage()
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
     return f"{stamp}.{int(record.msecs):03d}{time.strftime('%z', time.localtime(record.created))}"
@@ -119,9 +148,11 @@ class KeyValueFormatter(logging.Formatter):
     """``time=... level=INFO logger=workers.memory.model_cache event=model_loaded model=m seconds=1.20``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
         head = f"time={_timestamp(record)} level={record.levelname} logger={record.name}"
-        body = message if _fields(record) is not None else f"msg={_quote(message)}"
+        if _fields(record) is not None:
+            body = _event_message(record)
+        else:
+            body = f"msg={_quote(record.getMessage())}"
         line = f"{head} {body}"
         if record.exc_info:
             line += f" exc={_quote(self.formatException(record.exc_info))}"

@@ -113,6 +113,11 @@ class EmbedOptions:
             raise InvalidRequest(
                 f"options.window_overlap must be a whole number of tokens >= 0, got {overlap!r}"
             )
+        if overlap is not None and long_text in (None, "truncate"):
+            raise InvalidRequest(
+                f"options.window_overlap={overlap} needs long_text=mean or windows (a "
+                f"truncated text has one window)"
+            )
         return cls(
             prompt_name=prompt_name,
             prompt=prompt,

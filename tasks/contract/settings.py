@@ -16,15 +16,13 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tasks.contract.errors import ConfigError
-from tasks.contract.logs import event_logger
-
-log = event_logger(__name__)
+from tasks.contract.renames import DEPRECATED, Notice, log_notices, moved_to_fields, renamed
 
 PREFIX = "EMBEDFLEET_"
 MIB = 1024 * 1024
@@ -175,6 +173,24 @@ class Settings(BaseSettings):
         # itself, so a test's mapping is honoured exactly and nothing else is read.
         return (init_settings,)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keywords(cls, values: Any) -> Any:
+        """``Settings(model_cache=...)``, the download folder's deprecated keyword, sets
+        ``download_dir`` (which wins when both are given), with a DeprecationWarning."""
+        if isinstance(values, dict):
+            values = renamed(values)
+        return values
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update``'s fields (unchecked, as pydantic's); the deprecated
+        ``model_cache`` sets ``download_dir`` here too, with a DeprecationWarning."""
+        if update:
+            update = renamed(dict(update))
+            if isinstance(update.get("download_dir"), (str, Path)):
+                update["download_dir"] = Path(update["download_dir"]).expanduser()
+        return super().model_copy(update=update, deep=deep)
+
     @field_validator("redis_tls_cert_reqs", "eviction_policy", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -218,8 +234,6 @@ class Settings(BaseSettings):
 
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
-#: Old variable -> the field it still sets, when the field's own variable is unset.
-DEPRECATED = {PREFIX + "MODEL_CACHE": "download_dir"}
 #: Variables whose value an error never shows.
 _SECRETS = {PREFIX + "JOB_KEY"}
 
@@ -235,32 +249,29 @@ def env_names() -> list[str]:
     return sorted([*(env_name(field) for field in Settings.model_fields), *DEPRECATED])
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None, notices: list[Notice] | None = None
+) -> Settings:
     """The settings ``environ`` (default ``os.environ``) gives; :class:`ConfigError`
-    of one line naming the variable for a bad value."""
+    of one line naming the variable for a bad value.
+
+    Its warnings (a deprecated variable) are logged now, or, given a ``notices`` list,
+    added to it: an entry point reads its settings before it configures logging, then
+    hands them to :func:`log_notices`, so they come out in the configured format."""
     env = os.environ if environ is None else environ
     values = {
         name: env[name] for name in env_names() if name in env and str(env[name]).strip() != ""
     }
-    _deprecated(values)
+    found: list[Notice] = []
+    moved_to_fields(values, found, env_name)
+    if notices is None:
+        log_notices(found)
+    else:
+        notices.extend(found)
     try:
         return Settings(**_by_field(values))
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, values)) from None
-
-
-def _deprecated(values: dict[str, str]) -> None:
-    """Move each deprecated variable's value in ``values`` to its field's variable
-    (which wins when both are set), saying so in a warning."""
-    for old, field in DEPRECATED.items():
-        if old not in values:
-            continue
-        value, new = values.pop(old), env_name(field)
-        if new in values:
-            log.warning("event=deprecated_variable name=%s ignored_for=%s", old, new)
-        else:
-            log.warning("event=deprecated_variable name=%s use=%s", old, new)
-            values[new] = value
 
 
 def _by_field(values: dict[str, str]) -> dict[str, Any]:

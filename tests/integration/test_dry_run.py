@@ -42,7 +42,15 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
     before = fleet_keys(client)
 
     # When a list job and a dataset job are dry-run (Python and CLI)
-    plan = client.submit(measured, DEFAULT_MODEL, dry_run=True)
+    def steady_plan():
+        """A dry run made while the published cost stood still (a heartbeat may publish
+        the warm-up's cost while it runs), with the cost it read."""
+        cost = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token
+        made = client.submit(measured, DEFAULT_MODEL, dry_run=True)
+        same = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token == cost
+        return (made, cost) if same else None
+
+    plan, spt = wait_for(steady_plan, 3 * catalog.HEARTBEAT_S, "a steady published cost")
     source = tmp_path / "rows.txt"
     source.write_text("".join(t.replace("\n", " ") + "\n" for t in measured))
     dataset = client.submit_dataset(
@@ -68,7 +76,6 @@ def test_dry_run_queues_nothing_and_its_estimate_holds(client, worker, tmp_path)
     # And the estimate is the fleet's published cost of a token times the job's tokens,
     # spread over the live threads (how close that comes to a real run, which a test
     # cannot time on a shared machine: bench/dry_run.py)
-    spt = catalog.read(client.redis).models[DEFAULT_MODEL].seconds_per_token
     parallel = max(1, min(plan.threads, plan.chunks))
     work = plan.tokens * spt + plan.chunks * CHUNK_OVERHEAD_S
     assert plan.estimated_s == pytest.approx(work / parallel, abs=0.01)

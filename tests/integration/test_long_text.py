@@ -157,10 +157,19 @@ def test_the_cli_and_a_dataset_job_take_long_text_and_overlap(fleet, reference, 
     np.testing.assert_allclose(vectors, want, atol=1e-5)
 
 
-def test_an_overlap_as_large_as_the_window_is_refused(fleet):
+def test_an_overlap_over_half_the_window_is_refused(fleet):
+    # (an overlap of L - 1 would encode a text of n word pieces as n - L + 1 windows)
     client, _ = fleet
-    job = client.submit(["a text"], model=MINI, long_text="mean", window_overlap=PIECES)
-    with pytest.raises(JobFailedError, match="window_overlap=254 must be smaller than model"):
+    half = PIECES // 2
+    assert client.submit(["a text"], model=MINI, long_text="mean", window_overlap=half).wait(
+        timeout=300
+    ).shape == (1, 384)
+    job = client.submit(["a text"], model=MINI, long_text="mean", window_overlap=half + 1)
+    with pytest.raises(
+        JobFailedError,
+        match=f"window_overlap={half + 1} is more than half the window of model '{MINI}': "
+        f"at most {half} of its {PIECES} word pieces",
+    ):
         job.wait(timeout=300)
 
 

@@ -131,7 +131,8 @@ def load_measured(
     name: str, spec: ModelSpec, factory: Factory, rss: Callable[[], float]
 ) -> tuple[CachedModel, float, float]:
     """Build ``name`` and warm it up; returns (entry leased once, RSS before, RSS after)."""
-    before = rss()
+    release_memory()  # both readings after a release: freed heap kept from before the
+    before = rss()  # load, given back before the second, would shrink the growth
     started = time.perf_counter()
     model = factory(name, spec)
     try:

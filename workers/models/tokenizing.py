@@ -100,7 +100,7 @@ def window_spans(
     text) when ``n <= L``, else ``1 + ceil((n - L) / (L - overlap))`` windows of ``L``
     word pieces starting every ``L - overlap`` pieces (the last may be shorter), each
     the text between its first piece's start and its last piece's end (tokenizer
-    offsets). :class:`InvalidRequest` when ``overlap >= L``.
+    offsets). :class:`InvalidRequest` when ``overlap > L // 2``.
     """
     from tasks.contract.errors import InvalidRequest
 
@@ -111,10 +111,13 @@ def window_spans(
         else 0
     )
     length = window - specials - prompt_pieces
-    if overlap >= length:
+    if overlap > length // 2:
+        # at most half: every word piece is then encoded at most twice (an overlap of
+        # L - 1 would encode a text of n pieces as n - L + 1 windows of L)
         raise InvalidRequest(
-            f"window_overlap={overlap} must be smaller than model {model!r}'s window of "
-            f"{max(length, 0)} word pieces (its {window} tokens less special tokens and prompt)"
+            f"window_overlap={overlap} is more than half the window of model {model!r}: "
+            f"at most {max(length // 2, 0)} of its {max(length, 0)} word pieces (its {window} "
+            f"tokens less special tokens and the prompt)"
         )
     if not texts:
         return []

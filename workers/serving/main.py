@@ -30,12 +30,14 @@ def run_worker(
     ``settings`` are the ones the CLI checked (default: read now); they become this
     process's settings, which the worker's boot takes from its app, with ``--models`` as
     ``EMBEDFLEET_WORKER_MODELS``."""
+    from tasks.contract.renames import Notice, log_notices
     from tasks.contract.settings import load_settings, use_settings
     from workers.config.loader import DEFAULT_SOURCE, load_model_config
     from workers.config.preflight import set_aside
     from workers.serving.selection import SELECTION_ENV, selected_models
 
-    settings = use_settings(settings or load_settings())  # this process's, from here on
+    notices: list[Notice] = []  # the settings' warnings, logged once logging is configured
+    settings = use_settings(settings or load_settings(notices=notices))  # this process's
     # the same checks as a reload's
     config = set_aside(load_model_config(settings.config_source or DEFAULT_SOURCE))
     wanted = selected_models(models)
@@ -66,6 +68,7 @@ def run_worker(
     use_settings(settings.model_copy(update={"worker_models": models}))  # the boot's
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(loglevel, settings.log_json)
+    log_notices(notices)
     import workers.serving.boot  # noqa: F401  (the worker's boot: runtime, encoder, threads)
     from tasks.app import app
 

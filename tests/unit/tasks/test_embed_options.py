@@ -128,3 +128,10 @@ def test_long_text_windows_or_mean_is_refused_for_a_model_that_cannot_cut_window
     check_for_model(EmbedOptions(), "remote", facts)  # truncate is fine
     check_for_model(EmbedOptions(long_text="windows"), "m", {"windows": True})
     check_for_model(EmbedOptions(long_text="windows"), "m", {})  # unknown: the worker checks
+
+
+def test_a_window_overlap_without_windows_is_refused_naming_both() -> None:
+    for long_text in (None, "truncate"):
+        with pytest.raises(UsageError, match="window_overlap=16 needs long_text=mean or windows"):
+            EmbedOptions.from_user(long_text=long_text, window_overlap=16)
+    assert EmbedOptions.from_user(long_text="windows", window_overlap=16).overlap == 16

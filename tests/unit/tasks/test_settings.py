@@ -67,6 +67,25 @@ def test_the_download_folder_is_set_by_its_new_name_and_its_deprecated_one(tmp_p
     assert load_settings({}).download_dir == Path("~/.cache/embedfleet/models").expanduser()
 
 
+def test_the_old_download_folder_keyword_still_sets_the_folder(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    # Given the deprecated keyword, to the constructor and to model_copy
+    with pytest.deprecated_call(match="'model_cache' is deprecated, use 'download_dir'"):
+        made = Settings(model_cache=str(old))
+    with pytest.deprecated_call(match="'model_cache' is deprecated"):
+        copied = load_settings({}).model_copy(update={"model_cache": str(new)})
+    # Then each sets the download folder, as a Path
+    assert made.download_dir == old and made.model_cache == old
+    assert copied.download_dir == new and copied.model_cache == new
+    # and the new keyword wins when both are given
+    with pytest.deprecated_call():
+        both = Settings(model_cache=str(old), download_dir=str(new))
+    assert both.download_dir == new
+    with pytest.deprecated_call():
+        both = made.model_copy(update={"model_cache": str(old), "download_dir": new})
+    assert both.download_dir == new
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_a_bad_value_is_one_line_naming_the_variable(name):
     with pytest.raises(ConfigError) as caught:

@@ -326,3 +326,39 @@ def test_a_model_held_outside_the_cache_is_reported(caplog):
         cache.unload("a")
     assert "event=model_still_referenced model=a" in caplog.text
     assert kept.closed
+
+
+class _Holds64MB(BaseEmbeddingModel):
+    """A model whose weights are 64 MB of touched pages (its RSS growth is its size)."""
+
+    def __init__(self, name, spec):
+        self.name, self.spec = name, spec
+        self.weights = np.ones(64 * 2**20 // 8)
+
+    def encode(self, sentences):
+        return np.zeros((len(sentences), 4), dtype=np.float32)
+
+    def held_bytes(self):
+        return {"objects": 1024}  # says little: the RSS growth must carry the figure
+
+    def close(self):
+        self.weights = None
+
+
+def test_freed_heap_from_before_a_load_does_not_shrink_its_measured_growth():
+    from workers.memory.loading import load_measured
+    from workers.memory.readings import rss_gb
+
+    spec = parse_model_config(
+        {"m": {"type": "tests.plugins:HashModel", "model_path": "-", "RAM": 0.1}}
+    )["m"]
+    # Given a heap that earlier work freed but kept (1 KB blocks: malloc, not pymalloc;
+    # a block still held above them, so free() cannot trim the top of the heap)
+    blocks = [bytes(1024) for _ in range(200_000)]
+    held = bytes(1024)
+    del blocks
+    # When a model holding 64 MB is loaded and measured
+    entry, before, after = load_measured("m", spec, _Holds64MB, rss_gb)
+    # Then its RSS growth is what it took, not that less the heap given back meanwhile
+    assert entry.ram_rss_gb > 0.05, (before, after)
+    assert held

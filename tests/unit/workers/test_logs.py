@@ -219,6 +219,29 @@ def test_a_malformed_event_template_is_named(template, args, problem):
     assert repr(template) in str(raised.value)
 
 
+def test_an_event_value_from_the_wire_cannot_start_a_line_or_split_a_pair():
+    import io
+
+    from tasks.contract.logs import configure_logging, event_logger
+
+    out = io.StringIO()
+    configure_logging("INFO", stream=out)
+    try:
+        log = event_logger("test.forge")
+        forged = "j1\ntime=2026 level=INFO logger=x event=job_deleted job=victim"
+        log.info("event=chunk_done job=%s chunk=%d seconds=%.3f", forged, 3, 1.23456)
+        log.info("event=fetched path=%s reason=%r", "/tmp/my models/a", "make room for b")
+    finally:
+        configure_logging("WARNING")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "event=job_deleted" not in lines[1]
+    assert lines[0].endswith(
+        'event=chunk_done job="j1\\ntime=2026 level=INFO logger=x event=job_deleted '
+        'job=victim" chunk=3 seconds=1.235'
+    )
+    assert lines[1].endswith("event=fetched path=\"/tmp/my models/a\" reason='make room for b'")
+
+
 def test_json_line_writes_numpy_scalars_as_numbers_and_non_finite_floats_as_null():
     # Given an event whose values are numpy scalars and non-finite floats
     import numpy as np
