@@ -271,9 +271,12 @@ class EmbeddingClient:
 
     # -- the running fleet (producers.fleet_admin) ----------------------------------
 
-    def models(self, timeout: float = 3.0) -> list[dict[str, Any]]:
-        """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
-        return fleet_admin.models(self.app, timeout)
+    def models(
+        self, timeout: float = 3.0, destination: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits);
+        ``destination``: only the named workers, returning once each answered."""
+        return fleet_admin.models(self.app, timeout, destination)
 
     def reload(
         self,

@@ -19,10 +19,20 @@ def workers(app: Celery, timeout: float = 1.0) -> list[str]:
     return sorted(name for reply in replies for name in reply)
 
 
-def models(app: Celery, timeout: float = 3.0) -> list[dict[str, Any]]:
-    """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits)."""
+def models(
+    app: Celery, timeout: float = 3.0, destination: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits).
+    ``destination`` asks only the named workers, and returns as soon as each answered
+    (else it listens for ``timeout`` seconds: it cannot know how many will answer)."""
     replies = retry_while_unreachable(
-        lambda: app.control.broadcast("embedfleet_models", reply=True, timeout=timeout)
+        lambda: app.control.broadcast(
+            "embedfleet_models",
+            reply=True,
+            timeout=timeout,
+            destination=destination,
+            limit=len(destination) if destination else None,
+        )
     )
     rows = [{"worker": worker, **body} for reply in replies or [] for worker, body in reply.items()]
     return sorted(rows, key=lambda r: r["worker"])

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import WorkerProcess, write_config
+from tests.support import WorkerProcess, stop_all, write_config
 from tests.waiting import wait_for  # noqa: F401  (the fault tests import it from here)
 
 #: Visibility timeout of the fault suite's workers (the default is 3600 s).
@@ -67,11 +67,7 @@ class Fleet:
         return self.server.client()
 
     def close(self) -> None:
-        for proc in self.workers:
-            if proc.proc.poll() is None:
-                proc.stop(timeout=10)
-            elif not proc._log.closed:
-                proc._log.close()
+        stop_all(self.workers, timeout=10)
         self.server.stop()
 
 

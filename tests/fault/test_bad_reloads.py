@@ -47,7 +47,7 @@ def test_a_reload_that_cannot_serve_is_refused_and_the_old_config_serves(fleet, 
     (worker,) = fleet.workers
     config, reason = BAD_RELOADS[case]
     env = {"EMBEDFLEET_REDIS_URL": fleet.server.url}
-    before = fleet.client.models(timeout=2)[0]["config_hash"]
+    before = fleet.client.models(timeout=2, destination=[worker.node])[0]["config_hash"]
     write_config(fleet.config, config)
     try:
         proc = run_cli("reload", "--json", f"--worker={worker.node}", env=env, timeout=60)
@@ -57,7 +57,7 @@ def test_a_reload_that_cannot_serve_is_refused_and_the_old_config_serves(fleet, 
     assert proc.returncode == 1
     assert row["ok"] is False and reason in row["error"], row
     assert row["config_hash"] == before
-    (models,) = fleet.client.models(timeout=2)
+    (models,) = fleet.client.models(timeout=2, destination=[worker.node])
     assert models["config_hash"] == before
     assert [m["name"] for m in models["models"]] == ["served"]
     serves(fleet)  # the old model still serves a job
@@ -88,7 +88,7 @@ def test_a_worker_started_on_the_same_files_refuses_them(make_fleet, case):
     write_config(fleet.config, {**GOOD, "other": spec})
     worker = fleet.worker()
     fleet.ready(worker)
-    (models,) = fleet.client.models(timeout=2)
+    (models,) = fleet.client.models(timeout=2, destination=[worker.node])
     assert reason in models["config_errors"]["other"]
     assert [m["name"] for m in models["models"]] == ["served"]
     serves(fleet)

@@ -37,7 +37,9 @@ def _cli_elsewhere(tmp_path, *args, env=None, url=None):
 def test_worker_publishes_its_models_and_versions(worker, client, fleet_config):
     published = catalog.read(client.redis)
     config = load_model_config(str(fleet_config))
-    (reply,) = [r for r in client.models(timeout=5) if r["worker"] == worker.node]
+    (reply,) = [
+        r for r in client.models(timeout=5, destination=[worker.node]) if r["worker"] == worker.node
+    ]
     assert published.workers[worker.node] == reply["config_hash"]  # what it serves
     assert published.models[DEFAULT_MODEL].version == spec_version(config[DEFAULT_MODEL])
 

@@ -9,7 +9,7 @@ import pytest
 from producers import EmbeddingClient
 from tasks.contract import catalog
 from tasks.io.plan import CHUNKS_PER_THREAD
-from tests.support import WorkerProcess, run_cli, write_config
+from tests.support import WorkerProcess, run_cli, stop_all, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -23,13 +23,11 @@ def two_workers(redis_server, tmp_path_factory):
     config = write_config(folder / "models.json", {MODEL: entry})
     client = EmbeddingClient(config_source=str(config))
     env = {"EMBEDFLEET_TEST_SLOW_S": "0.002"}  # 2 ms a text: 2 s of work for 1,000 rows
-    workers = [
-        WorkerProcess(config, models=MODEL, log_dir=folder, env=env).wait_ready(client.app)
-        for _ in range(2)
-    ]
+    workers = [WorkerProcess(config, models=MODEL, log_dir=folder, env=env) for _ in range(2)]
+    for w in workers:  # both started first: they boot side by side
+        w.wait_ready(client.app)
     yield client, workers
-    for w in workers:
-        w.stop()
+    stop_all(workers)
 
 
 def test_a_thousand_rows_use_both_worker_threads(two_workers, tmp_path):

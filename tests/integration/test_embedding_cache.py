@@ -7,7 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from tests.plugins import hash_vector
 from workers.reuse.store import PREFIX, EmbeddingCache, embed_with_cache
@@ -107,7 +109,11 @@ def test_an_entry_of_another_size_is_recomputed(rclient):
 
 
 def test_redis_unreachable_computes_instead(redis_server):
-    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    # a server that refuses connections, asked once (redis-py's default is 3 retries
+    # with up to 10 s of backoff each: the same errors, 16 s later)
+    dead = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
     cache = EmbeddingCache(dead, ttl_s=60)
     out = embed_with_cache(cache, "m", "v", ["a", "b"], _encode_counting([]))
     np.testing.assert_array_equal(out, np.stack([hash_vector("a"), hash_vector("b")]))

@@ -160,7 +160,9 @@ def test_models_lists_the_worker_and_its_loaded_model(client, worker):
     assert models[DEFAULT_MODEL]["hits"] >= 1
     assert set(models) == {DEFAULT_MODEL, "hash-model"}
     # the entry whose path does not exist is set aside with its reason
-    (reply,) = [r for r in client.models(timeout=5) if r["worker"] == worker.node]
+    (reply,) = [
+        r for r in client.models(timeout=5, destination=[worker.node]) if r["worker"] == worker.node
+    ]
     assert "does not exist" in reply["config_errors"]["broken-model"]
 
 

@@ -136,7 +136,7 @@ def test_the_embedding_cache_keys_windows_on_their_own_text(fleet, reference):
 
 
 def cache_stats(client, worker) -> dict:
-    [row] = [r for r in client.models() if r["worker"] == worker.node]
+    [row] = [r for r in client.models(destination=[worker.node]) if r["worker"] == worker.node]
     return row["embedding_cache"][MINI]
 
 

@@ -11,7 +11,7 @@ import pytest
 from producers import EmbeddingClient
 from tasks.jobs import jobstore
 from tests.plugins import hash_vector
-from tests.support import WorkerProcess, run_cli, write_config
+from tests.support import WorkerProcess, run_cli, stop_all, write_config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,7 @@ def two_workers(redis_server, tmp_path_factory):
     for w in workers:
         w.wait_ready(client.app)
     yield client, config, workers
-    for w in workers:
-        w.stop()
+    stop_all(workers)
 
 
 def _queues(client, workers):
@@ -141,5 +140,9 @@ def test_models_shows_each_workers_config_hash(two_workers):
     write_config(config, V2)
     nodes = [w.node for w in workers]
     [expected] = {r["config_hash"] for r in client.reload(destination=nodes, timeout=30)}
-    hashes = {r["worker"]: r["config_hash"] for r in client.models() if r["worker"] in nodes}
+    hashes = {
+        r["worker"]: r["config_hash"]
+        for r in client.models(destination=nodes)
+        if r["worker"] in nodes
+    }
     assert hashes == dict.fromkeys(nodes, expected)

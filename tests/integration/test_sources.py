@@ -320,7 +320,7 @@ def test_worker_read_its_config_from_ssm_with_the_json_hash(
     from tasks.contract.spec import ModelConfig
     from workers.config.loader import load_model_config
 
-    rows = {r["worker"]: r for r in sources_client.models()}
+    rows = {r["worker"]: r for r in sources_client.models(destination=[sources_worker.node])}
     row = rows[sources_worker.node]
     assert row["config_source"] == "ssm:" + SSM_PREFIX
     # the hash of the entries it serves: those whose source does not resolve are set

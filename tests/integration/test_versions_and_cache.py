@@ -116,7 +116,7 @@ def test_resubmitted_texts_come_from_the_cache_bit_identical(client, worker):
 
 
 def _cache_stats(client, worker) -> dict:
-    [row] = [r for r in client.models() if r["worker"] == worker.node]
+    [row] = [r for r in client.models(destination=[worker.node]) if r["worker"] == worker.node]
     return row["embedding_cache"][DEFAULT_MODEL]
 
 

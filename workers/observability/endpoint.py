@@ -9,7 +9,10 @@ on one registry.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import start_http_server
 
@@ -28,21 +31,40 @@ def build_metrics(runtime: Callable[[], RuntimeView]) -> WorkerMetrics:
     return metrics
 
 
+@dataclass
+class MetricsEndpoint:
+    """A running ``/metrics`` server: its metrics (subscribed to ``events``), the HTTP
+    server and the thread serving it; :meth:`stop` closes the port."""
+
+    metrics: WorkerMetrics
+    events: Events
+    server: Any  # prometheus_client's WSGIServer
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        """Stop serving: the port is closed and the metrics leave the events."""
+        self.events.unsubscribe(self.metrics)
+        self.server.shutdown()  # returns once serve_forever has stopped
+        self.server.server_close()
+        self.thread.join(5)
+
+
 def start_metrics(
     port: int,
     runtime: Callable[[], RuntimeView],
     events: Events,
     addr: str | None = None,
-) -> WorkerMetrics | None:
+) -> MetricsEndpoint | None:
     """Serve ``/metrics`` on ``port`` and subscribe to ``events`` (the runtime's); None if
-    the port is taken. The worker's boot calls it once and keeps what it returns."""
+    the port is taken. The worker's boot calls it once and keeps what it returns (its
+    ``close`` stops it)."""
     metrics = build_metrics(runtime)
     addr = addr or "0.0.0.0"  # all interfaces: a scraper in another container reaches it
     try:
-        start_http_server(port, addr=addr, registry=metrics.registry)
+        server, thread = start_http_server(port, addr=addr, registry=metrics.registry)
     except OSError as exc:  # a busy port must not stop the worker from serving
         log.error("event=metrics_disabled port=%d error=%r", port, str(exc))
         return None
     events.subscribe(metrics)
     log.info("event=metrics_started addr=%s port=%d path=/metrics", addr, port)
-    return metrics
+    return MetricsEndpoint(metrics, events, server, thread)

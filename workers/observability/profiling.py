@@ -17,10 +17,12 @@ from __future__ import annotations
 import cProfile
 import pstats
 import threading
+from pathlib import Path
 from typing import Any
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
+from tasks.contract.errors import ConfigError
 from tasks.contract.logs import event_logger
 
 log = event_logger(__name__)
@@ -72,6 +74,9 @@ def start_profiling(prefix: str) -> WorkerProfiler | None:
     ``EMBEDFLEET_PROFILE``); nothing when it is empty."""
     if not prefix:
         return None
+    folder = Path(prefix).parent
+    if not folder.is_dir():  # found now, not at shutdown when the profiles are written
+        raise ConfigError(f"EMBEDFLEET_PROFILE={prefix!r}: no folder {str(folder)!r}")
     profiler = WorkerProfiler(prefix)
     task_prerun.connect(profiler.on_prerun, weak=False)
     task_postrun.connect(profiler.on_postrun, weak=False)

@@ -19,6 +19,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 import celeryconfig
 import workers.serving.control  # noqa: F401  (registers the remote-control commands)
 from tasks.app import app as default_app
+from tasks.contract.errors import ConfigError, EmbedfleetError
 from tasks.contract.logs import event_logger
 from tasks.jobs.deliveries import start_heartbeat
 from tasks.jobs.reclaim import Reclaimer
@@ -33,18 +34,42 @@ from workers.sources.s3 import set_download_dir
 
 log = event_logger(__name__)
 
+#: The exit code of a worker stopped by a bad setting or config at boot (the CLI's).
+EXIT_USAGE = 2
+
 
 def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
-    """Build and start a worker's parts from ``celery_app``'s settings (see module doc)."""
+    """Build and start a worker's parts from ``celery_app``'s settings (see module doc).
+
+    A step that raises stops what the earlier ones started (the catalog entry, the
+    heartbeat, the reclaimer, ``/metrics``, the runtime) before the error goes on; the
+    app gets its encoder and its worker only once every part is up."""
     settings = celery_app.settings
     configure_threads(concurrency, settings.threads)
     set_download_dir(settings.download_dir)
     set_min_cosine_bar(settings.precision_min_cosine)
     client = celery_app.backend.client
     runtime = build_runtime(settings, client)
+    try:
+        worker = Worker(runtime, install_chunk_events(runtime.events))  # signals -> events
+    except BaseException:
+        runtime.close()
+        raise
+    try:
+        _start_parts(worker, celery_app, hostname, concurrency)
+    except BaseException:
+        worker.close()
+        raise
     set_runtime(runtime)  # the seed's entry points (workers.cache) reach it there
     celery_app.encoder = runtime.embed  # the chunk tasks encode through this runtime
-    worker = Worker(runtime, install_chunk_events(runtime.events))  # signals -> events
+    celery_app.worker = worker
+    return worker
+
+
+def _start_parts(worker: Worker, celery_app: Any, hostname: str, concurrency: int) -> None:
+    """Start what keeps ``worker`` published, alive and observed, keeping each on it as
+    it starts (so :meth:`Worker.close` stops what did start if a later step raises)."""
+    settings, client, runtime = celery_app.settings, celery_app.backend.client, worker.runtime
     # Published before the worker consumes, so a producer that sees it ready finds its
     # models; fresh in the catalog for at most this worker's lapse.
     lapse_s = celeryconfig.worker_lapse_s(settings)
@@ -57,15 +82,13 @@ def boot_worker(celery_app: Any, hostname: str, concurrency: int) -> Worker:
     )
     worker.reclaimer.start()
     if settings.metrics_port:  # 0 = off
-        worker.metrics = start_metrics(
+        worker.endpoint = start_metrics(
             settings.metrics_port, lambda: runtime, runtime.events, settings.metrics_addr
         )
     if settings.profile:  # EMBEDFLEET_PROFILE, a bench's cProfile prefix
         from workers.observability.profiling import start_profiling
 
         start_profiling(settings.profile)
-    celery_app.worker = worker
-    return worker
 
 
 @worker_init.connect
@@ -82,7 +105,17 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # under `celery -A tasks worker`), through the app.
     celery_app = getattr(sender, "app", None) or default_app
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
-    boot_worker(celery_app, str(getattr(sender, "hostname", "worker")), concurrency)
+    hostname = str(getattr(sender, "hostname", "worker"))
+    try:
+        boot_worker(celery_app, hostname, concurrency)
+    except Exception as exc:
+        # Celery logs a signal handler's exception and goes on: the worker would consume
+        # with no encoder and fail every chunk. It stops instead (SystemExit passes).
+        if isinstance(exc, EmbedfleetError):  # a bad setting or config: its one line
+            log.error("event=worker_boot_failed worker=%s error=%r", hostname, str(exc))
+        else:
+            log.exception("event=worker_boot_failed worker=%s error=%r", hostname, str(exc))
+        raise SystemExit(EXIT_USAGE if isinstance(exc, ConfigError) else 1) from None
 
 
 @worker_ready.connect

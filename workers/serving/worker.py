@@ -13,6 +13,7 @@ from typing import Any
 from tasks.jobs.deliveries import Heartbeat
 from tasks.jobs.reclaim import Reclaimer
 from workers.memory.watchdog import MemoryWatchdog
+from workers.observability.endpoint import MetricsEndpoint
 from workers.observability.metrics import WorkerMetrics
 from workers.serving.chunk_events import ChunkSignals
 from workers.serving.publication import Publisher
@@ -28,8 +29,13 @@ class Worker:
     publisher: Publisher | None = None
     heartbeat: Heartbeat | None = None
     reclaimer: Reclaimer | None = None
-    metrics: WorkerMetrics | None = None
+    endpoint: MetricsEndpoint | None = None
     watchdog: MemoryWatchdog | None = None
+
+    @property
+    def metrics(self) -> WorkerMetrics | None:
+        """The metrics ``/metrics`` serves (None when the endpoint is off)."""
+        return self.endpoint.metrics if self.endpoint is not None else None
 
     def start_watchdog(self) -> MemoryWatchdog:
         """Start the memory watchdog over the runtime's cache (once the worker is ready)."""
@@ -45,12 +51,15 @@ class Worker:
         return self.watchdog
 
     def close(self) -> None:
-        """A clean shutdown: leave the catalog, stop the threads, close the runtime."""
+        """A clean shutdown: leave the catalog, stop the threads and the ``/metrics``
+        server, close the runtime. Also what a boot that failed half-way calls."""
         if self.publisher is not None:
             self.publisher.stop()
         for thread in (self.watchdog, self.heartbeat, self.reclaimer):
             if thread is not None:
                 thread.stop()
+        if self.endpoint is not None:
+            self.endpoint.stop()
         self.signals.disconnect()
         self.runtime.close()
 

@@ -6,24 +6,31 @@ no model is loaded)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 
+from producers.server import free_port
 from tasks.app import make_app
 from tasks.contract import catalog
+from tasks.contract.errors import ConfigError
 from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import ALIVE_PREFIX
+from tests.support import ROOT
 from workers.observability.process_events import process_events
 from workers.serving.boot import boot_worker
 from workers.serving.process import current_runtime, set_runtime
 from workers.serving.worker import worker_of
 
 
-@pytest.fixture
-def booted(redis_server, tmp_path):
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
+def _settings(tmp_path, **update):
+    """Settings of a worker serving one model (never loaded) from ``tmp_path``."""
     model = f"boot-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "models.json"
     config.write_text(
@@ -39,15 +46,44 @@ def booted(redis_server, tmp_path):
             "worker_lapse_s": 12.0,
             "watchdog_interval_s": 60.0,
             "threads": 1,  # the onnxruntime knob's default: later tests see it unchanged
+            **update,
         }
     )
+    return settings, model
+
+
+@pytest.fixture
+def torch_threads():
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    yield
+    set_runtime(None)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def booted(redis_server, tmp_path, torch_threads):
+    settings, model = _settings(tmp_path, metrics_port=free_port(), metrics_addr="127.0.0.1")
     app = make_app(redis_server.url, settings)
     name = f"unit-{model}@host"
     worker = boot_worker(app, name, 1)
     yield app, worker, name, model
     worker.close()
-    set_runtime(None)
-    torch.set_num_threads(threads)
+
+
+def _answers(port: int) -> bool:
+    """True when ``/metrics`` on ``port`` answers; False when the port refuses."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return reply.status == 200
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return False
+        raise
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("embedfleet-")}
 
 
 def test_the_boot_builds_one_worker_from_its_app_s_settings(booted):
@@ -72,7 +108,9 @@ def test_the_boot_builds_one_worker_from_its_app_s_settings(booted):
     assert 0 < client.pttl(ALIVE_PREFIX + worker.heartbeat.me) <= 12_000
     # Published before it consumes
     assert name in catalog.live_workers(client, model)
-    assert worker.metrics is None  # port 0: off
+    # /metrics serves the worker's metrics, subscribed to its events
+    assert worker.endpoint is not None and worker.metrics is worker.endpoint.metrics
+    assert _answers(app.settings.metrics_port)
 
 
 def test_closing_the_worker_stops_what_it_started(booted):
@@ -84,3 +122,51 @@ def test_closing_the_worker_stops_what_it_started(booted):
     worker.heartbeat.join(5)
     worker.reclaimer.join(5)
     assert not worker.heartbeat.is_alive() and not worker.reclaimer.is_alive()
+    # and /metrics no longer answers: its port is closed
+    assert not worker.endpoint.thread.is_alive()
+    assert not _answers(app.settings.metrics_port)
+
+
+def test_a_boot_that_fails_half_way_stops_what_it_started(redis_server, tmp_path, torch_threads):
+    # Given a setting the boot finds wrong after the catalog entry, the heartbeat, the
+    # reclaimer and /metrics have started (a profile prefix in a folder that is not there)
+    port = free_port()
+    settings, model = _settings(
+        tmp_path, metrics_port=port, metrics_addr="127.0.0.1", profile=str(tmp_path / "no" / "p")
+    )
+    app = make_app(redis_server.url, settings)
+    before = _our_threads()
+    # When the worker boots
+    with pytest.raises(ConfigError, match="EMBEDFLEET_PROFILE="):
+        boot_worker(app, f"unit-{model}@host", 1)
+    # Then everything it started is stopped, and the app has no worker and no encoder
+    for thread in _our_threads() - before:
+        thread.join(5)
+        assert not thread.is_alive(), thread.name
+    assert f"unit-{model}@host" not in catalog.live_workers(app.backend.client, model)
+    assert not _answers(port)
+    assert worker_of(app) is None and getattr(app, "encoder", None) is None
+
+
+def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(redis_server, tmp_path):
+    # Given `celery -A tasks worker` with a setting its boot refuses
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "EMBEDFLEET_REDIS_URL": redis_server.url,
+        "EMBEDFLEET_PROFILE": str(tmp_path / "no" / "p"),
+    }
+    queue = f"embed.boot-{uuid.uuid4().hex[:8]}"  # consumes nothing another test sends
+    # When it starts, then the worker exits (2: a bad setting) naming the setting, rather
+    # than consuming chunks it would fail with "no encoder" (a hang here times out)
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "event=worker_boot_failed" in proc.stderr and "EMBEDFLEET_PROFILE=" in proc.stderr
+    assert "Traceback" not in proc.stderr
