@@ -7,6 +7,14 @@ it first (a read of the batch, or the watch of open batches) assembles the outpu
 error files under a Redis lock. Their file ids follow from the batch id, so a gateway
 that dies mid-assembly leaves nothing a second one does not overwrite, and a gateway
 restart mid-batch loses nothing: the job runs in the fleet and the record is in Redis.
+
+While it runs, ``request_counts`` are the requests of the chunks done and failed so far
+(``gateway.batch_counts``), exactly what the files will hold. A cancelled batch, as
+OpenAI's, keeps what completed: it stays ``cancelling`` while a worker still runs one of
+its chunks (at most :data:`CANCEL_DRAIN_S`), then its output file holds every request
+that completed and its error file those that failed; requests never run are in
+neither, so ``completed + failed`` may be less than ``total``. (An expired batch's job
+is cancelled and no file is made.)
 """
 
 from __future__ import annotations
@@ -17,13 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway import files
+from gateway import batch_counts, files
 from gateway.batch_store import WINDOW_S, BatchRecord, save
 from gateway.filestore import FileStore
 from producers.errors import UsageError
 from tasks.contract.errors import EmbedfleetError
 from tasks.contract.logs import event_logger
-from tasks.jobs import datasets, jobstore
+from tasks.jobs import datasets, jobstore, reclaim
 
 log = event_logger(__name__)
 
@@ -31,6 +39,9 @@ log = event_logger(__name__)
 FINALIZE_LOCK_S = 600
 #: Seconds a batch may stay ``validating`` (its gateway died before the job was made).
 VALIDATING_GRACE_S = 600
+#: Seconds a cancelled batch waits for the chunks workers are running (OpenAI: "up to
+#: 10 minutes"); what has not finished by then is left out of its output.
+CANCEL_DRAIN_S = 600
 
 
 def parts_folder(store: FileStore, batch_id: str) -> str:
@@ -92,9 +103,7 @@ def refresh(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
     _, failed = jobstore.progress(redis, batch.job)
     state = datasets.state_of(record, len(failed))
     if batch.status == "cancelling" or state == "CANCELLED":
-        batch.move("cancelled")
-        save(redis, batch)
-        return batch
+        return _cancelled(client, store, batch)
     ended = state == "SUCCESS" or (state == "FAILURE" and record.done + len(failed) >= record.total)
     if ended:
         return finalize(client, store, batch)
@@ -107,64 +116,93 @@ def refresh(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
         batch.move("expired")
         save(redis, batch)
         return batch
-    _estimate_counts(redis, batch, record, len(failed))
+    _count(redis, batch)
     save(redis, batch)
     return batch
 
 
-def _estimate_counts(redis: Any, batch: BatchRecord, record: Any, failed_chunks: int) -> None:
-    """While the job runs: requests refused at submit are failed, and the others are
-    counted completed in proportion to the rows done (exact once the files are made)."""
+def _count(redis: Any, batch: BatchRecord) -> None:
+    """Set ``request_counts`` to the requests done and failed now (``batch_counts``)."""
     counts = batch.obj["request_counts"]
-    refused = len(datasets.refused(redis, batch.job))
-    servable = max(0, counts["total"] - refused)
-    counts["failed"] = refused
-    counts["completed"] = servable * record.rows_done // max(1, record.n)
+    counts["completed"], counts["failed"] = batch_counts.request_counts(
+        redis, str(batch.job), counts["total"]
+    )
+
+
+def _cancelled(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
+    """A cancelled batch's job: wait while a live worker runs one of its chunks (up to
+    :data:`CANCEL_DRAIN_S` after the cancel), then assemble what completed."""
+    redis = client.redis
+    if batch.status != "cancelling":  # its job was cancelled elsewhere (`embedfleet cancel`)
+        batch.move("cancelling")
+    since = batch.obj["cancelling_at"] or time.time()
+    if reclaim.held_live(redis, str(batch.job)) and time.time() < since + CANCEL_DRAIN_S:
+        _count(redis, batch)
+        save(redis, batch)
+        return batch
+    return finalize(client, store, batch, ending="cancelled")
 
 
 def cancel(client: Any, batch: BatchRecord) -> BatchRecord:
-    """Revoke the job's chunks not started; the batch reads cancelled from then on."""
+    """Revoke the job's chunks not started; the chunks running finish (their parts
+    stay writable: the job keeps its claim until the batch's files are made)."""
     if batch.job is not None:
-        client.job(batch.job).cancel()
+        client.job(batch.job).cancel(keep_claim=True)
     batch.move("cancelling")
     save(client.redis, batch)
     return batch
 
 
-def finalize(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
-    """Assemble the output and error files of an ended job (once, under a lock)."""
+def finalize(
+    client: Any, store: FileStore, batch: BatchRecord, ending: str = "completed"
+) -> BatchRecord:
+    """Assemble the output and error files of an ended job (once, under a lock); the
+    batch then reads ``ending``: ``completed``, or ``cancelled`` (what completed before
+    the cancel, the batch ``cancelling`` meanwhile, as OpenAI's)."""
     redis = client.redis
     lock = f"{batch.id}:finalizing"
+    cancelled = ending == "cancelled"
     if not redis.set("embedfleet:lock:" + lock, "1", nx=True, ex=FINALIZE_LOCK_S):
-        batch.move("finalizing")  # another gateway is at it
+        if not cancelled:
+            batch.move("finalizing")  # another gateway is at it
         return batch
     try:
-        batch.move("finalizing")
-        save(redis, batch)
+        if not cancelled:
+            batch.move("finalizing")
+            save(redis, batch)
         try:
-            served, failed = _assemble(client, store, batch)
+            if cancelled:  # nothing more of its job will be written
+                client.job(batch.job).release_claim()
+            served, failed = _assemble(client, store, batch, partial=cancelled)
         except (EmbedfleetError, OSError, ValueError) as exc:
             log.warning("event=batch_finalize_failed batch=%s error=%r", batch.id, exc)
             batch.fail("output_failed", f"the output could not be assembled: {exc}")
             save(redis, batch)
             return batch
         batch.obj["request_counts"].update(completed=served, failed=failed)
-        batch.move("completed")
+        batch.move(ending)
         save(redis, batch)
-        log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
+        if cancelled:
+            log.info("event=batch_cancelled batch=%s served=%d failed=%d", batch.id, served, failed)
+        else:
+            log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
         return batch
     finally:
         redis.delete("embedfleet:lock:" + lock)
 
 
-def _assemble(client: Any, store: FileStore, batch: BatchRecord) -> tuple[int, int]:
+def _assemble(
+    client: Any, store: FileStore, batch: BatchRecord, partial: bool = False
+) -> tuple[int, int]:
+    """Write the output and error files; ``partial`` (a cancelled job): requests of
+    chunks that never ran are left out."""
     from producers.openai_output import write_openai_output
 
     job = client.job(batch.job)
     out_id, err_id = output_ids(batch.id)
     with tempfile.TemporaryDirectory(prefix="embedfleet-batch-") as tmp:
         every, good, bad = (Path(tmp) / n for n in ("all.jsonl", "out.jsonl", "err.jsonl"))
-        write_openai_output(job, every)
+        write_openai_output(job, every, partial=partial)
         served = failed = 0
         with every.open("rb") as lines, good.open("wb") as out, bad.open("wb") as err:
             for line in lines:

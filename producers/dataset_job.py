@@ -193,8 +193,11 @@ class DatasetJob:
         self.send_window(todo, force=True)
         return len(todo) + given_back
 
-    def cancel(self) -> int:
-        """Stop the job: chunks not started are skipped; written parts stay."""
+    def cancel(self, keep_claim: bool = False) -> int:
+        """Stop the job: chunks not started are skipped; written parts stay. A chunk a
+        worker is running then cannot write its part (the destination is released), unless
+        ``keep_claim``: the destination stays the job's so running chunks finish, and the
+        caller releases it (:meth:`release_claim`) once they have."""
         redis, ttl_s = self.client.redis, self.client.settings.result_ttl_s
         jobstore.mark_cancelled(redis, self.id)
         record = self._fresh()
@@ -204,8 +207,14 @@ class DatasetJob:
         ids = [pending[i] for i in np.flatnonzero(sent & ~done)]
         if ids:
             self.client.app.control.revoke(ids)
-        ownership.release(redis, record.output, self.id, ttl_s=ttl_s)
+        if not keep_claim:
+            ownership.release(redis, record.output, self.id, ttl_s=ttl_s)
         return len(ids)
+
+    def release_claim(self) -> None:
+        """End this job's claim on its destination (see :meth:`cancel`)."""
+        ttl_s = self.client.settings.result_ttl_s
+        ownership.release(self.client.redis, self.output, self.id, ttl_s=ttl_s)
 
     def delete(self) -> int:
         """Drop the job's keys from Redis now (its parts stay where they were written)

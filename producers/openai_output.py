@@ -3,6 +3,10 @@
 One line per request in input order: served requests carry their embeddings, refused
 requests (judged at submit) and requests of chunks that failed carry ``error``. The
 input is read again range by range and each part once, so memory holds one chunk.
+
+A cancelled job is written ``partial``: the requests of chunks that never ran (not
+done, or skipped as cancelled) get no line at all, as OpenAI leaves a cancelled batch's
+unrun requests out of its files.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from tasks.io import parts, ranges
 from tasks.jobs import datasets, jobstore
 
 
-def write_openai_output(job: Any, path: str | Path) -> int:
-    """Write job ``job`` (a finished :class:`DatasetJob`) to ``path``; returns lines."""
+def write_openai_output(job: Any, path: str | Path, partial: bool = False) -> int:
+    """Write job ``job`` (a finished :class:`DatasetJob`, or with ``partial`` a cancelled
+    one) to ``path``; returns lines."""
     import pyarrow.parquet as pq
 
     redis = job.client.redis
     record = job.record
     plan = datasets.chunks(redis, job.id)
+    done = datasets.bits(redis, job.id, "donebits", int(plan.size))
     refused = sorted(datasets.refused(redis, job.id), key=lambda e: e["request"])
     _, failed = jobstore.progress(redis, job.id)
     path = Path(path)
@@ -46,6 +52,10 @@ def write_openai_output(job: Any, path: str | Path) -> int:
                 pending += 1
 
         for index, chunk in enumerate(plan):
+            skipped = index not in failed or jobstore.skipped_as_cancelled(failed[index])
+            if partial and not done[index] and skipped:  # never ran: no line
+                refused_before(int(chunk["first_record"]))  # in order, before the next
+                continue
             file = datasets.file(redis, job.id, int(chunk["file"]))
             got = ranges.read_chunk(record.spec, file, chunk)
             requests = np.asarray(got.requests, dtype=np.int64)

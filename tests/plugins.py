@@ -91,3 +91,23 @@ class CurablePoisonModel(HashModel):
                 if path.exists():
                     raise ValueError(f"poisoned while {path} exists")
         return super().encode(sentences)
+
+
+#: Texts ``WAIT-WHILE:<path> ...`` hold their chunk while ``<path>`` exists.
+WAIT_WHILE = "WAIT-WHILE:"
+
+
+class GatedHashModel(HashModel):
+    """:class:`HashModel` that holds a chunk with a text ``WAIT-WHILE:<path> ...`` while
+    the file ``<path>`` exists, after touching ``<path>.waiting``: a chunk the test
+    knows is running, until it lets it go."""
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        for text in sentences:
+            if text.startswith(WAIT_WHILE):
+                gate = Path(text[len(WAIT_WHILE) :].split(" ", 1)[0])
+                if gate.exists():
+                    gate.with_name(gate.name + ".waiting").touch()
+                while gate.exists():
+                    time.sleep(0.05)
+        return super().encode(sentences)

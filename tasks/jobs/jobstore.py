@@ -206,6 +206,12 @@ def is_cancelled(client: redis.Redis, job_id: str) -> bool:
     return client.hget(PREFIX + job_id, "cancelled") == b"1"
 
 
+def skipped_as_cancelled(failure: str) -> bool:
+    """True when a chunk's recorded failure is only that its job was cancelled before it
+    started (``JobCancelled: ...``, as a worker records it): it never ran."""
+    return failure.startswith("JobCancelled:")
+
+
 def recent(client: redis.Redis, limit: int = 20) -> list[str]:
     """Ids of the most recent jobs, newest first."""
     return [x.decode() for x in client.zrevrange(JOBS_KEY, 0, limit - 1)]

@@ -60,6 +60,18 @@ class Held:
 
 def lapsed(client: redis.Redis, job_id: str | None = None) -> list[Held]:
     """Unacked messages whose worker's heartbeat has lapsed (of ``job_id`` only, if given)."""
+    return [h for h, alive in _held(client, job_id) if not alive]
+
+
+def held_live(client: redis.Redis, job_id: str) -> list[Held]:
+    """``job_id``'s messages a live worker holds unacked: chunks it runs (or has taken
+    and is about to run, or skip as revoked)."""
+    return [h for h, alive in _held(client, job_id) if alive]
+
+
+def _held(client: redis.Redis, job_id: str | None) -> list[tuple[Held, bool]]:
+    """Every unacked message (of ``job_id`` only, if given), with whether its worker's
+    heartbeat is current."""
     raw: dict[bytes, bytes] = client.hgetall(HOLDERS_KEY)  # type: ignore[assignment]
     held = [Held(tag.decode(), *holder_of(value)) for tag, value in raw.items()]
     if job_id is not None:
@@ -70,8 +82,8 @@ def lapsed(client: redis.Redis, job_id: str | None = None) -> list[Held]:
     pipe = client.pipeline(transaction=False)
     for worker in workers:
         pipe.exists(ALIVE_PREFIX + worker)
-    dead = {w for w, alive in zip(workers, pipe.execute(), strict=True) if not alive}
-    return [h for h in held if h.worker in dead]
+    alive = {w for w, up in zip(workers, pipe.execute(), strict=True) if up}
+    return [(h, h.worker in alive) for h in held]
 
 
 def lapsed_chunks(client: redis.Redis, job_id: str) -> list[int]:

@@ -13,7 +13,9 @@ import openai
 import pytest
 
 from tests.gateway_support import TEST_KEY, GatewayProcess
-from tests.support import DEFAULT_MODEL
+from tests.plugins import WAIT_WHILE, hash_vector
+from tests.support import DEFAULT_MODEL, WorkerProcess, write_config
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +108,78 @@ def test_a_cancelled_batch_ends_cancelled(openai_client):
     assert done.status == "cancelled" and done.cancelled_at is not None
     with pytest.raises(openai.BadRequestError):
         openai_client.batches.cancel(made.id)
+
+
+GATED = "batch-gated-hash"  # served by the gated worker alone
+
+
+@pytest.fixture
+def gated(client, tmp_path):
+    """A worker (one thread) serving :data:`GATED`, and a closed gate: a chunk holding
+    a text ``WAIT-WHILE:<gate>`` runs until the test removes the gate."""
+    config = write_config(
+        tmp_path / "models.json",
+        {GATED: {"type": "tests.plugins:GatedHashModel", "model_path": "none", "RAM": 0.01}},
+    )
+    gate = tmp_path / "gate"
+    gate.touch()
+    proc = WorkerProcess(config, log_dir=tmp_path).wait_ready(client.app)
+    yield gate
+    gate.unlink(missing_ok=True)
+    proc.stop()
+
+
+def test_a_cancelled_batch_keeps_the_requests_that_completed(openai_client, gated):
+    # Given a batch of 64 one-text requests and a line refused at submit, then 16
+    # requests of 12 texts held at the gate
+    plain = [f"plain text {i}" for i in range(64)]
+    held = [
+        [f"{WAIT_WHILE}{gated} {i}"] + [f"text {j} of {i}" for j in range(11)] for i in range(16)
+    ]
+    file_id = _upload(
+        openai_client,
+        [_line(f"p{i}", t, model=GATED) for i, t in enumerate(plain[:10])]
+        + ["{not json"]
+        + [_line(f"p{i}", t, model=GATED) for i, t in enumerate(plain) if i >= 10]
+        + [_line(f"h{i}", t, model=GATED) for i, t in enumerate(held)],
+    )
+    made = openai_client.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    # When the first chunk (its 256 rows in chunks of 64: the 64 plain requests) is done
+    # and the next one runs, held at the gate
+    wait_for(lambda: gated.with_name("gate.waiting").exists(), 120, "a held chunk to start")
+    running = openai_client.batches.retrieve(made.id)
+    # Then the counts are the requests done, not the rows done in proportion (20)
+    assert running.status == "in_progress" and running.output_file_id is None
+    counts = running.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (81, 64, 1)
+    # When it is cancelled, it waits for the chunk it is running
+    cancelling = openai_client.batches.cancel(made.id)
+    assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+    assert openai_client.batches.retrieve(made.id).status == "cancelling"
+    gated.unlink()
+    done, seen = _wait_for(openai_client, made.id, ("cancelled", "completed", "failed"))
+    # Then it ends cancelled, and what completed is in its output file, as OpenAI's
+    assert done.status == "cancelled" and done.cancelled_at is not None, seen
+    assert "completed" not in seen and done.completed_at is None
+    out = _lines(openai_client, done.output_file_id)
+    ids = [x["custom_id"] for x in out]
+    finished = len(ids) - 64  # held requests of the chunk that was running
+    assert 0 < finished < 16, "the running chunk is kept; chunks not started never ran"
+    assert ids == [f"p{i}" for i in range(64)] + [f"h{i}" for i in range(finished)]
+    counts = done.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (81, len(ids), 1)
+    assert len(_lines(openai_client, done.error_file_id)) == 1  # the line refused
+    texts = {
+        **{f"p{i}": [t] for i, t in enumerate(plain)},
+        **{f"h{i}": t for i, t in enumerate(held)},
+    }
+    for line in out:
+        got = [d["embedding"] for d in line["response"]["body"]["data"]]
+        want = [hash_vector(t) for t in texts[line["custom_id"]]]
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert openai_client.files.retrieve(done.output_file_id).purpose == "batch_output"
 
 
 def test_bad_batch_requests_are_refused(openai_client):
