@@ -154,6 +154,17 @@ def _set_costs(entry: dict[str, Any], costs: Costs | None) -> None:
                 entry["models"][name]["seconds_per_text"] = value
 
 
+#: ``write(client, key, field, value)``: how an entry is stored (see :func:`publish`).
+Write = Callable[[redis.Redis, str, str, str], object]
+
+#: KEYS: the catalog. ARGV: worker, entry. The heartbeat's write when none is given.
+_HSET_IF_EXISTS = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 def publish(
     client: redis.Redis,
     worker: str,
@@ -163,23 +174,31 @@ def publish(
     facts: dict[str, dict[str, Any]] | None = None,
     concurrency: int = 1,
     live_s: float = LIVE_S,
+    write: Write | None = None,
 ) -> None:
     """Record what ``worker`` serves now (boot, reload; ``facts``, ``live_s``: see
-    :func:`entry_for`)."""
-    entry = entry_for(worker, config, served, costs, facts, concurrency, live_s)
-    client.hset(CATALOG_KEY, worker, json.dumps(entry))
+    :func:`entry_for`). ``write(client, key, field, value)`` stores the entry (default
+    HSET; the worker passes one that a full Redis lets through, so a worker that boots
+    or reloads then still shows in the catalog)."""
+    entry = json.dumps(entry_for(worker, config, served, costs, facts, concurrency, live_s))
+    if write is None:
+        client.hset(CATALOG_KEY, worker, entry)
+    else:
+        write(client, CATALOG_KEY, worker, entry)
 
 
 def heartbeat(
     client: redis.Redis,
     worker: str,
     costs: Costs | None = None,
-    write: Callable[[redis.Redis, str, str, str], object] | None = None,
+    write: Write | None = None,
 ) -> bool:
     """Refresh ``worker``'s heartbeat (and its models' ``costs``); False when it has no
-    publication to refresh. ``write(client, key, field, value)`` stores the entry (the
-    worker passes one that a full Redis lets through: a worker that serves must not
-    look dead because Redis memory is full)."""
+    publication to refresh. ``write(client, key, field, value)`` stores the entry only
+    while the field is still there and returns whether it did (default: a script that
+    checks and writes at once; the worker passes one that a full Redis lets through too:
+    a worker that serves must not look dead because Redis memory is full). So a beat
+    that read the entry just before :func:`forget` removed it never brings it back."""
     raw = client.hget(CATALOG_KEY, worker)
     if raw is None:
         return False
@@ -187,10 +206,10 @@ def heartbeat(
     entry["heartbeat"] = time.time()
     _set_costs(entry, costs)
     if write is None:
-        client.hset(CATALOG_KEY, worker, json.dumps(entry))
+        written = client.eval(_HSET_IF_EXISTS, 1, CATALOG_KEY, worker, json.dumps(entry))
     else:
-        write(client, CATALOG_KEY, worker, json.dumps(entry))
-    return True
+        written = write(client, CATALOG_KEY, worker, json.dumps(entry))
+    return bool(written)
 
 
 def forget(client: redis.Redis, worker: str) -> None:

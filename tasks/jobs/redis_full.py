@@ -54,6 +54,13 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
+#: KEYS: a hash. ARGV: field, value. Written only over a field that is there.
+_HSET_IF_EXISTS = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
 #: KEYS: a key. ARGV: value, milliseconds it lasts.
 _SET_PX = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -124,6 +131,13 @@ def give_back(client: Any, queue_key: str, message: str) -> None:
 def hset(client: Any, key: str, field: str, value: str) -> None:
     """``HSET key field value``, even on a full Redis (a job's few bookkeeping fields)."""
     _eval(client, _HSET, [key], [field, value])
+
+
+def hset_if_exists(client: Any, key: str, field: str, value: str) -> bool:
+    """``HSET key field value`` only while ``field`` is there (one script: nothing gets
+    between the check and the write), even on a full Redis; False when it was not
+    (a worker's catalog heartbeat must not bring back the entry its shutdown removed)."""
+    return bool(_eval(client, _HSET_IF_EXISTS, [key], [field, value]))
 
 
 def set_px(client: Any, key: str, value: str, px: int) -> None:

@@ -55,9 +55,17 @@ class Publisher:
         self.interval_s = interval_s
         self.live_s = live_s
         self._stop = threading.Event()
+        # A beat (or a publish) and stop's forget never interleave: once stopped, the
+        # entry stays gone.
+        self._lock = threading.Lock()
 
     def publish(self) -> bool:
-        """Write the entry now; False (logged) when Redis cannot be reached."""
+        """Write the entry now, even on a full Redis; False (logged) when Redis cannot be
+        reached, or when the publisher was stopped."""
+        with self._lock:
+            return not self._stop.is_set() and self._publish()
+
+    def _publish(self) -> bool:
         runtime = self.runtime()
         try:
             catalog.publish(
@@ -69,6 +77,7 @@ class Publisher:
                 worker_facts(runtime.config),
                 self.concurrency,
                 self.live_s,
+                write=redis_full.hset,
             )
         except Exception as exc:  # Redis away: the next beat publishes again
             log.warning("event=catalog_publish_failed worker=%s error=%r", self.worker, str(exc))
@@ -81,15 +90,21 @@ class Publisher:
         return True
 
     def beat(self) -> None:
-        """Refresh the heartbeat (publishing again if the entry is missing)."""
-        try:
-            costs = self.runtime().encode_costs.stats()
-            if catalog.heartbeat(self.client, self.worker, costs, redis_full.hset):
+        """Refresh the heartbeat (publishing again if the entry is missing); nothing once
+        stopped."""
+        with self._lock:
+            if self._stop.is_set():
                 return
-        except Exception as exc:
-            log.warning("event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc))
-            return
-        self.publish()
+            try:
+                costs = self.runtime().encode_costs.stats()
+                if catalog.heartbeat(self.client, self.worker, costs, redis_full.hset_if_exists):
+                    return
+            except Exception as exc:
+                log.warning(
+                    "event=catalog_heartbeat_failed worker=%s error=%r", self.worker, str(exc)
+                )
+                return
+            self._publish()
 
     def run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -99,7 +114,8 @@ class Publisher:
         """Stop beating and remove the entry (a clean shutdown)."""
         self._stop.set()
         try:
-            catalog.forget(self.client, self.worker)
+            with self._lock:  # after a beat under way, never before it
+                catalog.forget(self.client, self.worker)
         except Exception as exc:
             log.warning("event=catalog_forget_failed worker=%s error=%r", self.worker, str(exc))
 

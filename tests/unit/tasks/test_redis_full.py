@@ -55,3 +55,55 @@ def test_a_chunk_failure_and_a_heartbeat_are_written_on_a_full_redis(full):
     assert full.pttl("embedfleet:alive:test-" + job) > 0
     full.delete(jobstore.PREFIX + job + ":failed", "embedfleet:alive:test-" + job)
     full.delete(jobstore.PREFIX + job)
+
+
+def test_a_field_is_rewritten_only_while_it_is_there_even_on_a_full_redis(full):
+    key = "embedfleet:test:hash-" + uuid.uuid4().hex
+    redis_full.hset(full, key, "w1", "old")
+    # A field that is there is rewritten, though Redis is full
+    assert redis_full.hset_if_exists(full, key, "w1", "new") is True
+    assert full.hget(key, "w1") == b"new"
+    # A field that is gone is not brought back
+    full.hdel(key, "w1")
+    assert redis_full.hset_if_exists(full, key, "w1", "back") is False
+    assert full.hget(key, "w1") is None and not full.exists(key)
+
+
+def test_a_catalog_heartbeat_never_brings_back_an_entry_forgotten_meanwhile(redis_server):
+    from tasks.contract import catalog
+    from tasks.contract.spec import parse_model_config
+
+    client = redis_server.client()
+    worker = "unit-" + uuid.uuid4().hex
+    config = parse_model_config(
+        {"m": {"type": "tests.plugins:HashModel", "model_path": "-", "RAM": 0.01}}
+    )
+    catalog.publish(client, worker, config, ["m"], write=redis_full.hset)
+
+    def forgotten_then_written(c, key, field, value):
+        catalog.forget(c, worker)  # the worker's shutdown, between the beat's read and write
+        return redis_full.hset_if_exists(c, key, field, value)
+
+    # When a beat reads the entry, the worker's shutdown forgets it, then the beat writes
+    assert catalog.heartbeat(client, worker, None, forgotten_then_written) is False
+    # Then the entry stays gone
+    assert client.hget(catalog.CATALOG_KEY, worker) is None
+    # (and a beat with nothing forgotten meanwhile refreshes it, with the default write too)
+    catalog.publish(client, worker, config, ["m"])
+    assert catalog.heartbeat(client, worker, None, redis_full.hset_if_exists) is True
+    assert catalog.heartbeat(client, worker) is True
+    catalog.forget(client, worker)
+    assert catalog.heartbeat(client, worker) is False
+
+
+def test_a_catalog_entry_is_published_on_a_full_redis(full):
+    from tasks.contract import catalog
+    from tasks.contract.spec import parse_model_config
+
+    worker = "unit-" + uuid.uuid4().hex
+    config = parse_model_config(
+        {"m": {"type": "tests.plugins:HashModel", "model_path": "-", "RAM": 0.01}}
+    )
+    catalog.publish(full, worker, config, ["m"], write=redis_full.hset)
+    assert worker in catalog.live_workers(full, "m")
+    full.hdel(catalog.CATALOG_KEY, worker)

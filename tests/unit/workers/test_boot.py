@@ -127,6 +127,26 @@ def test_closing_the_worker_stops_what_it_started(booted):
     assert not _answers(app.settings.metrics_port)
 
 
+def test_the_worker_publishes_on_a_full_redis_and_a_stopped_one_stays_gone(booted, redis_server):
+    app, worker, name, model = booted
+    client = app.backend.client
+    # Given a full Redis (every write that may grow memory refused)
+    before = client.config_get("maxmemory")["maxmemory"]
+    catalog.forget(client, name)
+    client.config_set("maxmemory", 1)
+    try:
+        # When the worker publishes (a reload does), it is in the catalog all the same
+        assert worker.publisher.publish()
+        assert name in catalog.live_workers(client, model)
+    finally:
+        client.config_set("maxmemory", before)
+    # And once its publisher stopped, a beat under way does not bring its entry back
+    worker.publisher.stop()
+    worker.publisher.beat()
+    assert not worker.publisher.publish()
+    assert name not in catalog.live_workers(client, model)
+
+
 def test_a_boot_that_fails_half_way_stops_what_it_started(redis_server, tmp_path, torch_threads):
     # Given a setting the boot finds wrong after the catalog entry, the heartbeat, the
     # reclaimer and /metrics have started (a profile prefix in a folder that is not there)
