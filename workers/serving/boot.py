@@ -91,22 +91,44 @@ def _start_parts(worker: Worker, celery_app: Any, hostname: str, concurrency: in
         start_profiling(settings.profile)
 
 
+def pool_problem(pool: Any) -> str | None:
+    """Why a worker cannot run Celery's pool ``pool`` (a ``-P`` name or a class), or
+    None for the threads pool (celeryconfig's) and ``solo``.
+
+    A worker's heartbeat, catalog entry, model cache and reloads live in the process
+    its boot ran in: a prefork child would take chunks under a worker id that never
+    beats (reclaimed as a dead worker's after the lapse), and reloads would never reach
+    its models. So every pool that runs tasks elsewhere is refused."""
+    if pool is None:
+        return None
+    from celery.concurrency import get_implementation
+    from celery.concurrency.solo import TaskPool as SoloPool
+    from celery.concurrency.thread import TaskPool as ThreadsPool
+
+    try:
+        cls = get_implementation(pool) if isinstance(pool, str) else pool
+    except Exception:  # noqa: BLE001  (an unknown or uninstalled pool: refused below)
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, (ThreadsPool, SoloPool)):
+        return None
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", str(pool))
+    return (
+        f"the {name.rsplit('.', 1)[-1]} pool cannot run an embedfleet worker (its heartbeat and "
+        "models live in the process that booted): use -P threads"
+    )
+
+
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
-    pool = getattr(sender, "pool_cls", None)
-    pool_name = getattr(pool, "__module__", str(pool))
-    if "prefork" in str(pool_name):
-        log.warning(
-            "event=pool_warning pool=prefork msg=%r",
-            "use -P threads or -P solo: with prefork, reload broadcasts never reach the "
-            "children's model caches",
-        )
     # The settings the worker's entry point handed over (or the environment, read once,
     # under `celery -A tasks worker`), through the app.
     celery_app = getattr(sender, "app", None) or default_app
     concurrency = int(getattr(sender, "concurrency", 1) or 1)
     hostname = str(getattr(sender, "hostname", "worker"))
     try:
+        problem = pool_problem(getattr(sender, "pool_cls", None))
+        if problem:
+            raise ConfigError(problem)
         boot_worker(celery_app, hostname, concurrency)
     except Exception as exc:
         # Celery logs a signal handler's exception and goes on: the worker would consume

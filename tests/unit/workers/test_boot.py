@@ -24,7 +24,7 @@ from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import ALIVE_PREFIX
 from tests.support import ROOT
 from workers.observability.process_events import process_events
-from workers.serving.boot import boot_worker
+from workers.serving.boot import boot_worker, pool_problem
 from workers.serving.process import current_runtime, set_runtime
 from workers.serving.worker import worker_of
 
@@ -169,4 +169,35 @@ def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(redis_serve
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "event=worker_boot_failed" in proc.stderr and "EMBEDFLEET_PROFILE=" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo", "tasks.guards.pool:ThreadPool"])
+def test_the_threads_and_solo_pools_are_accepted(pool):
+    assert pool_problem(pool) is None
+
+
+@pytest.mark.parametrize("pool", ["prefork", "processes", "eventlet", "no.such:Pool"])
+def test_every_other_pool_is_refused_naming_the_threads_pool(pool):
+    problem = pool_problem(pool)
+    assert problem is not None and problem.endswith("use -P threads") and "\n" not in problem
+
+
+def test_a_prefork_celery_worker_stops_at_boot_naming_the_threads_pool(redis_server):
+    # Given `celery -A tasks worker` on the prefork pool (its children would take chunks
+    # under worker ids that never beat, and be reclaimed as dead). `-P processes` names
+    # it: `-P prefork`, Celery's default, gives the app's configured pool (threads).
+    queue = f"embed.boot-{uuid.uuid4().hex[:8]}"  # consumes nothing another test sends
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "processes", "-Q", queue],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "EMBEDFLEET_REDIS_URL": redis_server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then it exits 2 with one line saying to use the threads pool (a hang here times out)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if "worker_boot_failed" in ln]
+    assert "the prefork pool cannot run an embedfleet worker" in line and "-P threads" in line
     assert "Traceback" not in proc.stderr
