@@ -54,7 +54,7 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
         if chunk is None:
             return
         job_id, index = chunk
-        client, ttl_s = self.app.backend.client, embed.ttl_of(self.app)
+        client, ttl_s = self.app.backend.client, embed.ttl_of(self.app, job_id)
         message = embed.failure_message(exc, job_id)
 
         def record() -> None:
@@ -77,7 +77,8 @@ class DatasetChunkTask(Task):  # type: ignore[misc]
 
 
 def feed(app: Any, client: Any, record: datasets.DatasetRecord, index: int) -> None:
-    """``datasets.feed`` at the priority and TTL of ``app``'s settings (this worker's)."""
+    """``datasets.feed`` at the priority of ``app``'s settings (this worker's) and the
+    TTL the job's record keeps."""
     settings = app.settings
     datasets.feed(
         app,
@@ -85,7 +86,7 @@ def feed(app: Any, client: Any, record: datasets.DatasetRecord, index: int) -> N
         record,
         index,
         priority=settings.dataset_priority,
-        ttl_s=settings.result_ttl_s,
+        ttl_s=embed.ttl_of(app, record.id),
     )
 
 
@@ -125,7 +126,7 @@ def embed_range(self: Task, job_id: Any = None, index: Any = None, model: Any = 
         finally:
             embed.end_delivery(self.app, task_id, attempt)
     except RedisMemoryFull as exc:
-        embed.record_redis_full(client, job_id, index, exc, ttl_s=embed.ttl_of(self.app))
+        embed.record_redis_full(client, job_id, index, exc, ttl_s=embed.ttl_of(self.app, job_id))
         raise
 
 
@@ -133,7 +134,7 @@ def _run_range(
     self: Task, record: datasets.DatasetRecord, job_id: str, index: int, model: str
 ) -> None:
     """Read, encode and write chunk ``index`` (its delivery is being counted)."""
-    client, ttl_s = self.app.backend.client, embed.ttl_of(self.app)
+    client, ttl_s = self.app.backend.client, embed.ttl_of(self.app, job_id)
     retry = embed.with_redis_retry
     if record.cancelled:
         raise JobCancelled(f"job {job_id} was cancelled")
@@ -215,7 +216,7 @@ def _run_range(
 
 def _finish(task: Task, record: datasets.DatasetRecord, index: int, rows: int) -> None:
     """Mark the chunk done, send the next one, and write the manifest after the last."""
-    client, ttl_s = task.app.backend.client, embed.ttl_of(task.app)
+    client, ttl_s = task.app.backend.client, embed.ttl_of(task.app, record.id)
     retry = embed.with_redis_retry
     done = retry(
         lambda: datasets.mark_done(client, record.id, index, rows, ttl_s=ttl_s), "marking done"

@@ -104,17 +104,32 @@ def _on_internal_error(
     log.error("event=redis_full job=%s chunk=%d step=%r", job_id, index, "storing the chunk state")
     try:
         reason = redis_full.reason("storing the chunk's state", job_id)
-        jobstore.mark_failed(client, job_id, index, reason, True, ttl_s=ttl_of(owner))
+        jobstore.mark_failed(client, job_id, index, reason, True, ttl_s=ttl_of(owner, job_id))
     except redis.RedisError as error:
         log.error(
             "event=chunk_failure_not_recorded job=%s chunk=%d error=%r", job_id, index, str(error)
         )
 
 
-def ttl_of(celery_app: Celery) -> int:
-    """Seconds the records a chunk writes last: ``EMBEDFLEET_RESULT_TTL_S`` of the
-    settings ``celery_app`` was built with (this worker's, handed over at its entry point)."""
-    return int(celery_app.settings.result_ttl_s)
+def ttl_of(celery_app: Celery, job_id: str) -> int:
+    """Seconds the records a chunk of job ``job_id`` writes last: the TTL the job's
+    record keeps (its producer's ``EMBEDFLEET_RESULT_TTL_S``), so every key of the job
+    expires with it; for a record without one, this worker's own setting."""
+    own = int(celery_app.settings.result_ttl_s)
+    return jobstore.ttl_of(celery_app.backend.client, job_id, own)
+
+
+def job_of(task_id: str) -> str:
+    """The job id of a chunk's task id (``<job id>.<chunk index>``)."""
+    return task_id.rpartition(".")[0]
+
+
+def expire_result(celery_app: Celery, task_id: str, ttl_s: int) -> None:
+    """Give the chunk result Celery stored for ``task_id`` (with this worker's
+    ``result_expires``) the job's TTL, when that differs."""
+    if ttl_s != int(celery_app.settings.result_ttl_s):
+        backend = celery_app.backend
+        backend.client.expire(backend.get_key_for_task(task_id), ttl_s)
 
 
 def begin_delivery(celery_app: Celery, task_id: str, attempt: object) -> Delivery:
@@ -123,7 +138,7 @@ def begin_delivery(celery_app: Celery, task_id: str, attempt: object) -> Deliver
     lapse_s = celeryconfig.worker_lapse_s(settings)
     return with_redis_retry(
         lambda: deliveries.begin(
-            client, task_id, attempt, lapse_s=lapse_s, ttl_s=ttl_of(celery_app)
+            client, task_id, attempt, lapse_s=lapse_s, ttl_s=ttl_of(celery_app, job_of(task_id))
         ),
         "counting a delivery",
     )
@@ -131,7 +146,7 @@ def begin_delivery(celery_app: Celery, task_id: str, attempt: object) -> Deliver
 
 def end_delivery(celery_app: Celery, task_id: str, attempt: object) -> None:
     """``deliveries.end`` with the TTL of ``celery_app``'s settings."""
-    client, ttl_s = celery_app.backend.client, ttl_of(celery_app)
+    client, ttl_s = celery_app.backend.client, ttl_of(celery_app, job_of(task_id))
     with_redis_retry(
         lambda: deliveries.end(client, task_id, attempt, ttl_s=ttl_s), "ending a delivery"
     )
@@ -226,10 +241,13 @@ class ChunkTask(Task):  # type: ignore[misc]
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: dict[str, Any]) -> None:
         job_id, index = kwargs.get("job_id"), kwargs.get("index")
         if isinstance(job_id, str) and isinstance(index, int):
-            client, ttl_s = self.app.backend.client, ttl_of(self.app)
+            client, ttl_s = self.app.backend.client, ttl_of(self.app, job_id)
             with_redis_retry(
                 lambda: jobstore.mark_done(client, job_id, index, ttl_s=ttl_s),
                 "marking a chunk done",
+            )
+            with_redis_retry(
+                lambda: expire_result(self.app, task_id, ttl_s), "expiring a chunk result"
             )
 
     def on_failure(
@@ -239,7 +257,7 @@ class ChunkTask(Task):  # type: ignore[misc]
         if chunk is None:
             return
         job_id, index = chunk
-        client, ttl_s = self.app.backend.client, ttl_of(self.app)
+        client, ttl_s = self.app.backend.client, ttl_of(self.app, job_id)
         message = failure_message(exc, job_id)
 
         def record() -> None:
@@ -248,6 +266,7 @@ class ChunkTask(Task):  # type: ignore[misc]
                 jobstore.mark_failed(client, job_id, index, message, ttl_s=ttl_s)
 
         with_redis_retry(record, "recording a chunk failure")
+        with_redis_retry(lambda: expire_result(self.app, task_id, ttl_s), "expiring a result")
 
 
 #: How every chunk task (list and dataset) retries a :class:`TransientError`: backoff
@@ -289,7 +308,7 @@ def embed_chunk(
         finally:
             end_delivery(self.app, task_id, attempt)
     except RedisMemoryFull as exc:
-        record_redis_full(client, job_id, index, exc, ttl_s=ttl_of(self.app))
+        record_redis_full(client, job_id, index, exc, ttl_s=ttl_of(self.app, job_id))
         raise
 
 
@@ -336,7 +355,7 @@ def _run_chunk(
         time.perf_counter() - started,
     )
     columns = more[0] if more else {}
-    ttl_s = ttl_of(self.app)
+    ttl_s = ttl_of(self.app, job_id)
     with_redis_retry(
         lambda: usage.record(client, job_id, index, columns, ttl_s=ttl_s), "recording usage"
     )

@@ -75,7 +75,8 @@ def _record_redis_full(request: Any) -> bool:
         return False
     try:
         owner = request.task.app  # this worker's app, built from its settings
-        client, ttl_s = owner.backend.client, owner.settings.result_ttl_s
+        client = owner.backend.client  # the job's TTL, from its record
+        ttl_s = jobstore.ttl_of(client, job_id, owner.settings.result_ttl_s)
         reason = redis_full.reason("storing the chunk's state", job_id)
         jobstore.mark_failed(client, job_id, index, reason, keep_existing=True, ttl_s=ttl_s)
     except Exception as error:

@@ -197,7 +197,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                 if chunk is not None:
                     job_id, index = chunk
                     error = redis_full.reason("taking the chunk from its queue", job_id)
-                    jobstore.mark_failed(client, job_id, index, error, ttl_s=self.result_ttl_s)
+                    ttl_s = jobstore.ttl_of(client, job_id, self.result_ttl_s)
+                    jobstore.mark_failed(client, job_id, index, error, ttl_s=ttl_s)
                     redis_full.stop_window(client, jobstore.PREFIX + job_id, job_id)
                 else:
                     priority = self._get_message_priority(raw_message, reverse=False)

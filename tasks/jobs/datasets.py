@@ -159,6 +159,7 @@ def create(
             "sig": signature,
             "done": 0,
             "rows_done": 0,
+            "ttl_s": int(ttl_s),  # what the workers write for the job lasts as long
         },
     )
     pipe.set(key(job_id, "plan"), plan_bytes)

@@ -1,10 +1,12 @@
 """Job records in Redis: what lets anyone holding a job id follow and fetch it.
 
-Keys (all expire after ``ttl_s`` seconds, ``EMBEDFLEET_RESULT_TTL_S`` of the process that
-writes them: its settings, read at its entry point, give every write its ``ttl_s``):
+Keys (all expire after ``ttl_s`` seconds: ``EMBEDFLEET_RESULT_TTL_S`` of the producer
+that created the job, kept in its record as ``ttl_s``; a worker writes what it writes for
+the job with that TTL, :func:`ttl_of`, so a job's keys expire together whatever the
+worker's own setting):
 
 - ``embedfleet:job:<id>``         hash: model, version, n, total, created, order, bounds,
-                                   cancelled
+                                   ttl_s, cancelled
 - ``embedfleet:job:<id>:done``    set of finished chunk indices (a set, so a chunk that
                                    runs twice after a redelivery counts once)
 - ``embedfleet:job:<id>:failed``  hash chunk index -> error message
@@ -93,6 +95,7 @@ def create(
             "order": record.order.tobytes(),
             "bounds": record.bounds.tobytes(),
             "alias": alias,
+            "ttl_s": int(ttl_s),
         },
     )
     pipe.expire(key, ttl_s)
@@ -100,6 +103,17 @@ def create(
     pipe.zremrangebyrank(JOBS_KEY, 0, -JOBS_INDEX_SIZE - 1)
     pipe.execute()
     return record
+
+
+def ttl_of(client: redis.Redis, job_id: str, default: int) -> int:
+    """Seconds the keys of job ``job_id`` last: the TTL its producer recorded, else
+    ``default`` (the caller's own, for a record from before ``ttl_s`` was kept, or one
+    that is gone)."""
+    raw = client.hget(PREFIX + job_id, "ttl_s")
+    try:
+        return int(raw) if raw is not None and int(raw) > 0 else int(default)  # type: ignore[arg-type]
+    except ValueError:
+        return int(default)
 
 
 def load(client: redis.Redis, job_id: str) -> JobRecord | None:
