@@ -43,3 +43,27 @@ def test_worker_written_keys_of_a_job_take_the_ttl_its_producer_recorded(make_fl
     ttls = {key: redis.ttl(key) for key in [prefix, *written]}
     assert all(CLIENT_TTL_S - 600 < ttl <= CLIENT_TTL_S for ttl in ttls.values()), ttls
     assert redis.hget(prefix, "ttl_s") == str(CLIENT_TTL_S).encode()
+
+
+def test_every_key_of_a_dataset_job_takes_the_ttl_its_producer_recorded(make_fleet, tmp_path):
+    # Given a worker whose TTL is 10 minutes and a producer whose TTL is 30 days
+    fleet = make_fleet({"hash-model": HASH}, env={"EMBEDFLEET_RESULT_TTL_S": str(WORKER_TTL_S)})
+    fleet.ready(fleet.worker())
+    settings = fleet.client.settings.model_copy(update={"result_ttl_s": CLIENT_TTL_S})
+    client = EmbeddingClient(
+        redis_url=fleet.server.url, config_source=str(fleet.config), settings=settings
+    )
+    (tmp_path / "in.txt").write_text("".join(f"row {i}\n" for i in range(40)))
+    # When a dataset job of several windows of chunks runs to its end (workers send the
+    # later chunks and write the parts, the manifest and the done counts)
+    job = client.submit_dataset(
+        str(tmp_path / "in.txt"), "hash-model", str(tmp_path / "out") + "/", chunk_rows=5, window=2
+    )
+    job.wait(timeout=120)
+    assert job.status()["state"] == "SUCCESS"
+    # Then every key of the job lasts as long as its record: the producer's 30 days
+    redis = fleet.redis()
+    keys = [k.decode() for k in redis.scan_iter(match=jobstore.PREFIX + job.id + "*")]
+    assert len(keys) > 3, keys
+    ttls = {key: redis.ttl(key) for key in keys}
+    assert all(CLIENT_TTL_S - 600 < ttl <= CLIENT_TTL_S for ttl in ttls.values()), ttls
