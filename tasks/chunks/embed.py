@@ -115,8 +115,9 @@ def ttl_of(celery_app: Celery, job_id: str) -> int:
     """Seconds the records a chunk of job ``job_id`` writes last: the TTL the job's
     record keeps (its producer's ``EMBEDFLEET_RESULT_TTL_S``), so every key of the job
     expires with it; for a record without one, this worker's own setting."""
-    own = int(celery_app.settings.result_ttl_s)
-    return jobstore.ttl_of(celery_app.backend.client, job_id, own)
+    own, client = int(celery_app.settings.result_ttl_s), celery_app.backend.client
+    # a read like the writes it serves: retried while Redis is away (a restart mid-chunk)
+    return with_redis_retry(lambda: jobstore.ttl_of(client, job_id, own), "reading the job's TTL")
 
 
 def job_of(task_id: str) -> str:

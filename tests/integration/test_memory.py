@@ -172,6 +172,6 @@ def test_the_watchdog_never_evicts_a_model_a_running_task_holds(redis_server, tm
     log = worker.log()
     loaded_at = log.index("event=model_loaded model=mem-leased")
     evicted_at = log.index("event=model_evicted model=mem-leased")
-    stuck_at = log.index("evicted=none (in use: mem-leased)", loaded_at)
+    stuck_at = log.index('evicted="none (in use: mem-leased)"', loaded_at)
     assert loaded_at < stuck_at < evicted_at
     assert "reason='watchdog: available memory below floor" in log[evicted_at:]
