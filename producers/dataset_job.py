@@ -19,7 +19,7 @@ from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
 from tasks.contract.logs import event_logger
 from tasks.io import parts
-from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, redis_full, usage
+from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, reclaim, redis_full, usage
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 log = event_logger(__name__)
@@ -109,8 +109,6 @@ class DatasetJob:
                 }
             )
         eta = progress_text.eta_s(record.n, record.rows_done, record.started, state)
-        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
-
         waiting = reclaim.lapsed_chunks(redis, self.id)
         return {
             "id": self.id,
@@ -163,8 +161,6 @@ class DatasetJob:
             raise UsageError(_CANCELLED.format(job=self.id))
         held = claims.holds(redis, record.output, self.id)  # the job is still live
         ownership.retake(redis, record.output, self.id, ttl_s=ttl_s)
-        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
-
         given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
         total = record.total
         done = datasets.bits(redis, self.id, "donebits", total)

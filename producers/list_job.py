@@ -18,7 +18,7 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer
 from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
-from tasks.jobs import job_admin, jobstore, usage
+from tasks.jobs import job_admin, jobstore, reclaim, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
@@ -93,8 +93,6 @@ class ListJob:
     def retry(self, texts: Sequence[str] | None = None) -> int:
         """Send again the chunks that failed (or were never sent); returns how many.
         Texts come from ``texts``, the submitting process, or the input file recorded."""
-        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
-
         redis = self.client.redis
         if jobstore.is_cancelled(redis, self.id):
             raise UsageError(
@@ -137,8 +135,6 @@ class ListJob:
         state = jobstore.state_of(
             record.total, len(done), len(failed), record.cancelled, record.started
         )
-        from tasks.jobs import reclaim  # reads the settings: not at CLI import time
-
         stalled = submitting.submit_stalled(redis, self.id, state)
         if stalled:
             state, failed = "FAILURE", {**failed, -1: stalled}
