@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -111,3 +112,22 @@ class GatedHashModel(HashModel):
                 while gate.exists():
                     time.sleep(0.05)
         return super().encode(sentences)
+
+
+#: Texts starting with this marker get facts about the worker process from
+#: :class:`ProcessProbeModel` (vary the rest: the embedding cache keeps vectors).
+PROBE = "PROBE-THE-PROCESS"
+
+
+class ProcessProbeModel(HashModel):
+    """:class:`HashModel` whose vector for a text starting with :data:`PROBE` describes its
+    worker process: dimension 0 is 1.0 when torch is imported there, dimension 1 torch's
+    intra-op threads (0.0 before torch is imported)."""
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        vectors = super().encode(sentences)
+        torch = sys.modules.get("torch")
+        for row, text in enumerate(sentences):
+            if text.startswith(PROBE):
+                vectors[row, :2] = (torch is not None, torch.get_num_threads() if torch else 0)
+        return vectors

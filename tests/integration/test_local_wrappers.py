@@ -71,18 +71,22 @@ def test_input_names_come_from_the_graph(bert_dir, tmp_path):
 
 
 def test_threads_are_set_explicitly(onnx_dir):
-    from workers.models.onnx_threads import DEFAULT_THREADS, onnx_threads, set_onnx_threads
+    from workers.models.compute_threads import onnx_threads, set_threads, threads_set
     from workers.serving.threads import configure_threads
 
     assert build({"type": "onnx", "model_path": str(onnx_dir)}).threads == onnx_threads() == 1
+    torch = pytest.importorskip("torch")  # imported here already (the fixtures' exports)
+    count, threads = threads_set(), torch.get_num_threads()
     try:
         # the worker's boot: EMBEDFLEET_THREADS=2 reaches the sessions opened after it
         configure_threads(4, load_settings({"EMBEDFLEET_THREADS": "2"}).threads)
         model = build({"type": "onnx", "model_path": str(onnx_dir)})
         assert model.threads == 2
         assert model.session.get_session_options().intra_op_num_threads == 2
+        assert torch.get_num_threads() == 2  # and torch's (test_worker_threads: lazily)
     finally:
-        set_onnx_threads(DEFAULT_THREADS)
+        set_threads(count)
+        torch.set_num_threads(threads)
 
 
 def test_max_seq_length_truncates(bert_dir):

@@ -34,6 +34,7 @@ from tasks.contract.spec import ModelSpec
 from workers.errors import EmbedfleetError, ModelLoadError
 from workers.memory.readings import release_memory, release_until
 from workers.models.base import BaseEmbeddingModel, generate_embeddings
+from workers.models.compute_threads import apply_torch_threads
 from workers.models.registry import resolve_class
 
 log = event_logger(__name__)
@@ -134,7 +135,9 @@ def load_measured(
     release_memory()  # both readings after a release: freed heap kept from before the
     before = rss()  # load, given back before the second, would shrink the growth
     started = time.perf_counter()
-    model = factory(name, spec)
+    apply_torch_threads()  # torch imported with the wrapper's libraries computes on the
+    model = factory(name, spec)  # boot's threads from the build on (a precision probe)
+    apply_torch_threads()  # and so does a torch a plugin's build imported itself
     try:
         if not model.remote:  # a remote model has no weights here to touch
             generate_embeddings(model, [WARM_UP_TEXT])

@@ -25,8 +25,8 @@ import numpy as np
 from tasks.contract.logs import event_logger
 from workers.errors import ModelLoadError
 from workers.models.base import BaseEmbeddingModel, encode_in_batches
+from workers.models.compute_threads import onnx_threads
 from workers.models.fidelity import PrecisionRecord
-from workers.models.onnx_threads import onnx_threads
 from workers.models.pooling import choose_pooling, get_pooling, normalize_rows
 from workers.models.sizes import onnx_initializer_bytes, tokenizer_bytes
 from workers.models.tokenizing import HFTokenizerCounts, has_tokenizer, load_tokenizer, token_window

@@ -89,7 +89,7 @@ def optimize_model(
     check_free(cfg_path, name, root)
     check_device(name, device or spec.device)
     texts = read_texts(probe or DEFAULT_PROBE, probe_field)[: max(1, probes)]
-    threads = configure_threads(1)
+    threads = configure_threads(1, import_torch=True)  # it exports with torch
     source_dir = resolve_model_dir(spec.model_path, spec.base_dir, spec.region)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:

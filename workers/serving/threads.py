@@ -11,7 +11,7 @@ import os
 
 from tasks.contract.host import usable_cores
 from tasks.contract.logs import event_logger
-from workers.models.onnx_threads import set_onnx_threads
+from workers.models.compute_threads import apply_torch_threads, set_threads
 
 log = event_logger(__name__)
 
@@ -23,17 +23,20 @@ def threads_per_task(concurrency: int, threads: int | None = None) -> int:
     return max(1, usable_cores() // max(1, concurrency))
 
 
-def configure_threads(concurrency: int, threads: int | None = None) -> int:
-    """Apply :func:`threads_per_task` to torch (if installed) and to the onnxruntime
-    sessions this process opens; returns the count."""
+def configure_threads(
+    concurrency: int, threads: int | None = None, import_torch: bool = False
+) -> int:
+    """Apply :func:`threads_per_task` to the onnxruntime sessions this process opens and
+    to torch (if installed): now if it is imported (or ``import_torch``), else when a
+    model load brings it in; returns the count."""
     threads = threads_per_task(concurrency, threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    set_onnx_threads(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    set_threads(threads)
+    if import_torch:
+        try:
+            import torch  # noqa: F401  (given the count just below)
+        except ImportError:
+            pass
+        apply_torch_threads()
     log.info("event=threads_configured threads=%d concurrency=%d", threads, concurrency)
     return threads

@@ -23,6 +23,7 @@ from tasks.contract.errors import ConfigError
 from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import ALIVE_PREFIX
 from tests.support import ROOT
+from workers.models.compute_threads import set_threads, threads_set
 from workers.observability.process_events import process_events
 from workers.serving.boot import boot_worker, pool_problem
 from workers.serving.process import current_runtime, set_runtime
@@ -54,10 +55,12 @@ def _settings(tmp_path, **update):
 
 @pytest.fixture
 def torch_threads():
+    """The boot sets the process's torch threads (:func:`configure_threads`): put back."""
     torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
+    threads, count = torch.get_num_threads(), threads_set()
     yield
     set_runtime(None)
+    set_threads(count)
     torch.set_num_threads(threads)
 
 
