@@ -30,7 +30,20 @@ the message on its queue (``tasks.guards.transport`` then handles it as before).
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual.base import Empty
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+from tasks.contract.logs import event_logger
+from tasks.guards.holders import HOLDERS_KEY
+from tasks.jobs import redis_full
+from tasks.jobs.deliveries import worker_id
+
+log = event_logger(__name__)
 
 #: Key prefix of the bells (``embedfleet:bell:<queue>``).
 BELL_PREFIX = "embedfleet:bell:"
@@ -95,3 +108,159 @@ def ring(pipe: Any, queue: str) -> None:
     pipe.lpush(key, 1)
     pipe.ltrim(key, 0, BELL_TOKENS - 1)
     pipe.expire(key, BELL_TTL_S)
+
+
+class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
+    """kombu's Redis channel taking with :data:`TAKE`, waiting on bells, ringing them
+    when it publishes or gives a message back. The delivery callback must skip the
+    Redis writes of ``qos.append`` for a message whose take recorded it
+    (:attr:`_recorded_by_take`; ``tasks.guards.transport`` does)."""
+
+    #: What the poll connection was last sent: "take" (:data:`TAKE`), "bell"
+    #: (BRPOP on the bells) or "brpop" (kombu's own, with a ``global_keyprefix``).
+    _sent = "take"
+    #: Whether the next poll takes at once (the last take found a message, or a bell
+    #: rang or timed out) rather than waiting on the bells.
+    _take_next = True
+    #: Whether the message being delivered now was recorded as taken by the take itself.
+    _recorded_by_take = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._no_ack_queues: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def _takes_atomically(self) -> bool:
+        # keys given to a script are not prefixed by kombu's prefixing client
+        return not self.global_keyprefix
+
+    def _start_take(self, timeout: Any = None) -> Any:
+        """Send the poll's command (see the module docstring): a take, or a wait on the
+        bells; kombu's BRPOP where the take cannot serve."""
+        if not self._takes_atomically:
+            self._sent = "brpop"
+            return super()._brpop_start(timeout)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        connection = self.client.connection
+        self._in_poll = connection
+        self._brpop_sent_at = time.monotonic()
+        if self._take_next:
+            pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]
+            keys = [key for key, _ in pairs]
+            record = ["0" if q in self._no_ack_queues else "1" for _, q in pairs]
+            self._sent = "take"
+            connection.send_command(
+                "EVAL",
+                TAKE,
+                3 + len(keys),
+                self.unacked_index_key,
+                self.unacked_key,
+                HOLDERS_KEY,
+                *keys,
+                time.time(),
+                worker_id(),
+                *record,
+            )
+        else:
+            self._sent = "bell"
+            bells = [bell_key(q) for q in queues]
+            wait = self.brpop_timeout if timeout is None else timeout
+            connection.send_command("BRPOP", *bells, wait or 0)
+        return None
+
+    def _take_read(self, **options: Any) -> bool:
+        """Read the reply of :meth:`_brpop_start`: a bell (wake: take next) or a take
+        (deliver what it took; take again at once if it found something)."""
+        connection = self.client.connection
+        try:
+            try:
+                reply = self.client.parse_response(
+                    connection, "BRPOP" if self._sent == "bell" else "EVAL", **options
+                )
+            except self.connection_errors:
+                connection.disconnect()  # the next poll reconnects
+                raise
+            except Exception as exc:
+                if self._sent == "take" and redis_full.is_redis_full(exc):
+                    return self._take_on_full_redis()
+                raise
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+        if self._sent == "bell":
+            self._take_next = True  # rang, or the wait timed out: look once
+            raise Empty()
+        if not reply:
+            self._take_next = False
+            raise Empty()
+        self._take_next = True
+        key, item, recorded = reply
+        dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        raw_message = loads(bytes_to_str(item))
+        self._recorded_by_take = bool(recorded)
+        try:
+            self.connection._deliver(raw_message, dest)
+        finally:
+            self._recorded_by_take = False
+        return True
+
+    def _forget_taken(self, raw_message: Any) -> None:
+        """Drop the record the take made of a message refused before kombu knew it (if
+        Redis is away, the visibility timeout brings it back, to be refused again)."""
+        try:
+            self.qos._release(raw_message["properties"]["delivery_tag"])
+        except Exception as exc:
+            log.warning("event=refused_record_kept error=%r", str(exc))
+
+    def _take_on_full_redis(self) -> bool:
+        """Redis refused the take for memory (nothing was moved): pop the message the
+        old way, so that the delivery refuses it for memory as before (a chunk recorded
+        failed, the queue drains, memory comes back)."""
+        self._take_next = True
+        queues = list(self.active_queues)
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                for queue in queues:
+                    item = client.rpop(self._q_for_pri(queue, pri))
+                    if item is not None:
+                        self.connection._deliver(loads(bytes_to_str(item)), queue)
+                        return True
+        raise Empty()
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's publish, with a token on the queue's bell (the module docstring)
+        in the same transaction: a refused publish (a full Redis) rings nothing."""
+        batch = kwargs.get("_publish_batch")
+        if batch is not None or not self._takes_atomically:
+            super()._put(queue, message, **kwargs)
+            if batch is not None and self._takes_atomically:
+                ring(batch, queue)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, dumps(message))
+            if self._expires and queue in self._expires:
+                for pri in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
+            ring(pipe, queue)
+            pipe.execute()
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        """kombu's restore (a reject, a reclaim, the visibility timeout), ringing the bell
+        of each queue the message goes back to."""
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        if self._takes_atomically:
+            for queue in self._lookup(exchange, routing_key):
+                ring(pipe, queue)
+
+    def basic_consume(
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any
+    ) -> Any:
+        if no_ack:  # nobody acknowledges these: the take must not record them
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
