@@ -41,14 +41,19 @@ from celery.signals import task_rejected
 from kombu.exceptions import ContentDisallowed
 from kombu.serialization import loads, prepare_accept_content
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.transport.virtual.base import Empty
+from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
+from kombu.utils.json import loads as json_loads
 
 import celeryconfig
 from tasks.contract.logs import event_logger
 from tasks.contract.settings import Settings
-from tasks.guards.holders import HolderQoS
+from tasks.guards import taking
+from tasks.guards.holders import HOLDERS_KEY, HolderQoS
 from tasks.jobs import jobstore, redis_full
+from tasks.jobs.deliveries import worker_id
 
 log = event_logger(__name__)
 
@@ -152,21 +157,72 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         # and treating it as a lost connection restores the message and loops forever.
         return tuple(e for e in self.connection_errors if not issubclass(e, LookupError))
 
+    #: What the poll connection was last sent: "take" (:data:`taking.TAKE`), "bell"
+    #: (BRPOP on the bells) or "brpop" (kombu's own, with a ``global_keyprefix``).
+    _sent = "take"
+    #: Whether the next poll takes at once (the last take found a message, or a bell
+    #: rang or timed out) rather than waiting on the bells.
+    _take_next = True
+    #: Whether the message being delivered now was recorded as taken by the take itself.
+    _recorded_by_take = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._no_ack_queues: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def _takes_atomically(self) -> bool:
+        # keys given to a script are not prefixed by kombu's prefixing client
+        return not self.global_keyprefix
+
     def _brpop_start(self, timeout: Any = None) -> Any:
         if len(STRANDED):
             try:
                 STRANDED.give_back(self)
             except self._broken_link_errors as exc:  # still down: the next poll tries
                 log.debug("event=give_back_deferred error=%r", str(exc))
-        return super()._brpop_start(timeout)
+        if not self._takes_atomically:
+            self._sent = "brpop"
+            return super()._brpop_start(timeout)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        connection = self.client.connection
+        self._in_poll = connection
+        self._brpop_sent_at = time.monotonic()
+        if self._take_next:
+            pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]
+            keys = [key for key, _ in pairs]
+            record = ["0" if q in self._no_ack_queues else "1" for _, q in pairs]
+            self._sent = "take"
+            connection.send_command(
+                "EVAL",
+                taking.TAKE,
+                3 + len(keys),
+                self.unacked_index_key,
+                self.unacked_key,
+                HOLDERS_KEY,
+                *keys,
+                time.time(),
+                worker_id(),
+                *record,
+            )
+        else:
+            self._sent = "bell"
+            bells = [taking.bell_key(q) for q in queues]
+            wait = self.brpop_timeout if timeout is None else timeout
+            connection.send_command("BRPOP", *bells, wait or 0)
+        return None
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
-            return bool(super()._brpop_read(**options))
+            if self._sent == "brpop":
+                return bool(super()._brpop_read(**options))
+            return self._take_read(**options)
         except (Empty, *self._broken_link_errors):
             raise
         except Exception as exc:
-            # BRPOP already removed the item from the list: dropping it here is final.
+            # The item is off its list already: dropping it here is final.
             log.error(
                 "event=message_refused reason=%r error=%r",
                 "queue item is not a kombu envelope (JSON)",
@@ -174,6 +230,94 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             )
             task_rejected.send(sender=self, message=None, exc=exc)
             return True
+
+    def _take_read(self, **options: Any) -> bool:
+        """Read the reply of :meth:`_brpop_start`: a bell (wake: take next) or a take
+        (deliver what it took; take again at once if it found something)."""
+        connection = self.client.connection
+        try:
+            try:
+                reply = self.client.parse_response(
+                    connection, "BRPOP" if self._sent == "bell" else "EVAL", **options
+                )
+            except self.connection_errors:
+                connection.disconnect()  # the next poll reconnects
+                raise
+            except Exception as exc:
+                if self._sent == "take" and redis_full.is_redis_full(exc):
+                    return self._take_on_full_redis()
+                raise
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+        if self._sent == "bell":
+            self._take_next = True  # rang, or the wait timed out: look once
+            raise Empty()
+        if not reply:
+            self._take_next = False
+            raise Empty()
+        self._take_next = True
+        key, item, recorded = reply
+        dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        raw_message = json_loads(bytes_to_str(item))
+        self._recorded_by_take = bool(recorded)
+        try:
+            self.connection._deliver(raw_message, dest)
+        finally:
+            self._recorded_by_take = False
+        return True
+
+    def _forget_taken(self, raw_message: Any) -> None:
+        """Drop the record the take made of a message refused before kombu knew it (if
+        Redis is away, the visibility timeout brings it back, to be refused again)."""
+        try:
+            self.qos._release(raw_message["properties"]["delivery_tag"])
+        except Exception as exc:
+            log.warning("event=refused_record_kept error=%r", str(exc))
+
+    def _take_on_full_redis(self) -> bool:
+        """Redis refused the take for memory (nothing was moved): pop the message the
+        old way, so that the delivery refuses it for memory as before (a chunk recorded
+        failed, the queue drains, memory comes back)."""
+        self._take_next = True
+        queues = list(self.active_queues)
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                for queue in queues:
+                    item = client.rpop(self._q_for_pri(queue, pri))
+                    if item is not None:
+                        self.connection._deliver(json_loads(bytes_to_str(item)), queue)
+                        return True
+        raise Empty()
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's publish, with a token on the queue's bell (:mod:`tasks.guards.taking`)
+        in the same transaction: a refused publish (a full Redis) rings nothing."""
+        batch = kwargs.get("_publish_batch")
+        if batch is not None or not self._takes_atomically:
+            super()._put(queue, message, **kwargs)
+            if batch is not None and self._takes_atomically:
+                taking.ring(batch, queue)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, dumps(message))
+            if self._expires and queue in self._expires:
+                for pri in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
+            taking.ring(pipe, queue)
+            pipe.execute()
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        """kombu's restore (a reject, a reclaim, the visibility timeout), ringing the bell
+        of each queue the message goes back to."""
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        if self._takes_atomically:
+            for queue in self._lookup(exchange, routing_key):
+                taking.ring(pipe, queue)
 
     def basic_consume(
         self,
@@ -184,6 +328,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Any:
         result = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+        if no_ack:
+            self._no_ack_queues.add(queue)
         self.connection._callbacks[queue] = self._guarded_callback(queue, no_ack, callback)
         return result
 
@@ -233,7 +379,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         def deliver(raw_message: Any) -> Any:
             try:
                 message = self.Message(raw_message, channel=self)
-                if not no_ack:
+                if no_ack:
+                    pass
+                elif self._recorded_by_take:  # in Redis already: only remember it here
+                    virtual.QoS.append(self.qos, message, message.delivery_tag)
+                else:
                     self.qos.append(message, message.delivery_tag)
             except self._broken_link_errors:
                 if not no_ack:  # BRPOP took it; nothing in Redis holds it now
@@ -242,6 +392,8 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
             except Exception as exc:
                 if redis_full.is_redis_full(exc):
                     return self._refused_for_memory(queue, raw_message, exc)
+                if self._recorded_by_take:  # refused for good: held by no one
+                    self._forget_taken(raw_message)
                 log.error(
                     "event=message_refused queue=%s reason=%r error=%r item=%s",
                     queue,

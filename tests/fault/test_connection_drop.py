@@ -6,6 +6,11 @@ the two (a Redis restart, a network cut) left the message nowhere: a job stayed 
 40 chunks for good in the Redis-restart fault test. The moment cannot be timed from
 outside, so the break is injected into that one call (``qos.append``); everything else
 is the real transport on a real server.
+
+The atomic take (``tasks.guards.taking``) records a message in the step that takes it,
+which closes this gap (``test_take_window.py``); kombu's BRPOP still takes where the
+take cannot (a channel with a ``global_keyprefix``), and that path is the one tested
+here.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ def test_a_message_taken_as_the_link_broke_goes_back_on_its_queue(redis_server, 
     queue = Queue(name, routing_key=name)
     server = redis_py.Redis.from_url(redis_server.url)
     received = []
+    monkeypatch.setattr(transport.Channel, "_takes_atomically", False)
     with Connection(redis_server.url, transport="tasks.guards.transport:Transport") as conn:
         with conn.Producer() as producer:
             producer.publish({"chunk": 7}, routing_key=name, declare=[queue])
