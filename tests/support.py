@@ -109,6 +109,17 @@ def stop_all(procs: list[CliProcess], timeout: float | None = None) -> None:
         proc._log.close()
 
 
+def kill_all(procs: list[CliProcess]) -> None:
+    """SIGKILL each of ``procs`` still running: the end of a test, where nothing needs a
+    graceful stop (a worker's warm shutdown waits for the chunks it runs, seconds)."""
+    for proc in procs:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+    for proc in procs:
+        proc.proc.wait()
+        proc._log.close()
+
+
 class WorkerProcess(CliProcess):
     """A real ``embedfleet worker`` subprocess."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import WorkerProcess, stop_all, write_config
+from tests.support import WorkerProcess, kill_all, write_config
 from tests.waiting import wait_for  # noqa: F401  (the fault tests import it from here)
 
 #: Visibility timeout of the fault suite's workers (the default is 3600 s).
@@ -67,7 +67,9 @@ class Fleet:
         return self.server.client()
 
     def close(self) -> None:
-        stop_all(self.workers, timeout=10)
+        """The test is over: its workers are killed (no test checks a shutdown here, and
+        a warm one waits up to 10 s for a chunk still running), then the server stops."""
+        kill_all(self.workers)
         self.server.stop()
 
 
