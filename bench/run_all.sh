@@ -21,8 +21,6 @@ run optimize --texts 1000 --rounds 3
 run quant_variants --texts 512
 run fleet_cost --texts 200000 --rounds 2 --dataset-rows 500000
 run precision --texts 256 --rounds 3
-<<<<<<< HEAD
 run gateway --blocks 3 --busy-requests 10
-=======
 run scan_pinning --rows 2000000 --rounds 15
->>>>>>> main
+run take --messages 5000 --rounds 3

@@ -231,8 +231,9 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
         raise Empty()
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        """kombu's publish, with a token on the queue's bell (the module docstring)
-        in the same transaction: a refused publish (a full Redis) rings nothing."""
+        """kombu's publish, then a token on the queue's bell (the module docstring), in
+        one round trip. The publish fails only for its own commands: a bell Redis
+        refused (full) costs a wake-up, not a second copy of the message."""
         batch = kwargs.get("_publish_batch")
         if batch is not None or not self._takes_atomically:
             super()._put(queue, message, **kwargs)
@@ -240,13 +241,16 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
                 ring(batch, queue)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
             pipe.lpush(key, dumps(message))
             if self._expires and queue in self._expires:
                 for pri in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, pri), self._expires[queue])
+            own = len(pipe)
             ring(pipe, queue)
-            pipe.execute()
+            for result in pipe.execute(raise_on_error=False)[:own]:
+                if isinstance(result, Exception):
+                    raise result
 
     def _do_restore_message(
         self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
