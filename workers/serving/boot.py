@@ -11,6 +11,7 @@ each part is handed what it needs (settings, Redis client, the runtime's events)
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -118,6 +119,21 @@ def pool_problem(pool: Any) -> str | None:
     )
 
 
+def pool_on_command_line(argv: list[str]) -> str | None:
+    """The pool a ``celery worker`` command line names (``-P x``, ``-Px``, ``--pool x``,
+    ``--pool=x``), or None. Celery gives the configured pool (threads) for ``-P
+    prefork``, its default, as if nothing was named (the README keeps that): the boot
+    says so in one line rather than run threads without a word."""
+    for i, arg in enumerate(argv):
+        if arg in ("-P", "--pool"):
+            return argv[i + 1] if i + 1 < len(argv) else None
+        if arg.startswith("--pool="):
+            return arg.partition("=")[2]
+        if arg.startswith("-P") and len(arg) > 2:
+            return arg[2:]
+    return None
+
+
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     # The settings the worker's entry point handed over (or the environment, read once,
@@ -129,6 +145,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         problem = pool_problem(getattr(sender, "pool_cls", None))
         if problem:
             raise ConfigError(problem)
+        if pool_on_command_line(sys.argv[1:]) == "prefork":
+            log.warning(
+                "event=pool_kept pool=threads asked=prefork reason=%r",
+                "Celery gives the configured pool for -P prefork, its default: the worker "
+                "runs threads (its heartbeat and models live in one process)",
+            )
         boot_worker(celery_app, hostname, concurrency)
     except Exception as exc:
         # Celery logs a signal handler's exception and goes on: the worker would consume

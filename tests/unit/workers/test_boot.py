@@ -25,7 +25,7 @@ from tasks.jobs.deliveries import ALIVE_PREFIX
 from tests.support import ROOT
 from workers.models.compute_threads import set_threads, threads_set
 from workers.observability.process_events import process_events
-from workers.serving.boot import boot_worker, pool_problem
+from workers.serving.boot import boot_worker, pool_on_command_line, pool_problem
 from workers.serving.process import current_runtime, set_runtime
 from workers.serving.worker import worker_of
 
@@ -171,8 +171,12 @@ def test_a_boot_that_fails_half_way_stops_what_it_started(redis_server, tmp_path
     assert worker_of(app) is None and getattr(app, "encoder", None) is None
 
 
-def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(redis_server, tmp_path):
-    # Given `celery -A tasks worker` with a setting its boot refuses
+@pytest.mark.parametrize("pool_args", [[], ["-P", "prefork"]])
+def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(
+    redis_server, tmp_path, pool_args
+):
+    # Given `celery -A tasks worker` with a setting its boot refuses (on `-P prefork`
+    # too, which Celery turns into the configured threads pool)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -183,7 +187,8 @@ def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(redis_serve
     # When it starts, then the worker exits (2: a bad setting) naming the setting, rather
     # than consuming chunks it would fail with "no encoder" (a hang here times out)
     proc = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1"],
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1"]
+        + pool_args,
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -193,6 +198,9 @@ def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(redis_serve
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "event=worker_boot_failed" in proc.stderr and "EMBEDFLEET_PROFILE=" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # ... and an explicit `-P prefork` is told it runs threads, in one line
+    kept = [ln for ln in proc.stderr.splitlines() if "event=pool_kept" in ln]
+    assert len(kept) == (1 if pool_args else 0), proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("pool", ["threads", "solo", "tasks.guards.pool:ThreadPool"])
@@ -206,10 +214,26 @@ def test_every_other_pool_is_refused_naming_the_threads_pool(pool):
     assert problem is not None and problem.endswith("use -P threads") and "\n" not in problem
 
 
+@pytest.mark.parametrize(
+    ("argv", "pool"),
+    [
+        (["-A", "tasks", "worker", "-P", "prefork"], "prefork"),
+        (["worker", "-Pprefork", "-Q", "q"], "prefork"),
+        (["worker", "--pool", "threads"], "threads"),
+        (["worker", "--pool=eventlet", "-c", "2"], "eventlet"),
+        (["-A", "tasks", "worker", "-Q", "q"], None),
+        (["worker", "-P"], None),
+    ],
+)
+def test_the_pool_a_command_line_names_is_read(argv, pool):
+    assert pool_on_command_line(argv) == pool
+
+
 def test_a_prefork_celery_worker_stops_at_boot_naming_the_threads_pool(redis_server):
     # Given `celery -A tasks worker` on the prefork pool (its children would take chunks
     # under worker ids that never beat, and be reclaimed as dead). `-P processes` names
-    # it: `-P prefork`, Celery's default, gives the app's configured pool (threads).
+    # it: `-P prefork`, Celery's default, gives the app's configured pool (threads), and
+    # the boot says so (pool_on_command_line).
     queue = f"embed.boot-{uuid.uuid4().hex[:8]}"  # consumes nothing another test sends
     proc = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "processes", "-Q", queue],
