@@ -13,8 +13,10 @@ While it runs, ``request_counts`` are the requests of the chunks done and failed
 OpenAI's, keeps what completed: it stays ``cancelling`` while a worker still runs one of
 its chunks (at most :data:`CANCEL_DRAIN_S`), then its output file holds every request
 that completed and its error file those that failed; requests never run are in
-neither, so ``completed + failed`` may be less than ``total``. (An expired batch's job
-is cancelled and no file is made.)
+neither, so ``completed + failed`` may be less than ``total``. A batch still running
+at the end of its window expires as OpenAI's do: its job is cancelled at once, the
+output file holds every request that completed, and the error file also holds each
+request that did not run (or was running) with code ``batch_expired``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ VALIDATING_GRACE_S = 600
 #: Seconds a cancelled batch waits for the chunks workers are running (OpenAI: "up to
 #: 10 minutes"); what has not finished by then is left out of its output.
 CANCEL_DRAIN_S = 600
+#: The error line of a request an expired batch never ran (OpenAI's words).
+EXPIRED = (
+    "batch_expired",
+    "This request could not be executed before the completion window expired.",
+)
 
 
 def parts_folder(store: FileStore, batch_id: str) -> str:
@@ -112,10 +119,8 @@ def refresh(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
         save(redis, batch)
         return batch
     if time.time() > batch.obj["created_at"] + WINDOW_S:
-        client.job(batch.job).cancel()
-        batch.move("expired")
-        save(redis, batch)
-        return batch
+        client.job(batch.job).cancel(keep_claim=True)
+        return finalize(client, store, batch, ending="expired")
     _count(redis, batch)
     save(redis, batch)
     return batch
@@ -157,11 +162,12 @@ def finalize(
     client: Any, store: FileStore, batch: BatchRecord, ending: str = "completed"
 ) -> BatchRecord:
     """Assemble the output and error files of an ended job (once, under a lock); the
-    batch then reads ``ending``: ``completed``, or ``cancelled`` (what completed before
-    the cancel, the batch ``cancelling`` meanwhile, as OpenAI's)."""
+    batch then reads ``ending``: ``completed``, ``cancelled`` (what completed before
+    the cancel, the batch ``cancelling`` meanwhile, as OpenAI's) or ``expired`` (what
+    completed, and an error line for each request that did not)."""
     redis = client.redis
     lock = f"{batch.id}:finalizing"
-    cancelled = ending == "cancelled"
+    cancelled = ending in ("cancelled", "expired")  # partial: its job was cancelled
     if not redis.set("embedfleet:lock:" + lock, "1", nx=True, ex=FINALIZE_LOCK_S):
         if not cancelled:
             batch.move("finalizing")  # another gateway is at it
@@ -173,7 +179,8 @@ def finalize(
         try:
             if cancelled:  # nothing more of its job will be written
                 client.job(batch.job).release_claim()
-            served, failed = _assemble(client, store, batch, partial=cancelled)
+            unrun = EXPIRED if ending == "expired" else None
+            served, failed = _assemble(client, store, batch, partial=cancelled, unrun=unrun)
         except (EmbedfleetError, OSError, ValueError) as exc:
             log.warning("event=batch_finalize_failed batch=%s error=%r", batch.id, exc)
             batch.fail("output_failed", f"the output could not be assembled: {exc}")
@@ -182,27 +189,28 @@ def finalize(
         batch.obj["request_counts"].update(completed=served, failed=failed)
         batch.move(ending)
         save(redis, batch)
-        if cancelled:
-            log.info("event=batch_cancelled batch=%s served=%d failed=%d", batch.id, served, failed)
-        else:
-            log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
+        log.info("event=batch_%s batch=%s served=%d failed=%d", ending, batch.id, served, failed)
         return batch
     finally:
         redis.delete("embedfleet:lock:" + lock)
 
 
 def _assemble(
-    client: Any, store: FileStore, batch: BatchRecord, partial: bool = False
+    client: Any,
+    store: FileStore,
+    batch: BatchRecord,
+    partial: bool = False,
+    unrun: tuple[str, str] | None = None,
 ) -> tuple[int, int]:
     """Write the output and error files; ``partial`` (a cancelled job): requests of
-    chunks that never ran are left out."""
+    chunks that never ran are left out, or with ``unrun`` written as that error."""
     from producers.openai_output import write_openai_output
 
     job = client.job(batch.job)
     out_id, err_id = output_ids(batch.id)
     with tempfile.TemporaryDirectory(prefix="embedfleet-batch-") as tmp:
         every, good, bad = (Path(tmp) / n for n in ("all.jsonl", "out.jsonl", "err.jsonl"))
-        write_openai_output(job, every, partial=partial)
+        write_openai_output(job, every, partial=partial, unrun=unrun)
         served = failed = 0
         with every.open("rb") as lines, good.open("wb") as out, bad.open("wb") as err:
             for line in lines:

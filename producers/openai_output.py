@@ -6,7 +6,8 @@ input is read again range by range and each part once, so memory holds one chunk
 
 A cancelled job is written ``partial``: the requests of chunks that never ran (not
 done, or skipped as cancelled) get no line at all, as OpenAI leaves a cancelled batch's
-unrun requests out of its files.
+unrun requests out of its files. An expired batch's are written as errors instead
+(``unrun``: OpenAI's ``batch_expired``).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from tasks.io import parts, ranges
 from tasks.jobs import datasets, jobstore
 
 
-def write_openai_output(job: Any, path: str | Path, partial: bool = False) -> int:
+def write_openai_output(
+    job: Any, path: str | Path, partial: bool = False, unrun: tuple[str, str] | None = None
+) -> int:
     """Write job ``job`` (a finished :class:`DatasetJob`, or with ``partial`` a cancelled
-    one) to ``path``; returns lines."""
+    one) to ``path``; returns lines. With ``unrun`` (code, message), each request of a
+    chunk that never ran gets an error line saying so instead of no line."""
     import pyarrow.parquet as pq
 
     redis = job.client.redis
@@ -53,14 +57,17 @@ def write_openai_output(job: Any, path: str | Path, partial: bool = False) -> in
 
         for index, chunk in enumerate(plan):
             skipped = index not in failed or jobstore.skipped_as_cancelled(failed[index])
-            if partial and not done[index] and skipped:  # never ran: no line
+            never_ran = partial and not done[index] and skipped
+            if never_ran and unrun is None:  # no line
                 refused_before(int(chunk["first_record"]))  # in order, before the next
                 continue
             file = datasets.file(redis, job.id, int(chunk["file"]))
             got = ranges.read_chunk(record.spec, file, chunk)
             requests = np.asarray(got.requests, dtype=np.int64)
             vectors = counted = None
-            if index not in failed:
+            if never_ran:
+                pass
+            elif index not in failed:
                 part = parts.read(record.output, parts.part_name(index))
                 # one thread: a pool thread alive at exit aborted the CLI now and then
                 table = pq.read_table(pa_buffer(part), use_threads=False)
@@ -77,6 +84,9 @@ def write_openai_output(job: Any, path: str | Path, partial: bool = False) -> in
                 request = int(requests[s])
                 refused_before(request)
                 custom_id = got.ids[s] if got.ids else None
+                if never_ran and unrun is not None:
+                    emit(_error(custom_id, *unrun))
+                    continue
                 if vectors is None:
                     emit(_error(custom_id, "chunk_failed", failed[index]))
                     continue

@@ -12,6 +12,8 @@ import numpy as np
 import openai
 import pytest
 
+from gateway import batch_store
+from tasks.jobs import reclaim
 from tests.gateway_support import TEST_KEY, GatewayProcess
 from tests.plugins import WAIT_WHILE, hash_vector
 from tests.support import DEFAULT_MODEL, WorkerProcess, write_config
@@ -180,6 +182,54 @@ def test_a_cancelled_batch_keeps_the_requests_that_completed(openai_client, gate
         want = [hash_vector(t) for t in texts[line["custom_id"]]]
         np.testing.assert_allclose(got, want, atol=1e-6)
     assert openai_client.files.retrieve(done.output_file_id).purpose == "batch_output"
+
+
+def test_an_expired_batch_keeps_what_completed_and_names_what_did_not(openai_client, gated, client):
+    # Given a batch of 64 one-text requests, a line refused at submit and 16 requests
+    # held at the gate, whose first chunk is done and whose second runs
+    plain = [f"expiring text {i}" for i in range(64)]
+    held = [[f"{WAIT_WHILE}{gated} {i}", f"more of {i}"] for i in range(16)]
+    file_id = _upload(
+        openai_client,
+        [_line(f"p{i}", t, model=GATED) for i, t in enumerate(plain)]
+        + ["{not json"]
+        + [_line(f"h{i}", t, model=GATED) for i, t in enumerate(held)],
+    )
+    made = openai_client.batches.create(
+        input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
+    )
+    wait_for(lambda: gated.with_name("gate.waiting").exists(), 120, "a held chunk to start")
+    assert openai_client.batches.retrieve(made.id).status == "in_progress"
+
+    # When its 24 h window has passed (its record says it was created 25 h ago)
+    key = batch_store.PREFIX + made.id
+    saved = json.loads(client.redis.get(key))
+    saved["batch"]["created_at"] -= 25 * 3600
+    saved["batch"]["expires_at"] -= 25 * 3600
+    client.redis.set(key, json.dumps(saved))
+    done = openai_client.batches.retrieve(made.id)
+
+    # Then it is expired at once, as OpenAI's: what completed is in its output file, and
+    # its error file names the refused line and every request that did not run
+    assert done.status == "expired" and done.expired_at is not None
+    assert done.completed_at is None and done.cancelled_at is None
+    out = _lines(openai_client, done.output_file_id)
+    assert [x["custom_id"] for x in out] == [f"p{i}" for i in range(64)]
+    for line in out:
+        (got,) = [d["embedding"] for d in line["response"]["body"]["data"]]
+        np.testing.assert_allclose(got, hash_vector(plain[int(line["custom_id"][1:])]), atol=1e-6)
+    errors = _lines(openai_client, done.error_file_id)
+    assert len(errors) == 17 and errors[0]["error"]["code"] != "batch_expired"
+    assert [x["custom_id"] for x in errors[1:]] == [f"h{i}" for i in range(16)]
+    assert {x["error"]["code"] for x in errors[1:]} == {"batch_expired"}
+    counts = done.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (81, 64, 17)
+    # ... and it stays so once the running chunk ends
+    gated.unlink()
+    job = saved["job"]
+    wait_for(lambda: not reclaim.held_live(client.redis, job), 60, "the running chunk to end")
+    again = openai_client.batches.retrieve(made.id)
+    assert (again.status, again.output_file_id) == ("expired", done.output_file_id)
 
 
 def test_bad_batch_requests_are_refused(openai_client):
