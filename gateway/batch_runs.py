@@ -189,7 +189,12 @@ def finalize(
         batch.obj["request_counts"].update(completed=served, failed=failed)
         batch.move(ending)
         save(redis, batch)
-        log.info("event=batch_%s batch=%s served=%d failed=%d", ending, batch.id, served, failed)
+        if ending == "expired":
+            log.info("event=batch_expired batch=%s served=%d failed=%d", batch.id, served, failed)
+        elif cancelled:
+            log.info("event=batch_cancelled batch=%s served=%d failed=%d", batch.id, served, failed)
+        else:
+            log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
         return batch
     finally:
         redis.delete("embedfleet:lock:" + lock)
