@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import batch_counts, files
-from gateway.batch_store import WINDOW_S, BatchRecord, save
+from gateway.batch_store import WINDOW_S, BatchRecord, save, update
 from gateway.filestore import FileStore
 from producers.errors import UsageError
 from tasks.contract.errors import EmbedfleetError
@@ -86,10 +86,17 @@ def start(client: Any, store: FileStore, batch: BatchRecord) -> None:
         batch.fail("invalid_input", str(exc))
         save(redis, batch)
         return
-    batch.job = job.id
-    batch.obj["request_counts"]["total"] = total
-    batch.move("in_progress")
-    save(redis, batch)
+
+    def queued(record: BatchRecord) -> None:
+        record.job = job.id
+        record.obj["request_counts"]["total"] = total
+        if record.status == "validating":  # else a cancel came while it was queued
+            record.move("in_progress")
+
+    saved = update(redis, batch.id, queued)
+    batch.obj, batch.job = saved.obj, saved.job
+    if saved.status == "cancelling":
+        job.cancel(keep_claim=True)
 
 
 def refresh(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord:
@@ -150,12 +157,12 @@ def _cancelled(client: Any, store: FileStore, batch: BatchRecord) -> BatchRecord
 
 def cancel(client: Any, batch: BatchRecord) -> BatchRecord:
     """Revoke the job's chunks not started; the chunks running finish (their parts
-    stay writable: the job keeps its claim until the batch's files are made)."""
-    if batch.job is not None:
-        client.job(batch.job).cancel(keep_claim=True)
-    batch.move("cancelling")
-    save(client.redis, batch)
-    return batch
+    stay writable: the job keeps its claim until the batch's files are made). A batch
+    still validating has no job yet: :func:`start` cancels it once it is queued."""
+    saved = update(client.redis, batch.id, lambda record: record.move("cancelling"))
+    if saved.job is not None:
+        client.job(saved.job).cancel(keep_claim=True)
+    return saved
 
 
 def finalize(

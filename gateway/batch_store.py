@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
+
+from redis.exceptions import WatchError
 
 PREFIX = "embedfleet:batch:"
 INDEX = "embedfleet:batches"
@@ -80,13 +83,40 @@ class BatchRecord:
 
 def save(redis: Any, batch: BatchRecord) -> None:
     pipe = redis.pipeline()
+    _write(pipe, batch)
+    pipe.execute()
+
+
+def _write(pipe: Any, batch: BatchRecord) -> None:
     pipe.set(PREFIX + batch.id, json.dumps({"batch": batch.obj, "job": batch.job}))
     pipe.zadd(INDEX, {batch.id: time.time()}, nx=True)  # the first save orders it
     if batch.status in ENDED:
         pipe.srem(OPEN, batch.id)
     else:
         pipe.sadd(OPEN, batch.id)
-    pipe.execute()
+
+
+def update(redis: Any, batch_id: str, change: Callable[[BatchRecord], None]) -> BatchRecord:
+    """Apply ``change`` to the batch as Redis holds it now and save it, unless another
+    writer saved it in between (then read it again and redo the change): two steps that
+    race (a cancel while the job is being queued) both land. Returns the saved record."""
+    key = PREFIX + batch_id
+    with redis.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is None:
+                    raise KeyError(f"batch {batch_id} is not in Redis")
+                stored = json.loads(raw)
+                batch = BatchRecord(stored["batch"], stored.get("job"))
+                change(batch)
+                pipe.multi()
+                _write(pipe, batch)
+                pipe.execute()
+                return batch
+            except WatchError:
+                continue
 
 
 def load(redis: Any, batch_id: str) -> BatchRecord | None:
