@@ -131,3 +131,10 @@ class ProcessProbeModel(HashModel):
             if text.startswith(PROBE):
                 vectors[row, :2] = (torch is not None, torch.get_num_threads() if torch else 0)
         return vectors
+
+
+class TorchProbeModel(ProcessProbeModel):
+    """:class:`ProcessProbeModel` of a type that uses torch (declared in ``imports``, as
+    the sentence-transformers type declares its library): its load imports torch."""
+
+    imports = ("torch",)

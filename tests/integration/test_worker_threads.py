@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.plugins import PROBE
-from tests.support import WorkerProcess, default_entry, write_config
+from tests.support import WorkerProcess, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -17,13 +17,14 @@ def test_torch_comes_with_the_first_torch_model_on_the_boot_s_threads(redis_serv
     from producers import EmbeddingClient
 
     # Given a worker set to 3 threads (its environment says 1 to torch) serving a plugin
-    # model that never imports torch and a sentence-transformers model not yet loaded
-    probe, minilm = f"probe-{uuid.uuid4().hex[:8]}", f"minilm-{uuid.uuid4().hex[:8]}"
+    # model that never imports torch and one of a type that uses torch, not yet loaded
+    probe, torchy = f"probe-{uuid.uuid4().hex[:8]}", f"torch-{uuid.uuid4().hex[:8]}"
+    entry = {"model_path": "none", "RAM": 0.01}
     config = write_config(
         tmp_path / "models.json",
         {
-            probe: {"type": "tests.plugins:ProcessProbeModel", "model_path": "none", "RAM": 0.01},
-            minilm: default_entry(preload=False),
+            probe: {"type": "tests.plugins:ProcessProbeModel", **entry},
+            torchy: {"type": "tests.plugins:TorchProbeModel", **entry},
         },
     )
     client = EmbeddingClient(redis_url=redis_server.url, config_source=str(config))
@@ -33,7 +34,7 @@ def test_torch_comes_with_the_first_torch_model_on_the_boot_s_threads(redis_serv
         # When the plugin model serves a job, then the worker has not imported torch
         assert tuple(client.embed([f"{PROBE} 1"], model=probe, timeout=120)[0, :2]) == (0, 0)
         # When the torch model serves one, then torch computes on the boot's 3 threads
-        assert client.embed(["a text"], model=minilm, timeout=120).shape == (1, 384)
-        assert tuple(client.embed([f"{PROBE} 2"], model=probe, timeout=120)[0, :2]) == (1, 3)
+        assert tuple(client.embed([f"{PROBE} 2"], model=torchy, timeout=120)[0, :2]) == (1, 3)
+        assert tuple(client.embed([f"{PROBE} 3"], model=probe, timeout=120)[0, :2]) == (1, 3)
     finally:
         worker.stop()
