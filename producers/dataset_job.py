@@ -19,8 +19,19 @@ from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
 from tasks.contract.logs import event_logger
 from tasks.io import parts
-from tasks.jobs import claims, datasets, job_admin, jobstore, outputs, reclaim, redis_full, usage
+from tasks.jobs import (
+    claims,
+    datasets,
+    job_admin,
+    jobstore,
+    lost,
+    outputs,
+    reclaim,
+    redis_full,
+    usage,
+)
 from tasks.jobs.redis_retry import retry_while_unreachable
+from tasks.routing import queue_for
 
 log = event_logger(__name__)
 
@@ -177,7 +188,8 @@ class DatasetJob:
             [np.ones(min(record.window, total), dtype=bool), ended[: max(0, total - record.window)]]
         )
         unsent = np.flatnonzero(~sent & predecessor_ended)
-        todo = sorted({*failed, *map(int, lost), *map(int, unsent)})
+        stranded = self._stranded(sent)
+        todo = sorted({*failed, *map(int, lost), *map(int, unsent), *stranded})
         if not todo and done.all() and record.finished is None:
             todo = [total - 1]  # every part is in but the manifest is not: redo the last
         if not todo:
@@ -188,6 +200,22 @@ class DatasetJob:
         job_admin.clear_for_retry(redis, self.id, todo)
         self.send_window(todo, force=True)
         return len(todo) + given_back
+
+    def _stranded(self, sent: np.ndarray) -> list[int]:
+        """Chunks sent that are nowhere (``tasks.jobs.lost``): on no queue, held by no
+        worker, neither done nor failed."""
+        redis = self.client.redis
+
+        def unfinished() -> set[int]:
+            done = datasets.bits(redis, self.id, "donebits", len(sent))
+            _, failed = jobstore.progress(redis, self.id)
+            return set(np.flatnonzero(sent & ~done).tolist()) - set(failed)
+
+        connect = self.client.app.connection_for_write
+        found = lost.missing(redis, connect, self.id, queue_for(self.model), unfinished)
+        if found:
+            log.warning("event=chunks_lost job=%s chunks=%s", self.id, found)
+        return found
 
     def cancel(self, keep_claim: bool = False) -> int:
         """Stop the job: chunks not started are skipped; written parts stay. A chunk a

@@ -18,8 +18,10 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer
 from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
-from tasks.jobs import job_admin, jobstore, reclaim, usage
+from tasks.contract.logs import event_logger
+from tasks.jobs import job_admin, jobstore, lost, reclaim, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
+from tasks.routing import queue_for
 
 #: Seconds between progress polls while waiting for a job, at most: polls start at
 #: ``producers.gather.FIRST_POLL_S`` and grow up to this.
@@ -27,6 +29,8 @@ POLL_INTERVAL_S = 0.1
 #: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down:
 #: the same window as every other call (README: "Producers retry while Redis restarts").
 STATUS_RETRY_S = REDIS_RETRY_S
+
+log = event_logger(__name__)
 
 
 class ListJob:
@@ -101,7 +105,7 @@ class ListJob:
             )
         # Chunks a dead worker holds go back on their queue now (their messages carry the texts).
         given_back = reclaim.reclaim_job(redis, self.client.app.connection_for_write, self.id)
-        todo = submitting.chunks_to_retry(redis, self.record)
+        todo = submitting.chunks_to_retry(redis, self.record) | self._lost()
         if not todo:
             return given_back
         given = texts if texts is not None else self._texts
@@ -110,6 +114,22 @@ class ListJob:
         redis.hdel(jobstore.PREFIX + self.id, "submitted")
         self.send_chunks(sorted(todo))
         return len(todo) + given_back
+
+    def _lost(self) -> set[int]:
+        """Chunks sent that are nowhere (``tasks.jobs.lost``), once the submit is over."""
+        redis = self.client.redis
+        if redis.hget(jobstore.PREFIX + self.id, "submitted") is None:
+            return set()  # still sending (or stalled: chunks_to_retry has those)
+
+        def unfinished() -> set[int]:
+            done, failed = jobstore.progress(redis, self.id)
+            return set(range(self.record.total)) - set(done) - set(failed)
+
+        connect = self.client.app.connection_for_write
+        found = lost.missing(redis, connect, self.id, queue_for(self.model), unfinished)
+        if found:
+            log.warning("event=chunks_lost job=%s chunks=%s", self.id, found)
+        return set(found)
 
     def recorded_ids(self) -> list[str | None] | None:
         """The ids of the job's rows, from the input file the CLI recorded (or None)."""
