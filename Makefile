@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check $$(git ls-files '*.py')
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

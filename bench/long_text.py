@@ -36,7 +36,9 @@ def lscpu_flags() -> str:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "lscpu not available"
-    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Flags")), "?")
+    return next(
+        (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Flags")), "?"
+    )
 
 
 def corpus(n: int, long_share: float) -> list[str]:
@@ -59,8 +61,15 @@ def main() -> None:
     args = parser.parse_args()
     folder = packaged_model_dir("sentence-transformers/all-MiniLM-L6-v2")
     spec = parse_model_config(
-        {"m": {"type": "sentence_transformer", "model_path": str(folder), "RAM": 0.5,
-               "device": "cpu", "precision": "fp32"}}  # fmt: skip
+        {
+            "m": {
+                "type": "sentence_transformer",
+                "model_path": str(folder),
+                "RAM": 0.5,
+                "device": "cpu",
+                "precision": "fp32",
+            }
+        }  # fmt: skip
     )["m"]
     model = build_model("m", spec)
     docs = corpus(args.docs, args.long_share)
@@ -93,7 +102,9 @@ def main() -> None:
           f"best of {args.rounds} rounds")  # fmt: skip
     print(f"{'way':<10}{'seconds':>10}{'texts encoded':>16}{'x truncate':>12}")
     for name in ways:
-        print(f"{name:<10}{best[name]:>10.2f}{encoded[name]:>16}{best[name] / best['truncate']:>12.2f}")
+        print(
+            f"{name:<10}{best[name]:>10.2f}{encoded[name]:>16}{best[name] / best['truncate']:>12.2f}"
+        )
 
 
 if __name__ == "__main__":

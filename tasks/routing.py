@@ -29,6 +29,7 @@ def route_task(
         model = args[2]
     return {"queue": queue_for(str(model))} if model else None
 
+
 #: Name of the dataset chunk task (a planned input range -> one parquet part).
 DATASET_TASK = "embedfleet.embed_range"
 

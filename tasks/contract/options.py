@@ -103,8 +103,7 @@ class EmbedOptions:
         long_text = options.get("long_text")
         if long_text is not None and long_text not in LONG_TEXT_MODES:
             raise InvalidRequest(
-                f"options.long_text must be one of {', '.join(LONG_TEXT_MODES)}, "
-                f"got {long_text!r}"
+                f"options.long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}"
             )
         overlap = options.get("window_overlap")
         if overlap is not None and (

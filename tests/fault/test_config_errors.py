@@ -77,9 +77,12 @@ def test_bad_entries_are_named_and_good_ones_keep_serving(make_fleet, tmp_path: 
     ):
         with pytest.raises(UnknownModelError, match=f"'{model}'.*refused by the fleet"):
             client.submit(["text"], model=model)
-        assert reason in client.redis.hget(  # the reason the worker published
-            "embedfleet:fleet:catalog", worker.node
-        ).decode()
+        assert (
+            reason
+            in client.redis.hget(  # the reason the worker published
+                "embedfleet:fleet:catalog", worker.node
+            ).decode()
+        )
     # ... and a producer with a config file of its own (which cannot check types or
     # sources) gets its chunks failed at once by the worker, saying why
     for model, reason in (

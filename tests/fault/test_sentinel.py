@@ -34,8 +34,9 @@ def sentinel(tmp_path):
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor embedmaster 127.0.0.1 {master.url.rsplit(':', 1)[1].split('/')[0]} 1\n"
     )
-    proc = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 20
     client = redis.Redis(port=port, socket_timeout=1)
     while True:
@@ -54,11 +55,14 @@ def sentinel(tmp_path):
 
 def test_a_job_through_redis_sentinel(sentinel, tmp_path, monkeypatch):
     monkeypatch.setenv("EMBEDFLEET_REDIS_SENTINEL_MASTER", "embedmaster")
-    config = write_config(tmp_path / "models.json", {
-        "hash-s": {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
-    })
+    config = write_config(
+        tmp_path / "models.json",
+        {"hash-s": {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}},
+    )
     # settings read now, after the sentinel master's name was set (as a process would)
-    client = EmbeddingClient(redis_url=sentinel, config_source=str(config), settings=load_settings())
+    client = EmbeddingClient(
+        redis_url=sentinel, config_source=str(config), settings=load_settings()
+    )
     worker = WorkerProcess(config, env={"EMBEDFLEET_REDIS_URL": sentinel}).wait_ready(client.app)
     try:
         texts = [f"through sentinel {i}" for i in range(10)]

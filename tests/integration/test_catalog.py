@@ -47,8 +47,16 @@ def test_worker_publishes_its_models_and_versions(worker, client, fleet_config):
 def test_submit_from_anywhere_needs_no_config_file(worker, tmp_path):
     # Given a producer in a folder with no models.json and no EMBEDFLEET_MODEL_CONFIG
     result = _cli_elsewhere(
-        tmp_path, "submit", "--model", "hash-model", "--text", "a", "b", "--wait",
-        "--output", str(tmp_path / "out.npy"),
+        tmp_path,
+        "submit",
+        "--model",
+        "hash-model",
+        "--text",
+        "a",
+        "b",
+        "--wait",
+        "--output",
+        str(tmp_path / "out.npy"),
     )
     # Then the fleet's publication is enough
     assert result.returncode == 0, result.stderr
@@ -63,7 +71,13 @@ def test_a_config_file_being_edited_badly_does_not_stop_submits(worker, tmp_path
     broken = tmp_path / "models.json"
     broken.write_text('{"hash-model": {"type": ')
     result = _cli_elsewhere(
-        tmp_path, "submit", "--model", "hash-model", "--text", "x", "--wait",
+        tmp_path,
+        "submit",
+        "--model",
+        "hash-model",
+        "--text",
+        "x",
+        "--wait",
         env={"EMBEDFLEET_MODEL_CONFIG": str(broken)},
     )
     # Then submits still resolve from what the workers serve
@@ -106,8 +120,13 @@ def test_a_killed_workers_stale_entry_yields_to_live_ones(redis_server, client):
     client.redis.hset(
         catalog.CATALOG_KEY,
         "dead@host",
-        json.dumps({**catalog.entry_for("dead@host", config, []), "heartbeat": 0.0,
-                    "models": {"ghost": {"version": "v", "type": "x"}}}),
+        json.dumps(
+            {
+                **catalog.entry_for("dead@host", config, []),
+                "heartbeat": 0.0,
+                "models": {"ghost": {"version": "v", "type": "x"}},
+            }
+        ),
     )
     try:
         merged = catalog.read(client.redis)

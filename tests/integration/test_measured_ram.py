@@ -20,6 +20,7 @@ from workers.observability.events import Events, ModelLoaded, Subscriber
 GB = 1024**3
 #: Bytes per element of the safetensors dtypes the model uses.
 
+
 def weight_bytes(folder: Path) -> int:
     """Bytes of every tensor in ``folder/model.safetensors``, from its header."""
     return safetensors_bytes(folder / "model.safetensors")

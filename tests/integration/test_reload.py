@@ -59,7 +59,9 @@ def test_reload_adds_changes_and_removes_while_jobs_stream(two_workers):
             i += 1
 
     def wait_for_jobs(count: int) -> None:
-        wait_for(lambda: len(jobs) >= count, 60, lambda: f"{count} jobs streamed, {len(jobs)} so far")
+        wait_for(
+            lambda: len(jobs) >= count, 60, lambda: f"{count} jobs streamed, {len(jobs)} so far"
+        )
 
     producer = threading.Thread(target=stream)
     producer.start()

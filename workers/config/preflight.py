@@ -27,6 +27,7 @@ from workers.models.registry import TYPES, resolve_class
 
 log = event_logger(__name__)
 
+
 def source_problem(name: str, spec: ModelSpec) -> str | None:
     """Why model ``name`` cannot serve as configured, or None when its sources resolve."""
     try:

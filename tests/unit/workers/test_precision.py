@@ -211,9 +211,7 @@ def test_bert_runs_its_linear_layers_in_bf16_when_the_probe_passes(bert_dir, bf1
     assert model.encode(["hello"]).dtype == np.float32 and model.batch_size == 16
 
 
-def test_bert_falls_back_to_its_exact_fp32_weights_when_the_probe_fails(
-    bert_dir, bf16_cpu, bar
-):
+def test_bert_falls_back_to_its_exact_fp32_weights_when_the_probe_fails(bert_dir, bf16_cpu, bar):
     reference = build(bert_dir, precision="fp32").encode(probe_texts())
     bar(1.0)  # forced: no bf16 row is exactly fp32
     model = build(bert_dir)

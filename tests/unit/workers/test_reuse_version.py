@@ -9,9 +9,9 @@ from workers.models.base import BaseEmbeddingModel
 from workers.models.fidelity import PrecisionRecord
 from workers.serving.runtime import reuse_version
 
-SPEC = parse_model_config({"m": {"type": "tests.plugins:HashModel", "model_path": "x", "RAM": 0.1}})[
-    "m"
-]
+SPEC = parse_model_config(
+    {"m": {"type": "tests.plugins:HashModel", "model_path": "x", "RAM": 0.1}}
+)["m"]
 
 
 class Model(BaseEmbeddingModel):
