@@ -5,7 +5,6 @@ probe that fails (bar forced to 1.0): auto falls back, an explicit bf16 fails to
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from tests.conftest import free_port
 from tests.integration.conftest import cosine_rows
 from tests.integration.test_metrics import sample, scrape
 from tests.support import SAMPLE, WorkerProcess, default_entry, run_cli, write_config
+from tests.waiting import wait_for
 from workers.models.fidelity import MIN_COSINE, MIN_COSINE_ENV, probe_texts
 from workers.models.precision import choose_precision, detect_hardware
 
@@ -54,17 +54,19 @@ def strict_worker(redis_server, tmp_path_factory):
 
 
 def loaded_row(proc: WorkerProcess, model: str, timeout: float = 120) -> dict:
-    """The ``models --json`` row of ``model`` on ``proc``, once it is loaded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = run_cli("models", "--json")
-        assert result.returncode == 0, result.stderr
-        rows = [w for w in json.loads(result.stdout) if w["worker"] == proc.node]
-        row = next((m for w in rows for m in w["models"] if m["name"] == model), None)
-        if (row and row["loaded"]) or time.monotonic() > deadline:
-            assert row and row["loaded"], (row, proc.log()[-3000:])
-            return row
-        time.sleep(0.5)
+    """The ``models --json`` row of ``model`` on ``proc``, once it is loaded (waited for
+    in the worker's log: a CLI process a poll cost a second of the suite's cores)."""
+    wait_for(
+        lambda: f"event=model_loaded model={model} " in proc.log(),
+        timeout,
+        lambda: f"{model} loaded on {proc.node}: {proc.log()[-3000:]}",
+    )
+    result = run_cli("models", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [w for w in json.loads(result.stdout) if w["worker"] == proc.node]
+    row = next((m for w in rows for m in w["models"] if m["name"] == model), None)
+    assert row and row["loaded"], (row, proc.log()[-3000:])
+    return row
 
 
 def test_models_json_and_metrics_show_the_precision_in_effect_and_the_probe(default_worker):
