@@ -86,6 +86,7 @@ def start(client: Any, store: FileStore, batch: BatchRecord) -> None:
         batch.fail("invalid_input", str(exc))
         save(redis, batch)
         return
+    datasets.mark_batch(redis, job.id, batch.id)  # `embedfleet cancel JOB` keeps its claim
 
     def queued(record: BatchRecord) -> None:
         record.job = job.id

@@ -221,10 +221,13 @@ class DatasetJob:
         """Stop the job: chunks not started are skipped; written parts stay. A chunk a
         worker is running then cannot write its part (the destination is released), unless
         ``keep_claim``: the destination stays the job's so running chunks finish, and the
-        caller releases it (:meth:`release_claim`) once they have."""
+        caller releases it (:meth:`release_claim`) once they have. A gateway batch's job
+        always keeps it: its gateway releases it once the batch's files are made, with
+        what the running chunks wrote."""
         redis, ttl_s = self.client.redis, self.client.settings.result_ttl_s
         jobstore.mark_cancelled(redis, self.id)
         record = self._fresh()
+        keep_claim = keep_claim or bool(record.batch)
         pending = [jobstore.chunk_task_id(self.id, i) for i in range(record.total)]
         sent = datasets.bits(redis, self.id, "sent", record.total)
         done = datasets.bits(redis, self.id, "donebits", record.total)

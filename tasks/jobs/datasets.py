@@ -110,6 +110,8 @@ class DatasetRecord:
     submitted: bool = False
     submit_error: str = ""
     dimension: int = 0
+    #: The gateway batch the job serves ("" for none): its claim outlives a cancel.
+    batch: str = ""
     #: The spec as stored (the bytes the job key signed) and the signature.
     spec_json: str = ""
     signature: str = ""
@@ -210,6 +212,7 @@ def load(client: redis.Redis, job_id: str) -> DatasetRecord | None:
         submitted=b"submitted" in raw,
         submit_error=raw.get(b"submit_error", b"").decode(),
         dimension=int(raw.get(b"dimension", 0)),
+        batch=raw.get(b"batch", b"").decode(),
         spec_json=raw[b"spec"].decode(),
         signature=raw.get(b"sig", b"").decode(),
     )
@@ -275,6 +278,12 @@ def mark_started(client: redis.Redis, job_id: str) -> None:
 
 def set_dimension(client: redis.Redis, job_id: str, dimension: int) -> None:
     _set_once(client, job_id, "dimension", dimension)
+
+
+def mark_batch(client: redis.Redis, job_id: str, batch_id: str) -> None:
+    """The job serves gateway batch ``batch_id``: a cancel keeps its claim on the batch's
+    parts folder, which the gateway releases once the batch's files are made."""
+    _set_once(client, job_id, "batch", batch_id)
 
 
 def mark_finished(client: redis.Redis, job_id: str) -> None:

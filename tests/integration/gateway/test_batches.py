@@ -16,7 +16,7 @@ from gateway import batch_store
 from tasks.jobs import reclaim
 from tests.gateway_support import TEST_KEY, GatewayProcess
 from tests.plugins import WAIT_WHILE, hash_vector
-from tests.support import DEFAULT_MODEL, WorkerProcess, write_config
+from tests.support import DEFAULT_MODEL, WorkerProcess, run_cli, write_config
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -131,7 +131,8 @@ def gated(client, tmp_path):
     proc.stop()
 
 
-def test_a_cancelled_batch_keeps_the_requests_that_completed(openai_client, gated):
+@pytest.mark.parametrize("how", ["sdk", "cli"])
+def test_a_cancelled_batch_keeps_the_requests_that_completed(openai_client, gated, client, how):
     # Given a batch of 64 one-text requests and a line refused at submit, then 16
     # requests of 12 texts held at the gate
     plain = [f"plain text {i}" for i in range(64)]
@@ -156,8 +157,14 @@ def test_a_cancelled_batch_keeps_the_requests_that_completed(openai_client, gate
     assert running.status == "in_progress" and running.output_file_id is None
     counts = running.request_counts
     assert (counts.total, counts.completed, counts.failed) == (81, 64, 1)
-    # When it is cancelled, it waits for the chunk it is running
-    cancelling = openai_client.batches.cancel(made.id)
+    # When it is cancelled (through the SDK, or its job with `embedfleet cancel`), it
+    # waits for the chunk it is running
+    if how == "sdk":
+        cancelling = openai_client.batches.cancel(made.id)
+    else:
+        job = batch_store.load(client.redis, made.id).job
+        assert run_cli("cancel", job).returncode == 0
+        cancelling = openai_client.batches.retrieve(made.id)
     assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
     assert openai_client.batches.retrieve(made.id).status == "cancelling"
     gated.unlink()
