@@ -212,10 +212,7 @@ class DatasetJob:
             return set(np.flatnonzero(sent & ~done).tolist()) - set(failed)
 
         connect = self.client.app.connection_for_write
-        found = lost.missing(redis, connect, self.id, queue_for(self.model), unfinished)
-        if found:
-            log.warning("event=chunks_lost job=%s chunks=%s", self.id, found)
-        return found
+        return lost.missing(redis, connect, self.id, queue_for(self.model), unfinished)
 
     def cancel(self, keep_claim: bool = False) -> int:
         """Stop the job: chunks not started are skipped; written parts stay. A chunk a

@@ -18,7 +18,6 @@ from producers.errors import JobFailedError, UsageError
 from producers.gather import Gatherer
 from producers.job import JobClient, JobKind
 from producers.polling import Poller, bar_for
-from tasks.contract.logs import event_logger
 from tasks.jobs import job_admin, jobstore, lost, reclaim, usage
 from tasks.jobs.redis_retry import REDIS_RETRY_S, retry_while_unreachable
 from tasks.routing import queue_for
@@ -29,8 +28,6 @@ POLL_INTERVAL_S = 0.1
 #: Seconds a one-shot read (``job``, ``status``) retries before it reports Redis down:
 #: the same window as every other call (README: "Producers retry while Redis restarts").
 STATUS_RETRY_S = REDIS_RETRY_S
-
-log = event_logger(__name__)
 
 
 class ListJob:
@@ -126,10 +123,7 @@ class ListJob:
             return set(range(self.record.total)) - set(done) - set(failed)
 
         connect = self.client.app.connection_for_write
-        found = lost.missing(redis, connect, self.id, queue_for(self.model), unfinished)
-        if found:
-            log.warning("event=chunks_lost job=%s chunks=%s", self.id, found)
-        return set(found)
+        return set(lost.missing(redis, connect, self.id, queue_for(self.model), unfinished))
 
     def recorded_ids(self) -> list[str | None] | None:
         """The ids of the job's rows, from the input file the CLI recorded (or None)."""

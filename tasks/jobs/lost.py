@@ -22,7 +22,10 @@ from typing import Any
 
 from kombu.utils.json import loads
 
-from tasks.guards.holders import HOLDERS_KEY, holder_of
+from tasks.contract.logs import event_logger
+from tasks.jobs import reclaim
+
+log = event_logger(__name__)
 
 #: Queue items read per LRANGE while looking for a job's chunks.
 PAGE = 1000
@@ -60,12 +63,7 @@ def queued(redis: Any, queue_keys: Iterable[str], job_id: str) -> set[int]:
 
 def held(redis: Any, job_id: str) -> set[int]:
     """Indices of ``job_id``'s chunks some worker holds (taken, not acknowledged)."""
-    found = set()
-    for value in redis.hvals(HOLDERS_KEY):
-        index = _index_of(holder_of(value)[1], job_id)
-        if index is not None:
-            found.add(index)
-    return found
+    return {h.index for h in reclaim.holders(redis, job_id) if h.index is not None}
 
 
 def queue_keys(connect: Callable[[], Any], queue: str) -> list[str]:
@@ -83,7 +81,11 @@ def missing(
     unfinished: Callable[[], set[int]],
 ) -> list[int]:
     """The chunks of ``job_id`` that ``unfinished()`` (sent, neither done nor failed,
-    read when called) names and that are neither on ``queue`` nor held by a worker."""
+    read when called) names and that are neither on ``queue`` nor held by a worker
+    (logged as ``event=chunks_lost``)."""
     waiting = queued(redis, queue_keys(connect, queue), job_id)
     taken = held(redis, job_id)
-    return sorted(unfinished() - waiting - taken)
+    found = sorted(unfinished() - waiting - taken)
+    if found:
+        log.warning("event=chunks_lost job=%s chunks=%s", job_id, found)
+    return found

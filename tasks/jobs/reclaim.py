@@ -57,6 +57,12 @@ class Held:
     worker: str
     task_id: str
 
+    @property
+    def index(self) -> int | None:
+        """The chunk index its task id ends in (None for a message that is no chunk)."""
+        index = self.task_id.rpartition(".")[2]
+        return int(index) if index.isdigit() else None
+
 
 def lapsed(client: redis.Redis, job_id: str | None = None) -> list[Held]:
     """Unacked messages whose worker's heartbeat has lapsed (of ``job_id`` only, if given)."""
@@ -69,13 +75,19 @@ def held_live(client: redis.Redis, job_id: str) -> list[Held]:
     return [h for h, alive in _held(client, job_id) if alive]
 
 
-def _held(client: redis.Redis, job_id: str | None) -> list[tuple[Held, bool]]:
-    """Every unacked message (of ``job_id`` only, if given), with whether its worker's
-    heartbeat is current."""
+def holders(client: redis.Redis, job_id: str | None = None) -> list[Held]:
+    """Every unacked message (of ``job_id`` only, if given) with the worker holding it."""
     raw: dict[bytes, bytes] = client.hgetall(HOLDERS_KEY)  # type: ignore[assignment]
     held = [Held(tag.decode(), *holder_of(value)) for tag, value in raw.items()]
     if job_id is not None:
         held = [h for h in held if h.task_id.startswith(job_id + ".")]
+    return held
+
+
+def _held(client: redis.Redis, job_id: str | None) -> list[tuple[Held, bool]]:
+    """Every unacked message (of ``job_id`` only, if given), with whether its worker's
+    heartbeat is current."""
+    held = holders(client, job_id)
     workers = sorted({h.worker for h in held})
     if not workers:
         return []
@@ -88,11 +100,7 @@ def _held(client: redis.Redis, job_id: str | None) -> list[tuple[Held, bool]]:
 
 def lapsed_chunks(client: redis.Redis, job_id: str) -> list[int]:
     """Indices of ``job_id``'s chunks that wait on a dead worker (``status``)."""
-    return sorted(
-        int(index)
-        for h in lapsed(client, job_id)
-        if (index := h.task_id.rpartition(".")[2]).isdigit()
-    )
+    return sorted(h.index for h in lapsed(client, job_id) if h.index is not None)
 
 
 def give_back(connect: Connect, held: list[Held]) -> int:
