@@ -100,14 +100,11 @@ def ring(pipe: Any, queue: str) -> None:
     """Add a token to ``queue``'s bell on ``pipe`` (a pipeline or a publish batch with
     ``add``): capped at :data:`BELL_TOKENS`, lasting :data:`BELL_TTL_S`."""
     key = bell_key(queue)
-    if hasattr(pipe, "add"):  # kombu's publish batch
-        pipe.add("lpush", key, 1)
-        pipe.add("ltrim", key, 0, BELL_TOKENS - 1)
-        pipe.add("expire", key, BELL_TTL_S)
-        return
-    pipe.lpush(key, 1)
-    pipe.ltrim(key, 0, BELL_TOKENS - 1)
-    pipe.expire(key, BELL_TTL_S)
+    for name, *args in (("lpush", 1), ("ltrim", 0, BELL_TOKENS - 1), ("expire", BELL_TTL_S)):
+        if hasattr(pipe, "add"):  # kombu's publish batch
+            pipe.add(name, key, *args)
+        else:
+            getattr(pipe, name)(key, *args)
 
 
 class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
@@ -147,7 +144,7 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
         if self._take_next:
-            pairs = [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]
+            pairs = self._take_order(queues)
             keys = [key for key, _ in pairs]
             record = ["0" if q in self._no_ack_queues else "1" for _, q in pairs]
             self._sent = "take"
@@ -169,6 +166,11 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
             wait = self.brpop_timeout if timeout is None else timeout
             connection.send_command("BRPOP", *bells, wait or 0)
         return None
+
+    def _take_order(self, queues: list[str]) -> list[tuple[str, str]]:
+        """(list key, queue) in the order a take looks: every queue at the first
+        priority, then at the next (kombu's BRPOP order)."""
+        return [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]
 
     def _take_read(self, **options: Any) -> bool:
         """Read the reply of :meth:`_brpop_start`: a bell (wake: take next) or a take
@@ -220,14 +222,12 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
         old way, so that the delivery refuses it for memory as before (a chunk recorded
         failed, the queue drains, memory comes back)."""
         self._take_next = True
-        queues = list(self.active_queues)
         with self.conn_or_acquire() as client:
-            for pri in self.priority_steps:
-                for queue in queues:
-                    item = client.rpop(self._q_for_pri(queue, pri))
-                    if item is not None:
-                        self.connection._deliver(loads(bytes_to_str(item)), queue)
-                        return True
+            for key, queue in self._take_order(list(self.active_queues)):
+                item = client.rpop(key)
+                if item is not None:
+                    self.connection._deliver(loads(bytes_to_str(item)), queue)
+                    return True
         raise Empty()
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
