@@ -79,14 +79,7 @@ class CliProcess:
 
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM, then SIGKILL after ``timeout`` (default :attr:`stop_timeout`) s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(self.stop_timeout if timeout is None else timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        stop_all([self], timeout)
 
     def kill(self) -> None:
         self.proc.kill()
@@ -168,4 +161,19 @@ def run_cli(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+    )
+
+
+def run_celery(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``celery -A tasks ARGS`` in a separate process, as an operator would, with the
+    repository importable."""
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
     )

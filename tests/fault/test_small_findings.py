@@ -6,9 +6,6 @@ old ``name@version`` copies are unloaded once their jobs end."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from producers.server import free_port, start_server
 from tasks.routing import queue_for
 from tests.fault.conftest import HASH, SLOW, wait_for
 from tests.plugins import HANG_ENV, POISON, SLOW_ENV, hash_vector
-from tests.support import ROOT, run_cli, write_config
+from tests.support import run_celery, run_cli, write_config
 
 pytestmark = pytest.mark.fault
 
@@ -98,15 +95,7 @@ def test_inspect_active_shows_no_chunk_texts(make_fleet, tmp_path: Path):
     secret = "Jane Doe, 12 Example Street, card 4111-1111-1111-1111"
     job = fleet.client.submit([secret, secret + " again"], model="slow")
     wait_for(hang.exists, 60, "the worker to start the chunk")
-    env = {**os.environ, "EMBEDFLEET_REDIS_URL": fleet.server.url, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "inspect", "active", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_celery("inspect", "active", "--json", env={"EMBEDFLEET_REDIS_URL": fleet.server.url})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert job.id in proc.stdout and "<2 texts>" in proc.stdout, proc.stdout
     assert "Jane Doe" not in proc.stdout and "4111" not in proc.stdout

@@ -6,9 +6,6 @@ no model is loaded)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -22,7 +19,7 @@ from tasks.contract import catalog
 from tasks.contract.errors import ConfigError
 from tasks.contract.settings import load_settings
 from tasks.jobs.deliveries import ALIVE_PREFIX
-from tests.support import ROOT
+from tests.support import run_celery
 from workers.models.compute_threads import set_threads, threads_set
 from workers.observability.process_events import process_events
 from workers.serving.boot import boot_worker, pool_on_command_line, pool_problem
@@ -178,23 +175,13 @@ def test_a_celery_worker_whose_boot_fails_stops_instead_of_consuming(
     # Given `celery -A tasks worker` with a setting its boot refuses (on `-P prefork`
     # too, which Celery turns into the configured threads pool)
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
         "EMBEDFLEET_REDIS_URL": redis_server.url,
         "EMBEDFLEET_PROFILE": str(tmp_path / "no" / "p"),
     }
     queue = f"embed.boot-{uuid.uuid4().hex[:8]}"  # consumes nothing another test sends
     # When it starts, then the worker exits (2: a bad setting) naming the setting, rather
     # than consuming chunks it would fail with "no encoder" (a hang here times out)
-    proc = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1"]
-        + pool_args,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_celery("worker", "-Q", queue, "-c", "1", *pool_args, env=env)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "event=worker_boot_failed" in proc.stderr and "EMBEDFLEET_PROFILE=" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -235,13 +222,8 @@ def test_a_prefork_celery_worker_stops_at_boot_naming_the_threads_pool(redis_ser
     # it: `-P prefork`, Celery's default, gives the app's configured pool (threads), and
     # the boot says so (pool_on_command_line).
     queue = f"embed.boot-{uuid.uuid4().hex[:8]}"  # consumes nothing another test sends
-    proc = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "processes", "-Q", queue],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "EMBEDFLEET_REDIS_URL": redis_server.url},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_celery(
+        "worker", "-P", "processes", "-Q", queue, env={"EMBEDFLEET_REDIS_URL": redis_server.url}
     )
     # Then it exits 2 with one line saying to use the threads pool (a hang here times out)
     assert proc.returncode == 2, proc.stderr[-3000:]
