@@ -175,20 +175,20 @@ def finalize(
     completed, and an error line for each request that did not)."""
     redis = client.redis
     lock = f"{batch.id}:finalizing"
-    cancelled = ending in ("cancelled", "expired")  # partial: its job was cancelled
+    partial = ending in ("cancelled", "expired")  # its job was cancelled
     if not redis.set("embedfleet:lock:" + lock, "1", nx=True, ex=FINALIZE_LOCK_S):
-        if not cancelled:
+        if not partial:
             batch.move("finalizing")  # another gateway is at it
         return batch
     try:
-        if not cancelled:
+        if not partial:
             batch.move("finalizing")
             save(redis, batch)
         try:
-            if cancelled:  # nothing more of its job will be written
+            if partial:  # nothing more of its job will be written
                 client.job(batch.job).release_claim()
             unrun = EXPIRED if ending == "expired" else None
-            served, failed = _assemble(client, store, batch, partial=cancelled, unrun=unrun)
+            served, failed = _assemble(client, store, batch, partial=partial, unrun=unrun)
         except (EmbedfleetError, OSError, ValueError) as exc:
             log.warning("event=batch_finalize_failed batch=%s error=%r", batch.id, exc)
             batch.fail("output_failed", f"the output could not be assembled: {exc}")
@@ -199,7 +199,7 @@ def finalize(
         save(redis, batch)
         if ending == "expired":
             log.info("event=batch_expired batch=%s served=%d failed=%d", batch.id, served, failed)
-        elif cancelled:
+        elif partial:
             log.info("event=batch_cancelled batch=%s served=%d failed=%d", batch.id, served, failed)
         else:
             log.info("event=batch_completed batch=%s served=%d failed=%d", batch.id, served, failed)
