@@ -131,7 +131,7 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
         # keys given to a script are not prefixed by kombu's prefixing client
         return not self.global_keyprefix
 
-    def _start_take(self, timeout: Any = None) -> Any:
+    def _brpop_start(self, timeout: Any = None) -> Any:
         """Send the poll's command (see the module docstring): a take, or a wait on the
         bells; kombu's BRPOP where the take cannot serve."""
         if not self._takes_atomically:
@@ -171,6 +171,11 @@ class TakingChannel(kombu_redis.Channel):  # type: ignore[misc]
         """(list key, queue) in the order a take looks: every queue at the first
         priority, then at the next (kombu's BRPOP order)."""
         return [(self._q_for_pri(q, pri), q) for pri in self.priority_steps for q in queues]
+
+    def _brpop_read(self, **options: Any) -> Any:
+        if self._sent == "brpop":
+            return super()._brpop_read(**options)
+        return self._take_read(**options)
 
     def _take_read(self, **options: Any) -> bool:
         """Read the reply of :meth:`_brpop_start`: a bell (wake: take next) or a take

@@ -11,8 +11,9 @@ Here every such message is refused once: logged with the reason, removed from th
 unacked index, never delivered again, and counted (Celery's ``task_rejected`` signal,
 which the worker's metrics hear). Bodies and headers that kombu decodes but Celery's
 trace setup would raise on are refused one step later, by ``tasks.guards.request``.
-Bodies are still decoded only by kombu's serializer registry with the app's ``accept_content`` (msgpack, JSON), so pickle and
-YAML are refused before anything is decoded. ``celeryconfig`` selects this transport
+Bodies are still decoded only by kombu's serializer registry with the app's
+``accept_content`` (msgpack, JSON), so pickle and YAML are refused before anything is
+decoded. ``celeryconfig`` selects this transport
 for ``redis://`` and ``rediss://`` URLs.
 
 Taking a message records it with its holder in the same step (``tasks.guards.taking``);
@@ -100,13 +101,11 @@ class Channel(TakingChannel):
                 STRANDED.give_back(self)
             except self._broken_link_errors as exc:  # still down: the next poll tries
                 log.debug("event=give_back_deferred error=%r", str(exc))
-        return self._start_take(timeout)
+        return super()._brpop_start(timeout)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
-            if self._sent == "brpop":
-                return bool(super()._brpop_read(**options))
-            return self._take_read(**options)
+            return bool(super()._brpop_read(**options))
         except (Empty, *self._broken_link_errors):
             raise
         except Exception as exc:
