@@ -9,10 +9,12 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned: its CPU wheel; anything looser pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# torch first and pinned, by pip: it takes the CPU wheel on this machine's disk
+	# (uv does not look there, and anything looser pulls a multi-GB CUDA build).
+	# No byte-compiling at install: Python compiles what is imported, once.
+	$(BIN)/python -m pip install --quiet --no-compile torch==2.13.0 uv
+	# The rest by uv, which keeps the torch above: ~7 s where pip took ~70 s.
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
