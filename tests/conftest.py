@@ -8,6 +8,7 @@ so no import order matters (``tests/unit/tasks/test_settings.py`` checks that).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -64,3 +65,19 @@ def redis_server():
 @pytest.fixture(scope="session")
 def state_dir() -> Path:
     return _STATE
+
+
+@pytest.fixture(autouse=True)
+def young_heap():
+    """A test's collections scan what it made, not the heap of the tests before it.
+
+    Every model load and unload calls ``gc.collect()`` (workers/memory/readings.py),
+    and a test process that has imported torch, transformers and onnxruntime and run
+    a hundred tests holds millions of objects: a collection there cost ~0.6 s, and the
+    fake-model cache tests (a few loads each) 25 s of CPU in all. What the tests before
+    made is frozen for the test (never collected, never scanned) and given back after,
+    so nothing is kept for good.
+    """
+    gc.freeze()
+    yield
+    gc.unfreeze()

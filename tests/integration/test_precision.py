@@ -89,7 +89,10 @@ def test_the_default_configs_vectors_stay_within_the_bar_of_in_process_fp32(
     default_worker, reference_model
 ):
     _, client, _ = default_worker
-    texts = read_texts(SAMPLE) + probe_texts()
+    # Under bf16 every sample text is held to the bar. Where auto is fp32 (no bf16 on
+    # this CPU) the worker computes what the reference computes, which the probe texts
+    # show as well as 300 more would (and test_foundation compares the whole sample).
+    texts = (read_texts(SAMPLE) if AUTO != "fp32" else []) + probe_texts()
     vectors = client.submit(texts, model=DEFAULT, cache=False).wait(timeout=600)
     expected = reference_model.encode(texts, batch_size=32)
     assert cosine_rows(vectors, expected).min() >= MIN_COSINE
