@@ -27,7 +27,9 @@ from tasks.jobs.datasets import DatasetRecord, chunks, key
 log = event_logger(__name__)
 
 #: One chunk's entry in ``:parts``: the part's sha256 and its size (0: not recorded).
-PART_DTYPE = np.dtype([("sha256", "S32"), ("bytes", "<u8")])
+#: The digest is raw bytes ("V32"): numpy's "S32" drops trailing NULs on reading, which
+#: cut the checksum of 1 part in 256 to 31 bytes.
+PART_DTYPE = np.dtype([("sha256", "V32"), ("bytes", "<u8")])
 
 
 #: Record a part's entry only while the job exists (a deleted job gets no key back).
