@@ -234,6 +234,12 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = cmd("models", fleet_verbs.models, "per worker: models configured/loaded, RAM, hits")
     sp.add_argument("--json", action="store_true", help="print the rows as JSON")
+    sp.add_argument(
+        "--worker",
+        action="append",
+        help="only this worker (repeatable): answers once each named one has, where the "
+        "whole fleet is listened to for 3 s",
+    )
 
     sp = cmd("compare", fleet_verbs.compare, "how far two models agree on a sample of texts")
     sp.add_argument("model_a")

@@ -67,7 +67,7 @@ def reload(args: argparse.Namespace) -> int:
 
 
 def models(args: argparse.Namespace) -> int:
-    rows = client().models()
+    rows = client().models(destination=args.worker)
     if args.json:
         print(json.dumps(output.models_json(rows)))
     else:

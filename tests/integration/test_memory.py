@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from producers import EmbeddingClient
+from tests.plugins import SLOW_ENV
 from tests.support import WorkerProcess, default_entry, run_cli, write_config
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,8 @@ def _events(log: str, event: str) -> list[dict[str, str]]:
 
 
 def _my_row(client: EmbeddingClient, worker: WorkerProcess) -> dict:
-    rows = [r for r in client.models() if r["worker"] == worker.node]
-    assert len(rows) == 1, rows
+    rows = client.models(destination=[worker.node])  # answers at once, not after 3 s
+    assert [r["worker"] for r in rows] == [worker.node], rows
     return rows[0]
 
 
@@ -109,12 +110,14 @@ def test_rss_falls_by_at_least_half_of_what_the_load_took_after_an_unload(memory
 def test_models_json_shows_measured_ram_hits_and_last_use_per_worker(memory_fleet):
     client, worker, config = memory_fleet
     client.submit(TEXTS[:1], model="mem-a").wait(timeout=180)
-    result = run_cli("models", "--json", env={"EMBEDFLEET_MODEL_CONFIG": str(config)})
+    result = run_cli(
+        "models", "--json", "--worker", worker.node, env={"EMBEDFLEET_MODEL_CONFIG": str(config)}
+    )
     assert result.returncode == 0, result.stderr
     import json
 
-    rows = [r for r in json.loads(result.stdout) if r["worker"] == worker.node]
-    assert len(rows) == 1
+    rows = json.loads(result.stdout)
+    assert [r["worker"] for r in rows] == [worker.node]
     models = {m["name"]: m for m in rows[0]["models"]}
     assert set(models) == {*MODELS, "mem-huge"}
     loaded = [m for m in models.values() if m["loaded"]]
@@ -149,19 +152,23 @@ def test_the_watchdog_runs_in_the_worker(memory_fleet):
 
 
 def test_the_watchdog_never_evicts_a_model_a_running_task_holds(redis_server, tmp_path):
-    # Given a worker whose watchdog always finds memory short (a floor above any machine)
-    config = write_config(tmp_path / "models.json", {"mem-leased": default_entry(preload=False)})
+    # Given a worker whose watchdog always finds memory short (a floor above any machine),
+    # serving a model whose encode takes 50 ms a text (the lease is the cache's, whatever
+    # the model: no torch to import for it)
+    slow = {"type": "tests.plugins:SlowHashModel", "model_path": "none", "RAM": 0.25}
+    config = write_config(tmp_path / "models.json", {"mem-leased": slow})
     client = EmbeddingClient(config_source=str(config))
-    env = {"EMBEDFLEET_MEMORY_FLOOR_GB": "100000", "EMBEDFLEET_WATCHDOG_INTERVAL_S": "0.1"}
+    env = {
+        "EMBEDFLEET_MEMORY_FLOOR_GB": "100000",
+        "EMBEDFLEET_WATCHDOG_INTERVAL_S": "0.1",
+        SLOW_ENV: "0.05",
+    }
     worker = WorkerProcess(config, env=env).wait_ready(client.app)
     try:
-        # When one chunk encodes long enough for several checks
-        long_text = " ".join(["memory budgets keep workers alive under load"] * 20)
-        texts = [f"{i} {long_text}" for i in range(32)]
-        vectors = client.submit(texts, model="mem-leased", max_texts=32, max_tokens=10**6).wait(
-            timeout=180
-        )
-        assert vectors.shape == (32, 384)
+        # When one chunk encodes long enough for several checks (1.6 s, 0.1 s apart)
+        texts = [f"{i} memory budgets keep workers alive under load" for i in range(32)]
+        vectors = client.submit(texts, model="mem-leased", max_texts=32).wait(timeout=180)
+        assert vectors.shape[0] == 32
         deadline = time.monotonic() + 30  # the watchdog takes the model once it is idle
         while not _events(worker.log(), "model_evicted"):
             assert time.monotonic() < deadline, worker.log()

@@ -61,9 +61,10 @@ def loaded_row(proc: WorkerProcess, model: str, timeout: float = 120) -> dict:
         timeout,
         lambda: f"{model} loaded on {proc.node}: {proc.log()[-3000:]}",
     )
-    result = run_cli("models", "--json")
+    result = run_cli("models", "--json", "--worker", proc.node)
     assert result.returncode == 0, result.stderr
-    rows = [w for w in json.loads(result.stdout) if w["worker"] == proc.node]
+    rows = json.loads(result.stdout)
+    assert [w["worker"] for w in rows] == [proc.node]
     row = next((m for w in rows for m in w["models"] if m["name"] == model), None)
     assert row and row["loaded"], (row, proc.log()[-3000:])
     return row
