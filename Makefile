@@ -11,13 +11,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned, by pip: it takes the CPU wheel on this machine's disk
 	# (uv does not look there, and anything looser pulls a multi-GB CUDA build).
-	$(BIN)/python -m pip install --quiet --no-compile torch==2.13.0 uv
-	# The rest by uv, which keeps the torch above: ~26 s where pip took ~70 s. Everything
-	# is byte-compiled here, on every core (an environment may set PYTHONDONTWRITEBYTECODE:
-	# then what is not compiled here is compiled again by every process that imports it,
-	# 20 s for sentence-transformers); uv compiles what it installed, compileall torch.
+	$(BIN)/python -m pip install --quiet torch==2.13.0 uv
+	# The rest by uv, which keeps the torch above: ~26 s where pip took ~70 s. Both
+	# byte-compile what they install (an environment may set PYTHONDONTWRITEBYTECODE: then
+	# what is not compiled here is compiled again by every process that imports it, 20 s
+	# for sentence-transformers); uv does it on every core.
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test]'
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import torch, os; print(os.path.dirname(torch.__file__))')" > /dev/null || true
 	touch $(STAMP)
 
 install: $(STAMP)
