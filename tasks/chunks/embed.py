@@ -278,6 +278,10 @@ CHUNK_RETRY: dict[str, Any] = {
     "retry_backoff_max": 60,
     "retry_jitter": True,
     "max_retries": 20,
+    # A cancelled job's chunk is refused as planned, not a fault: Celery logs it on one
+    # INFO line instead of an ERROR with a traceback (a worker started after the cancel
+    # learns of it here, from the job record: workers start without mingle).
+    "throws": (JobCancelled,),
 }
 
 

@@ -88,3 +88,39 @@ def test_cancel_revokes_queued_chunks_and_keeps_done_work(gated, tmp_path):
     np.testing.assert_array_equal(vectors[rows], expected)
     others = np.setdiff1d(np.arange(len(texts)), rows)
     assert np.isnan(vectors[others]).all()
+
+
+def test_a_worker_started_after_a_cancel_runs_none_of_the_jobs_chunks(gated, tmp_path):
+    """Workers start without Celery's mingle (no 1 s wait for the other workers' revoked
+    lists at every start): a new worker learns of a cancel from the job's record, so a
+    chunk revoked before it started still never runs."""
+    client, folder = gated
+    gate = tmp_path / "gate"
+    # Given the only worker held at a gate by one job, and a second job queued behind it
+    holder = client.submit([f"GATE:{gate} holder"], model=MODEL)
+    wait_for(Path(f"{gate}.entered").exists, 60, "the holder at the gate")
+    queued = client.submit([f"queued text {i:03d}" for i in range(12)], model=MODEL, max_texts=4)
+    # When the queued job is cancelled, and only then a second worker starts
+    assert client.job(queued.id).cancel() == 3
+    late = WorkerProcess(folder / "models.json", log_dir=tmp_path).wait_ready(client.app)
+    try:
+        gate.touch()
+        holder.wait(timeout=60)
+
+        # Then every chunk of the cancelled job was taken off the queue and none ran
+        def settled() -> bool:
+            return client.redis.llen(f"embed.{MODEL}") == 0 and all(
+                client.app.AsyncResult(jobstore.chunk_task_id(queued.id, i)).state
+                in ("REVOKED", "FAILURE")
+                for i in range(3)
+            )
+
+        wait_for(settled, 60, "the cancelled job's chunks settled")
+        done, _ = jobstore.progress(client.redis, queued.id)
+        assert not done
+        assert client.job(queued.id).status()["state"] == "CANCELLED"
+        # the new worker refused them, each on one line: a planned refusal, not a fault
+        refusals = [line for line in late.log().splitlines() if "was cancelled" in line]
+        assert len(refusals) == 3 and "Traceback" not in late.log(), late.log()
+    finally:
+        late.stop()

@@ -83,6 +83,9 @@ def run_worker(
         "--loglevel",
         loglevel,
         "--without-gossip",
+        # mingle waits 1 s at every start for the other workers' revoked lists; a chunk
+        # of a cancelled job is refused from the job record anyway (tasks/chunks).
+        "--without-mingle",
     ]
     try:
         app.worker_main(argv)
