@@ -81,3 +81,17 @@ def young_heap():
     gc.freeze()
     yield
     gc.unfreeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fork_server(request: pytest.FixtureRequest) -> None:
+    """Where this process runs tests with real workers, the server that forks the
+    real-model ones (tests/preloaded.py) starts now and imports while tests run."""
+    from tests import preloaded
+
+    if any(
+        part in ("integration", "fault")
+        for item in request.session.items
+        for part in item.path.parts
+    ):
+        preloaded.warm_up()

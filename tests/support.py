@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests import preloaded
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 SAMPLE = ROOT / "data" / "sample.jsonl"
@@ -49,15 +51,27 @@ class CliProcess:
     stop_timeout = 30.0
 
     def __init__(
-        self, args: list[str], log_path: Path, env: dict[str, str] | None, append: bool = False
+        self,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str] | None,
+        append: bool = False,
+        torch: bool = False,
     ) -> None:
+        """``torch``: the process will import sentence-transformers; it is forked from
+        an interpreter that has (tests/preloaded.py) where its environment allows."""
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab" if append else "wb")
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.proc: Any
+        if torch and preloaded.forkable(full_env, ROOT):
+            self.proc = preloaded.start(args, full_env, log_path, ROOT)
+            return
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "producers.cli", *args],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -132,6 +146,7 @@ class WorkerProcess(CliProcess):
             [*args, "--name", f"{self.name}@%h"],
             log_path,
             {"EMBEDFLEET_MODEL_CONFIG": str(config), **(env or {})},
+            torch=preloaded.serves_torch(config, models),
         )
 
     def wait_ready(self, app: Any, timeout: float = 180.0) -> WorkerProcess:
