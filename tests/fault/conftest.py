@@ -25,8 +25,9 @@ from tests.waiting import wait_for  # noqa: F401  (the fault tests import it fro
 VISIBILITY_S = 5
 #: Heartbeat lapse of the fleets whose tests wait for a dead or paused worker's chunks to
 #: come back (``EMBEDFLEET_WORKER_LAPSE_S``; the default is 30 s). What those tests check
-#: is the same at any lapse; 10 s is still 6 missed beats of 1.7 s for a live worker.
-LAPSE_S = 10
+#: is the same at any lapse; 6 s is still 6 missed beats of 1 s for a live worker (each
+#: test waits it out once per death: 4 tests, 5 deaths).
+LAPSE_S = 6
 #: The cheap plugin models of the suite.
 HASH = {"type": "tests.plugins:HashModel", "model_path": "none", "RAM": 0.01}
 SLOW = {"type": "tests.plugins:SlowHashModel", "model_path": "none", "RAM": 0.01}

@@ -40,7 +40,7 @@ def test_killed_worker_costs_no_row_and_duplicates_none(make_fleet, tmp_path: Pa
     assert frozen.proc.returncode == -signal.SIGKILL
 
     # Then the job completes, every row once with its own text's vector
-    job.wait(timeout=90)  # a safety net: the lapse is 10 s, the timeout 3,600 s
+    job.wait(timeout=90)  # a safety net: the lapse is LAPSE_S, the timeout 3,600 s
     files = sorted(out.glob("part-*.parquet"))
     assert len(files) == job.record.total == 30
     table = pa.concat_tables([pq.read_table(f) for f in files])

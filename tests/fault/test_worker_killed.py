@@ -35,7 +35,7 @@ def test_chunk_of_killed_worker_is_redelivered_and_job_completes(make_fleet, tmp
     assert frozen.proc.returncode == -signal.SIGKILL
 
     # Then the job completes: every row equals its own text's vector, in input order
-    # (the deadline is a safety net, not a measure: the lapse is 10 s, the timeout 3,600 s)
+    # (the deadline is a safety net, not a measure: the lapse is LAPSE_S, the timeout 3,600 s)
     vectors = job.wait(timeout=90)
     expected = np.stack([hash_vector(t) for t in texts])
     np.testing.assert_array_equal(vectors, expected)
