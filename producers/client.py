@@ -275,8 +275,11 @@ class EmbeddingClient:
         self, timeout: float = 3.0, destination: list[str] | None = None
     ) -> list[dict[str, Any]]:
         """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits);
-        ``destination``: only the named workers, returning once each answered."""
-        return fleet_admin.models(self.app, timeout, destination)
+        ``destination``: only the named workers, returning once each answered (by
+        default, the workers the fleet's catalog lists as live: see
+        :func:`producers.fleet_admin.models`)."""
+        live = None if destination else self._live_workers()
+        return fleet_admin.models(self.app, timeout, destination, live)
 
     def reload(
         self,
@@ -286,7 +289,14 @@ class EmbeddingClient:
     ) -> list[dict[str, Any]]:
         """Broadcast ``reload_models`` to every worker (or the ``destination`` ones); one
         row per worker (see :func:`producers.fleet_admin.reload`)."""
-        return fleet_admin.reload(self.app, timeout, destination, allow_empty)
+        live = None if destination else self._live_workers()
+        return fleet_admin.reload(self.app, timeout, destination, allow_empty, live)
+
+    def _live_workers(self) -> list[str]:
+        """The workers the fleet's catalog lists as live (tasks.contract.catalog)."""
+        from tasks.contract.catalog import live_workers
+
+        return retry_while_unreachable(lambda: live_workers(self.redis)) or []
 
     def workers(self, timeout: float = 1.0) -> list[str]:
         """Names of the workers that answer a ping."""

@@ -13,18 +13,29 @@ from celery import Celery
 from tasks.jobs.redis_retry import retry_while_unreachable
 
 
-def workers(app: Celery, timeout: float = 1.0) -> list[str]:
-    """Names of the workers that answer a ping."""
-    replies = retry_while_unreachable(lambda: app.control.ping(timeout=timeout)) or []
+def workers(app: Celery, timeout: float = 1.0, expected: int | None = None) -> list[str]:
+    """Names of the workers that answer a ping: all that answer within ``timeout``
+    seconds, or the first ``expected`` (returning as soon as that many have)."""
+    replies = (
+        retry_while_unreachable(lambda: app.control.ping(timeout=timeout, limit=expected)) or []
+    )
     return sorted(name for reply in replies for name in reply)
 
 
 def models(
-    app: Celery, timeout: float = 3.0, destination: list[str] | None = None
+    app: Celery,
+    timeout: float = 3.0,
+    destination: list[str] | None = None,
+    live: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits).
-    ``destination`` asks only the named workers, and returns as soon as each answered
-    (else it listens for ``timeout`` seconds: it cannot know how many will answer)."""
+    ``destination`` asks only the named workers, and returns as soon as each answered.
+    Without it, the workers in ``live`` (the catalog's: every worker publishes itself
+    there at boot and beats every few seconds) are asked, the same way; only where
+    none is known is the whole fleet listened to for ``timeout`` seconds (it cannot know
+    how many will answer). A listed worker that does not answer (stopped, killed a
+    moment ago) costs the ``timeout`` and has no row."""
+    destination = destination or live or None
     replies = retry_while_unreachable(
         lambda: app.control.broadcast(
             "embedfleet_models",
@@ -43,6 +54,7 @@ def reload(
     timeout: float = 10.0,
     destination: list[str] | None = None,
     allow_empty: bool = False,
+    live: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Broadcast ``reload_models``: every worker re-reads its config and applies it.
 
@@ -50,9 +62,13 @@ def reload(
     Returns one row per worker: ``{"worker","ok","config_hash","added","removed",
     "changed","error"}``. ``destination`` limits it to the named workers. Redis
     broadcasts are fire-and-forget: a worker that is down misses it, and loads the
-    current config when it starts.
+    current config when it starts. How many replies to wait for is the count of workers
+    that answer a ping (which returns once the ``live`` ones, the catalog's, could
+    have: at most 1 s).
     """
-    expected = len(destination) if destination else len(workers(app))
+    expected = (
+        len(destination) if destination else len(workers(app, expected=len(live or []) or None))
+    )
     replies = retry_while_unreachable(
         lambda: app.control.broadcast(
             "reload_models",

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -93,24 +94,44 @@ def warm_up() -> multiprocessing.context.BaseContext:
     return context
 
 
-def start(args: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> ForkedProcess:
+def start(
+    args: list[str], env: dict[str, str], log_path: Path, cwd: Path, errors: Path | None = None
+) -> ForkedProcess:
     """``python -m producers.cli ARGS`` forked from the server; its output goes to
-    ``log_path`` (appended to)."""
-    process = warm_up().Process(
-        target=_run_cli, args=(args, env, str(log_path), str(cwd)), daemon=True
-    )
+    ``log_path`` (appended to), its stderr there too unless ``errors`` is given."""
+    paths = (str(log_path), str(errors or log_path))
+    process = warm_up().Process(target=_run_cli, args=(args, env, paths, str(cwd)), daemon=True)
     process.start()
     return ForkedProcess(process, args)
 
 
-def _run_cli(args: list[str], env: dict[str, str], log_path: str, cwd: str) -> None:
+def run(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run([python, -m, producers.cli, *args], capture_output=True,
+    text=True, ...)``, forked from the server."""
+    with tempfile.TemporaryDirectory(prefix="embedfleet-cli-") as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        proc = start(args, env, out, cwd, errors=err)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        return subprocess.CompletedProcess(
+            args, proc.wait(), out.read_text(errors="replace"), err.read_text(errors="replace")
+        )
+
+
+def _run_cli(args: list[str], env: dict[str, str], paths: tuple[str, str], cwd: str) -> None:
     """In the forked child: what ``Popen([python, -m, producers.cli, *args], cwd=cwd,
-    env=env, stdout=log, stderr=STDOUT, start_new_session=True)`` sets up, then the CLI."""
+    env=env, stdout=..., stderr=..., start_new_session=True)`` sets up, then the CLI."""
     os.setsid()
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    for fd, path in zip((1, 2), paths, strict=True):
+        log = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log, fd)
+        os.close(log)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)

@@ -166,9 +166,14 @@ class WorkerProcess(CliProcess):
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, torch: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``embedfleet`` in a separate process, as a user would."""
+    """Run ``embedfleet`` in a separate process, as a user would. ``torch``: the verb
+    imports sentence-transformers; it is forked from an interpreter that has
+    (tests/preloaded.py) where its environment allows."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if torch and preloaded.forkable(full_env, ROOT):
+        return preloaded.run(list(args), full_env, ROOT, timeout)
     return subprocess.run(
         [sys.executable, "-m", "producers.cli", *args],
         cwd=ROOT,

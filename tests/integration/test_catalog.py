@@ -135,3 +135,26 @@ def test_a_killed_workers_stale_entry_yields_to_live_ones(redis_server, client):
         assert ("ghost" in merged.models) == (not live)
     finally:
         catalog.forget(client.redis, "dead@host")
+
+
+def test_models_and_reload_ask_the_live_workers_and_a_silent_one_has_no_row(worker, client):
+    """``models`` and ``reload`` ask the workers the catalog lists as live and return once
+    each answered (no fixed listen); one listed that never answers (killed a moment
+    ago, its heartbeat still fresh) costs the timeout and has no row."""
+    config = load_model_config(os.environ["EMBEDFLEET_MODEL_CONFIG"])
+    ghost = "ghost@killed-a-moment-ago"
+    client.redis.hset(catalog.CATALOG_KEY, ghost, json.dumps(catalog.entry_for(ghost, config, [])))
+    try:
+        assert {worker.node, ghost} <= set(catalog.live_workers(client.redis))
+        rows = client.models(timeout=1.0)
+        assert worker.node in [r["worker"] for r in rows]
+        assert ghost not in [r["worker"] for r in rows]
+        row = next(r for r in rows if r["worker"] == worker.node)
+        assert any(m["name"] == DEFAULT_MODEL for m in row["models"])
+        reloaded = client.reload(timeout=5.0)
+        names = [r["worker"] for r in reloaded]
+        assert worker.node in names and ghost not in names
+    finally:
+        catalog.forget(client.redis, ghost)
+    # ... and with the catalog telling the truth, every live worker's row is there
+    assert worker.node in [r["worker"] for r in client.models()]

@@ -56,6 +56,7 @@ def _optimize(config: Path, *extra: str):
         "--probes",
         str(PROBES),
         *extra,
+        torch=True,
     )
 
 
