@@ -1,40 +1,54 @@
-"""Real-model workers forked from an interpreter that has imported sentence-transformers.
+"""Test workers forked from interpreters that have imported what every worker imports.
 
 ``import sentence_transformers`` costs ~8 s of CPU on a 2-core runner (transformers'
-lazy-import scan, scipy, sklearn, torch.distributed): every real-model worker of the
-suite paid it again before its first chunk. A fork server (multiprocessing's, one per
-test process, started at the first such worker) imports those libraries once; each
-worker forked from it runs the same entry point as ``python -m producers.cli worker``
-(``producers.cli.main``) in its own process, session and log file. Nothing of the
-project is imported before the fork: its code runs in the worker as it would anyway.
+lazy-import scan, scipy, sklearn, torch.distributed) and celery, kombu, redis, numpy and
+pydantic ~0.8 s: every worker of the suite paid them again at its start. Two fork
+servers per test process, started with the session, import them once: one with
+sentence-transformers (multiprocessing's own), for workers serving a torch model, one
+without (the tests of lazy imports watch that a worker without a torch model never
+imports torch). A worker forked from one runs the same entry point as ``python -m
+producers.cli worker`` (``producers.cli.main``) in its own process, session and log
+file. Nothing of the project is imported before the fork: its code runs in the worker
+as it would anyway.
 
 A worker is forked only where that cannot change what it sees: its environment may
-differ from the server's only in variables read at the entry point (``EMBEDFLEET_*``;
-``AWS_*``, which boto3 reads per client; pytest's ``PYTEST_*``). Any other difference (``HF_HOME``,
-``PYTHONPATH``, ``OMP_NUM_THREADS``: read when a library is imported) gets a fresh
-interpreter, and so does a worker whose config serves no torch model (the tests of lazy
-imports watch what such a worker imports).
+differ from the servers' only in variables read at the entry point (``EMBEDFLEET_*``;
+``AWS_*``, which boto3 reads per client; pytest's ``PYTEST_*``). Any other difference
+(``HF_HOME``, ``PYTHONPATH``, ``OMP_NUM_THREADS``: read when a library is imported)
+gets a fresh interpreter.
 """
 
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import multiprocessing
-import multiprocessing.forkserver
+import multiprocessing.context
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
+from multiprocessing.context import set_spawning_popen
 from pathlib import Path
 from typing import Any
 
 #: ``TEST_FRESH_WORKERS=1``: every worker in a fresh interpreter, none forked.
 FRESH_ENV = "TEST_FRESH_WORKERS"
-#: What the fork server imports: the libraries a real-model worker loads anyway.
-PRELOAD = ["sentence_transformers", "celery", "kombu.transport.redis", "numpy"]
+#: What the fork servers import: the libraries every worker loads anyway, and with
+#: sentence-transformers, for the workers of a torch model (:data:`PRELOAD`).
+LIGHT_PRELOAD = [
+    "celery",
+    "celery.worker.consumer",
+    "kombu.transport.redis",
+    "redis",
+    "numpy",
+    "pydantic_settings",
+]
+PRELOAD = ["sentence_transformers", *LIGHT_PRELOAD]
 #: Environment variables a forked worker may set differently: read at the entry point
 #: (pytest's own, ``PYTEST_CURRENT_TEST``, changes at every test and is read by none).
 ENTRY_POINT_PREFIXES = ("EMBEDFLEET_", "AWS_", "PYTEST_")
@@ -74,7 +88,7 @@ def forkable(env: dict[str, str], root: Path) -> bool:
         return {
             k: v
             for k, v in variables.items()
-            if not k.startswith(ENTRY_POINT_PREFIXES) and k not in SET_BY_TORCH
+            if not k.startswith(ENTRY_POINT_PREFIXES) and k not in SET_BY_TORCH | {FRESH_ENV}
         }
 
     wanted, have = compared(env), compared(server)
@@ -84,23 +98,62 @@ def forkable(env: dict[str, str], root: Path) -> bool:
     return wanted == have
 
 
-def warm_up() -> multiprocessing.context.BaseContext:
-    """Start the fork server (once): it imports :data:`PRELOAD` while the tests go on."""
-    context = multiprocessing.get_context("forkserver")
+class _LightPopen(popen_forkserver.Popen):
+    """multiprocessing's forkserver Popen, asking :data:`_LIGHT` (the stdlib keeps one
+    fork server per process): ``Popen._launch`` of Python 3.11, its server swapped."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = _LIGHT.connect_to_new_process(self._fds)
+        _parent_w = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _LightProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _LightPopen:  # noqa: N802 - multiprocessing's name
+        return _LightPopen(process_obj)
+
+
+#: The fork server without sentence-transformers.
+_LIGHT = forkserver.ForkServer()
+
+
+def warm_up() -> None:
+    """Start the fork servers (once): they import while the tests go on."""
     if "env" not in _server:
-        context.set_forkserver_preload(PRELOAD)
         _server["env"] = dict(os.environ)
-        multiprocessing.forkserver.ensure_running()
-    return context
+        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+        forkserver.ensure_running()
+        _LIGHT.set_forkserver_preload(LIGHT_PRELOAD)
+        _LIGHT.ensure_running()
 
 
 def start(
-    args: list[str], env: dict[str, str], log_path: Path, cwd: Path, errors: Path | None = None
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path,
+    errors: Path | None = None,
+    torch: bool = True,
 ) -> ForkedProcess:
-    """``python -m producers.cli ARGS`` forked from the server; its output goes to
-    ``log_path`` (appended to), its stderr there too unless ``errors`` is given."""
+    """``python -m producers.cli ARGS`` forked from a server (the one that has imported
+    sentence-transformers when ``torch``); its output goes to ``log_path`` (appended
+    to), its stderr there too unless ``errors`` is given."""
+    warm_up()
     paths = (str(log_path), str(errors or log_path))
-    process = warm_up().Process(target=_run_cli, args=(args, env, paths, str(cwd)), daemon=True)
+    kind = multiprocessing.get_context("forkserver").Process if torch else _LightProcess
+    process = kind(target=_run_cli, args=(args, env, paths, str(cwd)), daemon=True)
     process.start()
     return ForkedProcess(process, args)
 

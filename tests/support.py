@@ -56,17 +56,19 @@ class CliProcess:
         log_path: Path,
         env: dict[str, str] | None,
         append: bool = False,
+        fork: bool = False,
         torch: bool = False,
     ) -> None:
-        """``torch``: the process will import sentence-transformers; it is forked from
-        an interpreter that has (tests/preloaded.py) where its environment allows."""
+        """``fork``: the process is forked from an interpreter that has imported what it
+        will (tests/preloaded.py; sentence-transformers too when ``torch``), where its
+        environment allows."""
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab" if append else "wb")
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.proc: Any
-        if torch and preloaded.forkable(full_env, ROOT):
-            self.proc = preloaded.start(args, full_env, log_path, ROOT)
+        if fork and preloaded.forkable(full_env, ROOT):
+            self.proc = preloaded.start(args, full_env, log_path, ROOT, torch=torch)
             return
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "producers.cli", *args],
@@ -146,6 +148,7 @@ class WorkerProcess(CliProcess):
             [*args, "--name", f"{self.name}@%h"],
             log_path,
             {"EMBEDFLEET_MODEL_CONFIG": str(config), **(env or {})},
+            fork=True,
             torch=preloaded.serves_torch(config, models),
         )
 
