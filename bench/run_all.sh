@@ -24,3 +24,4 @@ run precision --texts 256 --rounds 3
 run gateway --blocks 3 --busy-requests 10
 run scan_pinning --rows 2000000 --rounds 15
 run take --messages 5000 --rounds 3
+run fleet_answers --rounds 5
