@@ -32,7 +32,7 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved, so load drifts hit both alike
             for name, call in (
                 ("models", lambda: client.models()),
-                ("models_old", lambda: fleet_admin.models(client.app, 3.0, None, None)),
+                ("models_old", lambda: fleet_admin.models(client.app, 3.0, None)),
                 ("reload", lambda: client.reload()),
                 ("reload_old", lambda: fleet_admin.reload(client.app, 10.0, None, False, None)),
             ):

@@ -237,8 +237,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--worker",
         action="append",
-        help="only this worker (repeatable): answers once each named one has, where the "
-        "whole fleet is listened to for 3 s",
+        help="only this worker (repeatable; by default, the workers the fleet's catalog "
+        "lists as live): answers once each named one has",
     )
 
     sp = cmd("compare", fleet_verbs.compare, "how far two models agree on a sample of texts")

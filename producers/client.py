@@ -278,8 +278,7 @@ class EmbeddingClient:
         ``destination``: only the named workers, returning once each answered (by
         default, the workers the fleet's catalog lists as live: see
         :func:`producers.fleet_admin.models`)."""
-        live = None if destination else self._live_workers()
-        return fleet_admin.models(self.app, timeout, destination, live)
+        return fleet_admin.models(self.app, timeout, destination or self._live_workers() or None)
 
     def reload(
         self,

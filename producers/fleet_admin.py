@@ -23,19 +23,14 @@ def workers(app: Celery, timeout: float = 1.0, expected: int | None = None) -> l
 
 
 def models(
-    app: Celery,
-    timeout: float = 3.0,
-    destination: list[str] | None = None,
-    live: list[str] | None = None,
+    app: Celery, timeout: float = 3.0, destination: list[str] | None = None
 ) -> list[dict[str, Any]]:
     """Per worker: config hash, budget, RSS and its models (loaded, RAM, hits).
-    ``destination`` asks only the named workers, and returns as soon as each answered.
-    Without it, the workers in ``live`` (the catalog's: every worker publishes itself
-    there at boot and beats every few seconds) are asked, the same way; only where
-    none is known is the whole fleet listened to for ``timeout`` seconds (it cannot know
-    how many will answer). A listed worker that does not answer (stopped, killed a
-    moment ago) costs the ``timeout`` and has no row."""
-    destination = destination or live or None
+    ``destination`` asks only the named workers, and returns as soon as each answered
+    (the client passes the catalog's live workers by default); a named worker that does
+    not answer (stopped, killed a moment ago) costs the ``timeout`` and has no row.
+    Without it, the whole fleet is listened to for ``timeout`` seconds (it cannot know
+    how many will answer)."""
     replies = retry_while_unreachable(
         lambda: app.control.broadcast(
             "embedfleet_models",
