@@ -197,7 +197,7 @@ def _run_cli(args: list[str], env: dict[str, str], paths: tuple[str, str], cwd: 
     try:
         code = cli.main(args)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     except BaseException:
         import traceback
 
@@ -235,9 +235,7 @@ class ForkedProcess:
             os.kill(self.pid, sig)
 
     def terminate(self) -> None:
-        if self._process.exitcode is None:
-            self._process.terminate()
+        self.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
-        if self._process.exitcode is None:
-            self._process.kill()
+        self.send_signal(signal.SIGKILL)
